@@ -1,0 +1,3 @@
+module github.com/nodevms/nodevms
+
+go 1.26
