@@ -1,0 +1,224 @@
+// Package bitfield holds the in-memory form of a hypercore's SLEEP bitfield
+// file: which blocks a feed has, which Merkle tree nodes it has, and an index
+// over the block bits that makes "find the next missing block" cheap.
+//
+// A bitfield is a sequence of fixed-size pages. Each page holds, in order:
+// 1024 bytes of block bits (8192 blocks, most significant bit first), 2048
+// bytes of tree-node bits (one per flat-tree index), and the rest (512 bytes
+// for the current 3584-byte pages, 256 bytes for the 3328-byte pages written
+// by hypercore 6.22 and older) for the index: a flat tree of 2-bit values,
+// one per block byte (11 all set, 01 some set, 00 none set), whose parents
+// summarise their children.
+//
+// The JavaScript reference writes whole pages, and which bytes of which page
+// the index touches depends on the exact order of its updates. Bitfield
+// reproduces that algorithm step for step, so that the pages it produces for
+// the same appends are byte-identical to the reference's. Changed pages are
+// tracked so that a caller can write out just those (see TakeDirty).
+package bitfield
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nodevms/nodevms/hypercore/flat"
+)
+
+// Page sizes found in SLEEP bitfield files.
+const (
+	PageSize       = 3584 // hypercore >= 6.23
+	LegacyPageSize = 3328 // hypercore <= 6.22
+
+	dataBytes = 1024 // block bits per page: 8192 blocks
+	treeBytes = 2048 // tree-node bits per page: 16384 nodes
+
+	// BlocksPerPage is the number of blocks a page's data bits cover.
+	BlocksPerPage = 8 * dataBytes
+)
+
+// ErrPageSize reports a page size other than PageSize or LegacyPageSize.
+var ErrPageSize = errors.New("bitfield: unsupported page size")
+
+// Bitfield is the block, tree and index bits of one feed.
+// It is not safe for concurrent use.
+type Bitfield struct {
+	pageSize  int
+	indexSize uint64
+	pages     *pager
+	data      *view
+	tree      *view
+	index     *view
+	it        flat.Iterator // reused by the index updates, as the reference does
+}
+
+// New returns an empty bitfield with pages of pageSize bytes.
+func New(pageSize int) (*Bitfield, error) {
+	return Load(pageSize, nil)
+}
+
+// Load returns a bitfield whose pages are the given stored pages, in order.
+// Each page must be pageSize bytes long.
+func Load(pageSize int, pages [][]byte) (*Bitfield, error) {
+	if pageSize != PageSize && pageSize != LegacyPageSize {
+		return nil, fmt.Errorf("%w: %d", ErrPageSize, pageSize)
+	}
+	p := newPager(pageSize, true)
+	for i, pg := range pages {
+		if len(pg) != pageSize {
+			return nil, fmt.Errorf("bitfield: page %d has %d bytes, want %d", i, len(pg), pageSize)
+		}
+		p.load(uint64(i), pg)
+	}
+	indexSize := uint64(pageSize - dataBytes - treeBytes)
+	return &Bitfield{
+		pageSize:  pageSize,
+		indexSize: indexSize,
+		pages:     p,
+		data:      newView(p, dataBytes, 0),
+		tree:      newView(p, treeBytes, dataBytes),
+		index:     newView(p, indexSize, dataBytes+treeBytes),
+	}, nil
+}
+
+// PageSize returns the size of this bitfield's pages.
+func (b *Bitfield) PageSize() int { return b.pageSize }
+
+// Get reports whether block i is present.
+func (b *Bitfield) Get(i uint64) bool { return b.data.get(i) }
+
+// Length returns the length of the block bits in bits, as the reference
+// counts it: eight times one past the highest block byte touched.
+func (b *Bitfield) Length() uint64 { return b.data.length() }
+
+// Set marks block i present (or absent) and reports whether that changed
+// anything.
+func (b *Bitfield) Set(i uint64, present bool) bool {
+	o := i & 7
+	byteIndex := i / 8
+	v := b.data.getByte(byteIndex)
+	if present {
+		v |= 128 >> o
+	} else {
+		v &^= 128 >> o
+	}
+	if !b.data.setByte(byteIndex, v) {
+		return false
+	}
+	b.setIndex(byteIndex, v)
+	return true
+}
+
+// Tree returns the tree-node bits as a TreeIndex over this bitfield.
+func (b *Bitfield) Tree() *TreeIndex { return &TreeIndex{bits: b.tree} }
+
+// DirtyPage is a page that changed since the last TakeDirty.
+type DirtyPage struct {
+	Number uint64 // page number: the page lives at 32 + Number*PageSize in the file
+	Bytes  []byte // a copy of the whole page
+}
+
+// TakeDirty returns the pages changed since the last call and forgets them.
+func (b *Bitfield) TakeDirty() []DirtyPage {
+	out := make([]DirtyPage, 0, len(b.pages.dirty))
+	for _, pg := range b.pages.dirty {
+		pg.dirty = false
+		out = append(out, DirtyPage{Number: pg.n, Bytes: append([]byte(nil), pg.buf...)})
+	}
+	b.pages.dirty = b.pages.dirty[:0]
+	return out
+}
+
+// Page returns a copy of page n as it would be stored (zeros if absent).
+func (b *Bitfield) Page(n uint64) []byte {
+	out := make([]byte, b.pageSize)
+	if pg := b.pages.get(n, false); pg != nil {
+		copy(out, pg.buf)
+	}
+	return out
+}
+
+// PageCount returns one past the highest page number in use.
+func (b *Bitfield) PageCount() uint64 { return b.pages.length }
+
+// Lookup tables of the reference's index maintenance.
+var (
+	indexUpdateMask = [4]byte{63, 207, 243, 252}
+	mapParentRight  [256]byte
+	mapParentLeft   [256]byte
+)
+
+func init() {
+	summarise := func(nibble int) int {
+		switch nibble {
+		case 15:
+			return 3
+		case 0:
+			return 0
+		}
+		return 1
+	}
+	for i := 0; i < 256; i++ {
+		r := summarise(i>>4)<<2 | summarise(i&15)
+		mapParentRight[i] = byte(r)
+		mapParentLeft[i] = byte(r << 4)
+	}
+}
+
+func indexValue(dataByte byte) byte {
+	switch dataByte {
+	case 255:
+		return 192
+	case 0:
+		return 0
+	}
+	return 64
+}
+
+// setIndex records in the index that block byte i now holds value, then
+// propagates the change to the index's parents, exactly as the reference.
+func (b *Bitfield) setIndex(i uint64, value byte) {
+	o := i & 3
+	start := 2 * (i / 4)
+	idx := b.index
+	v := (idx.getByte(start) & indexUpdateMask[o]) | (indexValue(value) >> (2 * o))
+	before := idx.length()
+	maxLength := b.pages.length * b.indexSize
+
+	it := &b.it
+	it.Seek(start)
+	for it.Index() < maxLength && idx.setByte(it.Index(), v) {
+		if it.IsLeft() {
+			v = mapParentLeft[v] | mapParentRight[idx.getByte(it.Sibling())]
+		} else {
+			v = mapParentRight[v] | mapParentLeft[idx.getByte(it.Sibling())]
+		}
+		it.Parent()
+	}
+	if before != idx.length() {
+		b.expand(before)
+	}
+}
+
+// expand refreshes the index parents above the full roots of 2*n, where n is
+// the index's previous length in bits. The units are the reference's own
+// (bits where bytes would be natural); reproducing them keeps pages
+// byte-identical.
+func (b *Bitfield) expand(n uint64) {
+	idx := b.index
+	it := &b.it
+	for _, root := range flat.FullRoots(2 * n) {
+		it.Seek(root)
+		v := idx.getByte(it.Index())
+		for {
+			if it.IsLeft() {
+				v = mapParentLeft[v] | mapParentRight[idx.getByte(it.Sibling())]
+			} else {
+				v = mapParentRight[v] | mapParentLeft[idx.getByte(it.Sibling())]
+			}
+			parent := it.Parent()
+			if 8*parent >= idx.length() || !idx.setByte(parent, v) {
+				break
+			}
+		}
+	}
+}

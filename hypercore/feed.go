@@ -1,0 +1,743 @@
+package hypercore
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"sync"
+
+	"github.com/nodevms/nodevms/hypercore/bitfield"
+	"github.com/nodevms/nodevms/hypercore/flat"
+	"github.com/nodevms/nodevms/hypercore/merkle"
+	"github.com/nodevms/nodevms/hypercore/sleep"
+)
+
+// Config says which feed to open and how.
+type Config struct {
+	// Storage holds the feed's files. Required.
+	Storage Storage
+
+	// PublicKey is the feed to open. When the storage already holds a feed,
+	// a different key is an error (ErrKeyMismatch). When it holds none, a
+	// public key without a secret key creates a replica.
+	PublicKey ed25519.PublicKey
+
+	// SecretKey makes the feed writable. When creating a feed with neither
+	// key, a key pair is generated from Rand.
+	SecretKey ed25519.PrivateKey
+
+	// Create creates the feed if the storage holds none; otherwise opening
+	// an empty storage fails with ErrNoFeed.
+	Create bool
+
+	// ReadOnly never writes to the storage, not even headers, and makes the
+	// feed not writable even when the secret key is at hand. Use it with a
+	// read-only Storage to inspect a feed's files.
+	ReadOnly bool
+
+	// DiscardSecretKey keeps the secret key out of the storage (as
+	// hyperdrive does for the content feed, whose key it derives).
+	DiscardSecretKey bool
+
+	// Rand is the source of generated keys; crypto/rand if nil.
+	Rand io.Reader
+}
+
+// Feed is a hypercore: an append-only log of blocks whose Merkle tree roots
+// are signed by the writer. A Feed is safe for concurrent use.
+type Feed struct {
+	mu sync.Mutex
+
+	storage  Storage
+	readOnly bool
+	closed   bool
+
+	key, secretKey, tree, data, bits, signatures File
+
+	publicKey    ed25519.PublicKey
+	privateKey   ed25519.PrivateKey // nil unless writable
+	discoveryKey [DiscoveryKeySize]byte
+
+	bitfield *bitfield.Bitfield
+	treeBits *bitfield.TreeIndex
+
+	length     uint64
+	byteLength uint64
+	gen        *merkle.Generator // the writer's roots; nil for replicas
+	hasher     *merkle.Hasher
+	nodes      nodeCache
+	syncNeeded bool // files written since the last Sync
+
+	changed chan struct{} // closed and replaced whenever the feed changes
+}
+
+// Open opens (or, with cfg.Create, creates) a feed. Opening checks the stored
+// files for consistency: the headers, the key pair, the tree nodes of the
+// roots, and the last signature over them; a feed that fails a check is not
+// opened and the error wraps ErrCorrupt.
+func Open(cfg Config) (*Feed, error) {
+	if cfg.Storage == nil {
+		return nil, errors.New("hypercore: no storage")
+	}
+	f := &Feed{
+		storage:  cfg.Storage,
+		readOnly: cfg.ReadOnly,
+		hasher:   merkle.NewHasher(),
+		changed:  make(chan struct{}),
+	}
+	if err := f.open(cfg); err != nil {
+		f.closeFiles()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Feed) openFile(name string, create bool) (File, error) {
+	file, err := f.storage.Open(name, create && !f.readOnly)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("hypercore: open %s: %w", name, err)
+	}
+	return file, nil
+}
+
+func (f *Feed) open(cfg Config) error {
+	var err error
+	if f.key, err = f.openFile("key", false); err != nil {
+		return err
+	}
+	storedKey, err := readWhole(f.key, "key", PublicKeySize)
+	if err != nil {
+		return err
+	}
+	if f.secretKey, err = f.openFile("secret_key", false); err != nil {
+		return err
+	}
+	storedSecret, err := readWhole(f.secretKey, "secret_key", SecretKeySize)
+	if err != nil {
+		return err
+	}
+
+	isNew := storedKey == nil
+	if isNew && !cfg.Create {
+		return ErrNoFeed
+	}
+	switch {
+	case !isNew:
+		f.publicKey = storedKey
+		if cfg.PublicKey != nil && !f.publicKey.Equal(cfg.PublicKey) {
+			return fmt.Errorf("%w: another feed is stored here", ErrKeyMismatch)
+		}
+	case cfg.PublicKey != nil:
+		if len(cfg.PublicKey) != PublicKeySize {
+			return fmt.Errorf("hypercore: public key of %d bytes", len(cfg.PublicKey))
+		}
+		f.publicKey = append(ed25519.PublicKey(nil), cfg.PublicKey...)
+	case cfg.SecretKey != nil:
+		if len(cfg.SecretKey) != SecretKeySize {
+			return fmt.Errorf("hypercore: secret key of %d bytes", len(cfg.SecretKey))
+		}
+		f.publicKey = append(ed25519.PublicKey(nil), cfg.SecretKey[SeedSize:]...)
+	default:
+		kp, err := GenerateKeyPair(cfg.Rand)
+		if err != nil {
+			return err
+		}
+		f.publicKey, cfg.SecretKey = kp.PublicKey, kp.SecretKey
+	}
+	f.discoveryKey = DiscoveryKey(f.publicKey)
+
+	secret := cfg.SecretKey
+	if secret == nil && storedSecret != nil {
+		secret = storedSecret
+	}
+	if secret != nil && !secretKeyMatches(secret, f.publicKey) {
+		return fmt.Errorf("%w: the secret key does not belong to the public key", ErrKeyMismatch)
+	}
+	if storedSecret != nil && secret != nil && !bytes.Equal(storedSecret, secret) {
+		return fmt.Errorf("%w: the stored secret key differs from the one given", ErrKeyMismatch)
+	}
+	if !f.readOnly && secret != nil {
+		f.privateKey = append(ed25519.PrivateKey(nil), secret...)
+	}
+
+	if err := f.openSleepFiles(isNew); err != nil {
+		return err
+	}
+	if err := f.loadState(); err != nil {
+		return err
+	}
+
+	if f.readOnly {
+		return nil
+	}
+	if isNew {
+		if f.key, err = f.openFile("key", true); err != nil {
+			return err
+		}
+		if _, err := f.key.WriteAt(f.publicKey, 0); err != nil {
+			return fmt.Errorf("hypercore: write key: %w", err)
+		}
+	}
+	if f.privateKey != nil && storedSecret == nil && !cfg.DiscardSecretKey {
+		if f.secretKey, err = f.openFile("secret_key", true); err != nil {
+			return err
+		}
+		if _, err := f.secretKey.WriteAt(f.privateKey, 0); err != nil {
+			return fmt.Errorf("hypercore: write secret key: %w", err)
+		}
+	}
+	f.syncNeeded = true
+	return nil
+}
+
+// readWhole reads a key file, which must be exactly size bytes; a missing
+// file gives nil.
+func readWhole(file File, name string, size int) ([]byte, error) {
+	if file == nil {
+		return nil, nil
+	}
+	n, err := file.Size()
+	if err != nil {
+		return nil, fmt.Errorf("hypercore: %s: %w", name, err)
+	}
+	if n != int64(size) {
+		return nil, fmt.Errorf("%w: %s file has %d bytes, want %d", ErrCorrupt, name, n, size)
+	}
+	buf := make([]byte, size)
+	if _, err := file.ReadAt(buf, 0); err != nil {
+		return nil, fmt.Errorf("hypercore: read %s: %w", name, err)
+	}
+	return buf, nil
+}
+
+// openSleepFiles opens tree, signatures and bitfield, checking their headers
+// or writing them to new files.
+func (f *Feed) openSleepFiles(isNew bool) error {
+	var err error
+	if f.tree, err = f.openFile("tree", true); err != nil {
+		return err
+	}
+	if f.signatures, err = f.openFile("signatures", true); err != nil {
+		return err
+	}
+	if f.bits, err = f.openFile("bitfield", true); err != nil {
+		return err
+	}
+	if f.data, err = f.openFile("data", false); err != nil {
+		return err
+	}
+	if !isNew && (f.tree == nil || f.signatures == nil || f.bits == nil) {
+		return fmt.Errorf("%w: the key is stored but tree, signatures or bitfield is missing", ErrCorrupt)
+	}
+	if f.tree == nil { // read-only, nothing stored
+		return ErrNoFeed
+	}
+	if err := f.checkHeader(f.tree, "tree", sleep.TreeHeader); err != nil {
+		return err
+	}
+	if err := f.checkHeader(f.signatures, "signatures", sleep.SignaturesHeader); err != nil {
+		return err
+	}
+	return f.checkHeader(f.bits, "bitfield", sleep.BitfieldHeader(bitfield.PageSize))
+}
+
+// checkHeader checks the header of a SLEEP file, writing it if the file is
+// empty. For the bitfield, the page size is whatever the file says.
+func (f *Feed) checkHeader(file File, name string, want sleep.Header) error {
+	size, err := file.Size()
+	if err != nil {
+		return fmt.Errorf("hypercore: %s: %w", name, err)
+	}
+	if size == 0 {
+		if f.readOnly {
+			return nil
+		}
+		h := want.Encode()
+		if _, err := file.WriteAt(h[:], 0); err != nil {
+			return fmt.Errorf("hypercore: write %s header: %w", name, err)
+		}
+		return nil
+	}
+	var buf [sleep.HeaderSize]byte
+	if _, err := file.ReadAt(buf[:], 0); err != nil {
+		return fmt.Errorf("%w: %s: reading header: %v", ErrCorrupt, name, err)
+	}
+	h, err := sleep.ParseHeader(buf[:])
+	if err == nil {
+		err = h.Check(want)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
+	}
+	return nil
+}
+
+// loadState reads the bitfield, derives the feed's length from its tree bits,
+// and checks the roots and their signature.
+func (f *Feed) loadState() error {
+	pageSize := bitfield.PageSize
+	size, err := f.bits.Size()
+	if err != nil {
+		return fmt.Errorf("hypercore: bitfield: %w", err)
+	}
+	var pages [][]byte
+	if size > 0 {
+		var hb [sleep.HeaderSize]byte
+		if _, err := f.bits.ReadAt(hb[:], 0); err != nil {
+			return fmt.Errorf("%w: bitfield: %v", ErrCorrupt, err)
+		}
+		h, _ := sleep.ParseHeader(hb[:]) // checked in openSleepFiles
+		pageSize = int(h.EntrySize)
+		body := size - sleep.HeaderSize
+		if body%int64(pageSize) != 0 {
+			return fmt.Errorf("%w: bitfield: %d bytes after the header is not a whole number of %d-byte pages", ErrCorrupt, body, pageSize)
+		}
+		buf := make([]byte, body)
+		if _, err := f.bits.ReadAt(buf, sleep.HeaderSize); err != nil && !(errors.Is(err, io.EOF) && body == 0) {
+			return fmt.Errorf("%w: bitfield: %v", ErrCorrupt, err)
+		}
+		for off := 0; off < len(buf); off += pageSize {
+			pages = append(pages, buf[off:off+pageSize])
+		}
+	}
+	f.bitfield, err = bitfield.Load(pageSize, pages)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	f.treeBits = f.bitfield.Tree()
+	f.length = f.treeBits.Blocks()
+
+	roots, err := f.rootsOf(f.length)
+	if err != nil {
+		return fmt.Errorf("%w: roots of length %d: %w", ErrCorrupt, f.length, err)
+	}
+	for _, r := range roots {
+		f.byteLength += r.Size
+	}
+	if f.length > 0 {
+		sig, err := f.readSignature(f.length - 1)
+		if err != nil {
+			return fmt.Errorf("%w: signature of length %d: %w", ErrCorrupt, f.length, err)
+		}
+		th := f.hasher.Tree(roots)
+		if !ed25519.Verify(f.publicKey, th[:], sig) {
+			return fmt.Errorf("%w: the signature of length %d does not match the stored tree", ErrCorrupt, f.length)
+		}
+		if f.bitfield.Get(f.length - 1) {
+			n := int64(0)
+			if f.data != nil {
+				if n, err = f.data.Size(); err != nil {
+					return fmt.Errorf("hypercore: data: %w", err)
+				}
+			}
+			if uint64(n) < f.byteLength {
+				return fmt.Errorf("%w: data file has %d bytes, the tree says %d", ErrCorrupt, n, f.byteLength)
+			}
+		}
+	}
+	if f.privateKey != nil {
+		f.gen = merkle.NewGenerator(roots)
+	}
+	return nil
+}
+
+// PublicKey returns the feed's public key.
+func (f *Feed) PublicKey() ed25519.PublicKey { return f.publicKey }
+
+// DiscoveryKey returns the feed's discovery key.
+func (f *Feed) DiscoveryKey() [DiscoveryKeySize]byte { return f.discoveryKey }
+
+// Writable reports whether this side can append.
+func (f *Feed) Writable() bool { return f.privateKey != nil }
+
+// Length returns the number of blocks in the feed, as far as this side has
+// verified (a replica may hold only some of them).
+func (f *Feed) Length() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.length
+}
+
+// ByteLength returns the number of data bytes in the feed's Length blocks.
+func (f *Feed) ByteLength() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.byteLength
+}
+
+// Has reports whether block i is stored here.
+func (f *Feed) Has(i uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bitfield.Get(i)
+}
+
+// Changed returns a channel that is closed the next time the feed changes
+// (an append, or a block stored by Put). Get a new channel after each change.
+func (f *Feed) Changed() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.changed
+}
+
+func (f *Feed) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// Append adds blocks to the feed as one batch, signed once over the tree
+// after its last block, and returns the index of its first block. Append
+// writes to the files but does not wait for them to reach the disk: call Sync
+// for that. An empty batch changes nothing.
+func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return 0, ErrClosed
+	}
+	if f.privateKey == nil {
+		return 0, ErrNotWritable
+	}
+	start := f.length
+	if len(blocks) == 0 {
+		return start, nil
+	}
+
+	saved := append([]merkle.Node(nil), f.gen.Roots()...)
+	n := uint64(len(blocks))
+	nodeOffset := 2 * start
+	treeBatch := make([]byte, (2*n-1)*sleep.TreeEntrySize)
+	var outside []merkle.Node // completed parents left of the batch
+	var nodes []merkle.Node
+	total := 0
+	for _, b := range blocks {
+		total += len(b)
+	}
+	data := make([]byte, 0, total)
+	for _, b := range blocks {
+		data = append(data, b...)
+		nodes = f.gen.Next(b, nodes[:0])
+		for _, nd := range nodes {
+			if nd.Index >= nodeOffset {
+				o := (nd.Index - nodeOffset) * sleep.TreeEntrySize
+				sleep.EncodeTreeEntry(treeBatch[o:], nd.Hash, nd.Size)
+			} else {
+				outside = append(outside, nd)
+			}
+			f.nodes.put(nd)
+		}
+	}
+	th := f.gen.TreeHash()
+	sig := ed25519.Sign(f.privateKey, th[:])
+
+	if err := f.writeAppend(start, n, data, treeBatch, outside, sig); err != nil {
+		f.gen = merkle.NewGenerator(saved)
+		f.nodes = nodeCache{}
+		return 0, err
+	}
+	for i := uint64(0); i < n; i++ {
+		f.bitfield.Set(start+i, true)
+		f.treeBits.Set(2 * (start + i))
+	}
+	f.length += n
+	f.byteLength += uint64(total)
+	f.syncNeeded = true
+	f.notify()
+	return start, nil
+}
+
+// writeAppend writes one batch the way the reference does: the data, the
+// tree entries from the batch's first leaf to its last (zeros where a parent
+// is not complete yet), the parents left of the batch one by one, and the
+// signature at the batch's last index.
+func (f *Feed) writeAppend(start, n uint64, data, treeBatch []byte, outside []merkle.Node, sig []byte) error {
+	if len(data) > 0 {
+		if f.data == nil {
+			var err error
+			if f.data, err = f.openFile("data", true); err != nil {
+				return err
+			}
+		}
+		if _, err := f.data.WriteAt(data, int64(f.byteLength)); err != nil {
+			return fmt.Errorf("hypercore: write data: %w", err)
+		}
+	}
+	var entry [sleep.TreeEntrySize]byte
+	for _, nd := range outside {
+		sleep.EncodeTreeEntry(entry[:], nd.Hash, nd.Size)
+		if _, err := f.tree.WriteAt(entry[:], sleep.TreeOffset(nd.Index)); err != nil {
+			return fmt.Errorf("hypercore: write tree: %w", err)
+		}
+	}
+	if _, err := f.tree.WriteAt(treeBatch, sleep.TreeOffset(2*start)); err != nil {
+		return fmt.Errorf("hypercore: write tree: %w", err)
+	}
+	if _, err := f.signatures.WriteAt(sig, sleep.SignatureOffset(start+n-1)); err != nil {
+		return fmt.Errorf("hypercore: write signature: %w", err)
+	}
+	return nil
+}
+
+// Sync makes every change so far durable. It flushes the data, tree and
+// signatures files first and only then writes the bitfield pages that claim
+// the new blocks, so that after a crash the bitfield never claims a block
+// whose bytes did not reach the disk.
+func (f *Feed) Sync() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrClosed
+	}
+	return f.sync()
+}
+
+func (f *Feed) sync() error {
+	if f.readOnly || !f.syncNeeded {
+		return nil
+	}
+	for _, file := range []File{f.data, f.tree, f.signatures, f.key, f.secretKey} {
+		if file == nil {
+			continue
+		}
+		if err := file.Sync(); err != nil {
+			return fmt.Errorf("hypercore: sync: %w", err)
+		}
+	}
+	for _, pg := range f.bitfield.TakeDirty() {
+		off := sleep.HeaderSize + int64(pg.Number)*int64(f.bitfield.PageSize())
+		if _, err := f.bits.WriteAt(pg.Bytes, off); err != nil {
+			return fmt.Errorf("hypercore: write bitfield: %w", err)
+		}
+	}
+	if err := f.bits.Sync(); err != nil {
+		return fmt.Errorf("hypercore: sync bitfield: %w", err)
+	}
+	f.syncNeeded = false
+	return nil
+}
+
+// Close syncs the feed and closes its files.
+func (f *Feed) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	err := f.sync()
+	f.closed = true
+	if cerr := f.closeFiles(); err == nil {
+		err = cerr
+	}
+	close(f.changed)
+	return err
+}
+
+func (f *Feed) closeFiles() error {
+	var first error
+	for _, file := range []File{f.key, f.secretKey, f.tree, f.data, f.bits, f.signatures} {
+		if file == nil {
+			continue
+		}
+		if err := file.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Get returns block i, or an error wrapping ErrNotFound if it is not stored
+// here.
+func (f *Feed) Get(i uint64) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
+	return f.get(i)
+}
+
+func (f *Feed) get(i uint64) ([]byte, error) {
+	if !f.bitfield.Get(i) {
+		return nil, fmt.Errorf("%w: block %d", ErrNotFound, i)
+	}
+	off, size, err := f.dataOffset(i, nil)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, size)
+	if size == 0 {
+		return buf, nil
+	}
+	if f.data == nil {
+		return nil, fmt.Errorf("%w: block %d: no data file", ErrCorrupt, i)
+	}
+	if _, err := f.data.ReadAt(buf, int64(off)); err != nil {
+		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
+	}
+	return buf, nil
+}
+
+// dataOffset returns where block i's bytes start in the data file and how
+// many there are, from the sizes of the tree nodes left of it. Nodes in
+// known are used before the stored ones.
+func (f *Feed) dataOffset(i uint64, known []merkle.Node) (offset, size uint64, err error) {
+	var rootsBuf [64]uint64
+	for _, r := range flat.AppendFullRoots(rootsBuf[:0], 2*i) {
+		nd, err := f.nodeOrKnown(r, known)
+		if err != nil {
+			return 0, 0, err
+		}
+		offset += nd.Size
+	}
+	nd, err := f.nodeOrKnown(2*i, known)
+	if err != nil {
+		return 0, 0, err
+	}
+	return offset, nd.Size, nil
+}
+
+func (f *Feed) nodeOrKnown(i uint64, known []merkle.Node) (merkle.Node, error) {
+	for _, nd := range known {
+		if nd.Index == i {
+			return nd, nil
+		}
+	}
+	return f.node(i)
+}
+
+// node returns tree node i from the cache or the tree file.
+func (f *Feed) node(i uint64) (merkle.Node, error) {
+	if nd, ok := f.nodes.get(i); ok {
+		return nd, nil
+	}
+	var buf [sleep.TreeEntrySize]byte
+	n, err := f.tree.ReadAt(buf[:], sleep.TreeOffset(i))
+	if err != nil && !(errors.Is(err, io.EOF)) {
+		return merkle.Node{}, fmt.Errorf("hypercore: read tree node %d: %w", i, err)
+	}
+	hash, size, ok := sleep.DecodeTreeEntry(buf[:n])
+	if !ok {
+		return merkle.Node{}, fmt.Errorf("%w: tree node %d", ErrNotFound, i)
+	}
+	nd := merkle.Node{Index: i, Hash: hash, Size: size}
+	f.nodes.put(nd)
+	return nd, nil
+}
+
+func (f *Feed) writeNode(nd merkle.Node) error {
+	var entry [sleep.TreeEntrySize]byte
+	sleep.EncodeTreeEntry(entry[:], nd.Hash, nd.Size)
+	if _, err := f.tree.WriteAt(entry[:], sleep.TreeOffset(nd.Index)); err != nil {
+		return fmt.Errorf("hypercore: write tree: %w", err)
+	}
+	f.nodes.put(nd)
+	return nil
+}
+
+// rootsOf returns the root nodes of a feed of length blocks.
+func (f *Feed) rootsOf(length uint64) ([]merkle.Node, error) {
+	idx := flat.FullRoots(2 * length)
+	roots := make([]merkle.Node, len(idx))
+	for k, i := range idx {
+		nd, err := f.node(i)
+		if err != nil {
+			return nil, err
+		}
+		roots[k] = nd
+	}
+	return roots, nil
+}
+
+// Roots returns the root nodes of the first length blocks of the feed, whose
+// tree hash the signature at block length-1 signs.
+func (f *Feed) Roots(length uint64) ([]merkle.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
+	for _, r := range flat.FullRoots(2 * length) {
+		if !f.treeBits.Get(r) {
+			return nil, fmt.Errorf("%w: root %d of length %d", ErrNotFound, r, length)
+		}
+	}
+	return f.rootsOf(length)
+}
+
+func (f *Feed) readSignature(i uint64) ([]byte, error) {
+	sig := make([]byte, SignatureSize)
+	n, err := f.signatures.ReadAt(sig, sleep.SignatureOffset(i))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("hypercore: read signature %d: %w", i, err)
+	}
+	if n < SignatureSize || sleep.IsBlank(sig) {
+		return nil, fmt.Errorf("%w: signature %d", ErrNotFound, i)
+	}
+	return sig, nil
+}
+
+// Signature returns the first signature stored at or after block i, and the
+// index it is stored at: the signature over the tree of that index + 1
+// blocks, which proves block i.
+func (f *Feed) Signature(i uint64) (sig []byte, at uint64, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, 0, ErrClosed
+	}
+	if i >= f.length {
+		return nil, 0, fmt.Errorf("%w: no signature for block %d of %d", ErrNotFound, i, f.length)
+	}
+	for j := i; j < f.length; j++ {
+		sig, err := f.readSignature(j)
+		if err == nil {
+			return sig, j, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return nil, 0, err
+		}
+	}
+	return nil, 0, fmt.Errorf("%w: no signature at or after block %d", ErrNotFound, i)
+}
+
+// nodeCache is a small direct-mapped cache of tree nodes: reads of recent
+// blocks and proofs touch the same few nodes over and over.
+type nodeCache struct {
+	entries [4096]struct {
+		node  merkle.Node
+		valid bool
+	}
+}
+
+func (c *nodeCache) get(i uint64) (merkle.Node, bool) {
+	e := &c.entries[i%uint64(len(c.entries))]
+	if e.valid && e.node.Index == i {
+		return e.node, true
+	}
+	return merkle.Node{}, false
+}
+
+func (c *nodeCache) put(nd merkle.Node) {
+	e := &c.entries[nd.Index%uint64(len(c.entries))]
+	e.node, e.valid = nd, true
+}
+
+// Node returns tree node i (block j is node 2j), or an error wrapping
+// ErrNotFound if it is not stored here.
+func (f *Feed) Node(i uint64) (merkle.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return merkle.Node{}, ErrClosed
+	}
+	if !f.treeBits.Get(i) {
+		return merkle.Node{}, fmt.Errorf("%w: tree node %d", ErrNotFound, i)
+	}
+	return f.node(i)
+}

@@ -1,0 +1,173 @@
+package hypercore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// File is one random-access file of a feed.
+type File interface {
+	io.ReaderAt
+	io.WriterAt
+	// Size returns the file's length in bytes.
+	Size() (int64, error)
+	// Sync makes everything written so far durable.
+	Sync() error
+	Close() error
+}
+
+// Storage opens the files of one feed by name: "key", "secret_key", "tree",
+// "data", "bitfield" and "signatures".
+type Storage interface {
+	// Open opens the named file. If the file does not exist and create is
+	// false, the error wraps fs.ErrNotExist.
+	Open(name string, create bool) (File, error)
+}
+
+// DirStorage stores a feed's files in a directory, each named Prefix + name:
+// bare ("tree", "data", ...) for a single feed, or with a prefix such as
+// "metadata." or "call-log." when several feeds share a directory.
+type DirStorage struct {
+	Dir      string
+	Prefix   string
+	ReadOnly bool // open files read-only; never create anything
+}
+
+// Open implements Storage.
+func (s DirStorage) Open(name string, create bool) (File, error) {
+	path := filepath.Join(s.Dir, s.Prefix+name)
+	if s.ReadOnly {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		return osFile{f}, nil
+	}
+	flags := os.O_RDWR
+	if create {
+		if err := os.MkdirAll(s.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		flags |= os.O_CREATE
+	}
+	perm := os.FileMode(0o644)
+	if name == "secret_key" {
+		perm = 0o600 // key files are readable by the owner only
+	}
+	f, err := os.OpenFile(path, flags, perm)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+type osFile struct{ *os.File }
+
+func (f osFile) Size() (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// MemoryStorage keeps a feed's files in memory. The zero value is not usable;
+// use NewMemoryStorage. Files survive Close, so a feed can be reopened from
+// the same MemoryStorage.
+type MemoryStorage struct {
+	mu    sync.Mutex
+	files map[string]*memFile
+}
+
+// NewMemoryStorage returns an empty in-memory storage.
+func NewMemoryStorage() *MemoryStorage {
+	return &MemoryStorage{files: make(map[string]*memFile)}
+}
+
+// Open implements Storage.
+func (s *MemoryStorage) Open(name string, create bool) (File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[name]
+	if !ok {
+		if !create {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+		}
+		f = &memFile{}
+		s.files[name] = f
+	}
+	return f, nil
+}
+
+// Bytes returns a copy of the named file's content, or nil if it does not
+// exist.
+func (s *MemoryStorage) Bytes(name string) []byte {
+	s.mu.Lock()
+	f, ok := s.files[name]
+	s.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]byte{}, f.buf...)
+}
+
+type memFile struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// maxMemFileSize bounds a memory file, so that a bad offset fails cleanly
+// instead of exhausting memory.
+const maxMemFileSize = 1 << 40
+
+func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if off < 0 {
+		return 0, errors.New("memory file: negative offset")
+	}
+	if off >= int64(len(f.buf)) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.buf[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	end := off + int64(len(p))
+	if off < 0 || end > maxMemFileSize {
+		return 0, fmt.Errorf("memory file: write at %d out of range", off)
+	}
+	if end > int64(len(f.buf)) {
+		if end > int64(cap(f.buf)) {
+			grown := make([]byte, end, max(end, 2*int64(cap(f.buf))))
+			copy(grown, f.buf)
+			f.buf = grown
+		} else {
+			f.buf = f.buf[:end]
+		}
+	}
+	copy(f.buf[off:], p)
+	return len(p), nil
+}
+
+func (f *memFile) Size() (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int64(len(f.buf)), nil
+}
+
+func (f *memFile) Sync() error  { return nil }
+func (f *memFile) Close() error { return nil }
