@@ -330,6 +330,13 @@ func (f *Feed) loadState() error {
 			return fmt.Errorf("%w: the signature of length %d does not match the stored tree", ErrCorrupt, f.length)
 		}
 		if f.bitfield.Get(f.length - 1) {
+			// The writer (or a full replica) has every block: the last leaf
+			// and the data must be there too.
+			if n, err := f.tree.Size(); err != nil {
+				return fmt.Errorf("hypercore: tree: %w", err)
+			} else if n < sleep.TreeOffset(2*f.length-1) {
+				return fmt.Errorf("%w: tree file has %d bytes, too short for %d blocks", ErrCorrupt, n, f.length)
+			}
 			n := int64(0)
 			if f.data != nil {
 				if n, err = f.data.Size(); err != nil {
@@ -567,6 +574,10 @@ func (f *Feed) get(i uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: block %d", ErrNotFound, i)
 	}
 	off, size, err := f.dataOffset(i, nil)
+	if errors.Is(err, ErrNotFound) {
+		// The bitfield says the block is here, so its nodes must be too.
+		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
+	}
 	if err != nil {
 		return nil, err
 	}

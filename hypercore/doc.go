@@ -1,0 +1,55 @@
+// Package hypercore implements Dat 1.0 feeds ("hypercores") in pure Go,
+// byte-for-byte compatible with the JavaScript hypercore 6.x/7.x that the
+// Dat 1.0 stack uses.
+//
+// A feed is an append-only log of blocks. Its blocks are the leaves of a
+// Merkle tree (package merkle, laid out with package flat), and after each
+// batch of appends the writer signs the hash of the tree's roots with its
+// Ed25519 key. Anyone with the public key can verify any block with a proof
+// of a few tree nodes, so feeds can be copied from untrusted peers.
+//
+// # Storage
+//
+// A feed lives in six SLEEP files (package sleep): key, secret_key, tree,
+// data, bitfield and signatures. A Storage opens them by name; DirStorage
+// keeps them in a directory (optionally with a name prefix such as
+// "call-log."), MemoryStorage in memory. Files written by this package are
+// the bytes the reference writes for the same key and appends, and files the
+// reference wrote open here, including hypercore 6.22's 3328-byte bitfield
+// pages.
+//
+// # Writing
+//
+//	kp, _ := hypercore.GenerateKeyPair(nil)
+//	feed, err := hypercore.Open(hypercore.Config{
+//		Storage:   hypercore.DirStorage{Dir: "log"},
+//		SecretKey: kp.SecretKey,
+//		Create:    true,
+//	})
+//	...
+//	first, err := feed.Append(block1, block2) // one batch, one signature
+//	err = feed.Sync()                         // durable from here on
+//	err = feed.Close()
+//
+// Append writes to the files; Sync makes the batch durable. Sync flushes the
+// data, tree and signatures first and writes the bitfield (which is what
+// says a block exists) only after them, so a crash at any moment leaves a
+// feed that opens as a valid, signed prefix of what was appended.
+//
+// # Reading and replicating
+//
+// Get reads a block, Wait waits for one. A replica is opened with just the
+// public key; blocks reach it with Put, each checked against a Proof from a
+// peer that has it (Feed.Proof on that side, given the requester's Digest).
+// A proof that does not hash to a correctly signed root is rejected with
+// ErrVerify and nothing is stored.
+//
+// # Errors
+//
+// Errors wrap the sentinels in errors.go (ErrNotFound, ErrCorrupt,
+// ErrVerify, ...). Open checks headers, keys, the roots' tree nodes and the
+// last signature, and refuses inconsistent files with ErrCorrupt.
+//
+// Blocks of feeds with valueEncoding 'json' are JSON.stringify(value) + "\n";
+// EncodeJSON and DecodeJSON read and write them.
+package hypercore
