@@ -591,6 +591,15 @@ func (f *Feed) get(i uint64) ([]byte, error) {
 	if _, err := f.data.ReadAt(buf, int64(off)); err != nil {
 		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
 	}
+	// Check the bytes against the block's tree node, so that data damaged
+	// or edited on disk is reported instead of served.
+	leaf, err := f.node(2 * i)
+	if err != nil {
+		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
+	}
+	if f.hasher.Leaf(buf) != leaf.Hash {
+		return nil, fmt.Errorf("%w: block %d does not match its hash", ErrCorrupt, i)
+	}
 	return buf, nil
 }
 

@@ -1,0 +1,184 @@
+// Package fuzz holds the fuzz targets for every decoder of outside bytes, with
+// seed corpora under testdata/fuzz made from the conformance vectors.
+//
+// Run one target for a while with
+//
+//	go test ./fuzz -run '^$' -fuzz '^FuzzPut$' -fuzztime 1m
+//
+// and regenerate the seed corpora after the vectors change with
+//
+//	go test ./fuzz -run TestSeedCorpus -update-corpus
+package fuzz
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/conformance"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/merkle"
+	"github.com/nodevms/nodevms/hypercore/sleep"
+)
+
+var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz from the conformance vectors")
+
+const vectorDir = "../conformance/testdata"
+
+// sourceScenario is the vector whose feed FuzzOpenFiles and FuzzPut use:
+// small, with every file stored whole.
+const sourceScenario = "singles"
+
+func loadVectors(tb testing.TB) *conformance.HypercoreVectors {
+	tb.Helper()
+	v, err := conformance.LoadHypercoreVectors(vectorDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+// sourceFeed builds the source scenario's feed in memory.
+func sourceFeed(tb testing.TB) (*hypercore.Feed, [][]byte) {
+	tb.Helper()
+	v := loadVectors(tb).Feeds[sourceScenario]
+	feed, err := hypercore.Open(hypercore.Config{
+		Storage: hypercore.NewMemoryStorage(), SecretKey: hypercore.KeyPairFromSeed(v.Seed).SecretKey, Create: true,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var blocks [][]byte
+	for _, batch := range v.BatchBytes() {
+		if _, err := feed.Append(batch...); err != nil {
+			tb.Fatal(err)
+		}
+		blocks = append(blocks, batch...)
+	}
+	return feed, blocks
+}
+
+// seedCorpus returns, per fuzz target, the seed inputs made from the vectors.
+func seedCorpus(t *testing.T) map[string][][]any {
+	v := loadVectors(t)
+	corpus := map[string][][]any{}
+	seen := map[string]bool{}
+	add := func(target string, args ...any) {
+		key := target + "\x00" + string(marshalCorpusFile(args))
+		if !seen[key] {
+			seen[key] = true
+			corpus[target] = append(corpus[target], args)
+		}
+	}
+
+	for _, name := range v.FeedNames() {
+		fv := v.Feeds[name]
+		for _, file := range []string{"tree", "signatures", "bitfield"} {
+			if b := fv.Files[file].Hex; len(b) >= sleep.HeaderSize {
+				add("FuzzSleepHeader", []byte(b[:sleep.HeaderSize]))
+			}
+		}
+		if tree := fv.Files["tree"].Hex; len(tree) >= sleep.HeaderSize+2*sleep.TreeEntrySize {
+			add("FuzzTreeEntry", []byte(tree[sleep.HeaderSize:sleep.HeaderSize+sleep.TreeEntrySize]))
+		}
+		if bits := fv.Files["bitfield"].Hex; len(bits) > sleep.HeaderSize {
+			add("FuzzBitfieldPages", bits[5] == 0x0d, []byte(bits[sleep.HeaderSize:]), uint64(len(fv.Batches)))
+		}
+	}
+	add("FuzzTreeEntry", make([]byte, sleep.TreeEntrySize))
+
+	src := v.Feeds[sourceScenario]
+	files := func(name string) []byte { return src.Files[name].Hex }
+	add("FuzzOpenFiles", files("tree"), files("bitfield"), files("signatures"), files("data"))
+	add("FuzzOpenFiles", files("tree")[:len(files("tree"))-40], files("bitfield"), files("signatures"), files("data"))
+	add("FuzzOpenFiles", []byte{}, []byte{}, []byte{}, []byte{})
+
+	feed, blocks := sourceFeed(t)
+	defer feed.Close()
+	for _, name := range v.ReplicaNames() {
+		rv := v.Replicas[name]
+		if rv.Source != sourceScenario {
+			continue
+		}
+		for _, put := range rv.Puts {
+			var nodes []merkle.Node
+			for _, n := range put.Nodes {
+				nodes = append(nodes, n.Merkle())
+			}
+			add("FuzzPut", put.Index, blocks[put.Index], encodeProof(nodes), []byte(put.Signature))
+		}
+	}
+	return corpus
+}
+
+// marshalCorpusFile writes one input in the go test fuzz v1 format.
+func marshalCorpusFile(args []any) []byte {
+	var b strings.Builder
+	b.WriteString("go test fuzz v1\n")
+	for _, a := range args {
+		switch v := a.(type) {
+		case []byte:
+			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
+		case uint64:
+			fmt.Fprintf(&b, "uint64(%d)\n", v)
+		case bool:
+			fmt.Fprintf(&b, "bool(%v)\n", v)
+		default:
+			panic(fmt.Sprintf("unsupported corpus value %T", a))
+		}
+	}
+	return []byte(b.String())
+}
+
+// TestSeedCorpus checks that testdata/fuzz holds exactly the seeds the
+// vectors give (or rewrites them with -update-corpus).
+func TestSeedCorpus(t *testing.T) {
+	corpus := seedCorpus(t)
+	targets := make([]string, 0, len(corpus))
+	for target := range corpus {
+		targets = append(targets, target)
+	}
+	sort.Strings(targets)
+	for _, target := range targets {
+		dir := filepath.Join("testdata", "fuzz", target)
+		want := map[string][]byte{}
+		for i, args := range corpus[target] {
+			want[fmt.Sprintf("seed-%03d", i)] = marshalCorpusFile(args)
+		}
+		if *updateCorpus {
+			old, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
+			for _, p := range old {
+				os.Remove(p)
+			}
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, b := range want {
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			continue
+		}
+		got := map[string][]byte{}
+		paths, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[filepath.Base(p)] = b
+		}
+		if diff := cmp.Diff(want, got, cmp.Comparer(bytes.Equal)); diff != "" {
+			t.Errorf("%s: seed corpus is stale; run: go test ./fuzz -run TestSeedCorpus -update-corpus\n%s", target, diff)
+		}
+	}
+}
