@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"runtime"
 	"sync"
 
 	"github.com/nodevms/nodevms/hypercore/bitfield"
@@ -69,7 +70,8 @@ type Feed struct {
 	gen        *merkle.Generator // the writer's roots; nil for replicas
 	hasher     *merkle.Hasher
 	nodes      nodeCache
-	syncNeeded bool // files written since the last Sync
+	scratch    scratch // buffers reused by Append
+	syncNeeded bool    // files written since the last Sync
 
 	changed chan struct{} // closed and replaced whenever the feed changes
 }
@@ -419,62 +421,66 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	saved := append([]merkle.Node(nil), f.gen.Roots()...)
 	n := uint64(len(blocks))
 	nodeOffset := 2 * start
-	treeBatch := make([]byte, (2*n-1)*sleep.TreeEntrySize)
+	treeBatch := f.scratch.tree(int((2*n - 1) * sleep.TreeEntrySize))
 	var outside []merkle.Node // completed parents left of the batch
-	var nodes []merkle.Node
-	total := 0
-	for _, b := range blocks {
-		total += len(b)
-	}
-	data := make([]byte, 0, total)
-	for _, b := range blocks {
-		data = append(data, b...)
-		nodes = f.gen.Next(b, nodes[:0])
-		for _, nd := range nodes {
-			if nd.Index >= nodeOffset {
-				o := (nd.Index - nodeOffset) * sleep.TreeEntrySize
-				sleep.EncodeTreeEntry(treeBatch[o:], nd.Hash, nd.Size)
-			} else {
-				outside = append(outside, nd)
-			}
-			f.nodes.put(nd)
+	data := f.scratch.data(blocks)
+	// Nodes inside the batch go straight into their tree entries (visit runs
+	// on several goroutines; their slots are disjoint). Parents left of the
+	// batch join it to the older roots and are visited on this goroutine.
+	f.gen.AppendBatch(blocks, runtime.GOMAXPROCS(0), func(nd merkle.Node) {
+		if nd.Index >= nodeOffset {
+			sleep.EncodeTreeEntry(treeBatch[(nd.Index-nodeOffset)*sleep.TreeEntrySize:], nd.Hash, nd.Size)
+		} else {
+			outside = append(outside, nd)
 		}
-	}
+	})
+	// Signing, writing the data and writing the tree entries are
+	// independent. For a large batch they run side by side; the data goes
+	// past the feed's end, where nothing claims it until the append
+	// completes. (For a small batch goroutines cost more than they save.)
 	th := f.gen.TreeHash()
-	sig := ed25519.Sign(f.privateKey, th[:])
-
-	if err := f.writeAppend(start, n, data, treeBatch, outside, sig); err != nil {
+	var sig []byte
+	dataWritten := make(chan error, 1)
+	signed := make(chan struct{})
+	writeData := func() { dataWritten <- f.writeData(data) }
+	sign := func() { sig = ed25519.Sign(f.privateKey, th[:]); close(signed) }
+	if n >= 256 {
+		go writeData()
+		go sign()
+	} else {
+		writeData()
+		sign()
+	}
+	err := f.writeTree(treeBatch, nodeOffset, outside)
+	if derr := <-dataWritten; err == nil {
+		err = derr
+	}
+	<-signed
+	if err == nil {
+		err = f.writeSignature(sig, start+n-1)
+	}
+	if err != nil {
 		f.gen = merkle.NewGenerator(saved)
-		f.nodes = nodeCache{}
 		return 0, err
 	}
 	for i := uint64(0); i < n; i++ {
 		f.bitfield.Set(start+i, true)
 		f.treeBits.Set(2 * (start + i))
 	}
+	for _, r := range f.gen.Roots() {
+		f.nodes.put(r)
+	}
 	f.length += n
-	f.byteLength += uint64(total)
+	f.byteLength += uint64(len(data))
 	f.syncNeeded = true
 	f.notify()
 	return start, nil
 }
 
-// writeAppend writes one batch the way the reference does: the data, the
-// tree entries from the batch's first leaf to its last (zeros where a parent
-// is not complete yet), the parents left of the batch one by one, and the
-// signature at the batch's last index.
-func (f *Feed) writeAppend(start, n uint64, data, treeBatch []byte, outside []merkle.Node, sig []byte) error {
-	if len(data) > 0 {
-		if f.data == nil {
-			var err error
-			if f.data, err = f.openFile("data", true); err != nil {
-				return err
-			}
-		}
-		if _, err := f.data.WriteAt(data, int64(f.byteLength)); err != nil {
-			return fmt.Errorf("hypercore: write data: %w", err)
-		}
-	}
+// writeTree writes a batch's tree entries the way the reference does: the
+// parents left of the batch one by one, then the entries from the batch's
+// first leaf to its last (zeros where a parent is not complete yet).
+func (f *Feed) writeTree(treeBatch []byte, nodeOffset uint64, outside []merkle.Node) error {
 	var entry [sleep.TreeEntrySize]byte
 	for _, nd := range outside {
 		sleep.EncodeTreeEntry(entry[:], nd.Hash, nd.Size)
@@ -482,11 +488,33 @@ func (f *Feed) writeAppend(start, n uint64, data, treeBatch []byte, outside []me
 			return fmt.Errorf("hypercore: write tree: %w", err)
 		}
 	}
-	if _, err := f.tree.WriteAt(treeBatch, sleep.TreeOffset(2*start)); err != nil {
+	if _, err := f.tree.WriteAt(treeBatch, sleep.TreeOffset(nodeOffset)); err != nil {
 		return fmt.Errorf("hypercore: write tree: %w", err)
 	}
-	if _, err := f.signatures.WriteAt(sig, sleep.SignatureOffset(start+n-1)); err != nil {
+	return nil
+}
+
+// writeSignature stores the signature of the tree of i+1 blocks.
+func (f *Feed) writeSignature(sig []byte, i uint64) error {
+	if _, err := f.signatures.WriteAt(sig, sleep.SignatureOffset(i)); err != nil {
 		return fmt.Errorf("hypercore: write signature: %w", err)
+	}
+	return nil
+}
+
+// writeData writes an append's data at the end of the data file.
+func (f *Feed) writeData(data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if f.data == nil {
+		var err error
+		if f.data, err = f.openFile("data", true); err != nil {
+			return err
+		}
+	}
+	if _, err := f.data.WriteAt(data, int64(f.byteLength)); err != nil {
+		return fmt.Errorf("hypercore: write data: %w", err)
 	}
 	return nil
 }
@@ -729,7 +757,7 @@ func (f *Feed) Signature(i uint64) (sig []byte, at uint64, err error) {
 // nodeCache is a small direct-mapped cache of tree nodes: reads of recent
 // blocks and proofs touch the same few nodes over and over.
 type nodeCache struct {
-	entries [4096]struct {
+	entries [1024]struct {
 		node  merkle.Node
 		valid bool
 	}
@@ -760,4 +788,36 @@ func (f *Feed) Node(i uint64) (merkle.Node, error) {
 		return merkle.Node{}, fmt.Errorf("%w: tree node %d", ErrNotFound, i)
 	}
 	return f.node(i)
+}
+
+// scratch holds buffers that Append reuses, so that a stream of large
+// batches does not churn the garbage collector.
+type scratch struct {
+	treeBuf, dataBuf []byte
+}
+
+// tree returns n zeroed bytes.
+func (s *scratch) tree(n int) []byte {
+	if cap(s.treeBuf) < n {
+		s.treeBuf = make([]byte, n)
+	}
+	b := s.treeBuf[:n]
+	clear(b)
+	return b
+}
+
+// data returns the blocks laid end to end.
+func (s *scratch) data(blocks [][]byte) []byte {
+	total := 0
+	for _, b := range blocks {
+		total += len(b)
+	}
+	if cap(s.dataBuf) < total {
+		s.dataBuf = make([]byte, 0, total)
+	}
+	d := s.dataBuf[:0]
+	for _, b := range blocks {
+		d = append(d, b...)
+	}
+	return d
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/nodevms/nodevms/hypercore/bitfield"
 	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
-	"github.com/nodevms/nodevms/hypercore/sleep"
 )
 
 // Proof is what a peer needs besides a block to verify it: the tree nodes it
@@ -254,8 +253,8 @@ func (f *Feed) writePut(i uint64, data []byte, nodes []merkle.Node, sig []byte, 
 		}
 	}
 	if sig != nil {
-		if _, err := f.signatures.WriteAt(sig, sleep.SignatureOffset(sigAt)); err != nil {
-			return fmt.Errorf("hypercore: write signature: %w", err)
+		if err := f.writeSignature(sig, sigAt); err != nil {
+			return err
 		}
 	}
 	for _, nd := range nodes {

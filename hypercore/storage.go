@@ -114,18 +114,25 @@ func (s *MemoryStorage) Bytes(name string) []byte {
 		return nil
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]byte{}, f.buf...)
+	size := f.size
+	f.mu.Unlock()
+	b := make([]byte, size)
+	f.ReadAt(b, 0)
+	return b
 }
 
+// memFile is a sparse in-memory file of fixed-size pages: a replica that
+// holds only far-apart blocks costs only the pages it wrote.
 type memFile struct {
-	mu  sync.Mutex
-	buf []byte
+	mu    sync.Mutex
+	pages map[int64][]byte
+	size  int64
 }
 
-// maxMemFileSize bounds a memory file, so that a bad offset fails cleanly
-// instead of exhausting memory.
-const maxMemFileSize = 1 << 40
+const memPageSize = 4 << 10
+
+// maxMemFileSize bounds a memory file, so that a bad offset fails cleanly.
+const maxMemFileSize = 1 << 50
 
 func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	f.mu.Lock()
@@ -133,10 +140,21 @@ func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("memory file: negative offset")
 	}
-	if off >= int64(len(f.buf)) {
+	if off >= f.size {
 		return 0, io.EOF
 	}
-	n := copy(p, f.buf[off:])
+	n := 0
+	for n < len(p) && off < f.size {
+		page, in := off/memPageSize, off%memPageSize
+		want := min(int64(len(p)-n), memPageSize-in, f.size-off)
+		if pg := f.pages[page]; pg != nil {
+			copy(p[n:n+int(want)], pg[in:in+want])
+		} else {
+			clear(p[n : n+int(want)])
+		}
+		n += int(want)
+		off += want
+	}
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -150,23 +168,28 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || end > maxMemFileSize {
 		return 0, fmt.Errorf("memory file: write at %d out of range", off)
 	}
-	if end > int64(len(f.buf)) {
-		if end > int64(cap(f.buf)) {
-			grown := make([]byte, end, max(end, 2*int64(cap(f.buf))))
-			copy(grown, f.buf)
-			f.buf = grown
-		} else {
-			f.buf = f.buf[:end]
-		}
+	if f.pages == nil {
+		f.pages = make(map[int64][]byte)
 	}
-	copy(f.buf[off:], p)
+	for n := 0; n < len(p); {
+		page, in := off/memPageSize, off%memPageSize
+		pg := f.pages[page]
+		if pg == nil {
+			pg = make([]byte, memPageSize)
+			f.pages[page] = pg
+		}
+		c := copy(pg[in:], p[n:])
+		n += c
+		off += int64(c)
+	}
+	f.size = max(f.size, end)
 	return len(p), nil
 }
 
 func (f *memFile) Size() (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return int64(len(f.buf)), nil
+	return f.size, nil
 }
 
 func (f *memFile) Sync() error  { return nil }

@@ -1,5 +1,7 @@
 package bitfield
 
+import "math/bits"
+
 // pager holds fixed-size pages by page number, the way the JavaScript
 // memory-pager module does: a page exists once a byte in it was set (or it
 // was loaded with non-zero content), and length is one past the highest page
@@ -84,29 +86,30 @@ func isZero(b []byte) bool {
 type view struct {
 	pager      *pager
 	size       uint64 // bytes of this view in each page; a power of two
+	shift      uint   // log2(size): pages are found by shifting, not dividing
 	offset     uint64 // where those bytes start in a page
 	byteLength uint64 // one past the highest byte set, or the loaded extent
 }
 
 func newView(p *pager, size, offset uint64) *view {
-	return &view{pager: p, size: size, offset: offset, byteLength: p.length * size}
+	return &view{pager: p, size: size, shift: uint(bits.TrailingZeros64(size)), offset: offset, byteLength: p.length * size}
 }
 
 // length is the view's length in bits, as sparse-bitfield reports it.
 func (v *view) length() uint64 { return 8 * v.byteLength }
 
 func (v *view) getByte(i uint64) byte {
-	pg := v.pager.get(i/v.size, false)
+	pg := v.pager.get(i>>v.shift, false)
 	if pg == nil {
 		return 0
 	}
-	return pg.buf[v.offset+i%v.size]
+	return pg.buf[v.offset+i&(v.size-1)]
 }
 
 // setByte sets byte i and reports whether it changed.
 func (v *view) setByte(i uint64, b byte) bool {
-	pg := v.pager.get(i/v.size, true)
-	o := v.offset + i%v.size
+	pg := v.pager.get(i>>v.shift, true)
+	o := v.offset + i&(v.size-1)
 	if pg.buf[o] == b {
 		return false
 	}

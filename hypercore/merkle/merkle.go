@@ -14,6 +14,7 @@ package merkle
 import (
 	"encoding/binary"
 	"hash"
+	"sync"
 
 	"golang.org/x/crypto/blake2b"
 
@@ -40,7 +41,7 @@ const (
 // value is not usable; use NewHasher. A Hasher is not safe for concurrent use.
 type Hasher struct {
 	h   hash.Hash
-	buf [1 + 8]byte
+	buf [1 + 8 + 2*HashSize]byte // a parent's whole input; a leaf's prefix
 	sum [HashSize]byte
 }
 
@@ -58,7 +59,7 @@ func (hs *Hasher) Leaf(data []byte) [HashSize]byte {
 	hs.h.Reset()
 	hs.buf[0] = leafType
 	binary.BigEndian.PutUint64(hs.buf[1:], uint64(len(data)))
-	hs.h.Write(hs.buf[:])
+	hs.h.Write(hs.buf[:9])
 	hs.h.Write(data)
 	return hs.finish()
 }
@@ -69,12 +70,14 @@ func (hs *Hasher) Parent(a, b Node) [HashSize]byte {
 	if a.Index > b.Index {
 		a, b = b, a
 	}
+	// One Write from the Hasher's own buffer: writing a.Hash[:] directly
+	// would make a and b escape to the heap on every call.
 	hs.h.Reset()
 	hs.buf[0] = parentType
 	binary.BigEndian.PutUint64(hs.buf[1:], a.Size+b.Size)
+	copy(hs.buf[9:], a.Hash[:])
+	copy(hs.buf[9+HashSize:], b.Hash[:])
 	hs.h.Write(hs.buf[:])
-	hs.h.Write(a.Hash[:])
-	hs.h.Write(b.Hash[:])
 	return hs.finish()
 }
 
@@ -111,9 +114,10 @@ func TreeHash(roots []Node) [HashSize]byte { return NewHasher().Tree(roots) }
 // It is the writer's side: each Next returns the nodes that the new block
 // completes, which the writer stores.
 type Generator struct {
-	roots  []Node
-	blocks uint64
-	hasher *Hasher
+	roots   []Node
+	blocks  uint64
+	hasher  *Hasher
+	scratch []Node // AppendBatch's node levels, reused
 }
 
 // NewGenerator returns a generator for a feed whose current roots are roots
@@ -172,3 +176,161 @@ func (g *Generator) Next(data []byte, nodes []Node) []Node {
 
 // TreeHash returns the hash over the current roots.
 func (g *Generator) TreeHash() [HashSize]byte { return g.hasher.Tree(g.roots) }
+
+// parallelThreshold is the batch size from which AppendBatch hashes on
+// several goroutines; below it the goroutines cost more than they save.
+const parallelThreshold = 256
+
+// AppendBatch adds blocks to the tree, as repeated calls to Next would, and
+// calls visit once for every node the blocks complete (the nodes Next would
+// return, in no particular order). It hashes with up to parallel goroutines,
+// and visit is called from them concurrently; the result does not depend on
+// parallel.
+//
+// Each goroutine takes a contiguous share of the batch and hashes its
+// leaves and every parent whose subtree lies inside its share. The few
+// parents that span shares, or join the batch to the older roots, are hashed
+// afterwards on the calling goroutine, in order of their last block.
+func (g *Generator) AppendBatch(blocks [][]byte, parallel int, visit func(Node)) {
+	n := uint64(len(blocks))
+	if n == 0 {
+		return
+	}
+	if n < parallelThreshold {
+		parallel = 1
+	}
+	start := g.blocks
+	end := start + n
+
+	// levels[d][j] is the node of depth d and offset first(d)+j: the nodes
+	// whose subtrees lie inside the batch. Slots a share could not fill
+	// (spanning nodes) keep a zero Index.
+	first := func(d int) uint64 { return (start + (1 << d) - 1) >> d }
+	total := 0
+	for d := 0; d < 64 && end>>d > first(d); d++ {
+		total += int(end>>d - first(d))
+	}
+	if cap(g.scratch) < total {
+		g.scratch = make([]Node, total)
+	}
+	buf := g.scratch[:total]
+	clear(buf)
+	var levels [][]Node
+	for d := 0; d < 64; d++ {
+		lo, hi := first(d), end>>d
+		if hi <= lo {
+			break
+		}
+		levels = append(levels, buf[:hi-lo:hi-lo])
+		buf = buf[hi-lo:]
+	}
+	known := func(i uint64) (Node, bool) {
+		d := int(flat.Depth(i))
+		if d >= len(levels) {
+			return Node{}, false
+		}
+		o, f := flat.Offset(i), first(d)
+		if o < f || o-f >= uint64(len(levels[d])) {
+			return Node{}, false
+		}
+		nd := levels[d][o-f]
+		return nd, nd.Index == i
+	}
+
+	// A climb stopped where a share's node is a right child whose left
+	// sibling is outside the share: its parent spans shares (or reaches
+	// into the older roots) and is hashed afterwards.
+	type stop struct{ node Node }
+	shares := (len(blocks) + max(parallel, 1) - 1) / max(parallel, 1)
+	stops := make([][]stop, (len(blocks)+shares-1)/shares)
+	hashShare := func(lo, hi int) {
+		h := NewHasher()
+		shareStart := start + uint64(lo)
+		var mine []stop
+		for k := lo; k < hi; k++ {
+			b := start + uint64(k)
+			cur := Node{Index: 2 * b, Hash: h.Leaf(blocks[k]), Size: uint64(len(blocks[k]))}
+			levels[0][k] = cur
+			visit(cur)
+			for d := 1; ; d++ {
+				o := b >> (d - 1) // cur's offset at depth d-1
+				if o&1 == 0 {
+					break // a left child: the parent is not complete yet
+				}
+				if (o-1)<<(d-1) < shareStart {
+					mine = append(mine, stop{cur})
+					break
+				}
+				left := levels[d-1][o-1-first(d-1)]
+				cur = Node{Index: flat.Index(uint64(d), o>>1), Hash: h.Parent(left, cur), Size: left.Size + cur.Size}
+				levels[d][o>>1-first(d)] = cur
+				visit(cur)
+			}
+		}
+		stops[lo/shares] = mine
+	}
+	parallelForShares(len(blocks), shares, hashShare)
+
+	older := g.roots
+	var spanning []Node
+	find := func(i uint64) Node {
+		if nd, ok := known(i); ok {
+			return nd
+		}
+		for _, nd := range spanning {
+			if nd.Index == i {
+				return nd
+			}
+		}
+		for _, nd := range older {
+			if nd.Index == i {
+				return nd
+			}
+		}
+		panic("merkle: missing node") // unreachable: every left sibling is one of the above
+	}
+	for _, share := range stops {
+		for _, st := range share {
+			cur := st.node
+			for {
+				d := flat.Depth(cur.Index) + 1
+				o := flat.Offset(cur.Index)
+				if o&1 == 0 {
+					break
+				}
+				left := find(flat.Index(d-1, o-1))
+				cur = Node{Index: flat.Index(d, o>>1), Hash: g.hasher.Parent(left, cur), Size: left.Size + cur.Size}
+				spanning = append(spanning, cur)
+				visit(cur)
+			}
+		}
+	}
+	roots := flat.FullRoots(2 * end)
+	newRoots := make([]Node, len(roots))
+	for k, r := range roots {
+		newRoots[k] = find(r)
+	}
+	g.roots = newRoots
+	g.blocks = end
+}
+
+// parallelForShares calls fn on the parts [k*share, (k+1)*share) of
+// [0, n), each on its own goroutine when there is more than one.
+func parallelForShares(n, share int, fn func(lo, hi int)) {
+	if share >= n {
+		fn(0, n)
+		return
+	}
+	// The first share runs on the calling goroutine, which would otherwise
+	// only wait: one goroutine fewer to wake.
+	var wg sync.WaitGroup
+	for lo := share; lo < n; lo += share {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, min(lo+share, n))
+		}()
+	}
+	fn(0, share)
+	wg.Wait()
+}
