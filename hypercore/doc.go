@@ -34,7 +34,10 @@
 // Append writes to the files; Sync makes the batch durable. Sync flushes the
 // data, tree and signatures first and writes the bitfield (which is what
 // says a block exists) only after them, so a crash at any moment leaves a
-// feed that opens as a valid, signed prefix of what was appended.
+// feed that opens as a valid, signed prefix of what was appended. If a write
+// to the storage fails, the feed refuses further writes with ErrFailed
+// (what reached the disk is then unknown); reopening it continues from the
+// last Sync.
 //
 // # Reading and replicating
 //

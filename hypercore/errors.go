@@ -21,6 +21,9 @@ var (
 	// ErrVerify: a block, proof or signature did not verify against the
 	// feed's key.
 	ErrVerify = errors.New("hypercore: verification failed")
+	// ErrFailed: a write to the storage failed earlier, and the feed
+	// refuses further writes. Reopen it to continue from what was synced.
+	ErrFailed = errors.New("hypercore: feed failed; reopen it")
 	// ErrClosed: the feed was closed.
 	ErrClosed = errors.New("hypercore: feed is closed")
 )

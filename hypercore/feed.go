@@ -72,6 +72,7 @@ type Feed struct {
 	nodes      nodeCache
 	scratch    scratch // buffers reused by Append
 	syncNeeded bool    // files written since the last Sync
+	failed     error   // set by the first failed write; see fail
 
 	changed chan struct{} // closed and replaced whenever the feed changes
 }
@@ -413,17 +414,18 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	if f.privateKey == nil {
 		return 0, ErrNotWritable
 	}
+	if f.failed != nil {
+		return 0, f.failed
+	}
 	start := f.length
 	if len(blocks) == 0 {
 		return start, nil
 	}
 
-	saved := append([]merkle.Node(nil), f.gen.Roots()...)
 	n := uint64(len(blocks))
 	nodeOffset := 2 * start
 	treeBatch := f.scratch.tree(int((2*n - 1) * sleep.TreeEntrySize))
 	var outside []merkle.Node // completed parents left of the batch
-	data := f.scratch.data(blocks)
 	// Nodes inside the batch go straight into their tree entries (visit runs
 	// on several goroutines; their slots are disjoint). Parents left of the
 	// batch join it to the older roots and are visited on this goroutine.
@@ -442,7 +444,11 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	var sig []byte
 	dataWritten := make(chan error, 1)
 	signed := make(chan struct{})
-	writeData := func() { dataWritten <- f.writeData(data) }
+	byteLength := f.byteLength
+	for _, b := range blocks {
+		byteLength += uint64(len(b))
+	}
+	writeData := func() { dataWritten <- f.writeData(f.scratch.data(blocks)) }
 	sign := func() { sig = ed25519.Sign(f.privateKey, th[:]); close(signed) }
 	if n >= 256 {
 		go writeData()
@@ -452,6 +458,14 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		sign()
 	}
 	err := f.writeTree(treeBatch, nodeOffset, outside)
+	// The bitfield is marked while the data and signature are on their
+	// way: if a write fails the feed fails (see failed), so these marks are
+	// never written to disk, and reads stop at f.length, which only grows
+	// below.
+	for i := uint64(0); i < n; i++ {
+		f.bitfield.Set(start+i, true)
+		f.treeBits.Set(2 * (start + i))
+	}
 	if derr := <-dataWritten; err == nil {
 		err = derr
 	}
@@ -460,18 +474,13 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		err = f.writeSignature(sig, start+n-1)
 	}
 	if err != nil {
-		f.gen = merkle.NewGenerator(saved)
-		return 0, err
-	}
-	for i := uint64(0); i < n; i++ {
-		f.bitfield.Set(start+i, true)
-		f.treeBits.Set(2 * (start + i))
+		return 0, f.fail(err)
 	}
 	for _, r := range f.gen.Roots() {
 		f.nodes.put(r)
 	}
 	f.length += n
-	f.byteLength += uint64(len(data))
+	f.byteLength = byteLength
 	f.syncNeeded = true
 	f.notify()
 	return start, nil
@@ -519,6 +528,16 @@ func (f *Feed) writeData(data []byte) error {
 	return nil
 }
 
+// fail records a failed write. From then on the feed refuses to write:
+// its in-memory state may be ahead of its files, and after a failed write
+// the operating system's view of the files cannot be trusted either (a
+// later fsync may succeed without the lost write). What was synced before
+// is intact on disk; reopening the feed recovers it.
+func (f *Feed) fail(err error) error {
+	f.failed = fmt.Errorf("%w: %w", ErrFailed, err)
+	return f.failed
+}
+
 // Sync makes every change so far durable. It flushes the data, tree and
 // signatures files first and only then writes the bitfield pages that claim
 // the new blocks, so that after a crash the bitfield never claims a block
@@ -533,6 +552,9 @@ func (f *Feed) Sync() error {
 }
 
 func (f *Feed) sync() error {
+	if f.failed != nil {
+		return f.failed
+	}
 	if f.readOnly || !f.syncNeeded {
 		return nil
 	}
@@ -541,17 +563,17 @@ func (f *Feed) sync() error {
 			continue
 		}
 		if err := file.Sync(); err != nil {
-			return fmt.Errorf("hypercore: sync: %w", err)
+			return f.fail(fmt.Errorf("sync: %w", err))
 		}
 	}
 	for _, pg := range f.bitfield.TakeDirty() {
 		off := sleep.HeaderSize + int64(pg.Number)*int64(f.bitfield.PageSize())
 		if _, err := f.bits.WriteAt(pg.Bytes, off); err != nil {
-			return fmt.Errorf("hypercore: write bitfield: %w", err)
+			return f.fail(fmt.Errorf("write bitfield: %w", err))
 		}
 	}
 	if err := f.bits.Sync(); err != nil {
-		return fmt.Errorf("hypercore: sync bitfield: %w", err)
+		return f.fail(fmt.Errorf("sync bitfield: %w", err))
 	}
 	f.syncNeeded = false
 	return nil
@@ -598,7 +620,7 @@ func (f *Feed) Get(i uint64) ([]byte, error) {
 }
 
 func (f *Feed) get(i uint64) ([]byte, error) {
-	if !f.bitfield.Get(i) {
+	if i >= f.length || !f.bitfield.Get(i) {
 		return nil, fmt.Errorf("%w: block %d", ErrNotFound, i)
 	}
 	off, size, err := f.dataOffset(i, nil)

@@ -393,32 +393,54 @@ func TestCrashBeforeSync(t *testing.T) {
 	}
 }
 
-// TestFailedAppendChangesNothing: a write error leaves the feed as it was.
-func TestFailedAppendChangesNothing(t *testing.T) {
+// TestFailedWriteIsSticky: after a write fails the feed refuses to write
+// (it cannot know what reached the disk), and reopening it recovers exactly
+// what was synced.
+func TestFailedWriteIsSticky(t *testing.T) {
 	t.Parallel()
-	st := &crashStorage{MemoryStorage: hypercore.NewMemoryStorage()}
-	kp := seedKey(7)
-	f := mustOpen(t, hypercore.Config{Storage: st, SecretKey: kp.SecretKey, Create: true})
-	if _, err := f.Append(blocks("ok", 3)...); err != nil {
-		t.Fatal(err)
-	}
-	st.failWrites = true
-	if _, err := f.Append([]byte("fails")); err == nil {
-		t.Fatal("Append succeeded with failing writes")
-	}
-	if f.Length() != 3 {
-		t.Fatalf("length after a failed append = %d, want 3", f.Length())
-	}
-	st.failWrites = false
-	if _, err := f.Append([]byte("then works")); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	g := mustOpen(t, hypercore.Config{Storage: st})
-	if diff := cmp.Diff(append(blocks("ok", 3), []byte("then works")), readAll(t, g)); diff != "" {
-		t.Fatalf("(-want +got):\n%s", diff)
+	for _, n := range []int{1, 300} { // the small and the large batch paths
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			st := &crashStorage{MemoryStorage: hypercore.NewMemoryStorage()}
+			kp := seedKey(7)
+			f, err := hypercore.Open(hypercore.Config{Storage: st, SecretKey: kp.SecretKey, Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			synced := blocks("ok", 3)
+			if _, err := f.Append(synced...); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			st.failWrites = true
+			if _, err := f.Append(blocks("fails", n)...); !errors.Is(err, hypercore.ErrFailed) {
+				t.Fatalf("Append with failing writes = %v, want ErrFailed", err)
+			}
+			st.failWrites = false
+			if f.Length() != 3 {
+				t.Errorf("length after a failed append = %d, want 3", f.Length())
+			}
+			if _, err := f.Get(3); !errors.Is(err, hypercore.ErrNotFound) {
+				t.Errorf("Get of a failed block = %v, want ErrNotFound", err)
+			}
+			if _, err := f.Append([]byte("refused")); !errors.Is(err, hypercore.ErrFailed) {
+				t.Errorf("Append after a failure = %v, want ErrFailed", err)
+			}
+			if err := f.Sync(); !errors.Is(err, hypercore.ErrFailed) {
+				t.Errorf("Sync after a failure = %v, want ErrFailed", err)
+			}
+			if err := f.Close(); !errors.Is(err, hypercore.ErrFailed) {
+				t.Errorf("Close after a failure = %v, want ErrFailed", err)
+			}
+			g := mustOpen(t, hypercore.Config{Storage: st})
+			if diff := cmp.Diff(synced, readAll(t, g)); diff != "" {
+				t.Fatalf("after reopening (-synced +got):\n%s", diff)
+			}
+			if _, err := g.Append([]byte("then works")); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

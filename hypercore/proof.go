@@ -91,6 +91,9 @@ func (f *Feed) Put(i uint64, data []byte, proof Proof) error {
 	if data == nil {
 		return errors.New("hypercore: put without data")
 	}
+	if f.failed != nil {
+		return f.failed
+	}
 	if i >= maxBlocks {
 		return fmt.Errorf("%w: block index %d out of range", ErrVerify, i)
 	}
@@ -228,7 +231,7 @@ const maxBlocks = 1 << 52
 func (f *Feed) writePut(i uint64, data []byte, nodes []merkle.Node, sig []byte, sigAt uint64) error {
 	for _, nd := range nodes {
 		if err := f.writeNode(nd); err != nil {
-			return err
+			return f.fail(err)
 		}
 	}
 	if len(data) > 0 {
@@ -245,16 +248,16 @@ func (f *Feed) writePut(i uint64, data []byte, nodes []merkle.Node, sig []byte, 
 		if f.data == nil {
 			var err error
 			if f.data, err = f.openFile("data", true); err != nil {
-				return err
+				return f.fail(err)
 			}
 		}
 		if _, err := f.data.WriteAt(data, int64(off)); err != nil {
-			return fmt.Errorf("hypercore: write data: %w", err)
+			return f.fail(fmt.Errorf("write data: %w", err))
 		}
 	}
 	if sig != nil {
 		if err := f.writeSignature(sig, sigAt); err != nil {
-			return err
+			return f.fail(err)
 		}
 	}
 	for _, nd := range nodes {
