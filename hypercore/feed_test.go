@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/merkle"
@@ -522,5 +523,44 @@ func TestReplicateByProofs(t *testing.T) {
 	th := merkle.TreeHash(roots)
 	if !ed25519.Verify(kp.PublicKey, th[:], sig) {
 		t.Error("replica's last signature does not verify")
+	}
+}
+
+// TestPrefixedFiles: feeds sharing a directory keep their files apart by
+// prefix, and the secret key is readable by the owner only.
+func TestPrefixedFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for i, prefix := range []string{"call-log.", "metadata."} {
+		kp := seedKey(byte(20 + i))
+		f := mustOpen(t, hypercore.Config{Storage: hypercore.DirStorage{Dir: dir, Prefix: prefix}, SecretKey: kp.SecretKey, Create: true})
+		if _, err := f.Append([]byte(prefix)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var names []string
+	for name := range snapshot(t, dir) {
+		names = append(names, name)
+	}
+	want := []string{
+		"call-log.bitfield", "call-log.data", "call-log.key", "call-log.secret_key", "call-log.signatures", "call-log.tree",
+		"metadata.bitfield", "metadata.data", "metadata.key", "metadata.secret_key", "metadata.signatures", "metadata.tree",
+	}
+	if diff := cmp.Diff(want, names, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("files (-want +got):\n%s", diff)
+	}
+	st, err := os.Stat(filepath.Join(dir, "call-log.secret_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := st.Mode().Perm(); perm != 0o600 {
+		t.Errorf("secret key file mode %o, want 600", perm)
+	}
+	g := mustOpen(t, hypercore.Config{Storage: hypercore.DirStorage{Dir: dir, Prefix: "call-log."}})
+	if b, err := g.Get(0); err != nil || string(b) != "call-log." {
+		t.Errorf("Get = %q, %v", b, err)
 	}
 }
