@@ -336,6 +336,30 @@ func TestReplicaVectors(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkFiles(t, dir, rv.Files)
+
+			// The replica reopens with what it had, and only that.
+			reopened, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}})
+			if err != nil {
+				t.Fatalf("reopen: %v", err)
+			}
+			defer reopened.Close()
+			if reopened.Length() != rv.Length || reopened.Writable() {
+				t.Errorf("reopened replica: length %d, writable %v", reopened.Length(), reopened.Writable())
+			}
+			fetched := map[uint64]bool{}
+			for _, put := range rv.Puts {
+				fetched[put.Index] = true
+			}
+			for i := range reopened.Length() {
+				want, _ := source.Get(i)
+				got, err := reopened.Get(i)
+				switch {
+				case fetched[i] && (err != nil || !bytes.Equal(got, want)):
+					t.Errorf("reopened replica: block %d = %q, %v", i, got, err)
+				case !fetched[i] && !errors.Is(err, hypercore.ErrNotFound):
+					t.Errorf("reopened replica: block %d was never fetched, Get = %v", i, err)
+				}
+			}
 		})
 	}
 }
