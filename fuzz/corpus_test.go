@@ -12,6 +12,7 @@ package fuzz
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -36,6 +37,29 @@ const vectorDir = "../conformance/testdata"
 // sourceScenario is the vector whose feed FuzzOpenFiles and FuzzPut use:
 // small, with every file stored whole.
 const sourceScenario = "singles"
+
+// loadWireVectors reads the wire vectors for seeds.
+func loadWireVectors(tb testing.TB) *wireVectors {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(vectorDir, "wire", "vectors.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var v wireVectors
+	if err := json.Unmarshal(b, &v); err != nil {
+		tb.Fatal(err)
+	}
+	return &v
+}
+
+type wireVectors struct {
+	Messages []struct {
+		Type uint8
+		Body conformance.HexBytes
+	}
+	Frames []struct{ Frame conformance.HexBytes }
+	RLE    []struct{ Encoded conformance.HexBytes }
+}
 
 func loadVectors(tb testing.TB) *conformance.HypercoreVectors {
 	tb.Helper()
@@ -101,6 +125,20 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	add("FuzzOpenFiles", files("tree")[:len(files("tree"))-40], files("bitfield"), files("signatures"), files("data"))
 	add("FuzzOpenFiles", []byte{}, []byte{}, []byte{}, []byte{})
 
+	wv := loadWireVectors(t)
+	var stream []byte
+	for _, m := range wv.Messages {
+		add("FuzzDecodeMessage", uint8(m.Type), []byte(m.Body))
+	}
+	for _, fr := range wv.Frames {
+		stream = append(stream, fr.Frame...)
+	}
+	add("FuzzFrameReader", stream, false)
+	add("FuzzFrameReader", append([]byte{0x80, 0x80, 0x80, 0x08}, stream...), false)
+	for _, r := range wv.RLE {
+		add("FuzzRLE", []byte(r.Encoded))
+	}
+
 	feed, blocks := sourceFeed(t)
 	defer feed.Close()
 	for _, name := range v.ReplicaNames() {
@@ -129,6 +167,8 @@ func marshalCorpusFile(args []any) []byte {
 			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
 		case uint64:
 			fmt.Fprintf(&b, "uint64(%d)\n", v)
+		case uint8:
+			fmt.Fprintf(&b, "byte(%d)\n", v)
 		case bool:
 			fmt.Fprintf(&b, "bool(%v)\n", v)
 		default:

@@ -1,0 +1,508 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Type is a message type: the low four bits of a frame's header.
+type Type uint8
+
+// Message types of hypercore-protocol 6.
+const (
+	TypeFeed      Type = 0
+	TypeHandshake Type = 1
+	TypeInfo      Type = 2
+	TypeHave      Type = 3
+	TypeUnhave    Type = 4
+	TypeWant      Type = 5
+	TypeUnwant    Type = 6
+	TypeRequest   Type = 7
+	TypeCancel    Type = 8
+	TypeData      Type = 9
+	TypeExtension Type = 15
+)
+
+var typeNames = map[Type]string{
+	TypeFeed: "Feed", TypeHandshake: "Handshake", TypeInfo: "Info", TypeHave: "Have",
+	TypeUnhave: "Unhave", TypeWant: "Want", TypeUnwant: "Unwant", TypeRequest: "Request",
+	TypeCancel: "Cancel", TypeData: "Data", TypeExtension: "Extension",
+}
+
+func (t Type) String() string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// ErrMessage reports a message body that does not decode.
+var ErrMessage = errors.New("wire: invalid message")
+
+// A Message is one of the protocol's messages. Optional scalar fields are
+// pointers and optional byte fields nil when absent, so that a message
+// encodes to exactly the fields that were set, as the reference's encoder
+// writes them (every set field in schema order, false and 0 included).
+type Message interface {
+	Type() Type
+	// AppendBody appends the message's protobuf encoding.
+	AppendBody(b []byte) []byte
+}
+
+// Uint64 returns a pointer to v, for optional fields.
+func Uint64(v uint64) *uint64 { return &v }
+
+// Bool returns a pointer to v, for optional fields.
+func Bool(v bool) *bool { return &v }
+
+// Feed opens a channel for the feed with the given discovery key. The first
+// Feed a side sends carries the nonce of its encryption.
+type Feed struct {
+	DiscoveryKey []byte // required, 32 bytes
+	Nonce        []byte // 24 bytes, or nil
+}
+
+// Handshake is sent once, on the first channel.
+type Handshake struct {
+	ID         []byte
+	Live       *bool
+	UserData   []byte
+	Extensions []string
+	Ack        *bool
+}
+
+// Info tells the peer whether this side is uploading and downloading.
+type Info struct {
+	Uploading   *bool
+	Downloading *bool
+}
+
+// Have announces blocks this side has: Length blocks from Start, or, with
+// Bitfield, the run-length encoded bits of the range.
+type Have struct {
+	Start    uint64
+	Length   *uint64 // absent means 1
+	Bitfield []byte
+	Ack      *bool
+}
+
+// Unhave withdraws blocks announced by Have.
+type Unhave struct {
+	Start  uint64
+	Length *uint64 // absent means 1
+}
+
+// Want asks the peer to announce what it has in a range.
+type Want struct {
+	Start  uint64
+	Length *uint64 // absent means to the end
+}
+
+// Unwant withdraws a Want.
+type Unwant struct {
+	Start  uint64
+	Length *uint64
+}
+
+// Request asks for a block (or, with Hash, its tree node only), saying in
+// Nodes which proof nodes the requester has (see hypercore.Feed.Digest).
+type Request struct {
+	Index uint64
+	Bytes *uint64
+	Hash  *bool
+	Nodes *uint64
+}
+
+// Cancel withdraws a Request.
+type Cancel struct {
+	Index uint64
+	Bytes *uint64
+	Hash  *bool
+}
+
+// Node is a tree node in a Data message.
+type Node struct {
+	Index uint64
+	Hash  []byte
+	Size  uint64
+}
+
+// Data carries a block with its proof.
+type Data struct {
+	Index     uint64
+	Value     []byte
+	Nodes     []Node
+	Signature []byte
+}
+
+// Extension is a message of an extension both sides named in their
+// handshakes: ID indexes the sender's sorted extension names.
+type Extension struct {
+	ID      uint64
+	Payload []byte
+}
+
+func (*Feed) Type() Type      { return TypeFeed }
+func (*Handshake) Type() Type { return TypeHandshake }
+func (*Info) Type() Type      { return TypeInfo }
+func (*Have) Type() Type      { return TypeHave }
+func (*Unhave) Type() Type    { return TypeUnhave }
+func (*Want) Type() Type      { return TypeWant }
+func (*Unwant) Type() Type    { return TypeUnwant }
+func (*Request) Type() Type   { return TypeRequest }
+func (*Cancel) Type() Type    { return TypeCancel }
+func (*Data) Type() Type      { return TypeData }
+func (*Extension) Type() Type { return TypeExtension }
+
+// Encoding helpers: each appends a field if it is set.
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendOptUint(b []byte, num protowire.Number, v *uint64) []byte {
+	if v == nil {
+		return b
+	}
+	return appendVarintField(b, num, *v)
+}
+
+func appendOptBool(b []byte, num protowire.Number, v *bool) []byte {
+	if v == nil {
+		return b
+	}
+	return appendVarintField(b, num, protowire.EncodeBool(*v))
+}
+
+func appendOptBytes(b []byte, num protowire.Number, v []byte) []byte {
+	if v == nil {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+func (m *Feed) AppendBody(b []byte) []byte {
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendBytes(b, m.DiscoveryKey)
+	return appendOptBytes(b, 2, m.Nonce)
+}
+
+func (m *Handshake) AppendBody(b []byte) []byte {
+	b = appendOptBytes(b, 1, m.ID)
+	b = appendOptBool(b, 2, m.Live)
+	b = appendOptBytes(b, 3, m.UserData)
+	for _, e := range m.Extensions {
+		b = protowire.AppendTag(b, 4, protowire.BytesType)
+		b = protowire.AppendString(b, e)
+	}
+	return appendOptBool(b, 5, m.Ack)
+}
+
+func (m *Info) AppendBody(b []byte) []byte {
+	b = appendOptBool(b, 1, m.Uploading)
+	return appendOptBool(b, 2, m.Downloading)
+}
+
+func (m *Have) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Start)
+	b = appendOptUint(b, 2, m.Length)
+	b = appendOptBytes(b, 3, m.Bitfield)
+	return appendOptBool(b, 4, m.Ack)
+}
+
+func (m *Unhave) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Start)
+	return appendOptUint(b, 2, m.Length)
+}
+
+func (m *Want) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Start)
+	return appendOptUint(b, 2, m.Length)
+}
+
+func (m *Unwant) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Start)
+	return appendOptUint(b, 2, m.Length)
+}
+
+func (m *Request) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Index)
+	b = appendOptUint(b, 2, m.Bytes)
+	b = appendOptBool(b, 3, m.Hash)
+	return appendOptUint(b, 4, m.Nodes)
+}
+
+func (m *Cancel) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Index)
+	b = appendOptUint(b, 2, m.Bytes)
+	return appendOptBool(b, 3, m.Hash)
+}
+
+func (m *Data) AppendBody(b []byte) []byte {
+	b = appendVarintField(b, 1, m.Index)
+	b = appendOptBytes(b, 2, m.Value)
+	for _, n := range m.Nodes {
+		var nb []byte
+		nb = appendVarintField(nb, 1, n.Index)
+		nb = protowire.AppendTag(nb, 2, protowire.BytesType)
+		nb = protowire.AppendBytes(nb, n.Hash)
+		nb = appendVarintField(nb, 3, n.Size)
+		b = protowire.AppendTag(b, 3, protowire.BytesType)
+		b = protowire.AppendBytes(b, nb)
+	}
+	return appendOptBytes(b, 4, m.Signature)
+}
+
+func (m *Extension) AppendBody(b []byte) []byte {
+	b = protowire.AppendVarint(b, m.ID)
+	return append(b, m.Payload...)
+}
+
+// fieldFunc handles one field of a message being decoded; v is the varint
+// value for varint fields and bs the bytes for length-delimited ones.
+type fieldFunc func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error
+
+// walk decodes the fields of a protobuf body, calling f for each; fields f
+// does not know are skipped, as the reference's decoder does.
+func walk(body []byte, f fieldFunc) error {
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return fmt.Errorf("%w: %v", ErrMessage, protowire.ParseError(n))
+		}
+		body = body[n:]
+		var v uint64
+		var bs []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(body)
+		case protowire.BytesType:
+			bs, n = protowire.ConsumeBytes(body)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, body)
+		}
+		if n < 0 {
+			return fmt.Errorf("%w: field %d: %v", ErrMessage, num, protowire.ParseError(n))
+		}
+		body = body[n:]
+		if err := f(num, typ, v, bs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expect checks that a known field arrived with the wire type its schema
+// gives it.
+func expect(num protowire.Number, got, want protowire.Type) error {
+	if got != want {
+		return fmt.Errorf("%w: field %d has wire type %d, want %d", ErrMessage, num, got, want)
+	}
+	return nil
+}
+
+func missing(field string) error { return fmt.Errorf("%w: %s is required", ErrMessage, field) }
+
+// Decode decodes the body of a message of type t. Byte fields of the result
+// alias body.
+func Decode(t Type, body []byte) (Message, error) {
+	switch t {
+	case TypeFeed:
+		m := &Feed{}
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				m.DiscoveryKey = bs
+				return expect(num, typ, protowire.BytesType)
+			case 2:
+				m.Nonce = bs
+				return expect(num, typ, protowire.BytesType)
+			}
+			return nil
+		})
+		if err == nil && m.DiscoveryKey == nil {
+			err = missing("Feed.discoveryKey")
+		}
+		return m, err
+	case TypeHandshake:
+		m := &Handshake{}
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				m.ID = bs
+				return expect(num, typ, protowire.BytesType)
+			case 2:
+				m.Live = Bool(protowire.DecodeBool(v))
+				return expect(num, typ, protowire.VarintType)
+			case 3:
+				m.UserData = bs
+				return expect(num, typ, protowire.BytesType)
+			case 4:
+				m.Extensions = append(m.Extensions, string(bs))
+				return expect(num, typ, protowire.BytesType)
+			case 5:
+				m.Ack = Bool(protowire.DecodeBool(v))
+				return expect(num, typ, protowire.VarintType)
+			}
+			return nil
+		})
+		return m, err
+	case TypeInfo:
+		m := &Info{}
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				m.Uploading = Bool(protowire.DecodeBool(v))
+				return expect(num, typ, protowire.VarintType)
+			case 2:
+				m.Downloading = Bool(protowire.DecodeBool(v))
+				return expect(num, typ, protowire.VarintType)
+			}
+			return nil
+		})
+		return m, err
+	case TypeHave:
+		m := &Have{}
+		var start bool
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				m.Start, start = v, true
+				return expect(num, typ, protowire.VarintType)
+			case 2:
+				m.Length = Uint64(v)
+				return expect(num, typ, protowire.VarintType)
+			case 3:
+				m.Bitfield = bs
+				return expect(num, typ, protowire.BytesType)
+			case 4:
+				m.Ack = Bool(protowire.DecodeBool(v))
+				return expect(num, typ, protowire.VarintType)
+			}
+			return nil
+		})
+		if err == nil && !start {
+			err = missing("Have.start")
+		}
+		return m, err
+	case TypeUnhave, TypeWant, TypeUnwant:
+		var start uint64
+		var length *uint64
+		var found bool
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				start, found = v, true
+				return expect(num, typ, protowire.VarintType)
+			case 2:
+				length = Uint64(v)
+				return expect(num, typ, protowire.VarintType)
+			}
+			return nil
+		})
+		if err == nil && !found {
+			err = missing(t.String() + ".start")
+		}
+		switch t {
+		case TypeUnhave:
+			return &Unhave{Start: start, Length: length}, err
+		case TypeWant:
+			return &Want{Start: start, Length: length}, err
+		default:
+			return &Unwant{Start: start, Length: length}, err
+		}
+	case TypeRequest, TypeCancel:
+		var index uint64
+		var bytes, nodes *uint64
+		var hash *bool
+		var found bool
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				index, found = v, true
+				return expect(num, typ, protowire.VarintType)
+			case 2:
+				bytes = Uint64(v)
+				return expect(num, typ, protowire.VarintType)
+			case 3:
+				hash = Bool(protowire.DecodeBool(v))
+				return expect(num, typ, protowire.VarintType)
+			case 4:
+				if t == TypeRequest {
+					nodes = Uint64(v)
+					return expect(num, typ, protowire.VarintType)
+				}
+			}
+			return nil
+		})
+		if err == nil && !found {
+			err = missing(t.String() + ".index")
+		}
+		if t == TypeRequest {
+			return &Request{Index: index, Bytes: bytes, Hash: hash, Nodes: nodes}, err
+		}
+		return &Cancel{Index: index, Bytes: bytes, Hash: hash}, err
+	case TypeData:
+		m := &Data{}
+		var found bool
+		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+			switch num {
+			case 1:
+				m.Index, found = v, true
+				return expect(num, typ, protowire.VarintType)
+			case 2:
+				m.Value = bs
+				return expect(num, typ, protowire.BytesType)
+			case 3:
+				if err := expect(num, typ, protowire.BytesType); err != nil {
+					return err
+				}
+				n, err := decodeNode(bs)
+				m.Nodes = append(m.Nodes, n)
+				return err
+			case 4:
+				m.Signature = bs
+				return expect(num, typ, protowire.BytesType)
+			}
+			return nil
+		})
+		if err == nil && !found {
+			err = missing("Data.index")
+		}
+		return m, err
+	case TypeExtension:
+		id, n := protowire.ConsumeVarint(body)
+		if n < 0 {
+			return nil, fmt.Errorf("%w: extension id: %v", ErrMessage, protowire.ParseError(n))
+		}
+		return &Extension{ID: id, Payload: body[n:]}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown type %d", ErrMessage, t)
+}
+
+func decodeNode(b []byte) (Node, error) {
+	var n Node
+	var index, hash, size bool
+	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
+		switch num {
+		case 1:
+			n.Index, index = v, true
+			return expect(num, typ, protowire.VarintType)
+		case 2:
+			n.Hash, hash = bs, true
+			return expect(num, typ, protowire.BytesType)
+		case 3:
+			n.Size, size = v, true
+			return expect(num, typ, protowire.VarintType)
+		}
+		return nil
+	})
+	if err == nil && !(index && hash && size) {
+		err = missing("Data.Node index, hash and size")
+	}
+	return n, err
+}
