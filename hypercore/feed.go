@@ -14,6 +14,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
 	"github.com/nodevms/nodevms/hypercore/sleep"
+	"github.com/nodevms/nodevms/hypercore/wire"
 )
 
 // Config says which feed to open and how.
@@ -842,4 +843,24 @@ func (s *scratch) data(blocks [][]byte) []byte {
 		d = append(d, b...)
 	}
 	return d
+}
+
+// HaveBitfield returns the run-length encoded bits of the blocks stored here
+// in [start, start+length), as the replication protocol's Have message
+// carries them; start and length are multiples of 8192 (whole bitfield
+// pages). With both 0 it covers every block.
+func (f *Feed) HaveBitfield(start, length uint64) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// Bits past the last page are all zero, and run-length encoding drops
+	// trailing zeros: stop there, so a huge range costs nothing.
+	extent := f.bitfield.PageCount() * bitfield.BlocksPerPage
+	if start == 0 && length == 0 {
+		length = extent
+	}
+	if start >= extent {
+		return wire.EncodeRLE(nil)
+	}
+	length = min(length, extent-start)
+	return wire.EncodeRLE(f.bitfield.DataBytes(start/8, length/8))
 }

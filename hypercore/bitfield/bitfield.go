@@ -222,3 +222,20 @@ func (b *Bitfield) expand(n uint64) {
 		}
 	}
 }
+
+// DataBytes returns n bytes of the block bits starting at byte start (block
+// 8*start): what a Have message's bitfield carries, before run-length
+// encoding.
+func (b *Bitfield) DataBytes(start, n uint64) []byte {
+	out := make([]byte, n)
+	for off := uint64(0); off < n; {
+		i := start + off
+		page, in := i/dataBytes, i%dataBytes
+		chunk := min(dataBytes-in, n-off)
+		if pg := b.pages.get(page, false); pg != nil {
+			copy(out[off:off+chunk], pg.buf[in:in+chunk])
+		}
+		off += chunk
+	}
+	return out
+}

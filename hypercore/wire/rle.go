@@ -15,8 +15,11 @@ var ErrRLE = errors.New("wire: invalid run-length encoded bitfield")
 // runs of 0x00 or 0xFF bytes become a header varint(len<<2 | bit<<1 | 1),
 // where that is shorter than leaving them in a literal run, and literal runs
 // are varint(len<<1) followed by the bytes.
+//
+// The result is never nil, so that a Have carrying it always has its
+// bitfield field, as the reference's does.
 func EncodeRLE(bitfield []byte) []byte {
-	e := rleEncoder{input: bitfield}
+	e := rleEncoder{input: bitfield, out: []byte{}}
 	e.run()
 	return e.out
 }

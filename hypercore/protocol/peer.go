@@ -1,0 +1,425 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/bitfield"
+	"github.com/nodevms/nodevms/hypercore/merkle"
+	"github.com/nodevms/nodevms/hypercore/wire"
+)
+
+// wantSpan is the range one Want covers, as the reference asks: 1M blocks.
+const wantSpan = 1 << 20
+
+// maxHaveRun bounds the blocks one Have without a bitfield may announce, so
+// that a peer cannot make this side loop over 2^64 bits.
+const maxHaveRun = 1 << 24
+
+// requestTicks is how many checks (Timeout/4 apart) a request may stay
+// unanswered, as in the reference.
+const requestTicks = 6
+
+// ErrRequestTimeout ends a stream whose peer does not answer a request.
+var ErrRequestTimeout = errors.New("protocol: request timed out")
+
+// channel is one feed on a stream: its local and remote channel numbers
+// (-1 until opened on that side) and its replication state.
+type channel struct {
+	dk       [32]byte
+	feed     *hypercore.Feed
+	localID  int
+	remoteID int
+	peer     *peer
+}
+
+// peer replicates one feed with the other side of a stream. Its methods run
+// on the stream's loop, with the stream's lock held.
+type peer struct {
+	s  *Stream
+	ch *channel
+
+	readied     bool
+	downloading bool // this side fetches blocks (it is not the writer)
+	remoteWant  bool // the peer asked to hear what this side has
+	announced   uint64
+	remoteTree  *bitfield.TreeIndex // what the peer is known to have, for proofs
+	remoteHas   bitset
+	remoteLen   uint64 // one past the highest block the peer has announced
+	heardHave   bool
+	wantsSent   uint64 // Want spans sent, from 0
+	inflight    []request
+	requested   map[uint64]bool
+	cursor      uint64          // every block below it is here or requested
+	wanted      map[uint64]bool // Sparse: the blocks to fetch
+	remoteDone  bool            // the peer said it stopped downloading
+	sentDone    bool
+	finishedAll bool
+}
+
+type request struct {
+	index uint64
+	ticks int
+}
+
+func newPeer(s *Stream, ch *channel) *peer {
+	return &peer{
+		s:           s,
+		ch:          ch,
+		downloading: !ch.feed.Writable(),
+		remoteTree:  bitfield.NewTreeIndex(),
+		remoteHas:   bitset{},
+		requested:   map[uint64]bool{},
+		wanted:      map[uint64]bool{},
+	}
+}
+
+func (p *peer) send(m wire.Message) { p.s.sendLocked(p.ch, m) }
+
+// ready runs once both sides have opened the channel and the handshake
+// arrived: a downloader subscribes to the first span of blocks.
+func (p *peer) ready() {
+	if p.readied || p.ch.localID < 0 || p.ch.remoteID < 0 {
+		return
+	}
+	p.readied = true
+	go p.s.watch(p.ch)
+	p.sendWants()
+}
+
+// sendWants subscribes to every span up to what the peer has announced.
+func (p *peer) sendWants() {
+	if !p.downloading {
+		return
+	}
+	for p.wantsSent == 0 || p.wantsSent*wantSpan < p.remoteLen {
+		p.send(&wire.Want{Start: p.wantsSent * wantSpan, Length: wire.Uint64(wantSpan)})
+		p.wantsSent++
+	}
+}
+
+func (p *peer) onMessage(m wire.Message) error {
+	switch m := m.(type) {
+	case *wire.Want:
+		return p.onWant(m)
+	case *wire.Have:
+		return p.onHave(m)
+	case *wire.Unhave:
+		n := uint64(1)
+		if m.Length != nil && *m.Length > 0 {
+			n = min(*m.Length, maxHaveRun)
+		}
+		p.remoteHas.clearRange(m.Start, n)
+	case *wire.Request:
+		return p.onRequest(m)
+	case *wire.Data:
+		return p.onData(m)
+	case *wire.Info:
+		p.remoteDone = m.Downloading == nil || !*m.Downloading
+		return p.onInfo()
+	}
+	// Unwant, Cancel and extensions need no answer.
+	return nil
+}
+
+func (p *peer) onWant(m *wire.Want) error {
+	length := uint64(0)
+	if m.Length != nil {
+		length = *m.Length
+	}
+	if m.Start%bitfield.BlocksPerPage != 0 || length%bitfield.BlocksPerPage != 0 {
+		return nil // the reference ignores unaligned wants
+	}
+	f := p.ch.feed
+	if n := f.Length(); !p.remoteWant && n > 0 && f.Has(n-1) {
+		// Tell the peer the feed's length straight away.
+		p.send(&wire.Have{Start: n - 1})
+	}
+	p.remoteWant = true
+	p.announced = max(p.announced, f.Length())
+	p.send(&wire.Have{Start: m.Start, Length: wire.Uint64(length), Bitfield: f.HaveBitfield(m.Start, length)})
+	return nil
+}
+
+func (p *peer) onHave(m *wire.Have) error {
+	p.heardHave = true
+	if m.Bitfield != nil {
+		// A bitfield covers its Want's span; the reference decodes it padded
+		// to whole 32-bit words.
+		bits, err := wire.DecodeRLE(m.Bitfield, wantSpan/8)
+		if err != nil {
+			return fmt.Errorf("%w: Have: %w", ErrBadMessage, err)
+		}
+		for i, b := range bits {
+			for j := 0; j < 8; j++ {
+				if b&(128>>j) != 0 {
+					idx := m.Start + uint64(8*i+j)
+					p.remoteHas.set(idx)
+					p.remoteLen = max(p.remoteLen, idx+1)
+				}
+			}
+		}
+	} else {
+		n := uint64(1)
+		if m.Length != nil && *m.Length > 0 {
+			n = *m.Length
+		}
+		if n > maxHaveRun || m.Start > maxBlock {
+			return fmt.Errorf("%w: Have of %d blocks from %d", ErrBadMessage, n, m.Start)
+		}
+		p.remoteHas.setRange(m.Start, n)
+		p.remoteLen = max(p.remoteLen, m.Start+n)
+	}
+	p.sendWants()
+	return p.update()
+}
+
+// maxBlock bounds block indexes from a peer; far beyond any real feed.
+const maxBlock = 1 << 52
+
+func (p *peer) onRequest(m *wire.Request) error {
+	f := p.ch.feed
+	digest := uint64(0)
+	if m.Nodes != nil {
+		digest = *m.Nodes
+	}
+	hash := m.Hash != nil && *m.Hash
+	proof, err := f.Proof(m.Index, hypercore.ProofRequest{Digest: digest, Hash: hash, Remote: p.remoteTree})
+	if err != nil {
+		return fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
+	}
+	var value []byte
+	if !hash {
+		if value, err = f.Get(m.Index); err != nil {
+			return fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
+		}
+	}
+	d := &wire.Data{Index: m.Index, Value: value, Signature: proof.Signature}
+	for _, n := range proof.Nodes {
+		d.Nodes = append(d.Nodes, wire.Node{Index: n.Index, Hash: append([]byte(nil), n.Hash[:]...), Size: n.Size})
+	}
+	p.send(d)
+	if st := p.s.opts.Stats; st != nil && value != nil {
+		st.UploadedBlocks.Add(1)
+		st.UploadedBytes.Add(uint64(len(value)))
+	}
+	return nil
+}
+
+func (p *peer) onData(m *wire.Data) error {
+	if !p.requested[m.Index] {
+		// Unrequested blocks are not taken; the reference says so with an
+		// Unhave for blocks it does not have.
+		if m.Value != nil && !p.ch.feed.Has(m.Index) {
+			p.send(&wire.Unhave{Start: m.Index})
+		}
+		return nil
+	}
+	if m.Value == nil {
+		return fmt.Errorf("%w: Data for block %d without a value", ErrBadMessage, m.Index)
+	}
+	proof := hypercore.Proof{Signature: m.Signature}
+	for _, n := range m.Nodes {
+		if len(n.Hash) != 32 {
+			return fmt.Errorf("%w: proof node of block %d with a %d-byte hash", ErrBadMessage, m.Index, len(n.Hash))
+		}
+		nd := hypercoreNode(n)
+		proof.Nodes = append(proof.Nodes, nd)
+	}
+	if err := p.ch.feed.Put(m.Index, m.Value, proof); err != nil {
+		return fmt.Errorf("protocol: block %d from the peer: %w", m.Index, err)
+	}
+	if st := p.s.opts.Stats; st != nil {
+		st.DownloadedBlocks.Add(1)
+		st.DownloadedBytes.Add(uint64(len(m.Value)))
+	}
+	p.clear(m.Index)
+	return p.update()
+}
+
+func (p *peer) clear(index uint64) {
+	delete(p.requested, index)
+	for i, r := range p.inflight {
+		if r.index == index {
+			p.inflight = append(p.inflight[:i], p.inflight[i+1:]...)
+			break
+		}
+	}
+}
+
+func (p *peer) onInfo() error {
+	if !p.remoteDone || p.s.live {
+		return nil
+	}
+	if !p.downloading {
+		// The writer's side of the reference's end: it says it is neither
+		// uploading nor downloading any more, and closes.
+		p.send(&wire.Info{Uploading: wire.Bool(false), Downloading: wire.Bool(false)})
+		p.finishedAll = true
+		return nil
+	}
+	if p.finished() {
+		p.finishedAll = true
+	}
+	return nil
+}
+
+// update sends requests for blocks the peer has and this side lacks, up to
+// the limit in flight, lowest first.
+func (p *peer) update() error {
+	if !p.downloading {
+		return nil
+	}
+	f := p.ch.feed
+	if p.s.opts.Sparse {
+		idx := make([]uint64, 0, len(p.wanted))
+		for i := range p.wanted {
+			idx = append(idx, i)
+		}
+		sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
+		for _, i := range idx {
+			if len(p.inflight) >= p.s.opts.MaxRequests {
+				break
+			}
+			if f.Has(i) {
+				delete(p.wanted, i)
+				continue
+			}
+			if !p.requested[i] && p.remoteHas.get(i) {
+				p.request(i)
+			}
+		}
+	} else {
+		for i := p.cursor; i < p.remoteLen && len(p.inflight) < p.s.opts.MaxRequests; i++ {
+			if f.Has(i) || p.requested[i] {
+				if i == p.cursor {
+					p.cursor++
+				}
+				continue
+			}
+			if p.remoteHas.get(i) {
+				p.request(i)
+				if i == p.cursor {
+					p.cursor++
+				}
+			}
+		}
+	}
+	p.maybeDone()
+	return nil
+}
+
+func (p *peer) request(i uint64) {
+	p.requested[i] = true
+	p.inflight = append(p.inflight, request{index: i, ticks: requestTicks})
+	p.send(&wire.Request{Index: i, Bytes: wire.Uint64(0), Hash: wire.Bool(false), Nodes: wire.Uint64(p.ch.feed.Digest(i))})
+}
+
+// finished reports whether this channel has nothing left to do when the
+// stream is not live.
+func (p *peer) finished() bool {
+	if p.finishedAll {
+		return true
+	}
+	if !p.downloading {
+		return p.remoteDone
+	}
+	if !p.heardHave || len(p.inflight) > 0 {
+		return false
+	}
+	f := p.ch.feed
+	if p.s.opts.Sparse {
+		for i := range p.wanted {
+			if !f.Has(i) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := p.cursor; i < p.remoteLen; i++ {
+		if !f.Has(i) && p.remoteHas.get(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// maybeDone tells a peer that is not live that this side stopped
+// downloading, as the reference does, once everything is here.
+func (p *peer) maybeDone() {
+	if p.s.opts.Live || p.sentDone || !p.finished() {
+		return
+	}
+	p.sentDone = true
+	p.send(&wire.Info{Uploading: wire.Bool(true), Downloading: wire.Bool(false)})
+}
+
+// tick runs every Timeout/4: the oldest request may wait requestTicks.
+func (p *peer) tick() error {
+	if len(p.inflight) == 0 {
+		return nil
+	}
+	first := &p.inflight[0]
+	if first.ticks--; first.ticks > 0 {
+		return nil
+	}
+	if p.ch.feed.Has(first.index) {
+		p.clear(first.index)
+		return nil
+	}
+	return fmt.Errorf("%w: block %d", ErrRequestTimeout, first.index)
+}
+
+// onFeedChanged announces a writer's new blocks to a peer that asked.
+func (p *peer) onFeedChanged() error {
+	f := p.ch.feed
+	n := f.Length()
+	if p.remoteWant && f.Writable() && n > p.announced {
+		have := &wire.Have{Start: p.announced}
+		if n-p.announced > 1 {
+			have.Length = wire.Uint64(n - p.announced)
+		}
+		p.send(have)
+		p.announced = n
+	}
+	return p.update()
+}
+
+// bitset is a sparse set of block indexes, in pages of 4096 bits.
+type bitset map[uint64]*[64]uint64
+
+func (b bitset) get(i uint64) bool {
+	pg := b[i>>12]
+	return pg != nil && pg[(i>>6)&63]&(1<<(i&63)) != 0
+}
+
+func (b bitset) set(i uint64) {
+	pg := b[i>>12]
+	if pg == nil {
+		pg = new([64]uint64)
+		b[i>>12] = pg
+	}
+	pg[(i>>6)&63] |= 1 << (i & 63)
+}
+
+func (b bitset) setRange(start, n uint64) {
+	for i := start; i < start+n; i++ {
+		b.set(i)
+	}
+}
+
+func (b bitset) clearRange(start, n uint64) {
+	for i := start; i < start+n; i++ {
+		if pg := b[i>>12]; pg != nil {
+			pg[(i>>6)&63] &^= 1 << (i & 63)
+		}
+	}
+}
+
+func hypercoreNode(n wire.Node) merkle.Node {
+	nd := merkle.Node{Index: n.Index, Size: n.Size}
+	copy(nd.Hash[:], n.Hash)
+	return nd
+}

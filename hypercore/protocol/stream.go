@@ -1,0 +1,560 @@
+package protocol
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/wire"
+)
+
+// Options configure a stream. The zero value replicates feeds once (not
+// live), downloads everything the peer has, and times out a silent peer as
+// the reference does.
+type Options struct {
+	// Live keeps the stream open after the first full download, passing
+	// new blocks both ways as they are appended.
+	Live bool
+	// Sparse downloads only the blocks asked for with Stream.Download,
+	// instead of every block the peer has.
+	Sparse bool
+	// ID is this peer's 32-byte id in the handshake; random if nil.
+	ID []byte
+	// Extensions are the extension names this side supports.
+	Extensions []string
+	// Nonce is this side's 24-byte encryption nonce; random if nil. Only
+	// tests that need repeatable bytes should set it.
+	Nonce []byte
+	// Timeout is how long a silent peer is tolerated, in quarters: the
+	// reference checks every Timeout/4, pings after three quiet checks and
+	// gives up after five. 5 seconds if zero.
+	Timeout time.Duration
+	// MaxRequests bounds requests in flight per feed; 16 if zero.
+	MaxRequests int
+	// Stats, if set, counts the blocks and bytes moved.
+	Stats *Stats
+	// Logger receives the reasons a stream ends; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stats counts what streams moved; safe for concurrent use.
+type Stats struct {
+	UploadedBlocks, UploadedBytes     atomic.Uint64
+	DownloadedBlocks, DownloadedBytes atomic.Uint64
+}
+
+// Lookup finds the feed a peer asks for by its discovery key; nil if this
+// side does not serve it.
+type Lookup func(discoveryKey [32]byte) *hypercore.Feed
+
+// Errors that end a stream.
+var (
+	ErrTimeout        = errors.New("protocol: remote timed out")
+	ErrUnknownFeed    = errors.New("protocol: remote asked for a feed this side does not serve")
+	ErrNoNonce        = errors.New("protocol: remote did not include a nonce")
+	ErrDifferentFirst = errors.New("protocol: the first feed of both sides must be the same")
+	ErrTooManyFeeds   = errors.New("protocol: too many feeds on one stream")
+	ErrBadMessage     = errors.New("protocol: invalid message")
+)
+
+// Stream is one replication connection: a sequence of channels, one per
+// feed, over an encrypted stream of frames.
+type Stream struct {
+	conn   io.ReadWriteCloser
+	opts   Options
+	lookup Lookup
+	log    *slog.Logger
+
+	mu        sync.Mutex // guards the writing side and everything below
+	writeErr  error
+	xor       interface{ XORKeyStream(dst, src []byte) }
+	queue     [][]byte // encrypted frames waiting for the writer goroutine
+	queued    int
+	wake      chan struct{}
+	key       []byte // public key of the first feed: the encryption key
+	nonce     []byte
+	peerNonce []byte
+	local     []*channel
+	remote    [wire.MaxChannels]*channel
+	byDK      map[[32]byte]*channel
+	remoteID  []byte
+	live      bool // both sides asked for live
+
+	lastSent     atomic.Int64 // unix nanoseconds
+	lastReceived atomic.Int64
+
+	events chan event
+	done   chan struct{}
+	closed atomic.Bool
+}
+
+// event is what the reader and the feeds hand to the stream's loop.
+type event struct {
+	frame   wire.Frame
+	err     error
+	changed *channel // a feed of this channel changed
+	ack     chan []byte
+}
+
+// NewStream prepares a stream over conn. Feeds this side opens are added
+// with AddFeed; feeds the peer asks for are found with lookup (nil: none).
+func NewStream(conn io.ReadWriteCloser, opts Options, lookup Lookup) *Stream {
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.MaxRequests == 0 {
+		opts.MaxRequests = 16
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Stream{
+		conn:   conn,
+		opts:   opts,
+		lookup: lookup,
+		log:    log,
+		byDK:   make(map[[32]byte]*channel),
+		events: make(chan event, 64),
+		done:   make(chan struct{}),
+		wake:   make(chan struct{}, 1),
+	}
+}
+
+// Replicate replicates feeds with the peer at the other end of conn until
+// the work is done (or, when live, until ctx ends or the peer leaves).
+func Replicate(ctx context.Context, conn io.ReadWriteCloser, opts Options, feeds ...*hypercore.Feed) error {
+	s := NewStream(conn, opts, nil)
+	for _, f := range feeds {
+		if err := s.AddFeed(f); err != nil {
+			conn.Close()
+			return err
+		}
+	}
+	return s.Run(ctx)
+}
+
+// Serve answers a peer that asks for any of the feeds lookup finds.
+func Serve(ctx context.Context, conn io.ReadWriteCloser, opts Options, lookup Lookup) error {
+	return NewStream(conn, opts, lookup).Run(ctx)
+}
+
+// AddFeed opens a channel for f; call it before Run.
+func (s *Stream) AddFeed(f *hypercore.Feed) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err := s.openLocked(f)
+	return err
+}
+
+// Download asks, on a sparse stream, for blocks of f (which must be on this
+// stream) to be fetched when the peer has them.
+func (s *Stream) Download(f *hypercore.Feed, blocks ...uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.local {
+		if ch != nil && ch.feed == f {
+			for _, b := range blocks {
+				ch.peer.wanted[b] = true
+			}
+		}
+	}
+}
+
+// openLocked opens a local channel for f: a Feed message (the first one in
+// the clear, with the nonce, followed by the Handshake).
+func (s *Stream) openLocked(f *hypercore.Feed) (*channel, error) {
+	dk := f.DiscoveryKey()
+	ch := s.byDK[dk]
+	if ch == nil {
+		ch = &channel{dk: dk, remoteID: -1}
+		s.byDK[dk] = ch
+	}
+	if ch.feed != nil {
+		return ch, nil
+	}
+	if len(s.local) >= wire.MaxChannels {
+		return nil, ErrTooManyFeeds
+	}
+	ch.feed = f
+	ch.localID = len(s.local)
+	s.local = append(s.local, ch)
+	ch.peer = newPeer(s, ch)
+
+	first := s.key == nil
+	msg := &wire.Feed{DiscoveryKey: dk[:]}
+	if first {
+		s.key = f.PublicKey()
+		s.nonce = s.opts.Nonce
+		if s.nonce == nil {
+			s.nonce = make([]byte, wire.NonceSize)
+			if _, err := rand.Read(s.nonce); err != nil {
+				return nil, err
+			}
+		}
+		msg.Nonce = s.nonce
+	}
+	s.sendLocked(ch, msg)
+	if first {
+		s.xor = wire.NewStream(s.key, s.nonce)
+		id := s.opts.ID
+		if id == nil {
+			id = make([]byte, 32)
+			rand.Read(id)
+		}
+		s.sendLocked(ch, &wire.Handshake{
+			ID:         id,
+			Live:       wire.Bool(s.opts.Live),
+			Extensions: s.opts.Extensions,
+			Ack:        wire.Bool(false),
+		})
+	}
+	return ch, nil
+}
+
+// maxQueued bounds the bytes waiting to be written: a peer that asks for
+// data but does not read it is cut off rather than allowed to fill memory.
+const maxQueued = 64 << 20
+
+// ErrPeerNotReading ends a stream whose peer stopped reading.
+var ErrPeerNotReading = errors.New("protocol: peer is not reading")
+
+// sendLocked queues one message on ch's local channel.
+func (s *Stream) sendLocked(ch *channel, m wire.Message) {
+	s.writeLocked(wire.AppendFrame(nil, uint64(ch.localID), m))
+}
+
+// writeLocked encrypts b (after the first frame) and queues it for the
+// writer goroutine, so that the loop never blocks on a slow peer.
+func (s *Stream) writeLocked(b []byte) {
+	if s.writeErr != nil {
+		return
+	}
+	if s.xor != nil {
+		s.xor.XORKeyStream(b, b)
+	}
+	if s.queued+len(b) > maxQueued {
+		s.writeErr = ErrPeerNotReading
+		s.conn.Close()
+		return
+	}
+	s.queue = append(s.queue, b)
+	s.queued += len(b)
+	s.lastSent.Store(time.Now().UnixNano())
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// write drains the queue onto the connection until the stream ends.
+func (s *Stream) write() {
+	for {
+		select {
+		case <-s.wake:
+		case <-s.done:
+			return
+		}
+		s.mu.Lock()
+		q := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, b := range q {
+			if _, err := s.conn.Write(b); err != nil {
+				s.mu.Lock()
+				s.writeErr = err
+				s.mu.Unlock()
+				s.conn.Close()
+				return
+			}
+			s.mu.Lock()
+			s.queued -= len(b)
+			s.mu.Unlock()
+		}
+	}
+}
+
+// flush waits (briefly) until everything queued is written, so that a
+// stream that ends on purpose does not cut off its last messages.
+func (s *Stream) flush() {
+	deadline := time.Now().Add(s.opts.Timeout)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		empty := s.queued == 0 || s.writeErr != nil
+		s.mu.Unlock()
+		if empty {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// Run runs the stream until it ends: the work is done (not live), ctx ends,
+// the peer leaves, or something goes wrong. It closes the connection.
+func (s *Stream) Run(ctx context.Context) error {
+	go s.read()
+	go s.write()
+	ticker := time.NewTicker(s.opts.Timeout / 4)
+	defer ticker.Stop()
+	err := s.loop(ctx, ticker.C)
+	if err == nil {
+		s.flush()
+	}
+	s.closed.Store(true)
+	close(s.done)
+	s.conn.Close()
+	if err != nil {
+		s.log.Info("replication stream ended", "reason", err)
+	}
+	return err
+}
+
+func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
+	quietTicks := 0
+	lastReceived := int64(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick:
+			// The reference's timing: ping after three quiet checks (its
+			// keep-alive counter), time out after five silent ones.
+			if r := s.lastReceived.Load(); r != lastReceived {
+				lastReceived, quietTicks = r, 0
+			} else if quietTicks++; quietTicks > 4 {
+				return ErrTimeout
+			}
+			s.mu.Lock()
+			if s.xor != nil && time.Since(time.Unix(0, s.lastSent.Load())) > 3*s.opts.Timeout/4 {
+				s.writeLocked(append([]byte(nil), wire.KeepAlive...))
+			}
+			for _, ch := range s.local {
+				if ch != nil {
+					if err := ch.peer.tick(); err != nil {
+						s.mu.Unlock()
+						return err
+					}
+				}
+			}
+			s.mu.Unlock()
+		case ev := <-s.events:
+			if ev.err != nil {
+				if errors.Is(ev.err, io.EOF) {
+					return nil
+				}
+				if s.closed.Load() {
+					return nil
+				}
+				return ev.err
+			}
+			s.mu.Lock()
+			var err error
+			var done bool
+			if ev.changed != nil {
+				err = ev.changed.peer.onFeedChanged()
+			} else {
+				err = s.onFrameLocked(ev.frame, ev.ack)
+			}
+			if err == nil {
+				done = s.doneLocked()
+			}
+			s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			if done {
+				return nil
+			}
+		}
+	}
+}
+
+// doneLocked reports whether a stream that is not live has nothing left to
+// do: every channel's downloads are complete.
+func (s *Stream) doneLocked() bool {
+	if s.opts.Live || s.remoteID == nil || len(s.local) == 0 {
+		return false
+	}
+	for _, ch := range s.local {
+		if ch != nil && !ch.peer.finished() {
+			return false
+		}
+	}
+	return true
+}
+
+// read reads frames and hands them to the loop. The first frame is the
+// peer's Feed in the clear; from the next byte on the stream is encrypted
+// with the first feed's key, which the loop hands back once it knows it.
+func (s *Stream) read() {
+	fr := wire.NewFrameReader(s.conn)
+	first := true
+	for {
+		f, keepAlive, err := fr.Next()
+		if err == nil {
+			s.lastReceived.Store(time.Now().UnixNano())
+		}
+		if keepAlive {
+			continue
+		}
+		if err != nil {
+			s.deliver(event{err: err})
+			return
+		}
+		f.Body = append([]byte(nil), f.Body...) // the reader reuses its buffer
+		if !first {
+			s.deliver(event{frame: f})
+			continue
+		}
+		first = false
+		if f.Type != wire.TypeFeed {
+			s.deliver(event{err: fmt.Errorf("%w: the first message is %v, not Feed", ErrBadMessage, f.Type)})
+			return
+		}
+		ack := make(chan []byte, 1)
+		if !s.deliver(event{frame: f, ack: ack}) {
+			return
+		}
+		var key []byte
+		select {
+		case key = <-ack:
+		case <-s.done:
+			return
+		}
+		if key == nil {
+			return // the loop refused the feed and is ending the stream
+		}
+		fr.Decrypt(wire.NewStream(key, s.remoteNonce()))
+	}
+}
+
+func (s *Stream) remoteNonce() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peerNonce
+}
+
+func (s *Stream) deliver(ev event) bool {
+	select {
+	case s.events <- ev:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+// onFrameLocked handles one frame from the peer.
+func (s *Stream) onFrameLocked(f wire.Frame, ack chan []byte) error {
+	if f.Channel >= wire.MaxChannels {
+		return ErrTooManyFeeds
+	}
+	m, err := wire.Decode(f.Type, f.Body)
+	if err != nil {
+		return fmt.Errorf("%w: %v on channel %d: %w", ErrBadMessage, f.Type, f.Channel, err)
+	}
+	if feed, ok := m.(*wire.Feed); ok {
+		return s.onFeedLocked(f.Channel, feed, ack)
+	}
+	ch := s.remote[f.Channel]
+	if ch == nil {
+		return fmt.Errorf("%w: %v on channel %d, which the peer never opened", ErrBadMessage, f.Type, f.Channel)
+	}
+	if h, ok := m.(*wire.Handshake); ok {
+		if s.remoteID == nil {
+			s.remoteID = h.ID
+			if s.remoteID == nil {
+				s.remoteID = []byte{}
+			}
+			s.live = s.opts.Live && h.Live != nil && *h.Live
+			for _, c := range s.local {
+				if c != nil && c.remoteID >= 0 {
+					c.peer.ready()
+				}
+			}
+		}
+		return nil
+	}
+	if ch.feed == nil {
+		return nil // a feed this side does not serve: its messages are ignored
+	}
+	return ch.peer.onMessage(m)
+}
+
+// onFeedLocked handles a peer's Feed message: it opens (or reopens) a
+// remote channel, and for the peer's first one sets up decryption.
+func (s *Stream) onFeedLocked(id uint64, m *wire.Feed, ack chan []byte) error {
+	if len(m.DiscoveryKey) != 32 || (m.Nonce != nil && len(m.Nonce) != wire.NonceSize) {
+		return fmt.Errorf("%w: Feed with a %d-byte discovery key and a %d-byte nonce", ErrBadMessage, len(m.DiscoveryKey), len(m.Nonce))
+	}
+	var dk [32]byte
+	copy(dk[:], m.DiscoveryKey)
+	first := s.peerNonce == nil
+	if first {
+		if m.Nonce == nil {
+			return ErrNoNonce
+		}
+		s.peerNonce = append([]byte(nil), m.Nonce...)
+	}
+
+	ch := s.byDK[dk]
+	if ch == nil {
+		ch = &channel{dk: dk, remoteID: -1, localID: -1}
+		s.byDK[dk] = ch
+	}
+	if old := s.remote[id]; old != nil && old != ch {
+		old.remoteID = -1
+	}
+	ch.remoteID = int(id)
+	s.remote[id] = ch
+	if ch.feed == nil && s.lookup != nil {
+		if f := s.lookup(dk); f != nil {
+			if _, err := s.openLocked(f); err != nil {
+				return err
+			}
+		}
+	}
+	if first {
+		if s.key == nil {
+			ack <- nil
+			return fmt.Errorf("%w: %x", ErrUnknownFeed, dk)
+		}
+		if DiscoveryKeyOf(s.key) != dk {
+			ack <- nil
+			return ErrDifferentFirst
+		}
+		ack <- s.key
+	}
+	if ch.feed == nil {
+		s.log.Debug("peer asked for a feed this side does not serve", "discovery_key", fmt.Sprintf("%x", dk))
+		return nil
+	}
+	if s.remoteID != nil {
+		ch.peer.ready()
+	}
+	return nil
+}
+
+// DiscoveryKeyOf returns the discovery key of a public key.
+func DiscoveryKeyOf(publicKey []byte) [32]byte { return hypercore.DiscoveryKey(publicKey) }
+
+// watch forwards a feed's changes to the loop until the stream ends.
+func (s *Stream) watch(ch *channel) {
+	for {
+		c := ch.feed.Changed()
+		select {
+		case <-c:
+		case <-s.done:
+			return
+		}
+		if !s.deliver(event{changed: ch}) {
+			return
+		}
+	}
+}

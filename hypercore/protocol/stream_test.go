@@ -1,0 +1,157 @@
+package protocol_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+)
+
+func writer(t *testing.T, seed byte, batches ...[][]byte) *hypercore.Feed {
+	t.Helper()
+	kp := hypercore.KeyPairFromSeed(bytes.Repeat([]byte{seed}, 32))
+	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range batches {
+		if _, err := f.Append(b...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func replicaOf(t *testing.T, f *hypercore.Feed) *hypercore.Feed {
+	t.Helper()
+	r, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), PublicKey: f.PublicKey(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func blocksOf(prefix string, n int) [][]byte {
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = fmt.Appendf(nil, "%s %d", prefix, i)
+	}
+	return out
+}
+
+func lookupOf(feeds ...*hypercore.Feed) protocol.Lookup {
+	return func(dk [32]byte) *hypercore.Feed {
+		for _, f := range feeds {
+			if f.DiscoveryKey() == dk {
+				return f
+			}
+		}
+		return nil
+	}
+}
+
+func sameBlocks(t *testing.T, a, b *hypercore.Feed) {
+	t.Helper()
+	if a.Length() != b.Length() {
+		t.Fatalf("lengths %d and %d", a.Length(), b.Length())
+	}
+	for i := range a.Length() {
+		x, err := a.Get(i)
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		y, err := b.Get(i)
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		if !bytes.Equal(x, y) {
+			t.Fatalf("block %d differs", i)
+		}
+	}
+}
+
+func TestGoToGoFullDownload(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 1, blocksOf("a", 10), blocksOf("b", 300), [][]byte{{}, make([]byte, 70000)})
+	dst := replicaOf(t, src)
+	c1, c2 := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- protocol.Serve(ctx, c1, protocol.Options{}, lookupOf(src)) }()
+	var stats protocol.Stats
+	if err := protocol.Replicate(ctx, c2, protocol.Options{Stats: &stats}, dst); err != nil {
+		t.Fatalf("Replicate: %v", err)
+	}
+	if err := <-serveErr; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	sameBlocks(t, src, dst)
+	if got := stats.DownloadedBlocks.Load(); got != src.Length() {
+		t.Errorf("downloaded %d blocks, want %d", got, src.Length())
+	}
+}
+
+func TestGoToGoSparseDownload(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 2, blocksOf("s", 100))
+	dst := replicaOf(t, src)
+	c1, c2 := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go protocol.Serve(ctx, c1, protocol.Options{}, lookupOf(src))
+	s := protocol.NewStream(c2, protocol.Options{Sparse: true}, nil)
+	if err := s.AddFeed(dst); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{3, 50, 99}
+	s.Download(dst, want...)
+	if err := s.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range uint64(100) {
+		has := dst.Has(i)
+		wanted := i == 3 || i == 50 || i == 99
+		if has != wanted {
+			t.Errorf("block %d: has %v, wanted %v", i, has, wanted)
+		}
+	}
+}
+
+func TestGoToGoLive(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 3, blocksOf("l", 5))
+	dst := replicaOf(t, src)
+	c1, c2 := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go protocol.Serve(ctx, c1, protocol.Options{Live: true}, lookupOf(src))
+	go protocol.Replicate(ctx, c2, protocol.Options{Live: true}, dst)
+	if _, err := dst.Wait(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		start := time.Now()
+		seq, err := src.Append(fmt.Appendf(nil, "live %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := dst.Wait(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != fmt.Sprintf("live %d", i) {
+			t.Fatalf("block %d = %q", seq, got)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("append reached the replica after %v", d)
+		}
+	}
+}
