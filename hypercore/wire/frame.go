@@ -39,6 +39,15 @@ func AppendFrame(dst []byte, channel uint64, m Message) []byte {
 	return dst
 }
 
+// AppendRawFrame appends a frame of the given type with a body that is
+// already encoded (or arbitrary, in tests of hostile peers).
+func AppendRawFrame(dst []byte, channel uint64, t Type, body []byte) []byte {
+	header := channel<<4 | uint64(t)
+	dst = protowire.AppendVarint(dst, uint64(protowire.SizeVarint(header)+len(body)))
+	dst = protowire.AppendVarint(dst, header)
+	return append(dst, body...)
+}
+
 // KeepAlive is the frame of length 0 a side sends when it has been quiet.
 var KeepAlive = []byte{0}
 
