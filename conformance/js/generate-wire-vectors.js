@@ -89,7 +89,36 @@ function keystream (key, nonce, chunks) {
   return out
 }
 
-function main () {
+// The capture: the bytes the reference server sends in a scripted download
+// (see capture.js), made in separate processes as the Go test runs it.
+function capture (outDir) {
+  const { spawn, execFileSync } = require('child_process')
+  const os = require('os')
+  const seed = Buffer.alloc(32, 0x31).toString('hex')
+  const batches = [
+    ['first', '', 'third'].map((s) => Buffer.from(s).toString('hex')),
+    Array.from({ length: 40 }, (_, i) => Buffer.alloc(i + 1, i).toString('hex'))
+  ]
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'capture-')), 'batches.json')
+  fs.writeFileSync(file, JSON.stringify(batches))
+  const server = spawn(process.execPath, [path.join(__dirname, 'capture.js'), 'serve', seed, file], { stdio: ['ignore', 'pipe', 'inherit'] })
+  return new Promise((resolve, reject) => {
+    server.stdout.once('data', (line) => {
+      try {
+        const { port } = JSON.parse(line)
+        const key = require('hypercore-crypto').keyPair(Buffer.from(seed, 'hex')).publicKey.toString('hex')
+        const out = JSON.parse(execFileSync(process.execPath, [path.join(__dirname, 'capture.js'), 'client', String(port), key]))
+        server.kill()
+        resolve({ reference: 'hypercore@' + require('hypercore/package.json').version, seed, batches, serverNonce: Buffer.alloc(24, 0x2a).toString('hex'), serverId: Buffer.alloc(32, 0x5a).toString('hex'), key, server: out.server })
+      } catch (err) {
+        server.kill()
+        reject(err)
+      }
+    })
+  })
+}
+
+async function main () {
   const outDir = path.resolve(process.argv[2] || path.join(__dirname, '..', 'testdata'), 'wire')
   fs.mkdirSync(outDir, { recursive: true })
 
@@ -114,6 +143,13 @@ function main () {
   const file = path.join(outDir, 'vectors.json')
   fs.writeFileSync(file, JSON.stringify(vectors, null, 1) + '\n')
   console.log('wrote', path.relative(process.cwd(), file))
+
+  const captureFile = path.join(outDir, 'capture.json')
+  fs.writeFileSync(captureFile, JSON.stringify(await capture(outDir), null, 1) + '\n')
+  console.log('wrote', path.relative(process.cwd(), captureFile))
 }
 
-main()
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
