@@ -155,3 +155,72 @@ func TestGoToGoLive(t *testing.T) {
 		}
 	}
 }
+
+// TestSeveralFeedsOnOneStream: two feeds (as a hyperdrive's metadata and
+// content) replicate over one stream, on channels 0 and 1; a third feed
+// the server does not have is ignored without ending the stream.
+func TestSeveralFeedsOnOneStream(t *testing.T) {
+	t.Parallel()
+	metadata := writer(t, 4, blocksOf("m", 20))
+	content := writer(t, 5, blocksOf("c", 50))
+	unknown := writer(t, 6, blocksOf("u", 1))
+	m, c := replicaOf(t, metadata), replicaOf(t, content)
+	c1, c2 := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var serverStats protocol.Stats
+	go protocol.Serve(ctx, c1, protocol.Options{Stats: &serverStats}, lookupOf(metadata, content))
+	s := protocol.NewStream(c2, protocol.Options{Live: true}, nil)
+	for _, f := range []*hypercore.Feed{m, c, replicaOf(t, unknown)} {
+		if err := s.AddFeed(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go s.Run(ctx)
+	for _, f := range []*hypercore.Feed{m, c} {
+		for i := range uint64(map[*hypercore.Feed]int{m: 20, c: 50}[f]) {
+			if _, err := f.Wait(ctx, i); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	sameBlocks(t, metadata, m)
+	sameBlocks(t, content, c)
+	deadline := time.Now().Add(5 * time.Second)
+	for serverStats.UploadedBlocks.Load() < 70 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := serverStats.UploadedBlocks.Load(); got != 70 {
+		t.Errorf("server counted %d uploaded blocks, want 70", got)
+	}
+}
+
+// TestKeepAlivesHoldAnIdleStream: a live stream with nothing to say stays
+// open well past the timeout, because both sides send keep-alives.
+func TestKeepAlivesHoldAnIdleStream(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 7, blocksOf("k", 2))
+	dst := replicaOf(t, src)
+	c1, c2 := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opts := protocol.Options{Live: true, Timeout: 200 * time.Millisecond}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- protocol.Serve(ctx, c1, opts, lookupOf(src)) }()
+	go protocol.Replicate(ctx, c2, opts, dst)
+	if _, err := dst.Wait(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // more than seven timeouts
+	select {
+	case err := <-serveErr:
+		t.Fatalf("the idle stream ended: %v", err)
+	default:
+	}
+	if _, err := src.Append([]byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dst.Wait(ctx, 2); err != nil || string(got) != "still here" {
+		t.Fatalf("after idling: %q, %v", got, err)
+	}
+}
