@@ -19,7 +19,7 @@ const seconds = Number(process.argv[2] || 2)
 function crypto () {
   let native = false
   try { native = sodium === require('sodium-native') } catch (_) {}
-  return native ? 'sodium-native ' + require('sodium-native/package.json').version : 'sodium-javascript (pure JS)'
+  return native ? 'sodium-native ' + require('sodium-native-real/package.json').version : 'sodium-javascript (pure JS)'
 }
 
 async function openFeed (dir) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,7 +98,7 @@ type Stream struct {
 
 // event is what the reader and the feeds hand to the stream's loop.
 type event struct {
-	frame   wire.Frame
+	frames  []wire.Frame // frames that arrived together
 	err     error
 	changed *channel // a feed of this channel changed
 	ack     chan []byte
@@ -228,7 +229,7 @@ var ErrPeerNotReading = errors.New("protocol: peer is not reading")
 
 // sendLocked queues one message on ch's local channel.
 func (s *Stream) sendLocked(ch *channel, m wire.Message) {
-	s.writeLocked(wire.AppendFrame(nil, uint64(ch.localID), m))
+	s.writeLocked(wire.EncodeFrame(uint64(ch.localID), m))
 }
 
 // writeLocked encrypts b (after the first frame) and queues it for the
@@ -266,18 +267,23 @@ func (s *Stream) write() {
 		q := s.queue
 		s.queue = nil
 		s.mu.Unlock()
+		n := 0
 		for _, b := range q {
-			if _, err := s.conn.Write(b); err != nil {
-				s.mu.Lock()
-				s.writeErr = err
-				s.mu.Unlock()
-				s.conn.Close()
-				return
-			}
-			s.mu.Lock()
-			s.queued -= len(b)
-			s.mu.Unlock()
+			n += len(b)
 		}
+		// One write (writev on TCP) for everything queued: a syscall per
+		// frame would cost more than the frames.
+		bufs := net.Buffers(q)
+		if _, err := bufs.WriteTo(s.conn); err != nil {
+			s.mu.Lock()
+			s.writeErr = err
+			s.mu.Unlock()
+			s.conn.Close()
+			return
+		}
+		s.mu.Lock()
+		s.queued -= n
+		s.mu.Unlock()
 	}
 }
 
@@ -359,8 +365,11 @@ func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
 			var done bool
 			if ev.changed != nil {
 				err = ev.changed.peer.onFeedChanged()
-			} else {
-				err = s.onFrameLocked(ev.frame, ev.ack)
+			}
+			for _, f := range ev.frames {
+				if err = s.onFrameLocked(f, ev.ack); err != nil {
+					break
+				}
 			}
 			if err == nil {
 				done = s.doneLocked()
@@ -395,6 +404,7 @@ func (s *Stream) doneLocked() bool {
 // with the first feed's key, which the loop hands back once it knows it.
 func (s *Stream) read() {
 	fr := wire.NewFrameReader(s.conn)
+	fr.Fresh = true // bodies go to the loop and must outlive the next read
 	first := true
 	for {
 		f, keepAlive, err := fr.Next()
@@ -408,9 +418,28 @@ func (s *Stream) read() {
 			s.deliver(event{err: err})
 			return
 		}
-		f.Body = append([]byte(nil), f.Body...) // the reader reuses its buffer
 		if !first {
-			s.deliver(event{frame: f})
+			// Hand over every frame already buffered in one event: one
+			// wake-up of the loop for a burst of small messages.
+			frames := []wire.Frame{f}
+			size := len(f.Body)
+			for fr.Buffered() && len(frames) < 256 && size < 32<<10 {
+				g, keepAlive, err := fr.Next()
+				if err != nil {
+					if !s.deliver(event{frames: frames}) {
+						return
+					}
+					s.deliver(event{err: err})
+					return
+				}
+				if !keepAlive {
+					frames = append(frames, g)
+					size += len(g.Body)
+				}
+			}
+			if !s.deliver(event{frames: frames}) {
+				return
+			}
 			continue
 		}
 		first = false
@@ -419,7 +448,7 @@ func (s *Stream) read() {
 			return
 		}
 		ack := make(chan []byte, 1)
-		if !s.deliver(event{frame: f, ack: ack}) {
+		if !s.deliver(event{frames: []wire.Frame{f}, ack: ack}) {
 			return
 		}
 		var key []byte

@@ -44,3 +44,17 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestEncodeFrameMatchesAppendFrame: both ways of framing give the same
+// bytes, across the sizes where the length varint grows.
+func TestEncodeFrameMatchesAppendFrame(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, 100, 125, 126, 127, 128, 16380, 16390, 1 << 20} {
+		m := &Data{Index: 3, Value: bytes.Repeat([]byte{9}, n)}
+		for _, ch := range []uint64{0, 7, 255} {
+			if a, b := AppendFrame(nil, ch, m), EncodeFrame(ch, m); !bytes.Equal(a, b) {
+				t.Fatalf("value of %d bytes on channel %d: frames differ", n, ch)
+			}
+		}
+	}
+}

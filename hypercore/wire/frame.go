@@ -39,6 +39,21 @@ func AppendFrame(dst []byte, channel uint64, m Message) []byte {
 	return dst
 }
 
+// EncodeFrame returns a new frame carrying m on channel, like AppendFrame,
+// without moving the body to make room for the length: the body is written
+// once, after room for the longest length a frame can have.
+func EncodeFrame(channel uint64, m Message) []byte {
+	const room = 4 // varint of MaxFrameSize
+	header := channel<<4 | uint64(m.Type())
+	b := make([]byte, room, 64)
+	b = protowire.AppendVarint(b, header)
+	b = m.AppendBody(b)
+	n := uint64(len(b) - room)
+	start := room - protowire.SizeVarint(n)
+	protowire.AppendVarint(b[start:start], n)
+	return b[start:]
+}
+
 // AppendRawFrame appends a frame of the given type with a body that is
 // already encoded (or arbitrary, in tests of hostile peers).
 func AppendRawFrame(dst []byte, channel uint64, t Type, body []byte) []byte {
@@ -55,15 +70,17 @@ var KeepAlive = []byte{0}
 type Frame struct {
 	Channel uint64
 	Type    Type
-	Body    []byte // the message body; valid until the next call to Next
+	Body    []byte // the message body; valid until the next call to Next, unless Fresh
 }
 
 // FrameReader reads frames from a stream, decrypting it from the point
-// Decrypt is called on. It never reads ahead of the frame it returns in a
-// way that matters: bytes are decrypted only as they are consumed.
+// Decrypt is called on.
 type FrameReader struct {
+	// Fresh makes every frame's body a new slice that the caller may keep,
+	// instead of one reused by the next call.
+	Fresh bool
+
 	r     *bufio.Reader
-	xor   cipher.Stream
 	buf   []byte
 	bytes uint64 // bytes consumed, for counters
 }
@@ -75,7 +92,15 @@ func NewFrameReader(r io.Reader) *FrameReader {
 
 // Decrypt makes every byte after the last frame returned be XORed with
 // stream: the peer's keystream starts right after its first Feed frame.
-func (fr *FrameReader) Decrypt(stream cipher.Stream) { fr.xor = stream }
+// Bytes already buffered but not yet consumed are decrypted as they are
+// consumed, in chunks, by reading them through the cipher.
+func (fr *FrameReader) Decrypt(stream cipher.Stream) {
+	fr.r = bufio.NewReaderSize(cipher.StreamReader{S: stream, R: fr.r}, 64<<10)
+}
+
+// Buffered reports whether bytes of a further frame are already buffered,
+// so that Next will not wait for the connection.
+func (fr *FrameReader) Buffered() bool { return fr.r.Buffered() > 0 }
 
 // BytesRead returns the number of bytes consumed so far.
 func (fr *FrameReader) BytesRead() uint64 { return fr.bytes }
@@ -86,11 +111,6 @@ func (fr *FrameReader) readByte() (byte, error) {
 		return 0, err
 	}
 	fr.bytes++
-	if fr.xor != nil {
-		var one = [1]byte{b}
-		fr.xor.XORKeyStream(one[:], one[:])
-		b = one[0]
-	}
 	return b, nil
 }
 
@@ -123,10 +143,15 @@ func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
 		if length == 0 {
 			return Frame{}, true, nil
 		}
-		if cap(fr.buf) < int(length) {
-			fr.buf = make([]byte, length)
+		var buf []byte
+		if fr.Fresh {
+			buf = make([]byte, length)
+		} else {
+			if cap(fr.buf) < int(length) {
+				fr.buf = make([]byte, length)
+			}
+			buf = fr.buf[:length]
 		}
-		buf := fr.buf[:length]
 		if _, err := io.ReadFull(fr.r, buf); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -134,9 +159,6 @@ func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
 			return Frame{}, false, err
 		}
 		fr.bytes += length
-		if fr.xor != nil {
-			fr.xor.XORKeyStream(buf, buf)
-		}
 		if length < 2 {
 			continue
 		}
