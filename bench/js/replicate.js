@@ -23,6 +23,23 @@ function crypto () {
   return native ? 'sodium-native ' + require('sodium-native-real/package.json').version : 'sodium-javascript (pure JS)'
 }
 
+// checkCipher holds the native stream cipher (the shim in sodium-shim/) to
+// sodium-javascript's, byte for byte, before anything is measured with it.
+function checkCipher () {
+  const sj = require('sodium-javascript')
+  const key = Buffer.alloc(32, 7)
+  const nonce = Buffer.alloc(24, 3)
+  const a = sodium.crypto_stream_xor_instance(nonce, key)
+  const b = sj.crypto_stream_xor_instance(nonce, key)
+  for (const n of [1, 63, 64, 65, 1000, 3, 70000]) {
+    const x = Buffer.alloc(n, n & 255)
+    const y = Buffer.alloc(n, n & 255)
+    a.update(x, x)
+    b.update(y, y)
+    if (!x.equals(y)) throw new Error('the native stream cipher differs from sodium-javascript')
+  }
+}
+
 async function serve ([count, size]) {
   const feed = hypercore(ram)
   await promisify(feed.ready.bind(feed))()
@@ -63,6 +80,7 @@ async function download ([port, key]) {
   process.stdout.write(JSON.stringify({ blocks: feed.length, bytes: feed.byteLength, seconds, crypto: crypto() }) + '\n', () => process.exit(0))
 }
 
+checkCipher()
 const [mode, ...args] = process.argv.slice(2)
 ;(mode === 'serve' ? serve : download)(args).catch((err) => {
   console.error(err.stack || err)

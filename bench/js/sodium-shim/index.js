@@ -1,7 +1,7 @@
 // sodium-native 3.4.1 lacks crypto_stream_xor_instance, which
 // hypercore-protocol 6 uses for its stream cipher; it has the streaming
 // crypto_stream_xor_init/update/final, on which the instance is built here.
-// append.js and replicate.js check its output against sodium-javascript's.
+// replicate.js checks its output against sodium-javascript's before use.
 'use strict'
 const sodium = require('sodium-native-real')
 
