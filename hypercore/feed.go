@@ -72,10 +72,11 @@ type Feed struct {
 	hasher     *merkle.Hasher
 	nodes      nodeCache
 	scratch    scratch // buffers reused by Append
-	syncNeeded bool    // files written since the last Sync
-	failed     error   // set by the first failed write; see fail
+	entryBuf   [sleep.TreeEntrySize]byte
+	syncNeeded bool  // files written since the last Sync
+	failed     error // set by the first failed write; see fail
 
-	changed chan struct{} // closed and replaced whenever the feed changes
+	changed chan struct{} // closed and dropped whenever the feed changes; made on demand
 }
 
 // Open opens (or, with cfg.Create, creates) a feed. Opening checks the stored
@@ -90,7 +91,6 @@ func Open(cfg Config) (*Feed, error) {
 		storage:  cfg.Storage,
 		readOnly: cfg.ReadOnly,
 		hasher:   merkle.NewHasher(),
-		changed:  make(chan struct{}),
 	}
 	if err := f.open(cfg); err != nil {
 		f.closeFiles()
@@ -390,16 +390,31 @@ func (f *Feed) Has(i uint64) bool {
 }
 
 // Changed returns a channel that is closed the next time the feed changes
-// (an append, or a block stored by Put). Get a new channel after each change.
+// (an append, or a block stored by Put), or when it is closed. Get a new
+// channel after each change.
 func (f *Feed) Changed() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.changedLocked()
+}
+
+// changedLocked returns the change channel, making it on first use: most
+// changes have nobody waiting, and then cost no allocation.
+func (f *Feed) changedLocked() chan struct{} {
+	if f.changed == nil {
+		f.changed = make(chan struct{})
+		if f.closed {
+			close(f.changed)
+		}
+	}
 	return f.changed
 }
 
 func (f *Feed) notify() {
-	close(f.changed)
-	f.changed = make(chan struct{})
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
 }
 
 // Append adds blocks to the feed as one batch, signed once over the tree
@@ -592,7 +607,7 @@ func (f *Feed) Close() error {
 	if cerr := f.closeFiles(); err == nil {
 		err = cerr
 	}
-	close(f.changed)
+	f.notify()
 	return err
 }
 
@@ -705,8 +720,8 @@ func (f *Feed) node(i uint64) (merkle.Node, error) {
 	if nd, ok := f.nodes.get(i); ok {
 		return nd, nil
 	}
-	var buf [sleep.TreeEntrySize]byte
-	n, err := f.tree.ReadAt(buf[:], sleep.TreeOffset(i))
+	buf := f.entryBuf[:] // the Feed's own: a local array would escape through ReadAt
+	n, err := f.tree.ReadAt(buf, sleep.TreeOffset(i))
 	if err != nil && !(errors.Is(err, io.EOF)) {
 		return merkle.Node{}, fmt.Errorf("hypercore: read tree node %d: %w", i, err)
 	}
@@ -881,4 +896,11 @@ func (f *Feed) HaveBitfield(start, length uint64) []byte {
 	}
 	length = min(length, extent-start)
 	return wire.EncodeRLE(f.bitfield.DataBytes(start/8, length/8))
+}
+
+// Closed reports whether the feed was closed.
+func (f *Feed) Closed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
 }

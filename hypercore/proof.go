@@ -284,7 +284,7 @@ func (f *Feed) Wait(ctx context.Context, i uint64) ([]byte, error) {
 			f.mu.Unlock()
 			return b, err
 		}
-		ch := f.changed
+		ch := f.changedLocked()
 		f.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -308,7 +308,7 @@ func (f *Feed) WaitLength(ctx context.Context, n uint64) (uint64, error) {
 			f.mu.Unlock()
 			return l, nil
 		}
-		ch := f.changed
+		ch := f.changedLocked()
 		f.mu.Unlock()
 		select {
 		case <-ctx.Done():

@@ -224,7 +224,7 @@ func (p *peer) onData(m *wire.Data) error {
 	if m.Value == nil {
 		return fmt.Errorf("%w: Data for block %d without a value", ErrBadMessage, m.Index)
 	}
-	proof := hypercore.Proof{Signature: m.Signature}
+	proof := hypercore.Proof{Signature: m.Signature, Nodes: make([]merkle.Node, 0, len(m.Nodes))}
 	for _, n := range m.Nodes {
 		if len(n.Hash) != 32 {
 			return fmt.Errorf("%w: proof node of block %d with a %d-byte hash", ErrBadMessage, m.Index, len(n.Hash))

@@ -582,6 +582,9 @@ func (s *Stream) watch(ch *channel) {
 		case <-s.done:
 			return
 		}
+		if ch.feed.Closed() {
+			return // a closed feed's channel stays closed: nothing more to watch
+		}
 		if !s.deliver(event{changed: ch}) {
 			return
 		}

@@ -3,6 +3,7 @@ package wire
 import (
 	"bufio"
 	"crypto/cipher"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,7 @@ func AppendFrame(dst []byte, channel uint64, m Message) []byte {
 func EncodeFrame(channel uint64, m Message) []byte {
 	const room = 4 // varint of MaxFrameSize
 	header := channel<<4 | uint64(m.Type())
-	b := make([]byte, room, 64)
+	b := make([]byte, room, room+binary.MaxVarintLen64+sizeHint(m))
 	b = protowire.AppendVarint(b, header)
 	b = m.AppendBody(b)
 	n := uint64(len(b) - room)
@@ -168,4 +169,13 @@ func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
 		}
 		return Frame{Channel: header >> 4, Type: Type(header & 15), Body: buf[n:]}, false, nil
 	}
+}
+
+// sizeHint is about the encoded size of m's body, so that a frame is
+// allocated once.
+func sizeHint(m Message) int {
+	if d, ok := m.(*Data); ok {
+		return 32 + len(d.Value) + 48*len(d.Nodes) + len(d.Signature)
+	}
+	return 64
 }
