@@ -284,7 +284,7 @@ func (p *peer) update() error {
 		}
 		sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
 		for _, i := range idx {
-			if len(p.inflight) >= p.s.opts.MaxRequests {
+			if len(p.inflight) >= p.window() {
 				break
 			}
 			if f.Has(i) {
@@ -296,7 +296,8 @@ func (p *peer) update() error {
 			}
 		}
 	} else {
-		for i := p.cursor; i < p.remoteLen && len(p.inflight) < p.s.opts.MaxRequests; i++ {
+		window := p.window()
+		for i := p.cursor; i < p.remoteLen && len(p.inflight) < window; i++ {
 			if f.Has(i) || p.requested[i] {
 				if i == p.cursor {
 					p.cursor++
@@ -313,6 +314,25 @@ func (p *peer) update() error {
 	}
 	p.maybeDone()
 	return nil
+}
+
+// Request window bounds, for Options.MaxRequests zero.
+const (
+	minWindow   = 16
+	maxWindow   = 256
+	windowBytes = 16 << 20
+)
+
+// window is how many requests may be in flight.
+func (p *peer) window() int {
+	if p.s.opts.MaxRequests > 0 {
+		return p.s.opts.MaxRequests
+	}
+	n, size := p.ch.feed.Length(), p.ch.feed.ByteLength()
+	if n == 0 || size == 0 {
+		return minWindow
+	}
+	return int(min(max(windowBytes/max(size/n, 1), minWindow), maxWindow))
 }
 
 func (p *peer) request(i uint64) {

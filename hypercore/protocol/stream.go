@@ -37,7 +37,10 @@ type Options struct {
 	// reference checks every Timeout/4, pings after three quiet checks and
 	// gives up after five. 5 seconds if zero.
 	Timeout time.Duration
-	// MaxRequests bounds requests in flight per feed; 16 if zero.
+	// MaxRequests bounds requests in flight per feed. If zero, the window
+	// is sized to keep about 16 MiB of blocks in flight, between 16
+	// requests (the reference's fixed number) and 256: large blocks need
+	// more in flight to keep both ends busy.
 	MaxRequests int
 	// Stats, if set, counts the blocks and bytes moved.
 	Stats *Stats
@@ -109,9 +112,6 @@ type event struct {
 func NewStream(conn io.ReadWriteCloser, opts Options, lookup Lookup) *Stream {
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
-	}
-	if opts.MaxRequests == 0 {
-		opts.MaxRequests = 16
 	}
 	log := opts.Logger
 	if log == nil {
