@@ -127,29 +127,14 @@ func TestJSDownloadsFromGo(t *testing.T) {
 	}
 }
 
-// jsServer starts the reference serving a feed; it returns the address,
-// the key, and a function that appends a block through the reference.
-func jsServer(t *testing.T, seed byte, batches [][][]byte, live bool) (addr string, key []byte, appendBlock func([]byte)) {
+// startJSPeer starts js/peer.js with args as a long-running process and
+// decodes the first line it prints into hello. It returns a function that
+// writes a line to the process's standard input.
+func startJSPeer(t *testing.T, hello any, args ...string) func(line string) {
 	t.Helper()
 	ref := jsReference(t)
-	hexBatches := make([][]string, len(batches))
-	for i, b := range batches {
-		hexBatches[i] = []string{}
-		for _, x := range b {
-			hexBatches[i] = append(hexBatches[i], hex.EncodeToString(x))
-		}
-	}
-	file := filepath.Join(t.TempDir(), "batches.json")
-	raw, _ := json.Marshal(hexBatches)
-	if err := os.WriteFile(file, raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	script, _ := filepath.Abs(filepath.Join("js", "peer.js"))
-	args := []string{script, "serve", hex.EncodeToString(bytes.Repeat([]byte{seed}, 32)), file}
-	if live {
-		args = append(args, "live")
-	}
-	cmd := exec.Command("node", args...)
+	cmd := exec.Command("node", append([]string{script}, args...)...)
 	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(ref, "node_modules"))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -166,22 +151,52 @@ func jsServer(t *testing.T, seed byte, batches [][][]byte, live bool) (addr stri
 	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
 	lines := bufio.NewScanner(stdout)
 	if !lines.Scan() {
-		t.Fatalf("reference server printed nothing: %v", lines.Err())
+		t.Fatalf("the reference peer printed nothing: %v", lines.Err())
+	}
+	if err := json.Unmarshal(lines.Bytes(), hello); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdout)
+	return func(line string) {
+		if _, err := fmt.Fprintln(stdin, line); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// batchesFile writes batches as the JS peers read them: arrays of hex.
+func batchesFile(t *testing.T, batches [][][]byte) string {
+	t.Helper()
+	hexBatches := make([][]string, len(batches))
+	for i, b := range batches {
+		hexBatches[i] = []string{}
+		for _, x := range b {
+			hexBatches[i] = append(hexBatches[i], hex.EncodeToString(x))
+		}
+	}
+	file := filepath.Join(t.TempDir(), "batches.json")
+	raw, _ := json.Marshal(hexBatches)
+	if err := os.WriteFile(file, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// jsServer starts the reference serving a feed; it returns the address,
+// the key, and a function that appends a block through the reference.
+func jsServer(t *testing.T, seed byte, batches [][][]byte, live bool) (addr string, key []byte, appendBlock func([]byte)) {
+	t.Helper()
+	args := []string{"serve", hex.EncodeToString(bytes.Repeat([]byte{seed}, 32)), batchesFile(t, batches)}
+	if live {
+		args = append(args, "live")
 	}
 	var hello struct {
 		Port int    `json:"port"`
 		Key  string `json:"key"`
 	}
-	if err := json.Unmarshal(lines.Bytes(), &hello); err != nil {
-		t.Fatal(err)
-	}
+	send := startJSPeer(t, &hello, args...)
 	key, _ = hex.DecodeString(hello.Key)
-	go io.Copy(io.Discard, stdout)
-	appendBlock = func(b []byte) {
-		if _, err := fmt.Fprintf(stdin, "append %x\n", b); err != nil {
-			t.Error(err)
-		}
-	}
+	appendBlock = func(b []byte) { send(fmt.Sprintf("append %x", b)) }
 	return fmt.Sprintf("127.0.0.1:%d", hello.Port), key, appendBlock
 }
 
@@ -303,4 +318,81 @@ func TestLiveAppendsReachGo(t *testing.T) {
 	if median := delays[len(delays)/2]; median > 100*time.Millisecond {
 		t.Errorf("median delay from a reference append to Go: %v (all: %v)", median, delays)
 	}
+}
+
+func reversed(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i := range b {
+		out[len(b)-1-i] = b[i]
+	}
+	return out
+}
+
+// TestTwoFeedsOnOneStreamWithJS: two feeds replicate over one stream, as a
+// hyperdrive's metadata and content do, from the reference to Go and from
+// Go to the reference.
+func TestTwoFeedsOnOneStreamWithJS(t *testing.T) {
+	t.Parallel()
+	jsReference(t)
+	batches := protocolShape()
+	want := [2][][]byte{flatten(batches), nil}
+	for _, b := range want[0] {
+		want[1] = append(want[1], reversed(b))
+	}
+
+	t.Run("reference serves", func(t *testing.T) {
+		var hello struct {
+			Port int      `json:"port"`
+			Keys []string `json:"keys"`
+		}
+		startJSPeer(t, &hello, "serve-two", hex.EncodeToString(bytes.Repeat([]byte{0x41}, 32)),
+			hex.EncodeToString(bytes.Repeat([]byte{0x42}, 32)), batchesFile(t, batches))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		var replicas []*hypercore.Feed
+		for _, k := range hello.Keys {
+			key, _ := hex.DecodeString(k)
+			replicas = append(replicas, emptyReplica(t, key))
+		}
+		if err := protocol.Dial(ctx, fmt.Sprintf("127.0.0.1:%d", hello.Port), protocol.Options{}, replicas...); err != nil {
+			t.Fatal(err)
+		}
+		for f, r := range replicas {
+			if r.Length() != uint64(len(want[f])) {
+				t.Fatalf("feed %d: length %d, want %d", f, r.Length(), len(want[f]))
+			}
+			for i, w := range want[f] {
+				if got, err := r.Get(uint64(i)); err != nil || !bytes.Equal(got, w) {
+					t.Fatalf("feed %d block %d: %v", f, i, err)
+				}
+			}
+		}
+	})
+
+	t.Run("Go serves", func(t *testing.T) {
+		first := goWriter(t, 0x43, batches)
+		var rev [][][]byte
+		for _, b := range batches {
+			var rb [][]byte
+			for _, x := range b {
+				rb = append(rb, reversed(x))
+			}
+			rev = append(rev, rb)
+		}
+		second := goWriter(t, 0x44, rev)
+		addr := goServer(t, protocol.Options{}, first, second)
+		host, port, _ := net.SplitHostPort(addr)
+		out := runNode(t, "peer.js", "download-two", host, port, hex.EncodeToString(first.PublicKey()), hex.EncodeToString(second.PublicKey()))
+		var got []jsDownload
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%v: %.200s", err, out)
+		}
+		for f := range 2 {
+			for i, w := range want[f] {
+				if got[f].Blocks[strconv.Itoa(i)] != hex.EncodeToString(w) {
+					t.Fatalf("feed %d block %d differs", f, i)
+				}
+			}
+		}
+	})
 }

@@ -75,8 +75,64 @@ async function download ([host, port, key, ...rest]) {
   process.stdout.write(JSON.stringify({ length: feed.length, blocks: out }) + '\n', () => process.exit(0))
 }
 
+// Two feeds on one stream, as a hyperdrive replicates its metadata (channel
+// 0) and content (channel 1):
+//
+//   node peer.js serve-two SEED1 SEED2 BATCHES_FILE
+//     Like serve, with a second feed whose blocks are the first's reversed;
+//     prints {"port": N, "keys": [HEX, HEX]}.
+//   node peer.js download-two HOST PORT KEY1 KEY2
+//     Downloads both over one stream; prints [{"length", "blocks"}, ...].
+async function serveTwo ([seed1, seed2, batchesFile]) {
+  const batches = JSON.parse(require('fs').readFileSync(batchesFile, 'utf8'))
+  const feeds = []
+  for (const [seed, reverse] of [[seed1, false], [seed2, true]]) {
+    const keyPair = hcrypto.keyPair(Buffer.from(seed, 'hex'))
+    const feed = hypercore(ram, keyPair.publicKey, { secretKey: keyPair.secretKey })
+    await promisify(feed.ready.bind(feed))()
+    for (const batch of batches) {
+      await promisify(feed.append.bind(feed))(batch.map((b) => Buffer.from(b, 'hex')).map((b) => reverse ? Buffer.from(b).reverse() : b))
+    }
+    feeds.push(feed)
+  }
+  const server = net.createServer((socket) => {
+    const stream = feeds[0].replicate({ expectedFeeds: 2 })
+    feeds[1].replicate({ stream })
+    socket.pipe(stream).pipe(socket)
+    socket.on('error', () => {})
+    stream.on('error', () => socket.destroy())
+  })
+  server.listen(0, '127.0.0.1', () => {
+    process.stdout.write(JSON.stringify({ port: server.address().port, keys: feeds.map((f) => f.key.toString('hex')) }) + '\n')
+  })
+  readline.createInterface({ input: process.stdin }).on('close', () => process.exit(0))
+}
+
+async function downloadTwo ([host, port, key1, key2]) {
+  const feeds = []
+  for (const key of [key1, key2]) {
+    const feed = hypercore(ram, Buffer.from(key, 'hex'))
+    await promisify(feed.ready.bind(feed))()
+    feeds.push(feed)
+  }
+  const socket = net.connect(Number(port), host)
+  const stream = feeds[0].replicate({ expectedFeeds: 2 })
+  feeds[1].replicate({ stream })
+  socket.pipe(stream).pipe(socket)
+  stream.on('error', (err) => { console.error('stream:', err.message) })
+  const out = []
+  for (const feed of feeds) {
+    await promisify(feed.update.bind(feed))(1)
+    const blocks = {}
+    for (let i = 0; i < feed.length; i++) blocks[i] = (await promisify(feed.get.bind(feed))(i)).toString('hex')
+    out.push({ length: feed.length, blocks })
+  }
+  socket.destroy()
+  process.stdout.write(JSON.stringify(out) + '\n', () => process.exit(0))
+}
+
 const [mode, ...args] = process.argv.slice(2)
-const run = mode === 'serve' ? serve : download
+const run = { serve, download, 'serve-two': serveTwo, 'download-two': downloadTwo }[mode]
 run(args).catch((err) => {
   console.error(err.stack || err)
   process.exit(1)
