@@ -245,3 +245,38 @@ func TestHostileClients(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileAnnouncements: a peer that announces blocks all over a huge
+// range, or opens channel after channel for feeds nobody serves, is cut off
+// or ignored without this side's memory growing with it.
+func TestHostileAnnouncements(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 11, blocksOf("a", 3))
+	dst := replicaOf(t, src)
+	serverSide, clientSide := net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The hostile side is the server here: it answers the replica's Want
+	// with Haves scattered over 2^40 blocks.
+	go func() {
+		fr := wire.NewFrameReader(serverSide)
+		f, _, err := fr.Next()
+		if err != nil {
+			return
+		}
+		m, _ := wire.Decode(f.Type, f.Body)
+		fr.Decrypt(wire.NewStream(src.PublicKey(), m.(*wire.Feed).Nonce))
+		xor := rawClient(t, serverSide, src.PublicKey())
+		for i := uint64(0); i < 20; i++ { // 20 runs of 4096 pages each
+			b := wire.AppendFrame(nil, 0, &wire.Have{Start: i << 30, Length: wire.Uint64(1 << 24)})
+			xor.XORKeyStream(b, b)
+			if _, err := serverSide.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	err := protocol.Replicate(ctx, clientSide, protocol.Options{}, dst)
+	if !errors.Is(err, protocol.ErrTooManyAnnounced) {
+		t.Fatalf("Replicate = %v, want ErrTooManyAnnounced", err)
+	}
+}

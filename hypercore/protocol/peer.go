@@ -172,6 +172,9 @@ func (p *peer) onHave(m *wire.Have) error {
 		p.remoteHas.setRange(m.Start, n)
 		p.remoteLen = max(p.remoteLen, m.Start+n)
 	}
+	if len(p.remoteHas) > maxRemotePages {
+		return ErrTooManyAnnounced
+	}
 	p.sendWants()
 	return p.update()
 }
@@ -411,6 +414,14 @@ func (p *peer) onFeedChanged() error {
 	return p.update()
 }
 
+// maxRemotePages bounds the memory one peer's announcements may take: 65536
+// pages of 4096 blocks (32 MiB, for 2^28 blocks).
+const maxRemotePages = 1 << 16
+
+// ErrTooManyAnnounced ends a stream whose peer announces blocks beyond any
+// plausible feed.
+var ErrTooManyAnnounced = errors.New("protocol: peer announced too many blocks")
+
 // bitset is a sparse set of block indexes, in pages of 4096 bits.
 type bitset map[uint64]*[64]uint64
 
@@ -429,8 +440,20 @@ func (b bitset) set(i uint64) {
 }
 
 func (b bitset) setRange(start, n uint64) {
-	for i := start; i < start+n; i++ {
+	end := start + n
+	for i := start; i < end; {
+		if i&63 == 0 && end-i >= 64 { // a whole word at a time
+			pg := b[i>>12]
+			if pg == nil {
+				pg = new([64]uint64)
+				b[i>>12] = pg
+			}
+			pg[(i>>6)&63] = ^uint64(0)
+			i += 64
+			continue
+		}
 		b.set(i)
+		i++
 	}
 }
 

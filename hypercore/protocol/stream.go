@@ -539,6 +539,11 @@ func (s *Stream) onFeedLocked(id uint64, m *wire.Feed, ack chan []byte) error {
 	}
 	if old := s.remote[id]; old != nil && old != ch {
 		old.remoteID = -1
+		if old.feed == nil {
+			// Forget channels of feeds this side does not serve, so that a
+			// peer reopening channel numbers cannot grow the table.
+			delete(s.byDK, old.dk)
+		}
 	}
 	ch.remoteID = int(id)
 	s.remote[id] = ch
