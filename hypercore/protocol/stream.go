@@ -559,7 +559,7 @@ func (s *Stream) onFeedLocked(id uint64, m *wire.Feed, ack chan []byte) error {
 			ack <- nil
 			return fmt.Errorf("%w: %x", ErrUnknownFeed, dk)
 		}
-		if DiscoveryKeyOf(s.key) != dk {
+		if hypercore.DiscoveryKey(s.key) != dk {
 			ack <- nil
 			return ErrDifferentFirst
 		}
@@ -574,9 +574,6 @@ func (s *Stream) onFeedLocked(id uint64, m *wire.Feed, ack chan []byte) error {
 	}
 	return nil
 }
-
-// DiscoveryKeyOf returns the discovery key of a public key.
-func DiscoveryKeyOf(publicKey []byte) [32]byte { return hypercore.DiscoveryKey(publicKey) }
 
 // watch forwards a feed's changes to the loop until the stream ends.
 func (s *Stream) watch(ch *channel) {
