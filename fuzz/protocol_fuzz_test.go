@@ -1,0 +1,54 @@
+package fuzz
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hypercore/wire"
+)
+
+// FuzzServeStream sends a serving stream a proper opening (Feed, Handshake)
+// followed by arbitrary frames from the fuzzer, encrypted as a peer would:
+// the server must end the stream or keep serving, never panic, and return
+// once the peer hangs up.
+func FuzzServeStream(f *testing.F) {
+	src, _ := sourceFeed(f)
+	key := src.PublicKey()
+	dk := src.DiscoveryKey()
+	f.Add(wire.AppendFrame(nil, 0, &wire.Want{Start: 0, Length: wire.Uint64(1 << 20)}))
+	f.Add(append(wire.AppendFrame(nil, 0, &wire.Request{Index: 3, Nodes: wire.Uint64(0)}),
+		wire.AppendFrame(nil, 0, &wire.Have{Start: 0, Bitfield: []byte{0x0f, 0x02, 0x07}})...))
+	f.Add(wire.AppendFrame(nil, 1, &wire.Feed{DiscoveryKey: dk[:]}))
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		server, client := net.Pipe()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			done <- protocol.Serve(ctx, server, protocol.Options{Timeout: time.Second}, func(d [32]byte) *hypercore.Feed {
+				if d == dk {
+					return src
+				}
+				return nil
+			})
+		}()
+		go io.Copy(io.Discard, client)
+		nonce := bytes.Repeat([]byte{3}, wire.NonceSize)
+		client.Write(wire.AppendFrame(nil, 0, &wire.Feed{DiscoveryKey: dk[:], Nonce: nonce}))
+		rest := append(wire.AppendFrame(nil, 0, &wire.Handshake{ID: make([]byte, 32)}), frames...)
+		wire.NewStream(key, nonce).XORKeyStream(rest, rest)
+		client.Write(rest)
+		client.Close()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			t.Fatal("the server did not end after the peer hung up")
+		}
+	})
+}
