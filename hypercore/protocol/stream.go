@@ -249,6 +249,12 @@ func (s *Stream) writeLocked(b []byte) {
 	s.queue = append(s.queue, b)
 	s.queued += len(b)
 	s.lastSent.Store(time.Now().UnixNano())
+}
+
+// wakeWriter tells the writer there is something queued. The loop calls it
+// once after handling an event, so that everything one event produced goes
+// out in one write.
+func (s *Stream) wakeWriter() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -307,6 +313,7 @@ func (s *Stream) flush() {
 func (s *Stream) Run(ctx context.Context) error {
 	go s.read()
 	go s.write()
+	s.wakeWriter() // what AddFeed queued
 	ticker := time.NewTicker(s.opts.Timeout / 4)
 	defer ticker.Stop()
 	err := s.loop(ctx, ticker.C)
@@ -350,6 +357,7 @@ func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
 				}
 			}
 			s.mu.Unlock()
+			s.wakeWriter()
 		case ev := <-s.events:
 			if ev.err != nil {
 				if errors.Is(ev.err, io.EOF) {
@@ -375,6 +383,7 @@ func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
 				done = s.doneLocked()
 			}
 			s.mu.Unlock()
+			s.wakeWriter()
 			if err != nil {
 				return err
 			}
