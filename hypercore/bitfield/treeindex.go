@@ -157,6 +157,7 @@ func (t *TreeIndex) Proof(i, digest uint64, hash bool, remote *TreeIndex) (p Pro
 	if !t.Get(i) {
 		return ProofNodes{}, false
 	}
+	p.Nodes = make([]uint64, 0, 24)
 	if hash {
 		p.Nodes = append(p.Nodes, i)
 	}

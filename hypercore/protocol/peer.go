@@ -54,7 +54,11 @@ type peer struct {
 	requested   map[uint64]bool
 	cursor      uint64          // every block below it is here or requested
 	wanted      map[uint64]bool // Sparse: the blocks to fetch
-	remoteDone  bool            // the peer said it stopped downloading
+	scratch     struct {
+		zero, digest uint64
+		no           bool
+	}
+	remoteDone  bool // the peer said it stopped downloading
 	sentDone    bool
 	finishedAll bool
 }
@@ -341,7 +345,10 @@ func (p *peer) window() int {
 func (p *peer) request(i uint64) {
 	p.requested[i] = true
 	p.inflight = append(p.inflight, request{index: i, ticks: requestTicks})
-	p.send(&wire.Request{Index: i, Bytes: wire.Uint64(0), Hash: wire.Bool(false), Nodes: wire.Uint64(p.ch.feed.Digest(i))})
+	// The message is encoded at once: it can point into the peer's own
+	// scratch fields rather than allocate its optional ones.
+	p.scratch.digest = p.ch.feed.Digest(i)
+	p.send(&wire.Request{Index: i, Bytes: &p.scratch.zero, Hash: &p.scratch.no, Nodes: &p.scratch.digest})
 }
 
 // finished reports whether this channel has nothing left to do when the

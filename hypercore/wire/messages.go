@@ -246,13 +246,15 @@ func (m *Data) AppendBody(b []byte) []byte {
 	b = appendVarintField(b, 1, m.Index)
 	b = appendOptBytes(b, 2, m.Value)
 	for _, n := range m.Nodes {
-		var nb []byte
-		nb = appendVarintField(nb, 1, n.Index)
-		nb = protowire.AppendTag(nb, 2, protowire.BytesType)
-		nb = protowire.AppendBytes(nb, n.Hash)
-		nb = appendVarintField(nb, 3, n.Size)
+		// The node's body is written in place, after its size: no buffer
+		// per node.
+		size := 1 + protowire.SizeVarint(n.Index) + 1 + protowire.SizeBytes(len(n.Hash)) + 1 + protowire.SizeVarint(n.Size)
 		b = protowire.AppendTag(b, 3, protowire.BytesType)
-		b = protowire.AppendBytes(b, nb)
+		b = protowire.AppendVarint(b, uint64(size))
+		b = appendVarintField(b, 1, n.Index)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendBytes(b, n.Hash)
+		b = appendVarintField(b, 3, n.Size)
 	}
 	return appendOptBytes(b, 4, m.Signature)
 }
@@ -462,6 +464,9 @@ func Decode(t Type, body []byte) (Message, error) {
 					return err
 				}
 				n, err := decodeNode(bs)
+				if m.Nodes == nil {
+					m.Nodes = make([]Node, 0, 16) // proofs are up to a few dozen nodes
+				}
 				m.Nodes = append(m.Nodes, n)
 				return err
 			case 4:
