@@ -625,7 +625,8 @@ func (f *Feed) closeFiles() error {
 }
 
 // Get returns block i, or an error wrapping ErrNotFound if it is not stored
-// here.
+// here. The bytes are checked against the block's hash: bytes damaged or
+// edited on disk give an error wrapping ErrCorrupt, never the bytes.
 func (f *Feed) Get(i uint64) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

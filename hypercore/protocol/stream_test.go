@@ -57,6 +57,16 @@ func lookupOf(feeds ...*hypercore.Feed) protocol.Lookup {
 	}
 }
 
+// pipe returns the two ends of an in-memory connection and a context that
+// bounds the test.
+func pipe(t *testing.T) (server, client net.Conn, ctx context.Context) {
+	t.Helper()
+	server, client = net.Pipe()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return server, client, ctx
+}
+
 func sameBlocks(t *testing.T, a, b *hypercore.Feed) {
 	t.Helper()
 	if a.Length() != b.Length() {
@@ -81,9 +91,7 @@ func TestGoToGoFullDownload(t *testing.T) {
 	t.Parallel()
 	src := writer(t, 1, blocksOf("a", 10), blocksOf("b", 300), [][]byte{{}, make([]byte, 70000)})
 	dst := replicaOf(t, src)
-	c1, c2 := net.Pipe()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c1, c2, ctx := pipe(t)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- protocol.Serve(ctx, c1, protocol.Options{}, lookupOf(src)) }()
 	var stats protocol.Stats
@@ -103,9 +111,7 @@ func TestGoToGoSparseDownload(t *testing.T) {
 	t.Parallel()
 	src := writer(t, 2, blocksOf("s", 100))
 	dst := replicaOf(t, src)
-	c1, c2 := net.Pipe()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c1, c2, ctx := pipe(t)
 	go protocol.Serve(ctx, c1, protocol.Options{}, lookupOf(src))
 	s := protocol.NewStream(c2, protocol.Options{Sparse: true}, nil)
 	if err := s.AddFeed(dst); err != nil {
@@ -129,9 +135,7 @@ func TestGoToGoLive(t *testing.T) {
 	t.Parallel()
 	src := writer(t, 3, blocksOf("l", 5))
 	dst := replicaOf(t, src)
-	c1, c2 := net.Pipe()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c1, c2, ctx := pipe(t)
 	go protocol.Serve(ctx, c1, protocol.Options{Live: true}, lookupOf(src))
 	go protocol.Replicate(ctx, c2, protocol.Options{Live: true}, dst)
 	if _, err := dst.Wait(ctx, 4); err != nil {
@@ -165,9 +169,7 @@ func TestSeveralFeedsOnOneStream(t *testing.T) {
 	content := writer(t, 5, blocksOf("c", 50))
 	unknown := writer(t, 6, blocksOf("u", 1))
 	m, c := replicaOf(t, metadata), replicaOf(t, content)
-	c1, c2 := net.Pipe()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c1, c2, ctx := pipe(t)
 	var serverStats protocol.Stats
 	go protocol.Serve(ctx, c1, protocol.Options{Stats: &serverStats}, lookupOf(metadata, content))
 	s := protocol.NewStream(c2, protocol.Options{Live: true}, nil)
@@ -201,9 +203,7 @@ func TestKeepAlivesHoldAnIdleStream(t *testing.T) {
 	t.Parallel()
 	src := writer(t, 7, blocksOf("k", 2))
 	dst := replicaOf(t, src)
-	c1, c2 := net.Pipe()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	c1, c2, ctx := pipe(t)
 	opts := protocol.Options{Live: true, Timeout: 200 * time.Millisecond}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- protocol.Serve(ctx, c1, opts, lookupOf(src)) }()
