@@ -27,8 +27,9 @@
 //	replica, _ := hypercore.Open(hypercore.Config{Storage: st, PublicKey: key, Create: true})
 //	err := protocol.Dial(ctx, "host:3282", protocol.Options{}, replica)
 //
-// A Stream runs on three goroutines: a reader (which starts decrypting right
-// after the peer's first frame), a loop that owns all replication state, and
-// a writer fed through a bounded queue, so that a peer that stops reading
-// cannot stall the loop or fill memory.
+// A Stream runs on a few goroutines: a reader (which starts decrypting right
+// after the peer's first frame), a loop that owns the replication state, a
+// responder per feed that answers requests in order (proofs and blocks are
+// built off the loop), and a writer fed through a bounded queue, so that a
+// peer that stops reading cannot stall the loop or fill memory.
 package protocol

@@ -58,9 +58,11 @@ type peer struct {
 		zero, digest uint64
 		no           bool
 	}
-	remoteDone  bool // the peer said it stopped downloading
-	sentDone    bool
-	finishedAll bool
+	requests     []wire.Request // waiting for the responder; nil until the first
+	requestsWake chan struct{}
+	remoteDone   bool // the peer said it stopped downloading
+	sentDone     bool
+	finishedAll  bool
 }
 
 type request struct {
@@ -70,13 +72,14 @@ type request struct {
 
 func newPeer(s *Stream, ch *channel) *peer {
 	return &peer{
-		s:           s,
-		ch:          ch,
-		downloading: !ch.feed.Writable(),
-		remoteTree:  bitfield.NewTreeIndex(),
-		remoteHas:   bitset{},
-		requested:   map[uint64]bool{},
-		wanted:      map[uint64]bool{},
+		s:            s,
+		ch:           ch,
+		downloading:  !ch.feed.Writable(),
+		remoteTree:   bitfield.NewTreeIndex(),
+		remoteHas:    bitset{},
+		requested:    map[uint64]bool{},
+		requestsWake: make(chan struct{}, 1),
+		wanted:       map[uint64]bool{},
 	}
 }
 
@@ -186,7 +189,60 @@ func (p *peer) onHave(m *wire.Have) error {
 // maxBlock bounds block indexes from a peer; far beyond any real feed.
 const maxBlock = 1 << 52
 
+// maxQueuedRequests bounds the requests a peer may have waiting for
+// answers; the reference sends at most 16 at a time.
+const maxQueuedRequests = 4096
+
+// ErrTooManyRequests ends a stream whose peer piles up requests.
+var ErrTooManyRequests = errors.New("protocol: too many requests waiting")
+
+// onRequest hands a request to the peer's responder goroutine, which
+// builds the answers (proof, block, encoding) off the loop, in order.
 func (p *peer) onRequest(m *wire.Request) error {
+	if len(p.requests) >= maxQueuedRequests {
+		return ErrTooManyRequests
+	}
+	if p.requests == nil {
+		go p.respond()
+	}
+	p.requests = append(p.requests, *m)
+	select {
+	case p.requestsWake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// respond answers requests in the order they came, until the stream ends.
+// It runs without the stream's lock except to queue each answer; the
+// remote tree it updates is its own.
+func (p *peer) respond() {
+	for {
+		select {
+		case <-p.requestsWake:
+		case <-p.s.done:
+			return
+		}
+		p.s.mu.Lock()
+		batch := p.requests
+		p.requests = p.requests[len(p.requests):]
+		p.s.mu.Unlock()
+		for i := range batch {
+			frame, err := p.answer(&batch[i])
+			if err != nil {
+				p.s.deliver(event{err: err})
+				return
+			}
+			p.s.mu.Lock()
+			p.s.writeLocked(frame)
+			p.s.mu.Unlock()
+		}
+		p.s.wakeWriter()
+	}
+}
+
+// answer builds the Data frame that answers m.
+func (p *peer) answer(m *wire.Request) ([]byte, error) {
 	f := p.ch.feed
 	digest := uint64(0)
 	if m.Nodes != nil {
@@ -195,14 +251,14 @@ func (p *peer) onRequest(m *wire.Request) error {
 	hash := m.Hash != nil && *m.Hash
 	proof, err := f.Proof(m.Index, hypercore.ProofRequest{Digest: digest, Hash: hash, Remote: p.remoteTree})
 	if err != nil {
-		return fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
+		return nil, fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
 	}
 	var value []byte
 	if !hash {
 		// The peer verifies the block; hashing it here too would double the
 		// cost of serving.
 		if value, err = f.GetUnchecked(m.Index); err != nil {
-			return fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
+			return nil, fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
 		}
 	}
 	d := &wire.Data{Index: m.Index, Value: value, Signature: proof.Signature}
@@ -211,12 +267,11 @@ func (p *peer) onRequest(m *wire.Request) error {
 		n := &proof.Nodes[k] // the proof is ours alone: its hashes need no copy
 		d.Nodes[k] = wire.Node{Index: n.Index, Hash: n.Hash[:], Size: n.Size}
 	}
-	p.send(d)
 	if st := p.s.opts.Stats; st != nil && value != nil {
 		st.UploadedBlocks.Add(1)
 		st.UploadedBytes.Add(uint64(len(value)))
 	}
-	return nil
+	return wire.EncodeFrame(uint64(p.ch.localID), d), nil
 }
 
 func (p *peer) onData(m *wire.Data) error {
