@@ -28,8 +28,9 @@
 //	err := protocol.Dial(ctx, "host:3282", protocol.Options{}, replica)
 //
 // A Stream runs on a few goroutines: a reader (which starts decrypting right
-// after the peer's first frame), a loop that owns the replication state, a
-// responder per feed that answers requests in order (proofs and blocks are
-// built off the loop), and a writer fed through a bounded queue, so that a
-// peer that stops reading cannot stall the loop or fill memory.
+// after the peer's first frame), a loop that owns the replication state, per
+// feed a responder that answers requests and a receiver that verifies and
+// stores blocks (each in order, off the loop), and a writer fed through a
+// bounded queue, so that a peer that stops reading cannot stall the loop or
+// fill memory.
 package protocol

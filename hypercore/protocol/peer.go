@@ -60,6 +60,8 @@ type peer struct {
 	}
 	requests     []wire.Request // waiting for the responder; nil until the first
 	requestsWake chan struct{}
+	received     []*wire.Data // waiting for the receiver; nil until the first
+	receivedWake chan struct{}
 	remoteDone   bool // the peer said it stopped downloading
 	sentDone     bool
 	finishedAll  bool
@@ -79,6 +81,7 @@ func newPeer(s *Stream, ch *channel) *peer {
 		remoteHas:    bitset{},
 		requested:    map[uint64]bool{},
 		requestsWake: make(chan struct{}, 1),
+		receivedWake: make(chan struct{}, 1),
 		wanted:       map[uint64]bool{},
 	}
 }
@@ -286,23 +289,62 @@ func (p *peer) onData(m *wire.Data) error {
 	if m.Value == nil {
 		return fmt.Errorf("%w: Data for block %d without a value", ErrBadMessage, m.Index)
 	}
-	proof := hypercore.Proof{Signature: m.Signature, Nodes: make([]merkle.Node, 0, len(m.Nodes))}
 	for _, n := range m.Nodes {
 		if len(n.Hash) != 32 {
 			return fmt.Errorf("%w: proof node of block %d with a %d-byte hash", ErrBadMessage, m.Index, len(n.Hash))
 		}
-		nd := hypercoreNode(n)
-		proof.Nodes = append(proof.Nodes, nd)
 	}
-	if err := p.ch.feed.Put(m.Index, m.Value, proof); err != nil {
-		return fmt.Errorf("protocol: block %d from the peer: %w", m.Index, err)
+	// Verifying and storing happen on the receiver goroutine, in order, so
+	// that the loop keeps reading meanwhile.
+	if p.received == nil {
+		go p.receive()
 	}
-	if st := p.s.opts.Stats; st != nil {
-		st.DownloadedBlocks.Add(1)
-		st.DownloadedBytes.Add(uint64(len(m.Value)))
+	p.received = append(p.received, m)
+	select {
+	case p.receivedWake <- struct{}{}:
+	default:
 	}
-	p.clear(m.Index)
-	return p.update()
+	return nil
+}
+
+// receive verifies and stores received blocks in the order they came, then
+// asks for more, until the stream ends. A block that does not verify ends
+// the stream; nothing of it is stored.
+func (p *peer) receive() {
+	for {
+		select {
+		case <-p.receivedWake:
+		case <-p.s.done:
+			return
+		}
+		p.s.mu.Lock()
+		batch := p.received
+		p.received = p.received[len(p.received):]
+		p.s.mu.Unlock()
+		for _, m := range batch {
+			proof := hypercore.Proof{Signature: m.Signature, Nodes: make([]merkle.Node, len(m.Nodes))}
+			for k, n := range m.Nodes {
+				proof.Nodes[k] = hypercoreNode(n)
+			}
+			if err := p.ch.feed.Put(m.Index, m.Value, proof); err != nil {
+				p.s.deliver(event{err: fmt.Errorf("protocol: block %d from the peer: %w", m.Index, err)})
+				return
+			}
+			if st := p.s.opts.Stats; st != nil {
+				st.DownloadedBlocks.Add(1)
+				st.DownloadedBytes.Add(uint64(len(m.Value)))
+			}
+			p.s.mu.Lock()
+			p.clear(m.Index)
+			err := p.update()
+			p.s.mu.Unlock()
+			if err != nil {
+				p.s.deliver(event{err: err})
+				return
+			}
+		}
+		p.s.wakeWriter()
+	}
 }
 
 func (p *peer) clear(index uint64) {
