@@ -101,7 +101,7 @@ type Stream struct {
 
 // event is what the reader and the feeds hand to the stream's loop.
 type event struct {
-	frames  []wire.Frame // frames that arrived together
+	frames  []message // messages that arrived together
 	err     error
 	changed *channel // a feed of this channel changed
 	ack     chan []byte
@@ -430,7 +430,7 @@ func (s *Stream) read() {
 		if !first {
 			// Hand over every frame already buffered in one event: one
 			// wake-up of the loop for a burst of small messages.
-			frames := []wire.Frame{f}
+			frames := []message{decode(f)}
 			size := len(f.Body)
 			for fr.Buffered() && len(frames) < 256 && size < 32<<10 {
 				g, keepAlive, err := fr.Next()
@@ -442,7 +442,7 @@ func (s *Stream) read() {
 					return
 				}
 				if !keepAlive {
-					frames = append(frames, g)
+					frames = append(frames, decode(g))
 					size += len(g.Body)
 				}
 			}
@@ -457,7 +457,7 @@ func (s *Stream) read() {
 			return
 		}
 		ack := make(chan []byte, 1)
-		if !s.deliver(event{frames: []wire.Frame{f}, ack: ack}) {
+		if !s.deliver(event{frames: []message{decode(f)}, ack: ack}) {
 			return
 		}
 		var key []byte
@@ -488,14 +488,28 @@ func (s *Stream) deliver(ev event) bool {
 	}
 }
 
-// onFrameLocked handles one frame from the peer.
-func (s *Stream) onFrameLocked(f wire.Frame, ack chan []byte) error {
+// message is a frame decoded by the reader, or the error decoding it gave.
+type message struct {
+	frame wire.Frame
+	msg   wire.Message
+	err   error
+}
+
+// decode decodes a frame's message on the reader's goroutine, so that the
+// loop only dispatches.
+func decode(f wire.Frame) message {
+	m, err := wire.Decode(f.Type, f.Body)
+	return message{frame: f, msg: m, err: err}
+}
+
+// onFrameLocked handles one message from the peer.
+func (s *Stream) onFrameLocked(dm message, ack chan []byte) error {
+	f, m := dm.frame, dm.msg
 	if f.Channel >= wire.MaxChannels {
 		return ErrTooManyFeeds
 	}
-	m, err := wire.Decode(f.Type, f.Body)
-	if err != nil {
-		return fmt.Errorf("%w: %v on channel %d: %w", ErrBadMessage, f.Type, f.Channel, err)
+	if dm.err != nil {
+		return fmt.Errorf("%w: %v on channel %d: %w", ErrBadMessage, f.Type, f.Channel, dm.err)
 	}
 	if feed, ok := m.(*wire.Feed); ok {
 		return s.onFeedLocked(f.Channel, feed, ack)
