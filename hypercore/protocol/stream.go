@@ -91,8 +91,9 @@ type Stream struct {
 	remoteID  []byte
 	live      bool // both sides asked for live
 
-	lastSent     atomic.Int64 // unix nanoseconds
-	lastReceived atomic.Int64
+	// Counters of writes and reads, for the keep-alive checks: cheaper than
+	// a clock reading per message.
+	sent, received atomic.Uint64
 
 	events chan event
 	done   chan struct{}
@@ -248,7 +249,6 @@ func (s *Stream) writeLocked(b []byte) {
 	}
 	s.queue = append(s.queue, b)
 	s.queued += len(b)
-	s.lastSent.Store(time.Now().UnixNano())
 }
 
 // wakeWriter tells the writer there is something queued. The loop calls it
@@ -273,6 +273,9 @@ func (s *Stream) write() {
 		q := s.queue
 		s.queue = nil
 		s.mu.Unlock()
+		if len(q) == 0 {
+			continue
+		}
 		n := 0
 		for _, b := range q {
 			n += len(b)
@@ -280,6 +283,7 @@ func (s *Stream) write() {
 		// One write (writev on TCP) for everything queued: a syscall per
 		// frame would cost more than the frames.
 		bufs := net.Buffers(q)
+		s.sent.Add(1)
 		if _, err := bufs.WriteTo(s.conn); err != nil {
 			s.mu.Lock()
 			s.writeErr = err
@@ -330,8 +334,8 @@ func (s *Stream) Run(ctx context.Context) error {
 }
 
 func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
-	quietTicks := 0
-	lastReceived := int64(0)
+	quietTicks, silentTicks := 0, 0
+	var lastReceived, lastSent uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -339,14 +343,20 @@ func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
 		case <-tick:
 			// The reference's timing: ping after three quiet checks (its
 			// keep-alive counter), time out after five silent ones.
-			if r := s.lastReceived.Load(); r != lastReceived {
+			if r := s.received.Load(); r != lastReceived {
 				lastReceived, quietTicks = r, 0
 			} else if quietTicks++; quietTicks > 4 {
 				return ErrTimeout
 			}
+			if w := s.sent.Load(); w != lastSent {
+				lastSent, silentTicks = w, 0
+			} else {
+				silentTicks++
+			}
 			s.mu.Lock()
-			if s.xor != nil && time.Since(time.Unix(0, s.lastSent.Load())) > 3*s.opts.Timeout/4 {
+			if s.xor != nil && silentTicks >= 3 {
 				s.writeLocked(append([]byte(nil), wire.KeepAlive...))
+				silentTicks = 0
 			}
 			for _, ch := range s.local {
 				if ch != nil {
@@ -418,7 +428,7 @@ func (s *Stream) read() {
 	for {
 		f, keepAlive, err := fr.Next()
 		if err == nil {
-			s.lastReceived.Store(time.Now().UnixNano())
+			s.received.Add(1)
 		}
 		if keepAlive {
 			continue
