@@ -264,221 +264,73 @@ func (m *Extension) AppendBody(b []byte) []byte {
 	return append(b, m.Payload...)
 }
 
-// fieldFunc handles one field of a message being decoded; v is the varint
-// value for varint fields and bs the bytes for length-delimited ones.
-type fieldFunc func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error
+// field is one decoded protobuf field: v holds a varint field's value, bs a
+// length-delimited field's bytes.
+type field struct {
+	num protowire.Number
+	typ protowire.Type
+	v   uint64
+	bs  []byte
+}
 
-// walk decodes the fields of a protobuf body, calling f for each; fields f
-// does not know are skipped, as the reference's decoder does.
-func walk(body []byte, f fieldFunc) error {
-	for len(body) > 0 {
-		num, typ, n := protowire.ConsumeTag(body)
-		if n < 0 {
-			return fmt.Errorf("%w: %v", ErrMessage, protowire.ParseError(n))
-		}
-		body = body[n:]
-		var v uint64
-		var bs []byte
-		switch typ {
-		case protowire.VarintType:
-			v, n = protowire.ConsumeVarint(body)
-		case protowire.BytesType:
-			bs, n = protowire.ConsumeBytes(body)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, body)
-		}
-		if n < 0 {
-			return fmt.Errorf("%w: field %d: %v", ErrMessage, num, protowire.ParseError(n))
-		}
-		body = body[n:]
-		if err := f(num, typ, v, bs); err != nil {
-			return err
-		}
+// nextField decodes the first field of body and returns the rest. Fields of
+// other wire types are consumed and returned with neither v nor bs, so that
+// unknown fields are skipped, as the reference's decoder does.
+func nextField(body []byte) (field, []byte, error) {
+	num, typ, n := protowire.ConsumeTag(body)
+	if n < 0 {
+		return field{}, nil, fmt.Errorf("%w: %v", ErrMessage, protowire.ParseError(n))
 	}
-	return nil
+	body = body[n:]
+	f := field{num: num, typ: typ}
+	switch typ {
+	case protowire.VarintType:
+		f.v, n = protowire.ConsumeVarint(body)
+	case protowire.BytesType:
+		f.bs, n = protowire.ConsumeBytes(body)
+	default:
+		n = protowire.ConsumeFieldValue(num, typ, body)
+	}
+	if n < 0 {
+		return field{}, nil, fmt.Errorf("%w: field %d: %v", ErrMessage, num, protowire.ParseError(n))
+	}
+	return f, body[n:], nil
 }
 
 // expect checks that a known field arrived with the wire type its schema
 // gives it.
-func expect(num protowire.Number, got, want protowire.Type) error {
-	if got != want {
-		return fmt.Errorf("%w: field %d has wire type %d, want %d", ErrMessage, num, got, want)
+func (f field) expect(want protowire.Type) error {
+	if f.typ != want {
+		return fmt.Errorf("%w: field %d has wire type %d, want %d", ErrMessage, f.num, f.typ, want)
 	}
 	return nil
 }
 
-func missing(field string) error { return fmt.Errorf("%w: %s is required", ErrMessage, field) }
+func missing(name string) error { return fmt.Errorf("%w: %s is required", ErrMessage, name) }
+
+const (
+	varint = protowire.VarintType
+	bytesT = protowire.BytesType
+)
 
 // Decode decodes the body of a message of type t. Byte fields of the result
 // alias body.
 func Decode(t Type, body []byte) (Message, error) {
 	switch t {
 	case TypeFeed:
-		m := &Feed{}
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				m.DiscoveryKey = bs
-				return expect(num, typ, protowire.BytesType)
-			case 2:
-				m.Nonce = bs
-				return expect(num, typ, protowire.BytesType)
-			}
-			return nil
-		})
-		if err == nil && m.DiscoveryKey == nil {
-			err = missing("Feed.discoveryKey")
-		}
-		return m, err
+		return decodeFeed(body)
 	case TypeHandshake:
-		m := &Handshake{}
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				m.ID = bs
-				return expect(num, typ, protowire.BytesType)
-			case 2:
-				m.Live = Bool(protowire.DecodeBool(v))
-				return expect(num, typ, protowire.VarintType)
-			case 3:
-				m.UserData = bs
-				return expect(num, typ, protowire.BytesType)
-			case 4:
-				m.Extensions = append(m.Extensions, string(bs))
-				return expect(num, typ, protowire.BytesType)
-			case 5:
-				m.Ack = Bool(protowire.DecodeBool(v))
-				return expect(num, typ, protowire.VarintType)
-			}
-			return nil
-		})
-		return m, err
+		return decodeHandshake(body)
 	case TypeInfo:
-		m := &Info{}
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				m.Uploading = Bool(protowire.DecodeBool(v))
-				return expect(num, typ, protowire.VarintType)
-			case 2:
-				m.Downloading = Bool(protowire.DecodeBool(v))
-				return expect(num, typ, protowire.VarintType)
-			}
-			return nil
-		})
-		return m, err
+		return decodeInfo(body)
 	case TypeHave:
-		m := &Have{}
-		var start bool
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				m.Start, start = v, true
-				return expect(num, typ, protowire.VarintType)
-			case 2:
-				m.Length = Uint64(v)
-				return expect(num, typ, protowire.VarintType)
-			case 3:
-				m.Bitfield = bs
-				return expect(num, typ, protowire.BytesType)
-			case 4:
-				m.Ack = Bool(protowire.DecodeBool(v))
-				return expect(num, typ, protowire.VarintType)
-			}
-			return nil
-		})
-		if err == nil && !start {
-			err = missing("Have.start")
-		}
-		return m, err
+		return decodeHave(body)
 	case TypeUnhave, TypeWant, TypeUnwant:
-		var start uint64
-		var length *uint64
-		var found bool
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				start, found = v, true
-				return expect(num, typ, protowire.VarintType)
-			case 2:
-				length = Uint64(v)
-				return expect(num, typ, protowire.VarintType)
-			}
-			return nil
-		})
-		if err == nil && !found {
-			err = missing(t.String() + ".start")
-		}
-		switch t {
-		case TypeUnhave:
-			return &Unhave{Start: start, Length: length}, err
-		case TypeWant:
-			return &Want{Start: start, Length: length}, err
-		default:
-			return &Unwant{Start: start, Length: length}, err
-		}
+		return decodeRange(t, body)
 	case TypeRequest, TypeCancel:
-		var index uint64
-		var bytes, nodes *uint64
-		var hash *bool
-		var found bool
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				index, found = v, true
-				return expect(num, typ, protowire.VarintType)
-			case 2:
-				bytes = Uint64(v)
-				return expect(num, typ, protowire.VarintType)
-			case 3:
-				hash = Bool(protowire.DecodeBool(v))
-				return expect(num, typ, protowire.VarintType)
-			case 4:
-				if t == TypeRequest {
-					nodes = Uint64(v)
-					return expect(num, typ, protowire.VarintType)
-				}
-			}
-			return nil
-		})
-		if err == nil && !found {
-			err = missing(t.String() + ".index")
-		}
-		if t == TypeRequest {
-			return &Request{Index: index, Bytes: bytes, Hash: hash, Nodes: nodes}, err
-		}
-		return &Cancel{Index: index, Bytes: bytes, Hash: hash}, err
+		return decodeRequest(t, body)
 	case TypeData:
-		m := &Data{}
-		var found bool
-		err := walk(body, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-			switch num {
-			case 1:
-				m.Index, found = v, true
-				return expect(num, typ, protowire.VarintType)
-			case 2:
-				m.Value = bs
-				return expect(num, typ, protowire.BytesType)
-			case 3:
-				if err := expect(num, typ, protowire.BytesType); err != nil {
-					return err
-				}
-				n, err := decodeNode(bs)
-				if m.Nodes == nil {
-					m.Nodes = make([]Node, 0, 16) // proofs are up to a few dozen nodes
-				}
-				m.Nodes = append(m.Nodes, n)
-				return err
-			case 4:
-				m.Signature = bs
-				return expect(num, typ, protowire.BytesType)
-			}
-			return nil
-		})
-		if err == nil && !found {
-			err = missing("Data.index")
-		}
-		return m, err
+		return decodeData(body)
 	case TypeExtension:
 		id, n := protowire.ConsumeVarint(body)
 		if n < 0 {
@@ -489,25 +341,243 @@ func Decode(t Type, body []byte) (Message, error) {
 	return nil, fmt.Errorf("%w: unknown type %d", ErrMessage, t)
 }
 
+func decodeFeed(body []byte) (*Feed, error) {
+	m := &Feed{}
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			m.DiscoveryKey, err = f.bs, f.expect(bytesT)
+		case 2:
+			m.Nonce, err = f.bs, f.expect(bytesT)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if m.DiscoveryKey == nil {
+		return nil, missing("Feed.discoveryKey")
+	}
+	return m, nil
+}
+
+func decodeHandshake(body []byte) (*Handshake, error) {
+	m := &Handshake{}
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			m.ID, err = f.bs, f.expect(bytesT)
+		case 2:
+			m.Live, err = Bool(protowire.DecodeBool(f.v)), f.expect(varint)
+		case 3:
+			m.UserData, err = f.bs, f.expect(bytesT)
+		case 4:
+			m.Extensions, err = append(m.Extensions, string(f.bs)), f.expect(bytesT)
+		case 5:
+			m.Ack, err = Bool(protowire.DecodeBool(f.v)), f.expect(varint)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func decodeInfo(body []byte) (*Info, error) {
+	m := &Info{}
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			m.Uploading, err = Bool(protowire.DecodeBool(f.v)), f.expect(varint)
+		case 2:
+			m.Downloading, err = Bool(protowire.DecodeBool(f.v)), f.expect(varint)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func decodeHave(body []byte) (*Have, error) {
+	m := &Have{}
+	var start bool
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			m.Start, start, err = f.v, true, f.expect(varint)
+		case 2:
+			m.Length, err = Uint64(f.v), f.expect(varint)
+		case 3:
+			m.Bitfield, err = f.bs, f.expect(bytesT)
+		case 4:
+			m.Ack, err = Bool(protowire.DecodeBool(f.v)), f.expect(varint)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !start {
+		return nil, missing("Have.start")
+	}
+	return m, nil
+}
+
+// decodeRange decodes Unhave, Want and Unwant, which share their fields.
+func decodeRange(t Type, body []byte) (Message, error) {
+	var start uint64
+	var length *uint64
+	var found bool
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			start, found, err = f.v, true, f.expect(varint)
+		case 2:
+			length, err = Uint64(f.v), f.expect(varint)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !found {
+		return nil, missing(t.String() + ".start")
+	}
+	switch t {
+	case TypeUnhave:
+		return &Unhave{Start: start, Length: length}, nil
+	case TypeWant:
+		return &Want{Start: start, Length: length}, nil
+	}
+	return &Unwant{Start: start, Length: length}, nil
+}
+
+// decodeRequest decodes Request and Cancel, which share their fields. The
+// optional fields point into one allocation with the message.
+func decodeRequest(t Type, body []byte) (Message, error) {
+	var v struct {
+		index, bytes, nodes uint64
+		hash                bool
+		m                   Request
+	}
+	var found bool
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			v.index, found, err = f.v, true, f.expect(varint)
+		case 2:
+			v.bytes, v.m.Bytes, err = f.v, &v.bytes, f.expect(varint)
+		case 3:
+			v.hash, v.m.Hash, err = protowire.DecodeBool(f.v), &v.hash, f.expect(varint)
+		case 4:
+			if t == TypeRequest {
+				v.nodes, v.m.Nodes, err = f.v, &v.nodes, f.expect(varint)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !found {
+		return nil, missing(t.String() + ".index")
+	}
+	v.m.Index = v.index
+	if t == TypeRequest {
+		return &v.m, nil
+	}
+	return &Cancel{Index: v.m.Index, Bytes: v.m.Bytes, Hash: v.m.Hash}, nil
+}
+
+func decodeData(body []byte) (*Data, error) {
+	m := &Data{}
+	var found bool
+	for len(body) > 0 {
+		f, rest, err := nextField(body)
+		if err != nil {
+			return nil, err
+		}
+		body = rest
+		switch f.num {
+		case 1:
+			m.Index, found, err = f.v, true, f.expect(varint)
+		case 2:
+			m.Value, err = f.bs, f.expect(bytesT)
+		case 3:
+			if err = f.expect(bytesT); err != nil {
+				return nil, err
+			}
+			var n Node
+			if n, err = decodeNode(f.bs); err != nil {
+				return nil, err
+			}
+			if m.Nodes == nil {
+				m.Nodes = make([]Node, 0, 16) // proofs are up to a few dozen nodes
+			}
+			m.Nodes = append(m.Nodes, n)
+		case 4:
+			m.Signature, err = f.bs, f.expect(bytesT)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if !found {
+		return nil, missing("Data.index")
+	}
+	return m, nil
+}
+
 func decodeNode(b []byte) (Node, error) {
 	var n Node
 	var index, hash, size bool
-	err := walk(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
-		switch num {
-		case 1:
-			n.Index, index = v, true
-			return expect(num, typ, protowire.VarintType)
-		case 2:
-			n.Hash, hash = bs, true
-			return expect(num, typ, protowire.BytesType)
-		case 3:
-			n.Size, size = v, true
-			return expect(num, typ, protowire.VarintType)
+	for len(b) > 0 {
+		f, rest, err := nextField(b)
+		if err != nil {
+			return Node{}, err
 		}
-		return nil
-	})
-	if err == nil && !(index && hash && size) {
-		err = missing("Data.Node index, hash and size")
+		b = rest
+		switch f.num {
+		case 1:
+			n.Index, index, err = f.v, true, f.expect(varint)
+		case 2:
+			n.Hash, hash, err = f.bs, true, f.expect(bytesT)
+		case 3:
+			n.Size, size, err = f.v, true, f.expect(varint)
+		}
+		if err != nil {
+			return Node{}, err
+		}
 	}
-	return n, err
+	if !(index && hash && size) {
+		return Node{}, missing("Data.Node index, hash and size")
+	}
+	return n, nil
 }
