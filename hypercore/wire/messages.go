@@ -556,6 +556,18 @@ func decodeData(body []byte) (*Data, error) {
 }
 
 func decodeNode(b []byte) (Node, error) {
+	// Fast path: the canonical encoding every peer writes (index, a 32-byte
+	// hash, size, in that order). Anything else takes the general path.
+	if len(b) > 0 && b[0] == 0x08 {
+		if idx, k := protowire.ConsumeVarint(b[1:]); k > 0 {
+			rest := b[1+k:]
+			if len(rest) >= 35 && rest[0] == 0x12 && rest[1] == 32 && rest[34] == 0x18 {
+				if size, k := protowire.ConsumeVarint(rest[35:]); k > 0 && 35+k == len(rest) {
+					return Node{Index: idx, Hash: rest[2:34:34], Size: size}, nil
+				}
+			}
+		}
+	}
 	var n Node
 	var index, hash, size bool
 	for len(b) > 0 {
