@@ -51,7 +51,7 @@ type peer struct {
 	heardHave   bool
 	wantsSent   uint64 // Want spans sent, from 0
 	inflight    []request
-	requested   map[uint64]bool
+	requested   bitset
 	cursor      uint64          // every block below it is here or requested
 	wanted      map[uint64]bool // Sparse: the blocks to fetch
 	scratch     struct {
@@ -79,7 +79,7 @@ func newPeer(s *Stream, ch *channel) *peer {
 		downloading:  !ch.feed.Writable(),
 		remoteTree:   bitfield.NewTreeIndex(),
 		remoteHas:    bitset{},
-		requested:    map[uint64]bool{},
+		requested:    bitset{},
 		requestsWake: make(chan struct{}, 1),
 		receivedWake: make(chan struct{}, 1),
 		wanted:       map[uint64]bool{},
@@ -278,7 +278,7 @@ func (p *peer) answer(m *wire.Request) ([]byte, error) {
 }
 
 func (p *peer) onData(m *wire.Data) error {
-	if !p.requested[m.Index] {
+	if !p.requested.get(m.Index) {
 		// Unrequested blocks are not taken; the reference says so with an
 		// Unhave for blocks it does not have.
 		if m.Value != nil && !p.ch.feed.Has(m.Index) {
@@ -348,7 +348,7 @@ func (p *peer) receive() {
 }
 
 func (p *peer) clear(index uint64) {
-	delete(p.requested, index)
+	p.requested.clearRange(index, 1)
 	for i, r := range p.inflight {
 		if r.index == index {
 			p.inflight = append(p.inflight[:i], p.inflight[i+1:]...)
@@ -395,14 +395,14 @@ func (p *peer) update() error {
 				delete(p.wanted, i)
 				continue
 			}
-			if !p.requested[i] && p.remoteHas.get(i) {
+			if !p.requested.get(i) && p.remoteHas.get(i) {
 				p.request(i)
 			}
 		}
 	} else {
 		window := p.window()
 		for i := p.cursor; i < p.remoteLen && len(p.inflight) < window; i++ {
-			if f.Has(i) || p.requested[i] {
+			if f.Has(i) || p.requested.get(i) {
 				if i == p.cursor {
 					p.cursor++
 				}
@@ -440,7 +440,7 @@ func (p *peer) window() int {
 }
 
 func (p *peer) request(i uint64) {
-	p.requested[i] = true
+	p.requested.set(i)
 	p.inflight = append(p.inflight, request{index: i, ticks: requestTicks})
 	// The message is encoded at once: it can point into the peer's own
 	// scratch fields rather than allocate its optional ones.
