@@ -148,7 +148,15 @@ func (p *peer) onWant(m *wire.Want) error {
 		p.send(&wire.Have{Start: n - 1})
 	}
 	p.remoteWant = true
-	p.announced = max(p.announced, f.Length())
+	if f.Writable() {
+		p.announced = max(p.announced, f.Length())
+	} else {
+		// A replica announces what it gains from here on, as far as its
+		// blocks run without a gap (see onFeedChanged).
+		for p.announced < f.Length() && f.Has(p.announced) {
+			p.announced++
+		}
+	}
 	p.send(&wire.Have{Start: m.Start, Length: wire.Uint64(length), Bitfield: f.HaveBitfield(m.Start, length)})
 	return nil
 }
@@ -503,17 +511,28 @@ func (p *peer) tick() error {
 	return fmt.Errorf("%w: block %d", ErrRequestTimeout, first.index)
 }
 
-// onFeedChanged announces a writer's new blocks to a peer that asked.
+// onFeedChanged announces new blocks to a peer that asked: a writer's
+// appends, and, for a replica that rehosts a feed, the blocks it downloaded
+// (from this peer or others), as far as they run without a gap, so that
+// appends travel on from replica to replica.
 func (p *peer) onFeedChanged() error {
 	f := p.ch.feed
-	n := f.Length()
-	if p.remoteWant && f.Writable() && n > p.announced {
-		have := &wire.Have{Start: p.announced}
-		if n-p.announced > 1 {
-			have.Length = wire.Uint64(n - p.announced)
+	if p.remoteWant {
+		start, end := p.announced, f.Length()
+		if !f.Writable() {
+			end = start
+			for end < f.Length() && f.Has(end) {
+				end++
+			}
 		}
-		p.send(have)
-		p.announced = n
+		if end > start {
+			have := &wire.Have{Start: start}
+			if end-start > 1 {
+				have.Length = wire.Uint64(end - start)
+			}
+			p.send(have)
+			p.announced = end
+		}
 	}
 	return p.update()
 }

@@ -224,3 +224,36 @@ func TestKeepAlivesHoldAnIdleStream(t *testing.T) {
 		t.Fatalf("after idling: %q, %v", got, err)
 	}
 }
+
+// TestReplicaRehosts: appends travel from a writer to a replica and on to a
+// replica of that replica, which never talks to the writer.
+func TestReplicaRehosts(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 12, blocksOf("w", 3))
+	first, second := replicaOf(t, src), replicaOf(t, src)
+	a1, a2, ctx := pipe(t)
+	b1, b2, _ := pipe(t)
+	opts := protocol.Options{Live: true}
+	go protocol.Serve(ctx, a1, opts, lookupOf(src))
+	go protocol.Replicate(ctx, a2, opts, first)
+	go protocol.Serve(ctx, b1, opts, lookupOf(first))
+	go protocol.Replicate(ctx, b2, opts, second)
+	for i := range uint64(3) {
+		if _, err := second.Wait(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		seq, err := src.Append(fmt.Appendf(nil, "later %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := second.Wait(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != fmt.Sprintf("later %d", i) {
+			t.Fatalf("block %d = %q", seq, got)
+		}
+	}
+}
