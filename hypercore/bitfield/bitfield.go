@@ -128,15 +128,6 @@ func (b *Bitfield) TakeDirty() []DirtyPage {
 	return out
 }
 
-// Page returns a copy of page n as it would be stored (zeros if absent).
-func (b *Bitfield) Page(n uint64) []byte {
-	out := make([]byte, b.pageSize)
-	if pg := b.pages.get(n, false); pg != nil {
-		copy(out, pg.buf)
-	}
-	return out
-}
-
 // PageCount returns one past the highest page number in use.
 func (b *Bitfield) PageCount() uint64 { return b.pages.length }
 

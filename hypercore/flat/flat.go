@@ -44,11 +44,6 @@ func Sibling(i uint64) uint64 {
 	return Index(d, (i>>(d+1))^1)
 }
 
-// Uncle returns the sibling of i's parent.
-func Uncle(i uint64) uint64 {
-	return Sibling(Parent(i))
-}
-
 // Children returns the left and right children of i; ok is false for a leaf.
 func Children(i uint64) (left, right uint64, ok bool) {
 	if i&1 == 0 {
@@ -92,11 +87,6 @@ func RightSpan(i uint64) uint64 {
 // Count returns the number of nodes in the subtree rooted at i.
 func Count(i uint64) uint64 {
 	return 2<<Depth(i) - 1
-}
-
-// Spans returns LeftSpan(i) and RightSpan(i).
-func Spans(i uint64) (left, right uint64) {
-	return LeftSpan(i), RightSpan(i)
 }
 
 // FullRoots returns, left to right, the roots of the largest perfect
@@ -149,14 +139,8 @@ func (it *Iterator) Seek(i uint64) {
 // Index returns the node the iterator is at.
 func (it *Iterator) Index() uint64 { return it.index }
 
-// Factor returns 2^(depth+1) for the current node.
-func (it *Iterator) Factor() uint64 { return it.factor }
-
 // IsLeft reports whether the current node is a left child.
 func (it *Iterator) IsLeft() bool { return it.offset&1 == 0 }
-
-// IsRight reports whether the current node is a right child.
-func (it *Iterator) IsRight() bool { return it.offset&1 == 1 }
 
 // Prev moves to the previous node at the same depth; at offset 0 it stays.
 func (it *Iterator) Prev() uint64 {

@@ -140,15 +140,6 @@ func (g *Generator) Blocks() uint64 { return g.blocks }
 // generator's own; callers must not modify it.
 func (g *Generator) Roots() []Node { return g.roots }
 
-// ByteLength returns the bytes of data in the tree.
-func (g *Generator) ByteLength() uint64 {
-	var n uint64
-	for _, r := range g.roots {
-		n += r.Size
-	}
-	return n
-}
-
 // Next adds a block and appends to nodes the leaf and every parent it
 // completes, lowest first; it returns the extended slice.
 func (g *Generator) Next(data []byte, nodes []Node) []Node {

@@ -81,9 +81,8 @@ type FrameReader struct {
 	// instead of one reused by the next call.
 	Fresh bool
 
-	r     *bufio.Reader
-	buf   []byte
-	bytes uint64 // bytes consumed, for counters
+	r   *bufio.Reader
+	buf []byte
 }
 
 // NewFrameReader returns a FrameReader reading r.
@@ -103,15 +102,11 @@ func (fr *FrameReader) Decrypt(stream cipher.Stream) {
 // so that Next will not wait for the connection.
 func (fr *FrameReader) Buffered() bool { return fr.r.Buffered() > 0 }
 
-// BytesRead returns the number of bytes consumed so far.
-func (fr *FrameReader) BytesRead() uint64 { return fr.bytes }
-
 func (fr *FrameReader) readByte() (byte, error) {
 	b, err := fr.r.ReadByte()
 	if err != nil {
 		return 0, err
 	}
-	fr.bytes++
 	return b, nil
 }
 
@@ -159,7 +154,6 @@ func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
 			}
 			return Frame{}, false, err
 		}
-		fr.bytes += length
 		if length < 2 {
 			continue
 		}
