@@ -128,7 +128,7 @@ func FuzzOpenFiles(f *testing.F) {
 				t.Fatalf("Get(%d) succeeded without a leaf node: %v", i, err)
 			}
 			if merkle.LeafHash(block) != leaf.Hash {
-				t.Fatalf("Get(%d) returned bytes that do not match the tree", i)
+				t.Fatalf("Get(%d) returned bytes that do not match the tree: len %d leaf %+v hash %x", i, len(block), leaf, merkle.LeafHash(block))
 			}
 		}
 		if _, err := feed.Append([]byte("more")); err != nil {

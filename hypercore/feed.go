@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"runtime"
 	"sync"
 
@@ -651,6 +652,10 @@ func (f *Feed) GetUnchecked(i uint64) ([]byte, error) {
 
 func (f *Feed) get(i uint64) ([]byte, error) { return f.read(i, true) }
 
+// largeBlock is the block size above which read checks the data file's size
+// before allocating.
+const largeBlock = 1 << 20
+
 func (f *Feed) read(i uint64, check bool) ([]byte, error) {
 	if i >= f.length || !f.bitfield.Get(i) {
 		return nil, fmt.Errorf("%w: block %d", ErrNotFound, i)
@@ -663,27 +668,49 @@ func (f *Feed) read(i uint64, check bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, size)
-	if size == 0 {
-		return buf, nil
-	}
-	if f.data == nil {
-		return nil, fmt.Errorf("%w: block %d: no data file", ErrCorrupt, i)
-	}
-	if _, err := f.data.ReadAt(buf, int64(off)); err != nil {
-		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
-	}
-	if !check {
-		return buf, nil
+	buf, err := f.readData(i, off, size)
+	if err != nil || !check {
+		return buf, err
 	}
 	// Check the bytes against the block's tree node, so that data damaged
-	// or edited on disk is reported instead of served.
+	// or edited on disk is reported instead of served. Empty blocks too: a
+	// damaged tree can claim size 0 for a block that had bytes.
 	leaf, err := f.node(2 * i)
 	if err != nil {
 		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
 	}
 	if f.hasher.Leaf(buf) != leaf.Hash {
 		return nil, fmt.Errorf("%w: block %d does not match its hash", ErrCorrupt, i)
+	}
+	return buf, nil
+}
+
+// readData reads size bytes of block i at off in the data file.
+func (f *Feed) readData(i, off, size uint64) ([]byte, error) {
+	if size == 0 {
+		return []byte{}, nil
+	}
+	if f.data == nil {
+		return nil, fmt.Errorf("%w: block %d: no data file", ErrCorrupt, i)
+	}
+	if end := off + size; end < off || end > math.MaxInt64 {
+		return nil, fmt.Errorf("%w: block %d: %d bytes at %d, past any file's end", ErrCorrupt, i, size, off)
+	}
+	if size > largeBlock {
+		// Sizes come from the tree file; a damaged one must not make us
+		// allocate more than the data file could hold. Small blocks skip the
+		// stat, since ReadAt reports a short file anyway.
+		dataSize, err := f.data.Size()
+		if err != nil {
+			return nil, err
+		}
+		if off+size > uint64(dataSize) {
+			return nil, fmt.Errorf("%w: block %d: %d bytes at %d, past the data file's end", ErrCorrupt, i, size, off)
+		}
+	}
+	buf := make([]byte, size)
+	if _, err := f.data.ReadAt(buf, int64(off)); err != nil {
+		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
 	}
 	return buf, nil
 }
