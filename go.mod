@@ -8,4 +8,7 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require golang.org/x/sys v0.50.0 // indirect
+require (
+	github.com/dchest/blake2b v1.0.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+)

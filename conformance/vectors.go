@@ -222,3 +222,63 @@ func (f *FeedVector) BatchBytes() [][][]byte {
 	}
 	return out
 }
+
+// HyperdriveVectors are testdata/hyperdrive/archive.json: a scripted
+// sequence of archive operations on the reference with a fixed key.
+type HyperdriveVectors struct {
+	Reference   string
+	Seed        HexBytes
+	MetadataKey HexBytes
+	ContentKey  HexBytes
+	Steps       []HyperdriveStep
+	Versions    []struct {
+		Version uint64
+		Readdir map[string]json.RawMessage
+	}
+	History []struct {
+		Version uint64
+		Type    string
+		Name    string
+	}
+}
+
+// HyperdriveStep is one operation and the state after it.
+type HyperdriveStep struct {
+	Op       string // writeFile, mkdir, unlink, rmdir
+	Path     string
+	Data     *Block
+	Time     int64 // mtime and ctime, ms; 0 if the op takes none
+	Error    *string
+	Version  uint64
+	Metadata FeedStep
+	Content  FeedStep
+	// ContentSignatures are the content feed's non-empty signatures from
+	// Content.From on, by block index.
+	ContentSignatures map[string]HexBytes
+	// Readdir and Stat map a path to a list or a stat, or {"error": ...}.
+	Readdir map[string]json.RawMessage
+	Stat    map[string]json.RawMessage
+}
+
+// FeedStep is a feed after a step: its new blocks (from From on), roots and
+// latest signature.
+type FeedStep struct {
+	Length, ByteLength uint64
+	From               uint64
+	Blocks             []HexBytes
+	Roots              []Node
+	Signature          HexBytes
+}
+
+// LoadHyperdriveVectors reads dir/hyperdrive/archive.json.
+func LoadHyperdriveVectors(dir string) (*HyperdriveVectors, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "hyperdrive", "archive.json"))
+	if err != nil {
+		return nil, err
+	}
+	var v HyperdriveVectors
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("hyperdrive vectors: %w", err)
+	}
+	return &v, nil
+}

@@ -47,6 +47,12 @@ type Config struct {
 
 	// Rand is the source of generated keys; crypto/rand if nil.
 	Rand io.Reader
+
+	// CheckAllReads makes GetUnchecked check blocks against their hashes
+	// too. Use it when the data file can change behind the feed's back (a
+	// hyperdrive whose content lives in ordinary files that anyone can
+	// edit), so that edited bytes are never served to peers.
+	CheckAllReads bool
 }
 
 // Feed is a hypercore: an append-only log of blocks whose Merkle tree roots
@@ -63,6 +69,8 @@ type Feed struct {
 	publicKey    ed25519.PublicKey
 	privateKey   ed25519.PrivateKey // nil unless writable
 	discoveryKey [DiscoveryKeySize]byte
+
+	checkAllReads bool
 
 	bitfield *bitfield.Bitfield
 	treeBits *bitfield.TreeIndex
@@ -92,6 +100,8 @@ func Open(cfg Config) (*Feed, error) {
 		storage:  cfg.Storage,
 		readOnly: cfg.ReadOnly,
 		hasher:   merkle.NewHasher(),
+
+		checkAllReads: cfg.CheckAllReads,
 	}
 	if err := f.open(cfg); err != nil {
 		f.closeFiles()
@@ -364,6 +374,9 @@ func (f *Feed) PublicKey() ed25519.PublicKey { return f.publicKey }
 
 // DiscoveryKey returns the feed's discovery key.
 func (f *Feed) DiscoveryKey() [DiscoveryKeySize]byte { return f.discoveryKey }
+
+// SecretKey returns the feed's secret key, or nil if it is not writable.
+func (f *Feed) SecretKey() ed25519.PrivateKey { return f.privateKey }
 
 // Writable reports whether this side can append.
 func (f *Feed) Writable() bool { return f.privateKey != nil }
@@ -647,7 +660,35 @@ func (f *Feed) GetUnchecked(i uint64) ([]byte, error) {
 	if f.closed {
 		return nil, ErrClosed
 	}
-	return f.read(i, false)
+	return f.read(i, f.checkAllReads)
+}
+
+// Clear forgets blocks start to end-1: the bitfield no longer claims them,
+// so they are neither read nor offered to peers, while the tree and the
+// signatures, which other blocks' proofs need, stay. It is what hyperdrive
+// does when the bytes of a replaced file are gone from the disk. The data
+// file is left as it is; Sync makes the change durable.
+func (f *Feed) Clear(start, end uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrClosed
+	}
+	if f.readOnly {
+		return ErrNotWritable
+	}
+	end = min(end, f.length)
+	changed := false
+	for i := start; i < end; i++ {
+		if f.bitfield.Set(i, false) {
+			changed = true
+		}
+	}
+	if changed {
+		f.syncNeeded = true
+		f.notify()
+	}
+	return nil
 }
 
 func (f *Feed) get(i uint64) ([]byte, error) { return f.read(i, true) }

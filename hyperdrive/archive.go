@@ -1,0 +1,657 @@
+package hyperdrive
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/nodevms/nodevms/hypercore"
+)
+
+// ChunkSize is the largest content block: files are split into blocks of
+// this many bytes.
+const ChunkSize = 64 * 1024
+
+// Options say which archive to open and how.
+type Options struct {
+	// Storage holds the archive. Required.
+	Storage Storage
+	// Key is the archive's (metadata feed's) public key. Without it and
+	// without SecretKey, Create makes a new archive with a fresh key pair.
+	Key ed25519.PublicKey
+	// SecretKey makes the archive writable.
+	SecretKey ed25519.PrivateKey
+	// Create creates the archive if the storage holds none.
+	Create bool
+	// ReadOnly opens the feeds without ever writing to the storage.
+	ReadOnly bool
+	// Rand is the source of a generated key pair; crypto/rand if nil.
+	Rand io.Reader
+	// Now gives the time of writes that do not say theirs; time.Now if nil.
+	Now func() time.Time
+}
+
+// Archive is a hyperdrive: a metadata feed (the index block, then one
+// append-tree entry per change) and a content feed (the files' bytes). Its
+// operations have the reference's semantics and write the reference's
+// bytes. An Archive is safe for concurrent use; writes are serialised.
+type Archive struct {
+	mu       sync.Mutex
+	metadata *hypercore.Feed
+	content  *hypercore.Feed // nil until a replica has metadata block 0
+	entries  *entries
+	tree     tree
+	files    *realFiles // content kept as ordinary files, or nil
+	storage  Storage
+	now      func() time.Time
+	readOnly bool
+
+	checkoutOf *Archive // for a checkout: the archive it views
+	modified   []string // real files found changed at open
+	closed     bool
+}
+
+// Open opens or creates an archive.
+func Open(opts Options) (*Archive, error) {
+	if opts.Storage == nil {
+		return nil, errors.New("hyperdrive: no storage")
+	}
+	key := opts.Key
+	secret := opts.SecretKey
+	if key == nil && secret == nil && opts.Create {
+		kp, err := hypercore.GenerateKeyPair(opts.Rand)
+		if err != nil {
+			return nil, err
+		}
+		key, secret = kp.PublicKey, kp.SecretKey
+	}
+	meta, err := hypercore.Open(hypercore.Config{
+		Storage:   opts.Storage.metadata(),
+		PublicKey: key,
+		SecretKey: secret,
+		Create:    opts.Create,
+		ReadOnly:  opts.ReadOnly,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hyperdrive: metadata: %w", err)
+	}
+	a := &Archive{
+		metadata: meta,
+		entries:  newEntries(meta),
+		storage:  opts.Storage,
+		now:      opts.Now,
+		readOnly: opts.ReadOnly,
+	}
+	a.tree = tree{entries: a.entries, version: -1}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if err := a.openContent(); err != nil {
+		meta.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// openContent opens the content feed once its key is known: from metadata
+// block 0, or, for a new writable archive, derived from the secret key
+// (and then block 0 is written).
+func (a *Archive) openContent() error {
+	if a.content != nil {
+		return nil
+	}
+	cfg := hypercore.Config{DiscardSecretKey: true, ReadOnly: a.readOnly, Create: !a.readOnly}
+	var contentKP *hypercore.KeyPair
+	if a.metadata.Writable() {
+		kp := ContentKeyPair(a.metadata.SecretKey())
+		contentKP = &kp
+		cfg.SecretKey = kp.SecretKey
+	}
+	writeIndex := false
+	if a.metadata.Has(0) {
+		b, err := a.metadata.Get(0)
+		if err != nil {
+			return fmt.Errorf("hyperdrive: index: %w", err)
+		}
+		idx, err := decodeIndex(b)
+		if err != nil || idx.Type != "hyperdrive" || len(idx.Content) != hypercore.PublicKeySize {
+			return fmt.Errorf("%w: metadata block 0 is %q", ErrNotArchive, idx.Type)
+		}
+		if contentKP != nil && !contentKP.PublicKey.Equal(ed25519.PublicKey(idx.Content)) {
+			return fmt.Errorf("%w: the content key is not the one the secret key derives", ErrCorrupt)
+		}
+		cfg.PublicKey = idx.Content
+	} else if contentKP != nil && a.metadata.Length() == 0 {
+		cfg.PublicKey = contentKP.PublicKey
+		writeIndex = true
+	} else {
+		return nil // a replica without block 0 yet
+	}
+	st, files := a.storage.content()
+	cfg.Storage = st
+	cfg.CheckAllReads = files != nil
+	content, err := hypercore.Open(cfg)
+	if err != nil {
+		return fmt.Errorf("hyperdrive: content: %w", err)
+	}
+	a.content, a.files = content, files
+	if writeIndex {
+		idx := Index{Type: "hyperdrive", Content: content.PublicKey()}
+		if _, err := a.metadata.Append(idx.encode()); err != nil {
+			return err
+		}
+		if err := a.metadata.Sync(); err != nil {
+			return err
+		}
+	}
+	if files != nil {
+		if err := a.loadExtents(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadExtents tells the real-file storage where each current file's bytes
+// are, from the tree (not the history), and notes files changed on disk.
+func (a *Archive) loadExtents() error {
+	var list []extent
+	sizes := map[string]uint64{}
+	err := a.walk("/", func(name string, st Stat) {
+		if st.IsFile() && st.Size > 0 && a.content.Has(st.Offset) {
+			list = append(list, extent{start: st.ByteOffset, end: st.ByteOffset + st.Size, name: name})
+			sizes[name] = st.Size
+		}
+	})
+	if err != nil {
+		return err
+	}
+	a.files.setExtents(list, a.content.ByteLength())
+	a.modified = a.files.checkSizes(sizes)
+	return nil
+}
+
+// walk calls fn for every entry under dir, depth first.
+func (a *Archive) walk(dir string, fn func(name string, st Stat)) error {
+	children, _, err := a.tree.list(split(dir))
+	if err != nil {
+		return err
+	}
+	for _, c := range children {
+		name := path.Join(dir, c)
+		st, err := a.stat(name)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		fn(name, st)
+		if st.IsDir() {
+			if err := a.walk(name, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Key returns the archive's public key (the metadata feed's).
+func (a *Archive) Key() ed25519.PublicKey { return a.metadata.PublicKey() }
+
+// Metadata returns the metadata feed.
+func (a *Archive) Metadata() *hypercore.Feed { return a.metadata }
+
+// Content returns the content feed; nil for a replica that has not yet
+// received metadata block 0.
+func (a *Archive) Content() *hypercore.Feed {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.content
+}
+
+// Writable reports whether the archive can be written.
+func (a *Archive) Writable() bool {
+	return a.checkoutOf == nil && a.metadata.Writable()
+}
+
+// Version is the archive's version: the metadata feed's length minus one,
+// or a checkout's version.
+func (a *Archive) Version() uint64 {
+	if a.tree.version >= 0 {
+		return uint64(a.tree.version)
+	}
+	if n := a.metadata.Length(); n > 0 {
+		return n - 1
+	}
+	return 0
+}
+
+// Modified lists the files that were found changed on disk when the
+// archive opened (real-file storage only); reads of them fail.
+func (a *Archive) Modified() []string { return append([]string(nil), a.modified...) }
+
+// Checkout returns a read-only view of the archive as it was at version.
+func (a *Archive) Checkout(version uint64) (*Archive, error) {
+	base := a
+	if a.checkoutOf != nil {
+		base = a.checkoutOf
+	}
+	if version > base.Version() {
+		return nil, fmt.Errorf("%w: version %d (the archive is at %d)", ErrNotFound, version, base.Version())
+	}
+	base.mu.Lock()
+	content := base.content
+	base.mu.Unlock()
+	return &Archive{
+		metadata:   base.metadata,
+		content:    content,
+		entries:    base.entries,
+		tree:       tree{entries: base.entries, version: int64(version)},
+		files:      base.files,
+		storage:    base.storage,
+		now:        base.now,
+		readOnly:   true,
+		checkoutOf: base,
+	}, nil
+}
+
+// Normalize returns the archive path of p: path.resolve('/', p).
+func Normalize(p string) string { return path.Clean("/" + p) }
+
+// WriteOptions are the optional fields of a write.
+type WriteOptions struct {
+	Mode         uint32    // permission bits; 0644 for files, 0755 for directories
+	Mtime, Ctime time.Time // the Options.Now time if zero
+}
+
+func (a *Archive) times(o WriteOptions) (mtime, ctime int64) {
+	now := a.now()
+	if o.Mtime.IsZero() {
+		o.Mtime = now
+	}
+	if o.Ctime.IsZero() {
+		o.Ctime = now
+	}
+	return o.Mtime.UnixMilli(), o.Ctime.UnixMilli()
+}
+
+func (a *Archive) writableLocked() error {
+	switch {
+	case a.closed:
+		return ErrClosed
+	case !a.Writable():
+		return ErrNotWritable
+	case a.content == nil:
+		return fmt.Errorf("%w: no content feed", ErrNotWritable)
+	}
+	return nil
+}
+
+// WriteFile writes data as the file name: its bytes go to the content feed
+// in blocks of at most ChunkSize (the first block, then the rest in one
+// batch, as the reference's write stream does), then an entry with its
+// Stat to the metadata feed. Parents need not exist.
+func (a *Archive) WriteFile(name string, data []byte, o WriteOptions) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.writableLocked(); err != nil {
+		return err
+	}
+	name = Normalize(name)
+	names := split(name)
+	if a.files != nil {
+		// The old bytes are about to be replaced on disk.
+		if old, ok, err := a.tree.get(names); err != nil {
+			return err
+		} else if ok && old.Size > 0 {
+			if err := a.content.Clear(old.Offset, old.Offset+old.Blocks); err != nil {
+				return err
+			}
+		}
+	}
+	offset, byteOffset := a.content.Length(), a.content.ByteLength()
+	if a.files != nil {
+		if err := a.files.begin(name, byteOffset); err != nil {
+			return err
+		}
+	}
+	var chunks [][]byte
+	for i := 0; i < len(data); i += ChunkSize {
+		chunks = append(chunks, data[i:min(i+ChunkSize, len(data))])
+	}
+	err := a.appendContent(chunks)
+	if a.files != nil {
+		if ferr := a.files.finish(err == nil); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	mode := o.Mode
+	if mode == 0 {
+		mode = defaultFileMode
+	}
+	mtime, ctime := a.times(o)
+	st := Stat{
+		Mode: mode | ModeFile, Size: uint64(len(data)), Blocks: uint64(len(chunks)),
+		Offset: offset, ByteOffset: byteOffset, Mtime: mtime, Ctime: ctime,
+	}
+	return a.putLocked(names, st.encode())
+}
+
+func (a *Archive) appendContent(chunks [][]byte) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	if _, err := a.content.Append(chunks[0]); err != nil {
+		return err
+	}
+	if len(chunks) > 1 {
+		if _, err := a.content.Append(chunks[1:]...); err != nil {
+			return err
+		}
+	}
+	return a.content.Sync()
+}
+
+func (a *Archive) putLocked(names []string, value []byte) error {
+	seq := a.metadata.Length()
+	n, err := a.tree.put(seq, names, value)
+	if err != nil {
+		return err
+	}
+	return a.appendEntry(seq, n)
+}
+
+func (a *Archive) appendEntry(seq uint64, n treeNode) error {
+	if _, err := a.metadata.Append(n.encode()); err != nil {
+		return err
+	}
+	a.entries.add(seq, n)
+	return a.metadata.Sync()
+}
+
+// Mkdir writes a directory entry. Like the reference, it does not check
+// what is there already.
+func (a *Archive) Mkdir(name string, o WriteOptions) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.writableLocked(); err != nil {
+		return err
+	}
+	mode := o.Mode
+	if mode == 0 {
+		mode = defaultDirMode
+	}
+	mtime, ctime := a.times(o)
+	st := Stat{
+		Mode: mode | ModeDir, Offset: a.content.Length(), ByteOffset: a.content.ByteLength(),
+		Mtime: mtime, Ctime: ctime,
+	}
+	return a.putLocked(split(Normalize(name)), st.encode())
+}
+
+// Unlink writes a deletion of name. Like the reference, it writes one even
+// when there is no such entry (unless the archive is empty).
+func (a *Archive) Unlink(name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delLocked(Normalize(name))
+}
+
+func (a *Archive) delLocked(name string) error {
+	if err := a.writableLocked(); err != nil {
+		return err
+	}
+	names := split(name)
+	var old Stat
+	var had bool
+	if a.files != nil {
+		var err error
+		if old, had, err = a.tree.get(names); err != nil {
+			return err
+		}
+	}
+	seq := a.metadata.Length()
+	n, ok, err := a.tree.del(seq, names)
+	if err != nil || !ok {
+		return err
+	}
+	if err := a.appendEntry(seq, n); err != nil {
+		return err
+	}
+	if a.files != nil && had {
+		if old.IsFile() {
+			a.files.remove(name)
+			if old.Size > 0 {
+				if err := a.content.Clear(old.Offset, old.Offset+old.Blocks); err != nil {
+					return err
+				}
+				return a.content.Sync()
+			}
+		} else {
+			a.files.removeDir(name)
+		}
+	}
+	return nil
+}
+
+// Rmdir deletes the directory name, which must be empty.
+func (a *Archive) Rmdir(name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	name = Normalize(name)
+	list, err := a.readdir(name)
+	if err != nil {
+		return err
+	}
+	if len(list) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotEmpty, name)
+	}
+	if err := a.delLocked(name); err != nil {
+		return err
+	}
+	if a.files != nil {
+		a.files.removeDir(name)
+	}
+	return nil
+}
+
+// Stat returns what name is. A directory that exists only because entries
+// are under it has a Stat with just its mode, as in the reference.
+func (a *Archive) Stat(name string) (Stat, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return Stat{}, ErrClosed
+	}
+	return a.stat(Normalize(name))
+}
+
+func (a *Archive) stat(name string) (Stat, error) {
+	names := split(name)
+	st, ok, err := a.tree.get(names)
+	if err != nil || ok {
+		return st, err
+	}
+	_, ok, err = a.tree.list(names)
+	if err != nil {
+		return Stat{}, err
+	}
+	if !ok && name != "/" {
+		return Stat{}, notFound(name)
+	}
+	return Stat{Mode: ModeDir | defaultDirMode}, nil
+}
+
+func notFound(name string) error {
+	return fmt.Errorf("%w: %s could not be found", ErrNotFound, name)
+}
+
+// Readdir lists the names in the directory name, in the order they were
+// last changed (the reference's order). Listing "/" of an empty archive
+// gives an empty list; listing a file gives an empty list.
+func (a *Archive) Readdir(name string) ([]string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrClosed
+	}
+	return a.readdir(Normalize(name))
+}
+
+func (a *Archive) readdir(name string) ([]string, error) {
+	list, ok, err := a.tree.list(split(name))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if name == "/" {
+			return []string{}, nil
+		}
+		return nil, notFound(name)
+	}
+	out := list[:0:0]
+	for _, n := range list {
+		if n != "." && n != ".." {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+// ReadFile returns the bytes of the file name.
+func (a *Archive) ReadFile(name string) ([]byte, error) {
+	st, err := a.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	return a.ReadRange(name, 0, st.Size)
+}
+
+// ReadRange returns up to n bytes of the file name from byte off.
+func (a *Archive) ReadRange(name string, off, n uint64) ([]byte, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil, ErrClosed
+	}
+	name = Normalize(name)
+	st, ok, err := a.tree.get(split(name))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, notFound(name)
+	}
+	if off >= st.Size || n == 0 {
+		return []byte{}, nil
+	}
+	n = min(n, st.Size-off)
+	if a.content == nil {
+		return nil, fmt.Errorf("%w: content feed not yet known", ErrNotFound)
+	}
+	out := make([]byte, 0, n)
+	pos := uint64(0) // file offset of the current block
+	for b := st.Offset; b < st.Offset+st.Blocks && uint64(len(out)) < n; b++ {
+		blk, err := a.content.Get(b)
+		if err != nil {
+			return nil, a.contentError(name, err)
+		}
+		bstart, bend := pos, pos+uint64(len(blk))
+		pos = bend
+		if bend <= off {
+			continue
+		}
+		lo := uint64(0)
+		if off > bstart {
+			lo = off - bstart
+		}
+		hi := min(uint64(len(blk)), lo+n-uint64(len(out)))
+		out = append(out, blk[lo:hi]...)
+	}
+	if uint64(len(out)) != n {
+		return nil, fmt.Errorf("%w: %s: its blocks hold %d bytes, not %d", ErrCorrupt, name, pos, st.Size)
+	}
+	return out, nil
+}
+
+func (a *Archive) contentError(name string, err error) error {
+	switch {
+	case a.files != nil && (errors.Is(err, hypercore.ErrCorrupt) || errors.Is(err, ErrModified)):
+		return fmt.Errorf("%w: %s: %v", ErrModified, name, err)
+	case errors.Is(err, hypercore.ErrNotFound):
+		return fmt.Errorf("%w: %s: content not downloaded: %v", ErrNotFound, name, err)
+	}
+	return fmt.Errorf("hyperdrive: %s: %w", name, err)
+}
+
+// HistoryEntry is one change in the archive's history.
+type HistoryEntry struct {
+	Version uint64
+	Type    string // "put" or "del"
+	Name    string
+	Stat    *Stat // nil for "del"
+}
+
+// History returns the changes from version start (1 is the first) to the
+// archive's (or checkout's) version.
+func (a *Archive) History(start uint64) ([]HistoryEntry, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	start = max(start, 1)
+	var out []HistoryEntry
+	for seq := start; seq <= a.Version(); seq++ {
+		e, err := a.entries.get(seq)
+		if err != nil {
+			return nil, err
+		}
+		h := HistoryEntry{Version: seq, Type: "del", Name: e.name}
+		if e.node.HasValue {
+			st, err := decodeStat(e.node.Value)
+			if err != nil {
+				return nil, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, seq, err)
+			}
+			h.Type, h.Stat = "put", &st
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// Sync makes everything written durable.
+func (a *Archive) Sync() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.metadata.Sync(); err != nil {
+		return err
+	}
+	if a.content != nil {
+		return a.content.Sync()
+	}
+	return nil
+}
+
+// Close closes the archive's feeds. Closing a checkout does nothing.
+func (a *Archive) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed || a.checkoutOf != nil {
+		a.closed = true
+		return nil
+	}
+	a.closed = true
+	err := a.metadata.Close()
+	if a.content != nil {
+		if cerr := a.content.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}

@@ -1,0 +1,349 @@
+package hyperdrive
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/nodevms/nodevms/hypercore"
+)
+
+// Storage says where an archive's two feeds live. Use MemoryStorage,
+// DatStorage (the dat command's layout, NodeVMS's default) or FlatStorage
+// (node-dat-archive's layout).
+type Storage interface {
+	metadata() hypercore.Storage
+	// content returns the content feed's storage, and the real files
+	// holding its bytes when it keeps them as ordinary files.
+	content() (hypercore.Storage, *realFiles)
+}
+
+type memoryStorage struct{ meta, cont *hypercore.MemoryStorage }
+
+// MemoryStorage keeps an archive in memory.
+func MemoryStorage() Storage {
+	return memoryStorage{hypercore.NewMemoryStorage(), hypercore.NewMemoryStorage()}
+}
+
+func (s memoryStorage) metadata() hypercore.Storage { return s.meta }
+func (s memoryStorage) content() (hypercore.Storage, *realFiles) {
+	return s.cont, nil
+}
+
+type flatStorage struct{ dir string }
+
+// FlatStorage is node-dat-archive's layout: metadata.* and content.* files
+// side by side in dir, the content bytes in content.data and the secret key
+// in metadata.secret_key.
+func FlatStorage(dir string) Storage { return flatStorage{dir} }
+
+func (s flatStorage) metadata() hypercore.Storage {
+	return hypercore.DirStorage{Dir: s.dir, Prefix: "metadata."}
+}
+func (s flatStorage) content() (hypercore.Storage, *realFiles) {
+	return hypercore.DirStorage{Dir: s.dir, Prefix: "content."}, nil
+}
+
+// datStorage is the dat command's layout (dat-storage).
+type datStorage struct {
+	dir, secretDir string
+	files          *realFiles
+}
+
+// DatDir is the folder, inside an archive's folder, that holds its feeds in
+// the dat command's layout.
+const DatDir = ".dat"
+
+// DatStorage is the dat command's layout: the folder dir shows the
+// archive's current files as ordinary files, and dir/.dat holds the feeds
+// (metadata.key, metadata.tree, ..., content.tree, ...; the content bytes
+// are the files themselves). The secret key is not in the folder: it is
+// kept in secretDir/<discovery key, hex, first two>/<the rest>, readable by
+// the owner only, with the marker file .dat/metadata.ogd, as dat-secret-
+// storage does. The dat command's secretDir is ~/.dat/secret_keys.
+//
+// A file changed outside the archive no longer matches its hashes: reads
+// of it fail with ErrModified and it is not served to peers.
+func DatStorage(dir, secretDir string) Storage {
+	return &datStorage{dir: dir, secretDir: secretDir, files: &realFiles{dir: dir}}
+}
+
+func (s *datStorage) metadata() hypercore.Storage {
+	return datMetadata{DirStorage: hypercore.DirStorage{Dir: filepath.Join(s.dir, DatDir), Prefix: "metadata."}, secretDir: s.secretDir}
+}
+
+func (s *datStorage) content() (hypercore.Storage, *realFiles) {
+	return datContent{DirStorage: hypercore.DirStorage{Dir: filepath.Join(s.dir, DatDir), Prefix: "content."}, files: s.files}, s.files
+}
+
+type datMetadata struct {
+	hypercore.DirStorage
+	secretDir string
+}
+
+func (s datMetadata) Open(name string, create bool) (hypercore.File, error) {
+	if name != "secret_key" {
+		return s.DirStorage.Open(name, create)
+	}
+	key, err := os.ReadFile(filepath.Join(s.Dir, s.Prefix+"key"))
+	if err != nil {
+		return nil, err
+	}
+	if len(key) != hypercore.PublicKeySize {
+		return nil, fmt.Errorf("%w: metadata.key of %d bytes", ErrCorrupt, len(key))
+	}
+	dk := hypercore.DiscoveryKey(key)
+	hexDK := hex.EncodeToString(dk[:])
+	path := filepath.Join(s.secretDir, hexDK[:2], hexDK[2:])
+	if !create {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		return osFile{f}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, s.Prefix+"ogd"), []byte{0}, 0o644); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return osFile{f}, nil
+}
+
+type datContent struct {
+	hypercore.DirStorage
+	files *realFiles
+}
+
+func (s datContent) Open(name string, create bool) (hypercore.File, error) {
+	if name == "data" {
+		return s.files, nil
+	}
+	return s.DirStorage.Open(name, create)
+}
+
+type osFile struct{ *os.File }
+
+func (f osFile) Size() (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// realFiles is the content feed's data file when the content bytes are the
+// archive's files: byte offset x of the content feed is byte x-start of the
+// file whose extent [start, end) holds x. The extents are those of the
+// current files, derived from the metadata feed when the archive opens
+// (never stored), and kept up to date by the archive as it writes.
+type realFiles struct {
+	dir string
+
+	mu      sync.Mutex
+	extents []extent // sorted by start, not overlapping
+	writing *extent  // the file being appended, not yet in extents
+	out     *os.File // its temporary file
+	end     uint64   // the content feed's byte length as far as known
+}
+
+type extent struct {
+	start, end uint64
+	name       string // archive path, "/a/b"
+	tmp        string // for the file being written
+}
+
+func (r *realFiles) path(name string) string {
+	return filepath.Join(r.dir, filepath.FromSlash(strings.TrimPrefix(name, "/")))
+}
+
+// setExtents replaces the known extents (at open).
+func (r *realFiles) setExtents(list []extent, end uint64) {
+	sort.Slice(list, func(i, j int) bool { return list[i].start < list[j].start })
+	r.mu.Lock()
+	r.extents, r.end = list, end
+	r.mu.Unlock()
+}
+
+// begin starts the file name, whose bytes are appended from content byte
+// start on. They go to a temporary file, which finish moves into place.
+func (r *realFiles) begin(name string, start uint64) error {
+	tmpDir := filepath.Join(r.dir, DatDir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(tmpDir, "write-*")
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.writing = &extent{start: start, end: start, name: name, tmp: f.Name()}
+	r.out = f
+	r.mu.Unlock()
+	return nil
+}
+
+// finish moves the file being written into place; with ok false it throws
+// it away.
+func (r *realFiles) finish(ok bool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, f := r.writing, r.out
+	r.writing, r.out = nil, nil
+	if w == nil {
+		return nil
+	}
+	if !ok {
+		f.Close()
+		os.Remove(w.tmp)
+		return nil
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(w.tmp)
+		return err
+	}
+	dst := r.path(w.name)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+		// The archive allows a file where a directory was; the folder
+		// cannot show both, so the directory's files stay and the file is
+		// only in the archive.
+		os.Remove(w.tmp)
+	} else if err := os.Rename(w.tmp, dst); err != nil {
+		return err
+	}
+	r.dropLocked(w.name)
+	if w.end > w.start {
+		i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].start >= w.start })
+		r.extents = append(r.extents, extent{})
+		copy(r.extents[i+1:], r.extents[i:])
+		r.extents[i] = extent{start: w.start, end: w.end, name: w.name}
+	}
+	return nil
+}
+
+// remove forgets the file name and deletes it from the folder.
+func (r *realFiles) remove(name string) {
+	r.mu.Lock()
+	r.dropLocked(name)
+	r.mu.Unlock()
+	if fi, err := os.Stat(r.path(name)); err == nil && !fi.IsDir() {
+		os.Remove(r.path(name))
+	}
+}
+
+// removeDir deletes the folder's directory name if it is empty.
+func (r *realFiles) removeDir(name string) {
+	if name != "/" {
+		os.Remove(r.path(name)) // fails, as it should, unless empty
+	}
+}
+
+func (r *realFiles) dropLocked(name string) {
+	for i, e := range r.extents {
+		if e.name == name {
+			r.extents = append(r.extents[:i], r.extents[i+1:]...)
+			return
+		}
+	}
+}
+
+// ReadAt implements hypercore.File.
+func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	x := uint64(off)
+	var e extent
+	var file string
+	switch w := r.writing; {
+	case w != nil && x >= w.start && x < w.end:
+		e, file = *w, w.tmp
+	default:
+		i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].end > x })
+		if i == len(r.extents) || r.extents[i].start > x {
+			r.mu.Unlock()
+			return 0, fmt.Errorf("%w: no file holds content byte %d", ErrNotFound, x)
+		}
+		e = r.extents[i]
+		file = r.path(e.name)
+	}
+	r.mu.Unlock()
+	if x+uint64(len(p)) > e.end {
+		return 0, fmt.Errorf("%w: content bytes %d..%d span two files", ErrCorrupt, x, x+uint64(len(p)))
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrModified, e.name, err)
+	}
+	defer f.Close()
+	n, err := f.ReadAt(p, int64(x-e.start))
+	if errors.Is(err, io.EOF) && n < len(p) {
+		return n, fmt.Errorf("%w: %s is shorter than it was written", ErrModified, e.name)
+	}
+	return n, err
+}
+
+// WriteAt implements hypercore.File: only the file being written is
+// written to.
+func (r *realFiles) WriteAt(p []byte, off int64) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.writing
+	if w == nil || uint64(off) < w.start {
+		return 0, fmt.Errorf("hyperdrive: content write at %d outside a file", off)
+	}
+	n, err := r.out.WriteAt(p, off-int64(w.start))
+	if end := uint64(off) + uint64(n); end > w.end {
+		w.end = end
+	}
+	if w.end > r.end {
+		r.end = w.end
+	}
+	return n, err
+}
+
+// Size implements hypercore.File.
+func (r *realFiles) Size() (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int64(r.end), nil
+}
+
+// Sync implements hypercore.File.
+func (r *realFiles) Sync() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.out != nil {
+		return r.out.Sync()
+	}
+	return nil
+}
+
+// Close implements hypercore.File.
+func (r *realFiles) Close() error { return r.finish(false) }
+
+// checkSizes returns the current files whose size on disk is not the size
+// they were written with.
+func (r *realFiles) checkSizes(sizes map[string]uint64) []string {
+	var bad []string
+	for name, size := range sizes {
+		fi, err := os.Stat(r.path(name))
+		if err != nil || fi.IsDir() || uint64(fi.Size()) != size {
+			bad = append(bad, name)
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
