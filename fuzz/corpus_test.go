@@ -154,6 +154,30 @@ func seedCorpus(t *testing.T) map[string][][]any {
 			add("FuzzPut", put.Index, blocks[put.Index], encodeProof(nodes), []byte(put.Signature))
 		}
 	}
+
+	hv, err := conformance.LoadHyperdriveVectors(vectorDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reference's metadata entries, each behind its length byte, as a
+	// hostile archive would start; and cut short after each one.
+	var entries []byte
+	for _, step := range hv.Steps {
+		for _, b := range step.Metadata.Blocks {
+			if len(b) < 256 {
+				entries = append(entries, byte(len(b)))
+				entries = append(entries, b...)
+				add("FuzzArchiveMetadata", append([]byte{}, entries...))
+			}
+		}
+	}
+	// Operation sequences for the model: each op, then the sequences of
+	// ops that build a tree, fill it and tear it down.
+	for op := byte(0); op < 5; op++ {
+		add("FuzzHyperdriveModel", []byte{op, 0, op, 1, op, 2})
+	}
+	add("FuzzHyperdriveModel", []byte{2, 0, 2, 1, 2, 4, 0, 2, 0, 3, 0, 5, 1, 6, 3, 2, 4, 0, 4, 1, 2, 0, 0, 2})
+	add("FuzzHyperdriveModel", []byte{2, 0, 0, 200, 2, 4, 0, 5, 3, 2, 4, 4, 4, 9, 0, 7})
 	return corpus
 }
 

@@ -132,6 +132,11 @@ func (a *Archive) openContent() error {
 		return nil // a replica without block 0 yet
 	}
 	st, files := a.storage.content()
+	if files != nil && contentKP == nil && !a.readOnly {
+		// The folder shows the current files, so its content can only
+		// be written in order, by the archive's writer.
+		return errors.New("hyperdrive: a replica cannot be kept in DatStorage; use FlatStorage, or open it read-only")
+	}
 	cfg.Storage = st
 	cfg.CheckAllReads = files != nil
 	content, err := hypercore.Open(cfg)
@@ -182,6 +187,9 @@ func (a *Archive) walk(dir string, fn func(name string, st Stat)) error {
 		return err
 	}
 	for _, c := range children {
+		if c == "" || c == "." || c == ".." {
+			continue // only a hostile feed has these; they lead nowhere new
+		}
 		name := path.Join(dir, c)
 		st, err := a.stat(name)
 		if errors.Is(err, ErrNotFound) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -155,7 +156,8 @@ type realFiles struct {
 	extents []extent // sorted by start, not overlapping
 	writing *extent  // the file being appended, not yet in extents
 	out     *os.File // its temporary file
-	end     uint64   // the content feed's byte length as far as known
+	end     uint64   // the content feed's byte length
+	sized   bool     // end is known (set by setExtents)
 }
 
 type extent struct {
@@ -172,7 +174,7 @@ func (r *realFiles) path(name string) string {
 func (r *realFiles) setExtents(list []extent, end uint64) {
 	sort.Slice(list, func(i, j int) bool { return list[i].start < list[j].start })
 	r.mu.Lock()
-	r.extents, r.end = list, end
+	r.extents, r.end, r.sized = list, end, true
 	r.mu.Unlock()
 }
 
@@ -314,10 +316,15 @@ func (r *realFiles) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// Size implements hypercore.File.
+// Size implements hypercore.File. The files are the content feed's bytes,
+// so its length is the feed's: unknown while the feed opens (which checks
+// the data file against its tree), and then the feed's byte length.
 func (r *realFiles) Size() (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.sized {
+		return math.MaxInt64, nil
+	}
 	return int64(r.end), nil
 }
 

@@ -1,0 +1,300 @@
+package fuzz
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+// model is what a files archive should hold: files with their bytes and
+// folders, by path.
+type model struct {
+	files map[string][]byte
+	dirs  map[string]bool
+}
+
+func (m *model) exists(p string) bool { return p == "/" || m.dirs[p] || m.files[p] != nil }
+
+// modelPaths are the paths the model test picks from: few enough that
+// operations collide often.
+var modelPaths = []string{"/a", "/b", "/a/x", "/a/y", "/a/b", "/a/b/z", "/b/x", "/c"}
+
+// runModel applies the operations that ops encodes to an archive (through
+// the DatArchive API) and to the model, and compares them after each one.
+// Each operation takes two bytes: the op and the path (and the size of a
+// write). With reopenEvery > 0 the archive is kept in a folder (DatStorage),
+// reopened every so many operations, and the folder's files are checked
+// too; otherwise it is kept in memory.
+func runModel(t *testing.T, ops []byte, reopenEvery int) {
+	dir := t.TempDir()
+	mem := hyperdrive.MemoryStorage()
+	storage := func() hyperdrive.Storage {
+		if reopenEvery > 0 {
+			return hyperdrive.DatStorage(dir, dir+"/.secret")
+		}
+		return mem
+	}
+	a, err := hyperdrive.Open(hyperdrive.Options{Storage: storage(), Create: true, Now: func() time.Time { return time.UnixMilli(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if a != nil {
+			a.Close()
+		}
+	}()
+	key := a.Key()
+	m := &model{files: map[string][]byte{}, dirs: map[string]bool{}}
+	for i := 0; i+1 < len(ops); i += 2 {
+		op, p := ops[i]%5, modelPaths[int(ops[i+1])%len(modelPaths)]
+		size := int(ops[i+1]) * 37 % 70000
+		if op == 0 && ops[i+1] < 64 {
+			size = 0
+		}
+		f := a.Files()
+		var err error
+		var desc string
+		parentOK := m.dirs[path.Dir(p)] || path.Dir(p) == "/"
+		switch op {
+		case 0, 1: // writeFile
+			data := bytes.Repeat([]byte{byte(i)}, size)
+			desc = fmt.Sprintf("writeFile %s (%d bytes)", p, size)
+			err = f.WriteFile(p, data, hyperdrive.WriteOptions{})
+			switch {
+			case !parentOK:
+				wantErr(t, desc, err, hyperdrive.ParentFolderDoesntExistError)
+			case m.dirs[p]:
+				wantErr(t, desc, err, hyperdrive.EntryAlreadyExistsError)
+			default:
+				wantErr(t, desc, err, nil)
+				m.files[p] = data
+			}
+		case 2: // mkdir
+			desc = "mkdir " + p
+			err = f.Mkdir(p, hyperdrive.WriteOptions{})
+			switch {
+			case m.exists(p):
+				wantErr(t, desc, err, hyperdrive.EntryAlreadyExistsError)
+			case !parentOK:
+				wantErr(t, desc, err, hyperdrive.ParentFolderDoesntExistError)
+			default:
+				wantErr(t, desc, err, nil)
+				m.dirs[p] = true
+			}
+		case 3: // unlink
+			desc = "unlink " + p
+			err = f.Unlink(p)
+			switch {
+			case m.files[p] != nil:
+				wantErr(t, desc, err, nil)
+				delete(m.files, p)
+			case m.dirs[p]:
+				wantErr(t, desc, err, hyperdrive.NotAFileError)
+			default:
+				wantErr(t, desc, err, hyperdrive.NotFoundError)
+			}
+		case 4: // rmdir, recursive when the path byte is odd
+			recursive := ops[i+1]&1 == 1
+			desc = fmt.Sprintf("rmdir %s (recursive %v)", p, recursive)
+			err = f.Rmdir(p, recursive)
+			switch {
+			case m.files[p] != nil:
+				wantErr(t, desc, err, hyperdrive.NotAFolderError)
+			case !m.dirs[p]:
+				wantErr(t, desc, err, hyperdrive.NotFoundError)
+			case len(m.children(p)) > 0 && !recursive:
+				wantErr(t, desc, err, hyperdrive.DestDirectoryNotEmpty)
+			default:
+				wantErr(t, desc, err, nil)
+				m.removeTree(p)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		if reopenEvery > 0 && (i/2)%reopenEvery == reopenEvery-1 {
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			a, err = hyperdrive.Open(hyperdrive.Options{Storage: storage(), Key: key})
+			if err != nil {
+				t.Fatalf("reopen after %s: %v", desc, err)
+			}
+			if mod := a.Modified(); len(mod) > 0 {
+				t.Fatalf("reopen after %s: files reported modified: %q", desc, mod)
+			}
+		}
+		folder := ""
+		if reopenEvery > 0 {
+			folder = dir
+		}
+		m.check(t, a.Files(), folder, desc)
+	}
+}
+
+func wantErr(t *testing.T, desc string, err error, want *hyperdrive.Error) {
+	t.Helper()
+	if want == nil {
+		if err != nil {
+			t.Errorf("%s: %v", desc, err)
+		}
+		return
+	}
+	if !errors.Is(err, want) {
+		t.Errorf("%s: error %v, want %s", desc, err, want.Name)
+	}
+}
+
+func (m *model) children(dir string) []string {
+	var out []string
+	for _, set := range []map[string]bool{m.dirs, keys(m.files)} {
+		for p := range set {
+			if path.Dir(p) == dir && p != "/" {
+				out = append(out, path.Base(p))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func keys(files map[string][]byte) map[string]bool {
+	out := map[string]bool{}
+	for p := range files {
+		out[p] = true
+	}
+	return out
+}
+
+func (m *model) removeTree(dir string) {
+	for p := range m.dirs {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			delete(m.dirs, p)
+		}
+	}
+	for p := range m.files {
+		if strings.HasPrefix(p, dir+"/") {
+			delete(m.files, p)
+		}
+	}
+}
+
+// check compares the archive, and the folder that shows it unless dir is
+// "", with the model.
+func (m *model) check(t *testing.T, f *hyperdrive.Files, dir, after string) {
+	t.Helper()
+	for _, p := range append([]string{"/"}, modelPaths...) {
+		st, err := f.Stat(p)
+		switch {
+		case m.files[p] != nil:
+			got, err := f.ReadFile(p)
+			if err != nil || !st.IsFile() || !bytes.Equal(got, m.files[p]) {
+				t.Fatalf("after %s: %s: read %d bytes (%v), file %v; want %d bytes", after, p, len(got), err, st.IsFile(), len(m.files[p]))
+			}
+		case m.exists(p):
+			if err != nil || !st.IsDirectory() {
+				t.Fatalf("after %s: %s: stat %+v, %v; want a folder", after, p, st, err)
+			}
+			list, err := f.Readdir(p, false)
+			if err != nil {
+				t.Fatalf("after %s: readdir %s: %v", after, p, err)
+			}
+			sort.Strings(list)
+			if diff := cmp.Diff(m.children(p), list, cmp.Comparer(func(a, b []string) bool { return len(a) == 0 && len(b) == 0 || cmp.Equal(a, b) })); diff != "" {
+				t.Fatalf("after %s: readdir %s (-model +archive):\n%s", after, p, diff)
+			}
+		default:
+			if !errors.Is(err, hyperdrive.NotFoundError) {
+				t.Fatalf("after %s: %s: stat %+v, %v; want NotFoundError", after, p, st, err)
+			}
+		}
+		if dir == "" {
+			continue
+		}
+		// The folder shows the current files as ordinary files.
+		real, rerr := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		if want := m.files[p]; want != nil && (rerr != nil || !bytes.Equal(real, want)) {
+			t.Fatalf("after %s: the folder's %s has %d bytes (%v), want %d", after, p, len(real), rerr, len(want))
+		}
+		if m.files[p] == nil && rerr == nil {
+			t.Fatalf("after %s: the folder still has a file %s", after, p)
+		}
+	}
+}
+
+// TestHyperdriveModel runs long random operation sequences through the
+// model, reopening the archive from disk now and then.
+func TestHyperdriveModel(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			r := rand.New(rand.NewPCG(seed, 0))
+			ops := make([]byte, 2*300)
+			for i := range ops {
+				ops[i] = byte(r.Uint32())
+			}
+			runModel(t, ops, 50)
+		})
+	}
+}
+
+// FuzzHyperdriveModel: any sequence of operations leaves the archive as
+// the model says.
+func FuzzHyperdriveModel(f *testing.F) {
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		if len(ops) > 2*32 {
+			ops = ops[:2*32]
+		}
+		runModel(t, ops, 0)
+	})
+}
+
+// FuzzArchiveMetadata opens an archive whose metadata feed holds arbitrary
+// blocks (behind a real key): block 0 as the index, the rest as tree
+// entries. Opening and every read must fail cleanly or succeed; nothing may
+// panic or loop.
+func FuzzArchiveMetadata(f *testing.F) {
+	kp := hypercore.KeyPairFromSeed(bytes.Repeat([]byte{7}, 32))
+	f.Fuzz(func(t *testing.T, blocks []byte) {
+		st := hyperdrive.MemoryStorage()
+		a, err := hyperdrive.Open(hyperdrive.Options{Storage: st, SecretKey: kp.SecretKey, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		// The fuzzer's bytes become entries: each is a length byte and
+		// that many bytes.
+		for len(blocks) > 0 {
+			n := min(int(blocks[0]), len(blocks)-1)
+			if _, err := a.Metadata().Append(blocks[1 : 1+n]); err != nil {
+				t.Fatal(err)
+			}
+			blocks = blocks[1+n:]
+		}
+		f := a.Files()
+		for _, p := range []string{"/", "/a", "/a/b", "/hello.txt", ""} {
+			f.Stat(p)
+			f.ReadFile(p)
+			f.Readdir(p, true)
+		}
+		a.History(0)
+		for v := uint64(0); v <= a.Version(); v++ {
+			if co, err := a.Checkout(v); err == nil {
+				co.Readdir("/")
+			}
+		}
+	})
+}
