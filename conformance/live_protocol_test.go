@@ -132,8 +132,14 @@ func TestJSDownloadsFromGo(t *testing.T) {
 // writes a line to the process's standard input.
 func startJSPeer(t *testing.T, hello any, args ...string) func(line string) {
 	t.Helper()
+	return startJSScript(t, "peer.js", hello, args...)
+}
+
+// startJSScript is startJSPeer for any script in js/.
+func startJSScript(t *testing.T, name string, hello any, args ...string) func(line string) {
+	t.Helper()
 	ref := jsReference(t)
-	script, _ := filepath.Abs(filepath.Join("js", "peer.js"))
+	script, _ := filepath.Abs(filepath.Join("js", name))
 	cmd := exec.Command("node", append([]string{script}, args...)...)
 	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(ref, "node_modules"))
 	cmd.Stderr = os.Stderr

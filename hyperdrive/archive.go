@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"sort"
 	"sync"
 	"time"
 
@@ -50,8 +51,8 @@ type Archive struct {
 	now      func() time.Time
 	readOnly bool
 
-	checkoutOf *Archive // for a checkout: the archive it views
-	modified   []string // real files found changed at open
+	checkoutOf *Archive         // for a checkout: the archive it views
+	modified   map[string]bool // real files found changed at open, until rewritten
 	closed     bool
 }
 
@@ -87,6 +88,12 @@ func Open(opts Options) (*Archive, error) {
 		readOnly: opts.ReadOnly,
 	}
 	a.tree = tree{entries: a.entries, version: -1}
+	if _, files := opts.Storage.content(); files != nil && !meta.Writable() && !opts.ReadOnly {
+		// The folder shows the current files, so its content can only be
+		// written in order, by the archive's writer.
+		meta.Close()
+		return nil, errors.New("hyperdrive: a replica cannot be kept in DatStorage; use FlatStorage, or open it read-only")
+	}
 	if a.now == nil {
 		a.now = time.Now
 	}
@@ -132,11 +139,6 @@ func (a *Archive) openContent() error {
 		return nil // a replica without block 0 yet
 	}
 	st, files := a.storage.content()
-	if files != nil && contentKP == nil && !a.readOnly {
-		// The folder shows the current files, so its content can only
-		// be written in order, by the archive's writer.
-		return errors.New("hyperdrive: a replica cannot be kept in DatStorage; use FlatStorage, or open it read-only")
-	}
 	cfg.Storage = st
 	cfg.CheckAllReads = files != nil
 	content, err := hypercore.Open(cfg)
@@ -176,7 +178,10 @@ func (a *Archive) loadExtents() error {
 		return err
 	}
 	a.files.setExtents(list, a.content.ByteLength())
-	a.modified = a.files.checkSizes(sizes)
+	a.modified = map[string]bool{}
+	for _, name := range a.files.checkSizes(sizes) {
+		a.modified[name] = true
+	}
 	return nil
 }
 
@@ -241,7 +246,20 @@ func (a *Archive) Version() uint64 {
 
 // Modified lists the files that were found changed on disk when the
 // archive opened (real-file storage only); reads of them fail.
-func (a *Archive) Modified() []string { return append([]string(nil), a.modified...) }
+func (a *Archive) Modified() []string {
+	base := a
+	if a.checkoutOf != nil {
+		base = a.checkoutOf
+	}
+	base.mu.Lock()
+	defer base.mu.Unlock()
+	out := []string{}
+	for name := range base.modified {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
 
 // Checkout returns a read-only view of the archive as it was at version.
 func (a *Archive) Checkout(version uint64) (*Archive, error) {
@@ -341,6 +359,7 @@ func (a *Archive) WriteFile(name string, data []byte, o WriteOptions) error {
 	if err != nil {
 		return err
 	}
+	delete(a.modified, name)
 	mode := o.Mode
 	if mode == 0 {
 		mode = defaultFileMode
@@ -436,6 +455,7 @@ func (a *Archive) delLocked(name string) error {
 	}
 	if a.files != nil && had {
 		if old.IsFile() {
+			delete(a.modified, name)
 			a.files.remove(name)
 			if old.Size > 0 {
 				if err := a.content.Clear(old.Offset, old.Offset+old.Blocks); err != nil {
@@ -558,6 +578,9 @@ func (a *Archive) ReadRange(name string, off, n uint64) ([]byte, error) {
 	if !ok {
 		return nil, notFound(name)
 	}
+	if a.isModified(name) {
+		return nil, fmt.Errorf("%w: %s", ErrModified, name)
+	}
 	if off >= st.Size || n == 0 {
 		return []byte{}, nil
 	}
@@ -588,6 +611,17 @@ func (a *Archive) ReadRange(name string, off, n uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s: its blocks hold %d bytes, not %d", ErrCorrupt, name, pos, st.Size)
 	}
 	return out, nil
+}
+
+// isModified reports whether the real file name was found changed at open
+// (and not rewritten since); a checkout asks its archive.
+func (a *Archive) isModified(name string) bool {
+	if a.checkoutOf != nil {
+		a.checkoutOf.mu.Lock()
+		defer a.checkoutOf.mu.Unlock()
+		return a.checkoutOf.modified[name]
+	}
+	return a.modified[name]
 }
 
 func (a *Archive) contentError(name string, err error) error {

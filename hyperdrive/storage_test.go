@@ -1,0 +1,281 @@
+package hyperdrive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+)
+
+func TestDatStorageLayout(t *testing.T) {
+	dir, secrets := t.TempDir(), t.TempDir()
+	a, err := Open(Options{Storage: DatStorage(dir, secrets), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 10000) // 160000 bytes: three blocks
+	f := a.Files()
+	for _, step := range []error{
+		f.WriteFile("/dat.json", []byte(`{"title":"t"}`), WriteOptions{}),
+		f.Mkdir("/sub", WriteOptions{}),
+		f.WriteFile("/sub/big.bin", big, WriteOptions{}),
+		f.WriteFile("/gone", []byte("soon gone"), WriteOptions{}),
+		f.Unlink("/gone"),
+		f.WriteFile("/dat.json", []byte(`{"title":"new"}`), WriteOptions{}),
+	} {
+		if step != nil {
+			t.Fatal(step)
+		}
+	}
+	key := a.Key()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	for name, want := range map[string][]byte{"dat.json": []byte(`{"title":"new"}`), "sub/big.bin": big} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("folder file %s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unlinked file still in the folder: %v", err)
+	}
+	for _, name := range []string{"metadata.key", "metadata.tree", "metadata.data", "metadata.bitfield", "metadata.signatures", "metadata.ogd", "content.key", "content.tree", "content.bitfield", "content.signatures"} {
+		if _, err := os.Stat(filepath.Join(dir, DatDir, name)); err != nil {
+			t.Errorf(".dat/%s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"metadata.secret_key", "content.secret_key", "content.data"} {
+		if _, err := os.Stat(filepath.Join(dir, DatDir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf(".dat/%s should not exist: %v", name, err)
+		}
+	}
+	dk := hypercore.DiscoveryKey(key)
+	hexDK := filepath.Join(secrets, hexString(dk[:1]), hexString(dk[1:]))
+	fi, err := os.Stat(hexDK)
+	if err != nil {
+		t.Fatalf("secret key file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Size() != 64 {
+		t.Errorf("secret key file: mode %v, %d bytes", fi.Mode().Perm(), fi.Size())
+	}
+
+	// Reopened, it is writable (the secret key is found) and reads back.
+	a, err = Open(Options{Storage: DatStorage(dir, secrets)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if !a.Writable() {
+		t.Error("reopened archive is not writable")
+	}
+	info, _ := a.Files().GetInfo()
+	if info.Title != "new" || info.Version != 6 {
+		t.Errorf("info = %+v", info)
+	}
+	got, err := a.Files().ReadFile("/sub/big.bin")
+	if err != nil || !bytes.Equal(got, big) {
+		t.Errorf("read back: %d bytes, %v", len(got), err)
+	}
+	// The replaced dat.json's old block is no longer claimed.
+	if a.Content().Has(0) {
+		t.Error("content block of the replaced file is still claimed")
+	}
+}
+
+func hexString(b []byte) string { return string(appendHex(nil, b)) }
+
+func appendHex(dst, b []byte) []byte {
+	const digits = "0123456789abcdef"
+	for _, c := range b {
+		dst = append(dst, digits[c>>4], digits[c&15])
+	}
+	return dst
+}
+
+func TestDatStorageEditedFile(t *testing.T) {
+	dir, secrets := t.TempDir(), t.TempDir()
+	a, err := Open(Options{Storage: DatStorage(dir, secrets), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteFile("/same-size", []byte("hello"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteFile("/longer", []byte("hello"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := a.Stat("/same-size")
+	// Edited while open: the hash check catches it.
+	if err := os.WriteFile(filepath.Join(dir, "same-size"), []byte("HELLO"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ReadFile("/same-size"); !errors.Is(err, ErrModified) {
+		t.Errorf("read of an edited file: %v, want ErrModified", err)
+	}
+	if _, err := a.Content().GetUnchecked(first.Offset); err == nil {
+		t.Error("an edited block would be served to peers")
+	}
+	if _, err := a.Files().ReadFile("/same-size"); err == nil {
+		t.Error("DatArchive read of an edited file succeeded")
+	}
+	a.Close()
+
+	// Edited while closed, to another size: reported at open.
+	if err := os.WriteFile(filepath.Join(dir, "longer"), []byte("hello, world"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, err = Open(Options{Storage: DatStorage(dir, secrets)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if diff := cmp.Diff([]string{"/longer"}, a.Modified()); diff != "" {
+		t.Errorf("Modified (-want +got):\n%s", diff)
+	}
+	if _, err := a.ReadFile("/longer"); !errors.Is(err, ErrModified) {
+		t.Errorf("read of a lengthened file: %v, want ErrModified", err)
+	}
+	// Writing the file again through the archive repairs it.
+	if err := a.WriteFile("/same-size", []byte("fixed"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.ReadFile("/same-size"); err != nil || string(got) != "fixed" {
+		t.Errorf("after rewrite: %q, %v", got, err)
+	}
+}
+
+func TestDatStorageRefusesReplicas(t *testing.T) {
+	src := newMemoryArchive(t)
+	_, err := Open(Options{Storage: DatStorage(t.TempDir(), t.TempDir()), Key: src.Key(), Create: true})
+	if err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("a replica in DatStorage: %v, want a clear refusal", err)
+	}
+}
+
+func TestCheckoutAndHistory(t *testing.T) {
+	a := newMemoryArchive(t)
+	for i, step := range []func() error{
+		func() error { return a.WriteFile("/f", []byte("one"), WriteOptions{}) },
+		func() error { return a.WriteFile("/f", []byte("two"), WriteOptions{}) },
+		func() error { return a.Unlink("/f") },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	for v, want := range map[uint64]string{1: "one", 2: "two"} {
+		co, err := a.Checkout(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := co.ReadFile("/f")
+		if err != nil || string(got) != want {
+			t.Errorf("version %d: %q, %v; want %q", v, got, err, want)
+		}
+		if err := co.WriteFile("/x", nil, WriteOptions{}); !errors.Is(err, ErrNotWritable) {
+			t.Errorf("write to checkout: %v", err)
+		}
+	}
+	if _, err := a.ReadFile("/f"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("read after unlink: %v", err)
+	}
+	if _, err := a.Checkout(4); !errors.Is(err, ErrNotFound) {
+		t.Errorf("checkout of a future version: %v", err)
+	}
+	hist, err := a.Files().History(0, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{"/f", 3, "del"}, {"/f", 2, "put"}, {"/f", 1, "put"}}
+	if diff := cmp.Diff(want, hist); diff != "" {
+		t.Errorf("history (-want +got):\n%s", diff)
+	}
+	if got, err := a.ReadRange("/f", 0, 1); err == nil {
+		t.Errorf("range of a deleted file: %q", got)
+	}
+}
+
+func TestReadRange(t *testing.T) {
+	a := newMemoryArchive(t)
+	data := make([]byte, 3*ChunkSize+100)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := a.WriteFile("/f", data, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range [][2]uint64{{0, 10}, {ChunkSize - 5, 10}, {ChunkSize, ChunkSize}, {3*ChunkSize + 90, 100}, {uint64(len(data)), 5}, {5, 0}} {
+		got, err := a.ReadRange("/f", r[0], r[1])
+		end := min(r[0]+r[1], uint64(len(data)))
+		if err != nil || !bytes.Equal(got, data[min(r[0], end):end]) {
+			t.Errorf("ReadRange(%d, %d) = %d bytes, %v", r[0], r[1], len(got), err)
+		}
+	}
+}
+
+// TestPullOverTCP clones an archive over loopback TCP from a Go server, in
+// two steps (the metadata names the content feed), then follows it live.
+func TestPullOverTCP(t *testing.T) {
+	src := newMemoryArchive(t)
+	if err := src.WriteFile("/a/b.txt", []byte("hello"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte{9}, 200_000)
+	if err := src.WriteFile("/big", big, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go protocol.ServeListener(ctx, ln, protocol.Options{Live: true}, src.Lookup())
+
+	dst, err := Open(Options{Storage: MemoryStorage(), Key: src.Key(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	dial := func(ctx context.Context) (io.ReadWriteCloser, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	}
+	live, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- dst.Pull(live, dial, protocol.Options{Live: true}) }()
+
+	waitFor(t, func() bool { b, err := dst.ReadFile("/big"); return err == nil && bytes.Equal(b, big) })
+	if got, err := dst.ReadFile("/a/b.txt"); err != nil || string(got) != "hello" {
+		t.Fatalf("cloned file: %q, %v", got, err)
+	}
+	if err := src.WriteFile("/later", []byte("live"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { b, err := dst.ReadFile("/later"); return err == nil && string(b) == "live" })
+	stop()
+	<-done
+}
+
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
