@@ -51,7 +51,7 @@ type Archive struct {
 	now      func() time.Time
 	readOnly bool
 
-	checkoutOf *Archive         // for a checkout: the archive it views
+	checkoutOf *Archive        // for a checkout: the archive it views
 	modified   map[string]bool // real files found changed at open, until rewritten
 	closed     bool
 }
