@@ -384,7 +384,7 @@ func (a *Archive) appendContent(chunks [][]byte) error {
 			return err
 		}
 	}
-	return a.content.Sync()
+	return nil
 }
 
 func (a *Archive) putLocked(names []string, value []byte) error {
@@ -401,7 +401,7 @@ func (a *Archive) appendEntry(seq uint64, n treeNode) error {
 		return err
 	}
 	a.entries.add(seq, n)
-	return a.metadata.Sync()
+	return nil
 }
 
 // Mkdir writes a directory entry. Like the reference, it does not check
@@ -458,10 +458,7 @@ func (a *Archive) delLocked(name string) error {
 			delete(a.modified, name)
 			a.files.remove(name)
 			if old.Size > 0 {
-				if err := a.content.Clear(old.Offset, old.Offset+old.Blocks); err != nil {
-					return err
-				}
-				return a.content.Sync()
+				return a.content.Clear(old.Offset, old.Offset+old.Blocks)
 			}
 		} else {
 			a.files.removeDir(name)
@@ -667,17 +664,24 @@ func (a *Archive) History(start uint64) ([]HistoryEntry, error) {
 	return out, nil
 }
 
-// Sync makes everything written durable.
+// Sync makes everything written durable: the content first (the files'
+// bytes, then the feed), then the metadata that points at it. Writes do not
+// sync by themselves, so that a caller with its own write-ahead record (as
+// NodeVMS's call log is) pays for one flush per group of writes.
 func (a *Archive) Sync() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if err := a.metadata.Sync(); err != nil {
-		return err
-	}
 	if a.content != nil {
-		return a.content.Sync()
+		if a.files != nil {
+			if err := a.files.syncFinished(); err != nil {
+				return err
+			}
+		}
+		if err := a.content.Sync(); err != nil {
+			return err
+		}
 	}
-	return nil
+	return a.metadata.Sync()
 }
 
 // Close closes the archive's feeds. Closing a checkout does nothing.
@@ -689,11 +693,17 @@ func (a *Archive) Close() error {
 		return nil
 	}
 	a.closed = true
-	err := a.metadata.Close()
+	var err error
 	if a.content != nil {
+		if a.files != nil {
+			err = a.files.syncFinished()
+		}
 		if cerr := a.content.Close(); err == nil {
 			err = cerr
 		}
+	}
+	if merr := a.metadata.Close(); err == nil {
+		err = merr
 	}
 	return err
 }

@@ -152,12 +152,13 @@ func (f osFile) Size() (int64, error) {
 type realFiles struct {
 	dir string
 
-	mu      sync.Mutex
-	extents []extent // sorted by start, not overlapping
-	writing *extent  // the file being appended, not yet in extents
-	out     *os.File // its temporary file
-	end     uint64   // the content feed's byte length
-	sized   bool     // end is known (set by setExtents)
+	mu        sync.Mutex
+	extents   []extent // sorted by start, not overlapping
+	writing   *extent  // the file being appended, not yet in extents
+	out       *os.File // its temporary file
+	end       uint64   // the content feed's byte length
+	sized     bool     // end is known (set by setExtents)
+	unflushed []string // files moved into place and not yet flushed
 }
 
 type extent struct {
@@ -226,6 +227,8 @@ func (r *realFiles) finish(ok bool) error {
 		os.Remove(w.tmp)
 	} else if err := os.Rename(w.tmp, dst); err != nil {
 		return err
+	} else {
+		r.unflushed = append(r.unflushed, dst)
 	}
 	r.dropLocked(w.name)
 	if w.end > w.start {
@@ -235,6 +238,37 @@ func (r *realFiles) finish(ok bool) error {
 		r.extents[i] = extent{start: w.start, end: w.end, name: w.name}
 	}
 	return nil
+}
+
+// syncFinished flushes the files moved into place since the last call, and
+// their folders, so that what the content feed says is on disk is.
+func (r *realFiles) syncFinished() error {
+	r.mu.Lock()
+	list := r.unflushed
+	r.unflushed = nil
+	r.mu.Unlock()
+	dirs := map[string]bool{}
+	for _, p := range list {
+		if err := syncPath(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		dirs[filepath.Dir(p)] = true
+	}
+	for d := range dirs {
+		if err := syncPath(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncPath(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // remove forgets the file name and deletes it from the folder.

@@ -1,10 +1,10 @@
 package hyperdrive
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nodevms/nodevms/hypercore"
 )
@@ -23,46 +23,94 @@ type entry struct {
 	node  treeNode
 }
 
-// component returns parts[i], and whether there is one.
-func (e *entry) component(i int) (string, bool) {
-	if i < len(e.parts) {
-		return e.parts[i], true
+// noComponent stands, in a level's components, for an entry whose name
+// has no component at that level; a real component never contains "/".
+const noComponent = "/"
+
+// level is one level of an entry's pointers: the seqs, and for each the
+// component of its name at this level (what the walks compare), with an
+// index by component built when a lookup in a long level needs one.
+type level struct {
+	seqs  []uint64
+	comps []string
+
+	scans  atomic.Int32
+	once   sync.Once
+	byComp map[string]int // first position of each component
+}
+
+// find returns the first position among the first n whose component is
+// comp, or -1. A long level is indexed from its second search on: the
+// level of a write's head is searched once, a level that lookups keep
+// coming back to many times.
+func (l *level) find(comp string, n int) int {
+	if n <= 32 || l.scans.Add(1) <= 1 {
+		for i := 0; i < n; i++ {
+			if l.comps[i] == comp {
+				return i
+			}
+		}
+		return -1
 	}
-	return "", false
+	l.once.Do(func() {
+		l.byComp = make(map[string]int, len(l.comps))
+		for i := len(l.comps) - 1; i >= 0; i-- {
+			l.byComp[l.comps[i]] = i
+		}
+	})
+	if i, ok := l.byComp[comp]; ok && i < n {
+		return i
+	}
+	return -1
 }
 
-// sameComponent is the reference's `a[i] === b[i]`, where either side may
-// be undefined.
-func sameComponent(a string, aok bool, b string, bok bool) bool {
-	return aok == bok && (!aok || a == b)
+// componentAt is an entry's component k, or noComponent.
+func (e *entry) componentAt(k int) string {
+	if k < len(e.parts) {
+		return e.parts[k]
+	}
+	return noComponent
 }
 
-// entries reads and caches tree entries of a metadata feed. Names are kept
-// for every entry read (a listing of n children touches n of them), decoded
-// paths for a bounded number, since a big directory's entries carry many.
+// entries reads and caches the tree entries of a metadata feed. Names and
+// values are kept for every entry read (a listing of n children touches n of
+// them); pointers, which make up most of a big directory's entries, are kept
+// decoded, with their components, for a bounded number of entries and read
+// again when needed. It is shared by an archive and its checkouts.
 type entries struct {
 	feed *hypercore.Feed
 
 	mu     sync.Mutex
-	byseq  map[uint64]*entry
-	levels map[uint64][][]uint64
+	byseq  []*entry // by seq; nil where not read yet
+	levels map[uint64][]*level
 	order  []uint64 // insertion order of levels, for eviction
 }
 
-const maxCachedLevels = 256
+const maxCachedLevels = 64
 
 func newEntries(feed *hypercore.Feed) *entries {
-	return &entries{feed: feed, byseq: map[uint64]*entry{}, levels: map[uint64][][]uint64{}}
+	return &entries{feed: feed, levels: map[uint64][]*level{}}
 }
 
 // get returns entry seq (seq >= 1).
 func (c *entries) get(seq uint64) (*entry, error) {
 	c.mu.Lock()
-	e, ok := c.byseq[seq]
+	e := c.cachedLocked(seq)
 	c.mu.Unlock()
-	if ok {
+	if e != nil {
 		return e, nil
 	}
+	return c.read(seq)
+}
+
+func (c *entries) cachedLocked(seq uint64) *entry {
+	if seq < uint64(len(c.byseq)) {
+		return c.byseq[seq]
+	}
+	return nil
+}
+
+func (c *entries) read(seq uint64) (*entry, error) {
 	if seq == 0 {
 		return nil, fmt.Errorf("%w: entry pointer to the index block", ErrCorrupt)
 	}
@@ -74,52 +122,100 @@ func (c *entries) get(seq uint64) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, seq, err)
 	}
-	e = &entry{seq: seq, name: n.Name, parts: split(n.Name), node: n}
-	c.mu.Lock()
-	c.byseq[seq] = e
-	c.mu.Unlock()
-	return e, nil
+	return c.add(seq, n), nil
 }
 
-// add caches an entry that was just appended.
+// getAll returns the entries seqs, taking the lock once for those cached.
+func (c *entries) getAll(seqs []uint64) ([]*entry, error) {
+	out := make([]*entry, len(seqs))
+	c.mu.Lock()
+	for i, seq := range seqs {
+		out[i] = c.cachedLocked(seq)
+	}
+	c.mu.Unlock()
+	for i, seq := range seqs {
+		if out[i] == nil {
+			e, err := c.read(seq)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = e
+		}
+	}
+	return out, nil
+}
+
+// add caches an entry (without its pointers).
 func (c *entries) add(seq uint64, n treeNode) *entry {
+	n.Paths = nil
+	n.Value = append([]byte(nil), n.Value...)
 	e := &entry{seq: seq, name: n.Name, parts: split(n.Name), node: n}
 	c.mu.Lock()
+	if seq >= uint64(len(c.byseq)) {
+		grown := make([]*entry, seq+1, max(2*len(c.byseq), int(seq)+1))
+		copy(grown, c.byseq)
+		c.byseq = grown
+	}
 	c.byseq[seq] = e
 	c.mu.Unlock()
 	return e
 }
 
-// inflate returns e's pointer levels.
-func (c *entries) inflate(e *entry) ([][]uint64, error) {
+// levelsOf returns e's pointer levels.
+func (c *entries) levelsOf(e *entry) ([]*level, error) {
 	c.mu.Lock()
 	l, ok := c.levels[e.seq]
 	c.mu.Unlock()
 	if ok {
 		return l, nil
 	}
-	l, err := inflatePaths(e.seq, e.node.Paths)
+	b, err := c.feed.Get(e.seq)
+	if err != nil {
+		return nil, err
+	}
+	n, err := decodeTreeNode(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, e.seq, err)
 	}
-	for _, level := range l {
-		for _, s := range level {
+	raw, err := inflatePaths(e.seq, n.Paths)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, e.seq, err)
+	}
+	levels := make([]*level, len(raw))
+	for k, seqs := range raw {
+		for _, s := range seqs {
 			// Entries point only back in time (and at themselves), which is
 			// what makes every walk below finish.
 			if s > e.seq || s == 0 {
 				return nil, fmt.Errorf("%w: entry %d points at %d", ErrCorrupt, e.seq, s)
 			}
 		}
+		list, err := c.getAll(seqs)
+		if err != nil {
+			return nil, err
+		}
+		lv := &level{seqs: seqs, comps: make([]string, len(seqs))}
+		for i, x := range list {
+			lv.comps[i] = x.componentAt(k)
+		}
+		levels[k] = lv
 	}
+	c.keepLevels(e.seq, levels)
+	return levels, nil
+}
+
+func (c *entries) keepLevels(seq uint64, levels []*level) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.levels[seq]; ok {
+		return
+	}
 	if len(c.order) >= maxCachedLevels {
 		delete(c.levels, c.order[0])
 		c.order = c.order[1:]
 	}
-	c.levels[e.seq] = l
-	c.order = append(c.order, e.seq)
-	c.mu.Unlock()
-	return l, nil
+	c.levels[seq] = levels
+	c.order = append(c.order, seq)
 }
 
 // tree is a view of the append-tree at one head: the latest entry, or a
@@ -141,57 +237,43 @@ func (t *tree) head() (*entry, error) {
 	return t.entries.get(uint64(seq))
 }
 
-// listAt returns the entries that stand for the children of names, as seen
-// from e (the reference's _list).
-func (t *tree) listAt(e *entry, names []string) ([]*entry, error) {
+// emptyLevel is what a walk that finds nothing returns.
+var emptyLevel = &level{}
+
+// listAt returns the level that lists the children of names, as seen from
+// e (the reference's _list): the seqs of the entries that stand for each
+// child, with their components at len(names).
+func (t *tree) listAt(e *entry, names []string) (*level, error) {
 	for {
-		levels, err := t.entries.inflate(e)
+		levels, err := t.entries.levelsOf(e)
 		if err != nil {
 			return nil, err
 		}
 		cmp := compare(e.parts, names)
-		var index []uint64
-		if cmp < len(levels) {
-			index = levels[cmp]
+		if cmp >= len(levels) {
+			return emptyLevel, nil
 		}
+		index := levels[cmp]
 		if cmp == len(names) {
-			return t.getAll(index)
+			return index, nil
 		}
-		if len(index) == 0 || (len(index) == 1 && index[0] == e.seq) {
-			return nil, nil
+		if len(index.seqs) == 0 || (len(index.seqs) == 1 && index.seqs[0] == e.seq) {
+			return emptyLevel, nil
 		}
 		// The child of the common prefix that leads towards names.
-		var next *entry
-		for _, seq := range index {
-			c, err := t.entries.get(seq)
-			if err != nil {
-				return nil, err
-			}
-			if s, ok := c.component(cmp); ok && s == names[cmp] {
-				next = c
-				break
-			}
+		i := index.find(names[cmp], len(index.seqs))
+		if i < 0 {
+			return emptyLevel, nil
 		}
-		if next == nil {
-			return nil, nil
+		next, err := t.entries.get(index.seqs[i])
+		if err != nil {
+			return nil, err
 		}
 		if next.seq >= e.seq {
 			return nil, fmt.Errorf("%w: entry %d points at %d", ErrCorrupt, e.seq, next.seq)
 		}
 		e = next
 	}
-}
-
-func (t *tree) getAll(seqs []uint64) ([]*entry, error) {
-	out := make([]*entry, len(seqs))
-	for i, seq := range seqs {
-		e, err := t.entries.get(seq)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = e
-	}
-	return out, nil
 }
 
 // lookup returns the entry for names (the reference's _get), which may be a
@@ -206,7 +288,7 @@ func (t *tree) lookup(names []string) (e *entry, ok bool, err error) {
 		if cmp == len(e.parts) && cmp == len(names) {
 			return e, true, nil
 		}
-		levels, err := t.entries.inflate(e)
+		levels, err := t.entries.levelsOf(e)
 		if err != nil {
 			return nil, false, err
 		}
@@ -214,26 +296,21 @@ func (t *tree) lookup(names []string) (e *entry, ok bool, err error) {
 			return nil, false, nil
 		}
 		index := levels[cmp]
-		if n := len(index); n > 0 && index[n-1] == e.seq {
-			index = index[:n-1]
+		n := len(index.seqs)
+		if n > 0 && index.seqs[n-1] == e.seq {
+			n--
 		}
-		target, tok := "", cmp < len(names)
-		if tok {
+		target := noComponent
+		if cmp < len(names) {
 			target = names[cmp]
 		}
-		var next *entry
-		for _, seq := range index {
-			c, err := t.entries.get(seq)
-			if err != nil {
-				return nil, false, err
-			}
-			if s, ok := c.component(cmp); sameComponent(s, ok, target, tok) {
-				next = c
-				break
-			}
-		}
-		if next == nil {
+		i := index.find(target, n)
+		if i < 0 {
 			return nil, false, nil
+		}
+		next, err := t.entries.get(index.seqs[i])
+		if err != nil {
+			return nil, false, err
 		}
 		if next.seq >= e.seq {
 			return nil, false, fmt.Errorf("%w: entry %d points at %d", ErrCorrupt, e.seq, next.seq)
@@ -263,24 +340,24 @@ func (t *tree) list(names []string) (children []string, ok bool, err error) {
 	if err != nil || head == nil {
 		return nil, false, err
 	}
-	nodes, err := t.listAt(head, names)
-	if err != nil || len(nodes) == 0 {
+	lv, err := t.listAt(head, names)
+	if err != nil || len(lv.seqs) == 0 {
 		return nil, false, err
 	}
 	children = []string{}
-	for _, n := range nodes {
-		if len(n.parts) > len(names) {
-			children = append(children, n.parts[len(names)])
+	for _, c := range lv.comps {
+		if c != noComponent {
+			children = append(children, c)
 		}
 	}
 	return children, true, nil
 }
 
-// errNoHead is returned by put and del on a checkout.
-var errCheckout = errors.New("cannot write to a checkout")
+// errCheckout is returned by put and del on a checkout.
+var errCheckout = fmt.Errorf("%w: cannot write to a checkout", ErrNotWritable)
 
 // put returns the entry that records value under names, to be appended at
-// seq (the reference's put).
+// seq (the reference's put), and keeps its levels for the walks to come.
 func (t *tree) put(seq uint64, names []string, value []byte) (treeNode, error) {
 	if t.version >= 0 {
 		return treeNode{}, errCheckout
@@ -289,31 +366,35 @@ func (t *tree) put(seq uint64, names []string, value []byte) (treeNode, error) {
 	if err != nil {
 		return treeNode{}, err
 	}
-	levels := make([][]uint64, 0, len(names)+1)
-	if head == nil {
-		for i := 0; i <= len(names); i++ {
-			levels = append(levels, []uint64{seq})
+	raw := make([][]uint64, 0, len(names)+1)
+	levels := make([]*level, 0, len(names)+1)
+	for i := 0; i <= len(names); i++ {
+		target := noComponent
+		if i < len(names) {
+			target = names[i]
 		}
-	} else {
-		for i := 0; i <= len(names); i++ {
-			nodes, err := t.listAt(head, names[:i])
+		lv := &level{}
+		if head != nil {
+			list, err := t.listAt(head, names[:i])
 			if err != nil {
 				return treeNode{}, err
 			}
-			target, tok := "", i < len(names)
-			if tok {
-				target = names[i]
-			}
-			level := make([]uint64, 0, len(nodes)+1)
-			for _, n := range nodes {
-				if s, ok := n.component(i); !sameComponent(s, ok, target, tok) {
-					level = append(level, n.seq)
+			lv.seqs = make([]uint64, 0, len(list.seqs)+1)
+			lv.comps = make([]string, 0, len(list.seqs)+1)
+			for j, c := range list.comps {
+				if c != target {
+					lv.seqs = append(lv.seqs, list.seqs[j])
+					lv.comps = append(lv.comps, c)
 				}
 			}
-			levels = append(levels, append(level, seq))
 		}
+		lv.seqs = append(lv.seqs, seq)
+		lv.comps = append(lv.comps, target)
+		raw = append(raw, lv.seqs)
+		levels = append(levels, lv)
 	}
-	return treeNode{Name: join(names), Value: value, HasValue: true, Paths: deflatePaths(seq, levels)}, nil
+	t.entries.keepLevels(seq, levels)
+	return treeNode{Name: join(names), Value: value, HasValue: true, Paths: deflatePaths(seq, raw)}, nil
 }
 
 // del returns the entry that deletes names, to be appended at seq (the
@@ -332,7 +413,11 @@ func (t *tree) del(seq uint64, names []string) (n treeNode, ok bool, err error) 
 	// the deletion keeps.
 	var closest *entry
 	for j := len(names); closest == nil; j-- {
-		nodes, err := t.listAt(head, names[:j])
+		lv, err := t.listAt(head, names[:j])
+		if err != nil {
+			return treeNode{}, false, err
+		}
+		nodes, err := t.entries.getAll(lv.seqs)
 		if err != nil {
 			return treeNode{}, false, err
 		}
@@ -353,24 +438,28 @@ func (t *tree) del(seq uint64, names []string) (n treeNode, ok bool, err error) 
 	depth := compare(names, cparts) + 1
 	levels := make([][]uint64, 0, depth)
 	for i := 0; i <= len(names) && i+1 <= depth; i++ {
-		nodes, err := t.listAt(head, names[:i])
+		lv, err := t.listAt(head, names[:i])
 		if err != nil {
 			return treeNode{}, false, err
 		}
-		target, tok := "", i < len(names)
-		if tok {
+		nodes, err := t.entries.getAll(lv.seqs)
+		if err != nil {
+			return treeNode{}, false, err
+		}
+		target := noComponent
+		if i < len(names) {
 			target = names[i]
 		}
-		level := make([]uint64, 0, len(nodes)+1)
-		for _, n := range nodes {
-			if s, ok := n.component(i); !sameComponent(s, ok, target, tok) && n.name != ignore {
-				level = append(level, n.seq)
+		out := make([]uint64, 0, len(nodes)+1)
+		for j, x := range nodes {
+			if lv.comps[j] != target && x.name != ignore {
+				out = append(out, x.seq)
 			}
 		}
 		if i+1 < depth {
-			level = append(level, seq)
+			out = append(out, seq)
 		}
-		levels = append(levels, level)
+		levels = append(levels, out)
 	}
 	return treeNode{Name: ignore, Paths: deflatePaths(seq, levels)}, true, nil
 }
