@@ -84,6 +84,7 @@ type Feed struct {
 	entryBuf   [sleep.TreeEntrySize]byte
 	syncNeeded bool  // files written since the last Sync
 	failed     error // set by the first failed write; see fail
+	held       *hold // an open Hold, or nil
 
 	changed chan struct{} // closed and dropped whenever the feed changes; made on demand
 }
@@ -512,7 +513,9 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	f.length += n
 	f.byteLength = byteLength
 	f.syncNeeded = true
-	f.notify()
+	if f.held == nil {
+		f.notify()
+	}
 	return start, nil
 }
 
@@ -584,6 +587,9 @@ func (f *Feed) Sync() error {
 func (f *Feed) sync() error {
 	if f.failed != nil {
 		return f.failed
+	}
+	if f.held != nil && f.syncNeeded {
+		return ErrHeld
 	}
 	if f.readOnly || !f.syncNeeded {
 		return nil
@@ -682,11 +688,16 @@ func (f *Feed) Clear(start, end uint64) error {
 	for i := start; i < end; i++ {
 		if f.bitfield.Set(i, false) {
 			changed = true
+			if f.held != nil {
+				f.held.cleared = append(f.held.cleared, [2]uint64{i, i + 1})
+			}
 		}
 	}
 	if changed {
 		f.syncNeeded = true
-		f.notify()
+		if f.held == nil {
+			f.notify()
+		}
 	}
 	return nil
 }
@@ -964,7 +975,14 @@ func (f *Feed) HaveBitfield(start, length uint64) []byte {
 		return wire.EncodeRLE(nil)
 	}
 	length = min(length, extent-start)
-	return wire.EncodeRLE(f.bitfield.DataBytes(start/8, length/8))
+	bits := f.bitfield.DataBytes(start/8, length/8)
+	if pub := f.publishedLocked(); pub < f.length && pub < start+length {
+		// Blocks appended during a hold are not shown yet.
+		for i := max(pub, start); i < min(f.length, start+length); i++ {
+			bits[(i-start)/8] &^= 128 >> ((i - start) & 7)
+		}
+	}
+	return wire.EncodeRLE(bits)
 }
 
 // Closed reports whether the feed was closed.

@@ -192,5 +192,24 @@ func (f *memFile) Size() (int64, error) {
 	return f.size, nil
 }
 
+// Truncate cuts the file to size bytes (it never grows it).
+func (f *memFile) Truncate(size int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if size < 0 || size >= f.size {
+		return nil
+	}
+	for page, pg := range f.pages {
+		switch start := page * memPageSize; {
+		case start >= size:
+			delete(f.pages, page)
+		case start+memPageSize > size:
+			clear(pg[size-start:])
+		}
+	}
+	f.size = size
+	return nil
+}
+
 func (f *memFile) Sync() error  { return nil }
 func (f *memFile) Close() error { return nil }

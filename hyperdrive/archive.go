@@ -54,6 +54,7 @@ type Archive struct {
 	checkoutOf *Archive        // for a checkout: the archive it views
 	modified   map[string]bool // real files found changed at open, until rewritten
 	closed     bool
+	txn        *txn // an open Begin, or nil
 }
 
 // Open opens or creates an archive.
@@ -456,12 +457,14 @@ func (a *Archive) delLocked(name string) error {
 	if a.files != nil && had {
 		if old.IsFile() {
 			delete(a.modified, name)
-			a.files.remove(name)
+			if err := a.files.remove(name); err != nil {
+				return err
+			}
 			if old.Size > 0 {
 				return a.content.Clear(old.Offset, old.Offset+old.Blocks)
 			}
-		} else {
-			a.files.removeDir(name)
+		} else if err := a.files.removeDir(name); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -483,7 +486,7 @@ func (a *Archive) Rmdir(name string) error {
 		return err
 	}
 	if a.files != nil {
-		a.files.removeDir(name)
+		return a.files.removeDir(name)
 	}
 	return nil
 }
@@ -671,6 +674,9 @@ func (a *Archive) History(start uint64) ([]HistoryEntry, error) {
 func (a *Archive) Sync() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.txn != nil {
+		return ErrInTransaction
+	}
 	if a.content != nil {
 		if a.files != nil {
 			if err := a.files.syncFinished(); err != nil {
@@ -692,11 +698,17 @@ func (a *Archive) Close() error {
 		a.closed = true
 		return nil
 	}
-	a.closed = true
 	var err error
+	if a.txn != nil {
+		// Uncommitted writes do not survive a close.
+		err = a.rollbackLocked()
+	}
+	a.closed = true
 	if a.content != nil {
 		if a.files != nil {
-			err = a.files.syncFinished()
+			if ferr := a.files.syncFinished(); err == nil {
+				err = ferr
+			}
 		}
 		if cerr := a.content.Close(); err == nil {
 			err = cerr

@@ -153,18 +153,19 @@ type realFiles struct {
 	dir string
 
 	mu        sync.Mutex
-	extents   []extent // sorted by start, not overlapping
-	writing   *extent  // the file being appended, not yet in extents
-	out       *os.File // its temporary file
-	end       uint64   // the content feed's byte length
-	sized     bool     // end is known (set by setExtents)
-	unflushed []string // files moved into place and not yet flushed
+	extents   []extent    // sorted by start, not overlapping
+	writing   *extent     // the file being appended, not yet in extents
+	out       *os.File    // its temporary file
+	end       uint64      // the content feed's byte length
+	sized     bool        // end is known (set by setExtents)
+	unflushed []string    // files moved into place and not yet flushed
+	held      *folderHold // an open hold, or nil
 }
 
 type extent struct {
 	start, end uint64
 	name       string // archive path, "/a/b"
-	tmp        string // for the file being written
+	tmp        string // a file not yet moved into place: read from here
 }
 
 func (r *realFiles) path(name string) string {
@@ -197,8 +198,9 @@ func (r *realFiles) begin(name string, start uint64) error {
 	return nil
 }
 
-// finish moves the file being written into place; with ok false it throws
-// it away.
+// finish ends the file being written: with ok, it becomes the file name
+// (moved into place now, or at commit during a hold); otherwise it is thrown
+// away.
 func (r *realFiles) finish(ok bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -216,28 +218,118 @@ func (r *realFiles) finish(ok bool) error {
 		os.Remove(w.tmp)
 		return err
 	}
-	dst := r.path(w.name)
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
-		// The archive allows a file where a directory was; the folder
-		// cannot show both, so the directory's files stay and the file is
-		// only in the archive.
-		os.Remove(w.tmp)
-	} else if err := os.Rename(w.tmp, dst); err != nil {
-		return err
-	} else {
-		r.unflushed = append(r.unflushed, dst)
-	}
 	r.dropLocked(w.name)
 	if w.end > w.start {
 		i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].start >= w.start })
 		r.extents = append(r.extents, extent{})
 		copy(r.extents[i+1:], r.extents[i:])
-		r.extents[i] = extent{start: w.start, end: w.end, name: w.name}
+		r.extents[i] = *w // read from w.tmp until moved into place
+	}
+	return r.doLocked(folderOp{kind: opMove, name: w.name, tmp: w.tmp})
+}
+
+// folderOp is a change to the folder that shows the archive.
+type folderOp struct {
+	kind int
+	name string
+	tmp  string // opMove: the temporary file that becomes name
+}
+
+const (
+	opMove = iota
+	opRemove
+	opRemoveDir
+)
+
+// doLocked applies op to the folder, or queues it while a hold is open.
+func (r *realFiles) doLocked(op folderOp) error {
+	if r.held != nil {
+		r.held.ops = append(r.held.ops, op)
+		return nil
+	}
+	return r.applyLocked(op)
+}
+
+func (r *realFiles) applyLocked(op folderOp) error {
+	dst := r.path(op.name)
+	switch op.kind {
+	case opMove:
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
+			// The archive allows a file where a directory was; the folder
+			// cannot show both, so the directory stays and the file is
+			// only in the archive (and in its temporary file).
+			return nil
+		}
+		if err := os.Rename(op.tmp, dst); err != nil {
+			return err
+		}
+		for i := range r.extents {
+			if r.extents[i].tmp == op.tmp {
+				r.extents[i].tmp = ""
+			}
+		}
+		r.unflushed = append(r.unflushed, dst)
+	case opRemove:
+		if fi, err := os.Stat(dst); err == nil && !fi.IsDir() {
+			os.Remove(dst)
+		}
+	case opRemoveDir:
+		if op.name != "/" {
+			os.Remove(dst) // fails, as it should, unless empty
+		}
 	}
 	return nil
+}
+
+// folderHold is what a hold of the folder keeps: the extents as they were,
+// and the changes to make at commit.
+type folderHold struct {
+	extents []extent
+	ops     []folderOp
+}
+
+// hold starts queueing the folder's changes (see Archive.Begin).
+func (r *realFiles) hold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held = &folderHold{extents: append([]extent(nil), r.extents...)}
+}
+
+// commit makes the queued changes.
+func (r *realFiles) commit() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.held
+	r.held = nil
+	if h == nil {
+		return nil
+	}
+	for _, op := range h.ops {
+		if err := r.applyLocked(op); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rollback forgets the queued changes and the files they would have moved.
+func (r *realFiles) rollback(end uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.held
+	r.held = nil
+	if h == nil {
+		return
+	}
+	for _, op := range h.ops {
+		if op.kind == opMove {
+			os.Remove(op.tmp)
+		}
+	}
+	r.extents, r.end = h.extents, end
 }
 
 // syncFinished flushes the files moved into place since the last call, and
@@ -272,20 +364,18 @@ func syncPath(p string) error {
 }
 
 // remove forgets the file name and deletes it from the folder.
-func (r *realFiles) remove(name string) {
+func (r *realFiles) remove(name string) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.dropLocked(name)
-	r.mu.Unlock()
-	if fi, err := os.Stat(r.path(name)); err == nil && !fi.IsDir() {
-		os.Remove(r.path(name))
-	}
+	return r.doLocked(folderOp{kind: opRemove, name: name})
 }
 
 // removeDir deletes the folder's directory name if it is empty.
-func (r *realFiles) removeDir(name string) {
-	if name != "/" {
-		os.Remove(r.path(name)) // fails, as it should, unless empty
-	}
+func (r *realFiles) removeDir(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.doLocked(folderOp{kind: opRemoveDir, name: name})
 }
 
 func (r *realFiles) dropLocked(name string) {
@@ -313,7 +403,10 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 			return 0, fmt.Errorf("%w: no file holds content byte %d", ErrNotFound, x)
 		}
 		e = r.extents[i]
-		file = r.path(e.name)
+		file = e.tmp
+		if file == "" {
+			file = r.path(e.name)
+		}
 	}
 	r.mu.Unlock()
 	if x+uint64(len(p)) > e.end {

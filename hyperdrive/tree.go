@@ -204,6 +204,26 @@ func (c *entries) levelsOf(e *entry) ([]*level, error) {
 	return levels, nil
 }
 
+// truncate forgets the entries from seq length on (taken back by a
+// rollback; later entries with those seqs will be different ones).
+func (c *entries) truncate(length uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if length < uint64(len(c.byseq)) {
+		clear(c.byseq[length:])
+		c.byseq = c.byseq[:length]
+	}
+	kept := c.order[:0]
+	for _, seq := range c.order {
+		if seq >= length {
+			delete(c.levels, seq)
+		} else {
+			kept = append(kept, seq)
+		}
+	}
+	c.order = kept
+}
+
 func (c *entries) keepLevels(seq uint64, levels []*level) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

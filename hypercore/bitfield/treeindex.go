@@ -36,6 +36,16 @@ func (t *TreeIndex) Set(i uint64) bool {
 	return true
 }
 
+// UnsetFrom clears leaf i and every set parent above it, as taking back an
+// append of block i/2 requires (a parent is present only if both its
+// children are, so each ancestor of a leaf that is going is going too).
+func (t *TreeIndex) UnsetFrom(i uint64) {
+	for t.bits.get(i) {
+		t.bits.set(i, false)
+		i = flat.Parent(i)
+	}
+}
+
 // length is the extent of the bits in bits, as the reference counts it.
 func (t *TreeIndex) length() uint64 { return t.bits.length() }
 

@@ -143,13 +143,13 @@ func (p *peer) onWant(m *wire.Want) error {
 		return nil // the reference ignores unaligned wants
 	}
 	f := p.ch.feed
-	if n := f.Length(); !p.remoteWant && n > 0 && f.Has(n-1) {
+	if n := f.Published(); !p.remoteWant && n > 0 && f.Has(n-1) {
 		// Tell the peer the feed's length straight away.
 		p.send(&wire.Have{Start: n - 1})
 	}
 	p.remoteWant = true
 	if f.Writable() {
-		p.announced = max(p.announced, f.Length())
+		p.announced = max(p.announced, f.Published())
 	} else {
 		// A replica announces what it gains from here on, as far as its
 		// blocks run without a gap (see onFeedChanged).
@@ -244,6 +244,9 @@ func (p *peer) respond() {
 				p.s.deliver(event{err: err})
 				return
 			}
+			if frame == nil {
+				continue
+			}
 			p.s.mu.Lock()
 			p.s.writeLocked(frame)
 			p.s.mu.Unlock()
@@ -260,6 +263,11 @@ func (p *peer) answer(m *wire.Request) ([]byte, error) {
 		digest = *m.Nodes
 	}
 	hash := m.Hash != nil && *m.Hash
+	if m.Index >= f.Published() {
+		// Held back (see hypercore.Feed.Hold): not ours to show yet, so
+		// not answered, as a block this side does not have.
+		return nil, nil
+	}
 	proof, err := f.Proof(m.Index, hypercore.ProofRequest{Digest: digest, Hash: hash, Remote: p.remoteTree})
 	if err != nil {
 		return nil, fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
@@ -518,7 +526,7 @@ func (p *peer) tick() error {
 func (p *peer) onFeedChanged() error {
 	f := p.ch.feed
 	if p.remoteWant {
-		start, end := p.announced, f.Length()
+		start, end := p.announced, f.Published()
 		if !f.Writable() {
 			end = start
 			for end < f.Length() && f.Has(end) {

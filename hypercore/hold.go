@@ -1,0 +1,139 @@
+package hypercore
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/nodevms/nodevms/hypercore/merkle"
+	"github.com/nodevms/nodevms/hypercore/sleep"
+)
+
+// ErrHeld is returned by Sync and Hold while a hold is open.
+var ErrHeld = errors.New("hypercore: feed is held")
+
+// truncater is implemented by files that can be cut back.
+type truncater interface {
+	Truncate(size int64) error
+}
+
+// hold is what Hold recorded.
+type hold struct {
+	length, byteLength uint64
+	cleared            [][2]uint64 // ranges Clear took out during the hold
+}
+
+// Hold starts a group of changes that may yet be taken back, such as the
+// file writes of a call that might be aborted. Until Release, appends are
+// readable here but not shown to peers (Published stays where it was), and
+// Rollback undoes appends and Clears back to this point. A writer's feed
+// only; Sync is refused while a hold is open, so that nothing of it
+// reaches the bitfield on disk.
+func (f *Feed) Hold() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return ErrClosed
+	case f.privateKey == nil:
+		return ErrNotWritable
+	case f.held != nil:
+		return ErrHeld
+	case f.failed != nil:
+		return f.failed
+	}
+	f.held = &hold{length: f.length, byteLength: f.byteLength}
+	return nil
+}
+
+// Release ends a hold, keeping its changes: peers are shown them from now
+// on.
+func (f *Feed) Release() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.held == nil {
+		return
+	}
+	grew := f.length > f.held.length
+	f.held = nil
+	if grew {
+		f.notify()
+	}
+}
+
+// Rollback ends a hold by undoing its changes: the bitfield, the tree
+// index and the signer's roots are as they were at Hold, the signatures
+// written since are erased (a stale one could be taken for a later block's),
+// and the data and tree files are cut back where the storage allows (bytes
+// left past the end are overwritten by later appends).
+func (f *Feed) Rollback() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.held
+	if h == nil {
+		return nil
+	}
+	f.held = nil
+	if f.closed {
+		return ErrClosed
+	}
+	for i := h.length; i < f.length; i++ {
+		f.bitfield.Set(i, false)
+		f.treeBits.UnsetFrom(2 * i)
+	}
+	for _, r := range h.cleared {
+		for i := r[0]; i < r[1]; i++ {
+			f.bitfield.Set(i, true)
+		}
+	}
+	if f.length > h.length {
+		zero := make([]byte, SignatureSize)
+		for i := h.length; i < f.length; i++ {
+			if _, err := f.signatures.WriteAt(zero, sleep.HeaderSize+int64(i)*SignatureSize); err != nil {
+				return f.fail(fmt.Errorf("rollback: signatures: %w", err))
+			}
+		}
+		cuts := []struct {
+			file File
+			size int64
+		}{
+			{f.signatures, sleep.HeaderSize + int64(h.length)*SignatureSize},
+			{f.data, int64(h.byteLength)},
+		}
+		if h.length > 0 {
+			cuts = append(cuts, struct {
+				file File
+				size int64
+			}{f.tree, sleep.TreeOffset(2*h.length - 1)})
+		}
+		for _, c := range cuts {
+			if t, ok := c.file.(truncater); ok {
+				if err := t.Truncate(c.size); err != nil {
+					return f.fail(fmt.Errorf("rollback: %w", err))
+				}
+			}
+		}
+	}
+	f.length, f.byteLength = h.length, h.byteLength
+	f.nodes = nodeCache{}
+	roots, err := f.rootsOf(f.length)
+	if err != nil {
+		return f.fail(fmt.Errorf("rollback: roots: %w", err))
+	}
+	f.gen = merkle.NewGenerator(roots)
+	return nil
+}
+
+// Published is the length that peers are shown: Length, or during a hold
+// the length where it began.
+func (f *Feed) Published() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.publishedLocked()
+}
+
+func (f *Feed) publishedLocked() uint64 {
+	if f.held != nil {
+		return f.held.length
+	}
+	return f.length
+}

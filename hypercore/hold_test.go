@@ -1,0 +1,128 @@
+package hypercore_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nodevms/nodevms/hypercore"
+)
+
+// TestRollbackLeavesNoTrace: appends and clears made during a hold and then
+// rolled back leave the feed's files exactly as a feed that never saw them,
+// once both carry on with the same appends.
+func TestRollbackLeavesNoTrace(t *testing.T) {
+	for _, storage := range []string{"memory", "dir"} {
+		t.Run(storage, func(t *testing.T) {
+			kp := seedKey(9)
+			open := func() (*hypercore.Feed, func(string) []byte) {
+				if storage == "memory" {
+					st := hypercore.NewMemoryStorage()
+					return mustOpen(t, hypercore.Config{Storage: st, SecretKey: kp.SecretKey, Create: true}), st.Bytes
+				}
+				dir := t.TempDir()
+				return mustOpen(t, hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true}),
+					func(name string) []byte { return readFile(t, dir, name) }
+			}
+			plain, plainBytes := open()
+			held, heldBytes := open()
+			for _, f := range []*hypercore.Feed{plain, held} {
+				if _, err := f.Append(blocks("before", 3)...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := held.Hold(); err != nil {
+				t.Fatal(err)
+			}
+			changed := held.Changed()
+			if _, err := held.Append(blocks("taken back", 5)...); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := held.Append(bytes.Repeat([]byte{1}, 70000)); err != nil {
+				t.Fatal(err)
+			}
+			if err := held.Clear(0, 2); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-changed:
+				t.Error("a held append was announced")
+			default:
+			}
+			if held.Published() != 3 || held.Length() != 9 {
+				t.Errorf("published %d, length %d; want 3 and 9", held.Published(), held.Length())
+			}
+			if err := held.Sync(); !errors.Is(err, hypercore.ErrHeld) {
+				t.Errorf("Sync during a hold: %v, want ErrHeld", err)
+			}
+			if err := held.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+			if held.Length() != 3 || held.Published() != 3 || !held.Has(0) {
+				t.Fatalf("after rollback: length %d, published %d, has(0) %v", held.Length(), held.Published(), held.Has(0))
+			}
+			if _, err := held.Get(3); !errors.Is(err, hypercore.ErrNotFound) {
+				t.Errorf("a rolled-back block is still readable: %v", err)
+			}
+			for _, f := range []*hypercore.Feed{plain, held} {
+				if _, err := f.Append(blocks("after", 4)...); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := f.Append([]byte("last")); err != nil {
+					t.Fatal(err)
+				}
+				if err := f.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, name := range []string{"data", "tree", "signatures", "bitfield"} {
+				if a, b := plainBytes(name), heldBytes(name); !bytes.Equal(a, b) {
+					t.Errorf("%s differs after the rollback (%d vs %d bytes)", name, len(a), len(b))
+				}
+			}
+			for i := uint64(0); i < held.Length(); i++ {
+				if _, err := held.Get(i); err != nil {
+					t.Errorf("block %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// TestReleaseShowsHeldAppends: Release announces what the hold kept back.
+func TestReleaseShowsHeldAppends(t *testing.T) {
+	f := mustOpen(t, hypercore.Config{Storage: hypercore.NewMemoryStorage(), Create: true})
+	if err := f.Hold(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Hold(); !errors.Is(err, hypercore.ErrHeld) {
+		t.Errorf("second Hold: %v", err)
+	}
+	changed := f.Changed()
+	if _, err := f.Append([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.HaveBitfield(0, 0); len(got) != 0 {
+		t.Errorf("the have-bitfield shows a held block: %x", got)
+	}
+	f.Release()
+	select {
+	case <-changed:
+	default:
+		t.Error("Release did not announce the append")
+	}
+	if f.Published() != 1 || len(f.HaveBitfield(0, 0)) == 0 {
+		t.Errorf("after Release: published %d, bitfield %x", f.Published(), f.HaveBitfield(0, 0))
+	}
+}
+
+func readFile(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,102 @@
+package hyperdrive
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+)
+
+// ErrInTransaction: Begin while a transaction is open, or Sync during one.
+var ErrInTransaction = errors.New("hyperdrive: a transaction is open")
+
+// txn is what Begin recorded.
+type txn struct {
+	metadataLength uint64
+	contentLength  uint64
+	contentBytes   uint64
+	modified       map[string]bool
+}
+
+// Begin starts a transaction: the writes that follow are seen by this
+// archive's reads at once, but not shown to peers (hypercore.Feed.Hold),
+// and neither the folder nor the disk state that a crash would leave
+// changes, until Commit. Rollback undoes them all, leaving the archive,
+// its files and its folder as they were at Begin. NodeVMS runs each call
+// in one, so that a call the host aborts leaves no trace.
+func (a *Archive) Begin() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.writableLocked(); err != nil {
+		return err
+	}
+	if a.txn != nil {
+		return ErrInTransaction
+	}
+	if err := a.metadata.Hold(); err != nil {
+		return err
+	}
+	if err := a.content.Hold(); err != nil {
+		a.metadata.Release()
+		return err
+	}
+	if a.files != nil {
+		a.files.hold()
+	}
+	a.txn = &txn{
+		metadataLength: a.metadata.Length(),
+		contentLength:  a.content.Length(),
+		contentBytes:   a.content.ByteLength(),
+		modified:       maps.Clone(a.modified),
+	}
+	return nil
+}
+
+// Commit ends the transaction, keeping its writes: the folder is updated
+// and peers are shown the new blocks. Sync makes them durable.
+func (a *Archive) Commit() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.txn == nil {
+		return nil
+	}
+	a.txn = nil
+	var err error
+	if a.files != nil {
+		err = a.files.commit()
+	}
+	a.content.Release()
+	a.metadata.Release()
+	return err
+}
+
+// Rollback ends the transaction, undoing its writes.
+func (a *Archive) Rollback() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rollbackLocked()
+}
+
+func (a *Archive) rollbackLocked() error {
+	t := a.txn
+	if t == nil {
+		return nil
+	}
+	a.txn = nil
+	err := a.content.Rollback()
+	if merr := a.metadata.Rollback(); err == nil {
+		err = merr
+	}
+	if a.files != nil {
+		a.files.rollback(t.contentBytes)
+	}
+	a.entries.truncate(t.metadataLength)
+	a.modified = t.modified
+	if err != nil {
+		return fmt.Errorf("hyperdrive: rollback: %w", err)
+	}
+	if a.metadata.Length() != t.metadataLength || a.content.Length() != t.contentLength {
+		return fmt.Errorf("%w: rollback reached lengths %d/%d, not %d/%d", ErrCorrupt,
+			a.metadata.Length(), a.content.Length(), t.metadataLength, t.contentLength)
+	}
+	return nil
+}

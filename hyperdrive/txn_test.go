@@ -1,0 +1,116 @@
+package hyperdrive
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/hypercore"
+)
+
+// TestRollbackLeavesNoTrace: a transaction's writes, rolled back, leave the
+// archive, its folder and, once work goes on, its feeds exactly as an
+// archive that never saw them.
+func TestRollbackLeavesNoTrace(t *testing.T) {
+	kp := hypercore.KeyPairFromSeed(bytes.Repeat([]byte{3}, 32))
+	o := WriteOptions{Mtime: time.UnixMilli(5), Ctime: time.UnixMilli(5)}
+	open := func(dir string) *Archive {
+		a, err := Open(Options{Storage: DatStorage(dir, filepath.Join(dir, ".keys")), SecretKey: kp.SecretKey, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	plainDir, heldDir := t.TempDir(), t.TempDir()
+	plain, held := open(plainDir), open(heldDir)
+	before := func(a *Archive) {
+		must(t, a.WriteFile("/keep.txt", []byte("kept"), o))
+		must(t, a.Mkdir("/dir", o))
+		must(t, a.WriteFile("/dir/old.txt", []byte("old"), o))
+	}
+	before(plain)
+	before(held)
+
+	must(t, held.Begin())
+	must(t, held.WriteFile("/keep.txt", []byte("overwritten in the call"), o))
+	must(t, held.WriteFile("/dir/new.bin", bytes.Repeat([]byte{1}, 100_000), o))
+	must(t, held.Unlink("/dir/old.txt"))
+	must(t, held.Mkdir("/made", o))
+	if got, err := held.ReadFile("/keep.txt"); err != nil || string(got) != "overwritten in the call" {
+		t.Fatalf("the transaction's own read: %q, %v", got, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(heldDir, "keep.txt")); string(got) != "kept" {
+		t.Errorf("the folder changed before commit: %q", got)
+	}
+	if err := held.Sync(); !errors.Is(err, ErrInTransaction) {
+		t.Errorf("Sync in a transaction: %v", err)
+	}
+	must(t, held.Rollback())
+
+	for _, a := range []*Archive{plain, held} {
+		if got, err := a.ReadFile("/keep.txt"); err != nil || string(got) != "kept" {
+			t.Fatalf("after rollback: %q, %v", got, err)
+		}
+		if got, err := a.ReadFile("/dir/old.txt"); err != nil || string(got) != "old" {
+			t.Fatalf("after rollback: %q, %v", got, err)
+		}
+		if _, err := a.Stat("/made"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after rollback /made: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(heldDir, "dir", "new.bin")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a rolled-back file is in the folder: %v", err)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(heldDir, DatDir, "tmp", "*"))
+	if len(tmps) > 0 {
+		t.Errorf("temporary files left: %q", tmps)
+	}
+
+	// Both go on the same way, the held one in a committed transaction.
+	after := func(a *Archive) {
+		must(t, a.WriteFile("/keep.txt", []byte("second"), o))
+		must(t, a.Unlink("/dir/old.txt"))
+		must(t, a.WriteFile("/z", []byte("z"), o))
+	}
+	after(plain)
+	must(t, held.Begin())
+	after(held)
+	must(t, held.Commit())
+	for _, a := range []*Archive{plain, held} {
+		must(t, a.Sync())
+	}
+	for _, pair := range [][2]*hypercore.Feed{{plain.Metadata(), held.Metadata()}, {plain.Content(), held.Content()}} {
+		p, h := pair[0], pair[1]
+		if p.Length() != h.Length() || p.ByteLength() != h.ByteLength() {
+			t.Fatalf("lengths differ: %d/%d vs %d/%d", p.Length(), p.ByteLength(), h.Length(), h.ByteLength())
+		}
+		pr, _ := p.Roots(p.Length())
+		hr, _ := h.Roots(h.Length())
+		if diff := cmp.Diff(pr, hr); diff != "" {
+			t.Errorf("roots differ:\n%s", diff)
+		}
+	}
+	for _, name := range []string{"keep.txt", "z"} {
+		a, _ := os.ReadFile(filepath.Join(plainDir, name))
+		b, _ := os.ReadFile(filepath.Join(heldDir, name))
+		if !bytes.Equal(a, b) {
+			t.Errorf("folder file %s: %q vs %q", name, a, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(heldDir, "dir", "old.txt")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a committed unlink left the file: %v", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
