@@ -161,7 +161,9 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	}
 	// The reference's metadata entries, each behind its length byte, as a
 	// hostile archive would start; and cut short after each one.
-	var entries []byte
+	entries := []byte{0xff}
+	add("FuzzArchiveMetadata", []byte{})
+	add("FuzzArchiveMetadata", []byte{2, 0x0a, 0x00})
 	for _, step := range hv.Steps {
 		for _, b := range step.Metadata.Blocks {
 			if len(b) < 256 {

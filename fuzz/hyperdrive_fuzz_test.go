@@ -263,32 +263,53 @@ func FuzzHyperdriveModel(f *testing.F) {
 }
 
 // FuzzArchiveMetadata opens an archive whose metadata feed holds arbitrary
-// blocks (behind a real key): block 0 as the index, the rest as tree
+// blocks (behind a real key): the first as the index, the rest as tree
 // entries. Opening and every read must fail cleanly or succeed; nothing may
 // panic or loop.
 func FuzzArchiveMetadata(f *testing.F) {
 	kp := hypercore.KeyPairFromSeed(bytes.Repeat([]byte{7}, 32))
+	content := hyperdrive.ContentKeyPair(kp.SecretKey)
 	f.Fuzz(func(t *testing.T, blocks []byte) {
-		st := hyperdrive.MemoryStorage()
-		a, err := hyperdrive.Open(hyperdrive.Options{Storage: st, SecretKey: kp.SecretKey, Create: true})
+		meta := hypercore.NewMemoryStorage()
+		feed, err := hypercore.Open(hypercore.Config{Storage: meta, SecretKey: kp.SecretKey, Create: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer a.Close()
-		// The fuzzer's bytes become entries: each is a length byte and
-		// that many bytes.
+		// The fuzzer's bytes become blocks: each is a length byte and that
+		// many bytes. An input that starts with 0xff gets a valid index
+		// first, so that the entries are reached more often.
+		if len(blocks) > 0 && blocks[0] == 0xff {
+			idx := append([]byte{0x0a, 0x0a}, "hyperdrive"...)
+			idx = append(append(idx, 0x12, 0x20), content.PublicKey...)
+			if _, err := feed.Append(idx); err != nil {
+				t.Fatal(err)
+			}
+			blocks = blocks[1:]
+		}
 		for len(blocks) > 0 {
 			n := min(int(blocks[0]), len(blocks)-1)
-			if _, err := a.Metadata().Append(blocks[1 : 1+n]); err != nil {
+			if _, err := feed.Append(blocks[1 : 1+n]); err != nil {
 				t.Fatal(err)
 			}
 			blocks = blocks[1+n:]
 		}
-		f := a.Files()
+		if err := feed.Close(); err != nil {
+			t.Fatal(err)
+		}
+		a, err := hyperdrive.Open(hyperdrive.Options{
+			Storage: hyperdrive.FeedStorage(meta, hypercore.NewMemoryStorage()),
+			Key:     kp.PublicKey,
+			Create:  true, // a replica: the content feed starts empty
+		})
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		files := a.Files()
 		for _, p := range []string{"/", "/a", "/a/b", "/hello.txt", ""} {
-			f.Stat(p)
-			f.ReadFile(p)
-			f.Readdir(p, true)
+			files.Stat(p)
+			files.ReadFile(p)
+			files.Readdir(p, true)
 		}
 		a.History(0)
 		for v := uint64(0); v <= a.Version(); v++ {

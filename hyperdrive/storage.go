@@ -37,6 +37,18 @@ func (s memoryStorage) content() (hypercore.Storage, *realFiles) {
 	return s.cont, nil
 }
 
+type feedStorage struct{ meta, cont hypercore.Storage }
+
+// FeedStorage keeps an archive's feeds in the given hypercore storages.
+func FeedStorage(metadata, content hypercore.Storage) Storage {
+	return feedStorage{metadata, content}
+}
+
+func (s feedStorage) metadata() hypercore.Storage { return s.meta }
+func (s feedStorage) content() (hypercore.Storage, *realFiles) {
+	return s.cont, nil
+}
+
 type flatStorage struct{ dir string }
 
 // FlatStorage is node-dat-archive's layout: metadata.* and content.* files
