@@ -1,0 +1,464 @@
+package sandbox
+
+import (
+	"context"
+	crand "crypto/rand"
+	_ "embed"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/metrics"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dop251/goja"
+
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+// Errors that end a call without a result. A call that ends with one of
+// them has left the script's runtime in an unknown state: the Script is
+// then broken (ErrBroken) and must be rebuilt (core does so by replay).
+var (
+	ErrTimeBudget   = errors.New("sandbox: the call ran past its time budget")
+	ErrMemoryBudget = errors.New("sandbox: the call used more than its memory budget")
+	ErrStackDepth   = errors.New("sandbox: the call nested deeper than the stack limit")
+	ErrCanceled     = errors.New("sandbox: the call was canceled")
+	ErrBroken       = errors.New("sandbox: the script was interrupted and must be reloaded")
+)
+
+// ErrNoMethod is returned by Call for a method the script does not export
+// (or that cannot be called remotely, such as init when remote is set).
+var ErrNoMethod = errors.New("sandbox: no such method")
+
+// Limits bound what one call may use. Zero values take the defaults.
+type Limits struct {
+	Time       time.Duration // wall-clock time of the call; 5 s
+	Memory     uint64        // growth of the Go heap during the call, bytes; 256 MiB
+	StackDepth int           // nested JavaScript calls; 2000
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.Time == 0 {
+		l.Time = 5 * time.Second
+	}
+	if l.Memory == 0 {
+		l.Memory = 256 << 20
+	}
+	if l.StackDepth == 0 {
+		l.StackDepth = 2000
+	}
+	return l
+}
+
+// Options configure Load.
+type Options struct {
+	// Filename names the script in stack traces.
+	Filename string
+	// Time and Seed are the clock and the random seed of the module's
+	// top-level code (recorded in the log's init entry, so that replays
+	// load the same way).
+	Time int64 // ms since the epoch
+	Seed uint64
+	// Limits bound the module's top-level code and every call.
+	Limits Limits
+	// Logger receives console output; nil discards it.
+	Logger *slog.Logger
+}
+
+// Script is a loaded backend script. Calls run one at a time; a Script is
+// not safe for concurrent use.
+type Script struct {
+	rt      *goja.Runtime
+	exports goja.Value
+	methods []string
+	limits  Limits
+	log     *slog.Logger
+
+	stringify, parse, promiseResolve goja.Callable
+	errorCtor                        goja.Value
+
+	call   *callState // the call in progress, or nil
+	broken error
+}
+
+//go:embed lib/path.js
+var pathJS string
+
+//go:embed lib/assert.js
+var assertJS string
+
+// builtins are the modules require() gives.
+var builtins = map[string]string{"path": pathJS, "assert": assertJS}
+
+// Load compiles and runs a CommonJS module: its top-level code runs once,
+// and what it exports (exports.fn, module.exports = {...}, or
+// module.exports = function, callable as "default") becomes the methods.
+func Load(code string, opts Options) (*Script, error) {
+	s := &Script{rt: goja.New(), limits: opts.Limits.withDefaults(), log: opts.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Filename == "" {
+		opts.Filename = "backend.js"
+	}
+	rt := s.rt
+	rt.SetMaxCallStackSize(s.limits.StackDepth)
+	rt.SetFieldNameMapper(goja.UncapFieldNameMapper())
+	// Time and randomness come from the call being run (see callState):
+	// the recorded time and seed, so that a replay sees the same.
+	rt.SetTimeSource(func() time.Time { return s.now() })
+	rt.SetRandSource(func() float64 { return s.random() })
+	for _, name := range []string{"WeakRef", "FinalizationRegistry"} {
+		rt.GlobalObject().Delete(name) // they would expose the garbage collector's timing
+	}
+	s.stringify, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("stringify"))
+	s.parse, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
+	s.promiseResolve, _ = goja.AssertFunction(rt.Get("Promise").ToObject(rt).Get("resolve"))
+	s.errorCtor = rt.Get("Error")
+	if err := s.installGlobals(); err != nil {
+		return nil, err
+	}
+
+	prog, err := goja.Compile(opts.Filename, "(function (exports, require, module, __filename, __dirname) {"+code+"\n})", false)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	module := rt.NewObject()
+	exports := rt.NewObject()
+	module.Set("exports", exports)
+	var result Result
+	err = s.run(context.Background(), &callState{time: opts.Time, rng: newRand(opts.Seed)}, func() (goja.Value, error) {
+		fn, err := rt.RunProgram(prog)
+		if err != nil {
+			return nil, err
+		}
+		wrapper, _ := goja.AssertFunction(fn)
+		return wrapper(goja.Undefined(), exports, rt.Get("require"), module, rt.ToValue("/"+opts.Filename), rt.ToValue("/"))
+	}, &result)
+	if err != nil {
+		return nil, err
+	}
+	if result.Error != nil {
+		return nil, fmt.Errorf("sandbox: the script threw while loading: %s", result.Error)
+	}
+	s.exports = module.Get("exports")
+	s.methods = s.listMethods()
+	return s, nil
+}
+
+func (s *Script) listMethods() []string {
+	var out []string
+	if _, ok := goja.AssertFunction(s.exports); ok {
+		out = append(out, "default")
+	}
+	if obj, ok := s.exports.(*goja.Object); ok {
+		for _, k := range obj.Keys() {
+			if _, ok := goja.AssertFunction(obj.Get(k)); ok {
+				out = append(out, k)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Methods lists the exported functions, sorted ("default" for a module
+// that exports a function).
+func (s *Script) Methods() []string { return append([]string(nil), s.methods...) }
+
+// HasMethod reports whether the script exports method.
+func (s *Script) HasMethod(method string) bool {
+	for _, m := range s.methods {
+		if m == method {
+			return true
+		}
+	}
+	return false
+}
+
+// Call is one call's environment: everything that may influence it.
+type Call struct {
+	Method string
+	// Args is the JSON array of arguments; nil for none.
+	Args json.RawMessage
+	// CallerID is System.caller.id and env.callerId; nil for an anonymous
+	// caller (null).
+	CallerID *string
+	// Time is the call's clock, ms since the epoch: Date.now() and new
+	// Date() read it (advanced by virtual timers), and writes carry it.
+	Time int64
+	// Seed seeds Math.random for the call.
+	Seed uint64
+	// Files backs System.files; nil if the script has no archive.
+	Files *hyperdrive.Files
+	// Oracles gives System.oracle's values: Record on the host, Replay
+	// when replaying a log.
+	Oracles Oracles
+}
+
+// Result is what a call produced.
+type Result struct {
+	// Value is the JSON of what the call returned (its promise's value for
+	// an async call): JSON.stringify's output, or null for undefined.
+	Value json.RawMessage
+	// Error is set when the call threw (or its promise rejected).
+	Error *ScriptError
+}
+
+// ScriptError is an error a script threw.
+type ScriptError struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+func (e *ScriptError) Error() string {
+	switch {
+	case e.Name == "":
+		return e.Message
+	case e.Message == "":
+		return e.Name
+	}
+	return e.Name + ": " + e.Message
+}
+
+// Call runs one exported method. A script's own failure (it throws) is in
+// Result.Error; err is for calls that could not run or were stopped
+// (ErrNoMethod, a budget, ctx), after which the Script is broken.
+func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
+	if s.broken != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrBroken, s.broken)
+	}
+	var fn goja.Callable
+	if c.Method == "default" {
+		fn, _ = goja.AssertFunction(s.exports)
+	} else if obj, ok := s.exports.(*goja.Object); ok && c.Method != "" {
+		fn, _ = goja.AssertFunction(obj.Get(c.Method))
+	}
+	if fn == nil {
+		return Result{}, fmt.Errorf("%w: %q", ErrNoMethod, c.Method)
+	}
+	var args []goja.Value
+	if len(c.Args) > 0 {
+		parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(c.Args)))
+		if err != nil {
+			return Result{}, fmt.Errorf("sandbox: arguments are not JSON: %v", err)
+		}
+		arr, ok := parsed.Export().([]any)
+		if !ok {
+			return Result{}, errors.New("sandbox: arguments must be a JSON array")
+		}
+		obj := parsed.ToObject(s.rt)
+		for i := range arr {
+			args = append(args, obj.Get(fmt.Sprint(i)))
+		}
+	}
+	st := &callState{
+		time:     c.Time,
+		rng:      newRand(c.Seed),
+		callerID: c.CallerID,
+		files:    c.Files,
+		oracles:  c.Oracles,
+	}
+	s.setCaller(c.CallerID)
+	var result Result
+	err := s.run(ctx, st, func() (goja.Value, error) {
+		return fn(s.exports, args...)
+	}, &result)
+	return result, err
+}
+
+// run runs start in the call's environment, then its virtual event loop
+// until the returned value (or promise) settles, under the budgets.
+func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Value, error), result *Result) error {
+	s.call = st
+	defer func() { s.call = nil }()
+	stop := s.watch(ctx)
+	v, err := start()
+	if err == nil {
+		v, err = s.settle(st, v)
+	}
+	if werr := stop(); werr != nil {
+		s.broken = werr
+		return werr
+	}
+	if st.fatal != nil {
+		s.broken = st.fatal
+		return st.fatal
+	}
+	if err != nil {
+		var interrupted *goja.InterruptedError
+		var overflow *goja.StackOverflowError
+		var exc *goja.Exception
+		switch {
+		case errors.As(err, &interrupted):
+			s.broken = err
+			return err
+		case errors.As(err, &overflow):
+			s.broken = ErrStackDepth
+			return ErrStackDepth
+		case errors.As(err, &exc):
+			result.Error = s.scriptError(exc.Value())
+			result.Value = json.RawMessage("null")
+			return nil
+		case errors.Is(err, errRejected):
+			result.Error = st.rejection
+			result.Value = json.RawMessage("null")
+			return nil
+		}
+		s.broken = err
+		return err
+	}
+	raw, err := s.toJSON(v)
+	if err != nil {
+		result.Error = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + err.Error()}
+		result.Value = json.RawMessage("null")
+		return nil
+	}
+	result.Value = raw
+	return nil
+}
+
+// watch interrupts the runtime when ctx ends or a budget runs out. The
+// returned stop ends the watch and says which, if any, interrupted.
+func (s *Script) watch(ctx context.Context) (stop func() error) {
+	done := make(chan struct{})
+	reason := make(chan error, 1)
+	base := heapBytes()
+	go func() {
+		timer := time.NewTimer(s.limits.Time)
+		defer timer.Stop()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		var why error
+		for why == nil {
+			select {
+			case <-done:
+				reason <- nil
+				return
+			case <-ctx.Done():
+				why = fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
+			case <-timer.C:
+				why = fmt.Errorf("%w (%v)", ErrTimeBudget, s.limits.Time)
+			case <-tick.C:
+				if used := heapBytes(); used > base && used-base > s.limits.Memory {
+					why = fmt.Errorf("%w (%d MiB)", ErrMemoryBudget, s.limits.Memory>>20)
+				}
+			}
+		}
+		s.rt.Interrupt(why)
+		reason <- why
+	}()
+	return func() error {
+		close(done)
+		why := <-reason
+		s.rt.ClearInterrupt()
+		return why
+	}
+}
+
+// heapBytes is the Go heap's live objects, as the runtime last measured.
+func heapBytes() uint64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
+}
+
+// toJSON is JSON.stringify(v), with undefined (and functions) as null.
+func (s *Script) toJSON(v goja.Value) (json.RawMessage, error) {
+	out, err := s.stringify(goja.Undefined(), v)
+	if err != nil {
+		return nil, err
+	}
+	if goja.IsUndefined(out) {
+		return json.RawMessage("null"), nil
+	}
+	return json.RawMessage(out.String()), nil
+}
+
+// scriptError describes a thrown value.
+func (s *Script) scriptError(v goja.Value) *ScriptError {
+	if obj, ok := v.(*goja.Object); ok {
+		name, msg := obj.Get("name"), obj.Get("message")
+		if name != nil && !goja.IsUndefined(name) || msg != nil && !goja.IsUndefined(msg) {
+			e := &ScriptError{}
+			if name != nil && !goja.IsUndefined(name) {
+				e.Name = name.String()
+			}
+			if msg != nil && !goja.IsUndefined(msg) {
+				e.Message = msg.String()
+			}
+			return e
+		}
+	}
+	if v == nil {
+		return &ScriptError{Message: "undefined"}
+	}
+	return &ScriptError{Message: v.String()}
+}
+
+// callState is the environment of the call in progress.
+type callState struct {
+	time     int64 // virtual ms
+	rng      *rand.Rand
+	callerID *string
+	files    *hyperdrive.Files
+	oracles  Oracles
+
+	inOracle  bool // System.oracle's function is running: real time and randomness
+	timers    timerQueue
+	nextTimer int64
+	rejection *ScriptError
+	fatal     error // stops the call: a replay's oracle values ran out
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x6e6f6465766d73)) }
+
+func (s *Script) now() time.Time {
+	st := s.call
+	switch {
+	case st == nil:
+		return time.UnixMilli(0)
+	case st.inOracle:
+		return time.Now()
+	}
+	return time.UnixMilli(st.time)
+}
+
+func (s *Script) random() float64 {
+	st := s.call
+	switch {
+	case st == nil:
+		return 0
+	case st.inOracle:
+		var b [8]byte
+		crand.Read(b[:])
+		return float64(binary.LittleEndian.Uint64(b[:])>>11) / (1 << 53)
+	}
+	return st.rng.Float64()
+}
+
+// newError makes a JavaScript Error with a name.
+func (s *Script) newError(name, message string) *goja.Object {
+	obj, _ := s.rt.New(s.errorCtor, s.rt.ToValue(message))
+	if name != "" && name != "Error" {
+		obj.Set("name", name)
+	}
+	return obj
+}
+
+// errorsName gives the name of a Go error for scripts.
+func errorsName(err error) (name, message string) {
+	var e *hyperdrive.Error
+	if errors.As(err, &e) {
+		return e.Name, e.Message
+	}
+	return "Error", strings.TrimPrefix(err.Error(), "hyperdrive: ")
+}

@@ -1,0 +1,261 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+func load(t *testing.T, code string) *Script {
+	t.Helper()
+	s, err := Load(code, Options{Limits: Limits{Time: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// call runs method and returns its JSON result or "error: name: message".
+func call(t *testing.T, s *Script, c Call) string {
+	t.Helper()
+	r, err := s.Call(context.Background(), c)
+	if err != nil {
+		t.Fatalf("%s: %v", c.Method, err)
+	}
+	if r.Error != nil {
+		return "error: " + r.Error.Error()
+	}
+	return string(r.Value)
+}
+
+func TestModuleShapes(t *testing.T) {
+	for _, tt := range []struct {
+		code    string
+		methods []string
+		method  string
+		want    string
+	}{
+		{`var i = 0; exports.increment = function () { i++; return i }`, []string{"increment"}, "increment", "1"},
+		{`module.exports = { add: (a, b) => a + b, name: 'not a method' }`, []string{"add"}, "add", "5"},
+		{`module.exports = async function () { return 'hi' }`, []string{"default"}, "default", `"hi"`},
+		{`exports.obj = () => ({ a: [1, 'two', null], b: undefined, c: new Date(0) })`, []string{"obj"}, "obj", `{"a":[1,"two",null],"c":"1970-01-01T00:00:00.000Z"}`},
+		{`exports.nothing = () => {}`, []string{"nothing"}, "nothing", "null"},
+	} {
+		s := load(t, tt.code)
+		if diff := cmp.Diff(tt.methods, s.Methods()); diff != "" {
+			t.Errorf("%s: methods (-want +got):\n%s", tt.code, diff)
+		}
+		if got := call(t, s, Call{Method: tt.method, Args: json.RawMessage(`[2, 3]`)}); got != tt.want {
+			t.Errorf("%s: got %s, want %s", tt.code, got, tt.want)
+		}
+	}
+	if _, err := load(t, `exports.a = 1`).Call(context.Background(), Call{Method: "b"}); !errors.Is(err, ErrNoMethod) {
+		t.Errorf("unknown method: %v", err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	s := load(t, `
+		exports.throws = () => { throw new Error('You are not my owner!') }
+		exports.typed = () => { null.x }
+		exports.rejects = async () => { throw new RangeError('too far') }
+		exports.str = () => { throw 'just a string' }
+		exports.never = () => new Promise(() => {})
+		exports.named = () => { const e = new Error('m'); e.name = 'CustomError'; throw e }`)
+	for method, want := range map[string]string{
+		"throws":  "error: Error: You are not my owner!",
+		"typed":   "error: TypeError: Cannot read property 'x' of undefined",
+		"rejects": "error: RangeError: too far",
+		"str":     "error: just a string",
+		"never":   "error: Error: the call's promise never settled: nothing was left to wait for",
+		"named":   "error: CustomError: m",
+	} {
+		if got := call(t, s, Call{Method: method}); got != want {
+			t.Errorf("%s: %s, want %s", method, got, want)
+		}
+	}
+}
+
+func TestDeterministicClockRandomAndTimers(t *testing.T) {
+	code := `
+		exports.run = async () => {
+			const out = [Date.now(), Math.random()]
+			await new Promise((resolve) => setTimeout(resolve, 1500))
+			out.push(Date.now())
+			const order = []
+			setTimeout(() => order.push('t10'), 10)
+			setImmediate(() => order.push('imm'))
+			setTimeout(() => order.push('t0'), 0)
+			let ticks = 0
+			await new Promise((resolve) => {
+				const id = setInterval(() => { if (++ticks === 3) { clearInterval(id); resolve() } }, 100)
+			})
+			out.push(order, Date.now(), new Date().toISOString())
+			return out
+		}`
+	a, b := load(t, code), load(t, code)
+	c := Call{Method: "run", Time: 1_700_000_000_000, Seed: 42}
+	got, again := call(t, a, c), call(t, b, c)
+	if got != again {
+		t.Fatalf("two runs of the same call differ:\n%s\n%s", got, again)
+	}
+	var out []any
+	if err := json.Unmarshal([]byte(got), &out); err != nil {
+		t.Fatal(err)
+	}
+	if out[0].(float64) != 1_700_000_000_000 || out[2].(float64) != 1_700_000_001_500 || out[4].(float64) != 1_700_000_001_800 {
+		t.Errorf("virtual clock: %s", got)
+	}
+	if diff := cmp.Diff([]any{"imm", "t0", "t10"}, out[3]); diff != "" {
+		t.Errorf("timer order (-want +got):\n%s", diff)
+	}
+	c.Seed = 43
+	if other := call(t, load(t, code), c); other == got {
+		t.Error("another seed gave the same Math.random")
+	}
+}
+
+func TestCallerAndOracle(t *testing.T) {
+	s := load(t, `
+		let runs = 0
+		exports.who = () => [System.caller.id, env.callerId]
+		exports.roll = async () => {
+			const v = await System.oracle(() => { runs++; return Math.floor(Math.random() * 1e9) })
+			const w = await System.oracle(() => ({ at: Date.now() }))
+			return [v, typeof w.at, runs]
+		}
+		exports.bad = async () => System.oracle(() => { throw new Error('sensor offline') })`)
+	bob := "bob"
+	if got := call(t, s, Call{Method: "who", CallerID: &bob}); got != `["bob","bob"]` {
+		t.Errorf("caller: %s", got)
+	}
+	if got := call(t, s, Call{Method: "who"}); got != `[null,null]` {
+		t.Errorf("anonymous caller: %s", got)
+	}
+	rec := &Record{}
+	got := call(t, s, Call{Method: "roll", Oracles: rec})
+	if len(rec.Values) != 2 {
+		t.Fatalf("recorded %d oracle values", len(rec.Values))
+	}
+	// A replay returns the recorded values and does not run the function.
+	replayed := call(t, s, Call{Method: "roll", Oracles: &Replay{Values: rec.Values}})
+	var a, b []any
+	json.Unmarshal([]byte(got), &a)
+	json.Unmarshal([]byte(replayed), &b)
+	if a[0] != b[0] || b[2].(float64) != 1 {
+		t.Errorf("replay: %s after %s; want the same value and the function run once", replayed, got)
+	}
+	if _, err := s.Call(context.Background(), Call{Method: "roll", Oracles: &Replay{Values: rec.Values[:1]}}); !errors.Is(err, ErrOracleMismatch) {
+		t.Errorf("replay with too few values: %v", err)
+	}
+	rec = &Record{}
+	if got := call(t, load(t, `exports.bad = async () => System.oracle(() => { throw new Error('sensor offline') })`), Call{Method: "bad", Oracles: rec}); got != "error: Error: sensor offline" || rec.Values[0].Error == nil {
+		t.Errorf("throwing oracle: %s, %+v", got, rec.Values)
+	}
+}
+
+func TestRequireAndGlobals(t *testing.T) {
+	s := load(t, `
+		const path = require('path'), assert = require('node:assert')
+		exports.paths = () => [path.join('/a', '../b', 'c.txt'), path.resolve('x', 'y'), path.dirname('/a/b/c'), path.basename('/a/b.js', '.js'), path.extname('f.tar.gz'), path.relative('/a/b', '/a/c/d')]
+		exports.asserts = () => { assert.deepStrictEqual({ a: [1] }, { a: [1] }); assert.throws(() => assert.strictEqual(1, 2), assert.AssertionError); return 'ok' }
+		exports.fails = () => assert.strictEqual(1, 2, 'one is not two')
+		exports.fs = () => require('fs')
+		exports.globals = () => [typeof process, typeof fetch, typeof WeakRef, typeof FinalizationRegistry, typeof Buffer === 'undefined' || typeof Buffer]
+		exports.text = () => { const b = new TextEncoder().encode('héllo'); return [b.length, new TextDecoder().decode(b)] }`)
+	for method, want := range map[string]string{
+		"paths":   `["/b/c.txt","/x/y","/a/b","b",".gz","../c/d"]`,
+		"asserts": `"ok"`,
+		"fails":   "error: AssertionError: one is not two",
+		"fs":      `error: Error: require("fs") is not available in a NodeVMS backend; only assert and path are`,
+		"globals": `["undefined","undefined","undefined","undefined",true]`,
+		"text":    `[6,"héllo"]`,
+	} {
+		if got := call(t, s, Call{Method: method}); got != want {
+			t.Errorf("%s: %s, want %s", method, got, want)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	for _, tt := range []struct {
+		name, code string
+		limits     Limits
+		want       error
+	}{
+		{"infinite loop", `exports.f = () => { for (;;) {} }`, Limits{Time: 100 * time.Millisecond}, ErrTimeBudget},
+		{"endless timers", `exports.f = () => new Promise(() => { setInterval(() => {}, 1) })`, Limits{Time: 100 * time.Millisecond}, ErrTimeBudget},
+		{"memory", `exports.f = () => { const a = []; for (;;) a.push(new Array(1000).fill('x' + a.length)) }`, Limits{Memory: 64 << 20, Time: 20 * time.Second}, ErrMemoryBudget},
+		{"stack", `function f (n) { return f(n + 1) + 1 }; exports.f = () => f(0)`, Limits{StackDepth: 500}, ErrStackDepth},
+		{"oracle loop", `exports.f = () => System.oracle(() => { for (;;) {} })`, Limits{Time: 100 * time.Millisecond}, ErrTimeBudget},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Load(tt.code, Options{Limits: tt.limits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Call(context.Background(), Call{Method: "f", Oracles: &Record{}})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+			if _, err := s.Call(context.Background(), Call{Method: "f"}); !errors.Is(err, ErrBroken) {
+				t.Errorf("after an abort: %v, want ErrBroken", err)
+			}
+		})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := load(t, `exports.f = () => { for (;;) {} }`).Call(ctx, Call{Method: "f"}); !errors.Is(err, ErrCanceled) {
+		t.Errorf("canceled: %v", err)
+	}
+}
+
+func TestSystemFiles(t *testing.T) {
+	a, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.MemoryStorage(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	s := load(t, `
+		const fs = System.files
+		exports.counter = async () => {
+			let i = 0
+			try { i = await fs.readFile('/counter', 'json') } catch (e) { if (e.name !== 'NotFoundError') throw e }
+			i++
+			await fs.writeFile('/counter', i)
+			return i
+		}
+		exports.tour = async () => {
+			await fs.mkdir('/photos')
+			await fs.writeFile('/photos/a.txt', 'aGk=', 'base64')
+			await fs.writeFile('/photos/b.bin', new Uint8Array([1, 2, 3]))
+			const st = await fs.stat('/photos/b.bin')
+			const list = await fs.readdir('/photos', { stat: true })
+			let err
+			try { await fs.writeFile('/nope/x', 'x') } catch (e) { err = e.name }
+			await fs.unlink('/photos/a.txt')
+			return [await fs.readFile('/photos/b.bin', 'hex'), st.isFile(), st.size, st.mtime.getTime(), list.map((e) => e.name),
+				await fs.readdir('/'), err, (await fs.history()).length, (await fs.getInfo()).isOwner]
+		}`)
+	files := a.Files()
+	for i := 1; i <= 3; i++ {
+		if got := call(t, s, Call{Method: "counter", Files: files, Time: 1000}); got != strings.Repeat("", 0)+string(rune('0'+i)) {
+			t.Fatalf("counter call %d: %s", i, got)
+		}
+	}
+	got := call(t, s, Call{Method: "tour", Files: files, Time: 5000})
+	want := `["010203",true,3,5000,["a.txt","b.bin"],["counter","photos"],"ParentFolderDoesntExistError",7,true]`
+	if got != want {
+		t.Errorf("tour:\n got %s\nwant %s", got, want)
+	}
+	if got := call(t, s, Call{Method: "counter"}); got != "error: Error: System.files is not available here" {
+		t.Errorf("without an archive: %s", got)
+	}
+}

@@ -1,0 +1,418 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/dop251/goja"
+
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+// ErrOracleMismatch: a replayed call asked System.oracle for more values
+// than the log recorded for it.
+var ErrOracleMismatch = errors.New("sandbox: the call asked for an oracle value the log does not have")
+
+// OracleValue is one recorded System.oracle outcome: a JSON value or the
+// error the function threw.
+type OracleValue struct {
+	Value json.RawMessage `json:"value,omitempty"`
+	Error *ScriptError    `json:"error,omitempty"`
+}
+
+// Oracles gives a call's System.oracle values.
+type Oracles interface {
+	// Next returns the call's next oracle value; run computes one (on the
+	// host: it runs the script's function).
+	Next(run func() OracleValue) (OracleValue, error)
+}
+
+// Record runs every oracle function and keeps what it gave, in order.
+type Record struct{ Values []OracleValue }
+
+// Next implements Oracles.
+func (r *Record) Next(run func() OracleValue) (OracleValue, error) {
+	v := run()
+	r.Values = append(r.Values, v)
+	return v, nil
+}
+
+// Replay gives back recorded values in order, never running a function.
+type Replay struct {
+	Values []OracleValue
+	Used   int
+}
+
+// Next implements Oracles.
+func (r *Replay) Next(func() OracleValue) (OracleValue, error) {
+	if r.Used >= len(r.Values) {
+		return OracleValue{}, fmt.Errorf("%w (it has %d)", ErrOracleMismatch, len(r.Values))
+	}
+	r.Used++
+	return r.Values[r.Used-1], nil
+}
+
+// installGlobals gives scripts what they may use: System, env, console,
+// timers in virtual time, TextEncoder and TextDecoder, queueMicrotask, and
+// require() of the built-in modules.
+func (s *Script) installGlobals() error {
+	rt := s.rt
+	system := rt.NewObject()
+	caller := rt.NewObject()
+	caller.Set("id", goja.Null())
+	system.Set("caller", caller)
+	system.Set("files", s.filesObject())
+	system.Set("oracle", s.oracle)
+	rt.Set("System", system)
+	env := rt.NewObject()
+	env.Set("callerId", goja.Null())
+	rt.Set("env", env)
+
+	console := rt.NewObject()
+	for _, level := range []string{"log", "info", "warn", "error", "debug"} {
+		level := level
+		console.Set(level, func(call goja.FunctionCall) goja.Value {
+			parts := make([]string, len(call.Arguments))
+			for i, a := range call.Arguments {
+				parts[i] = s.display(a)
+			}
+			s.log.Info(strings.Join(parts, " "), "console", level)
+			return goja.Undefined()
+		})
+	}
+	rt.Set("console", console)
+
+	rt.Set("setTimeout", func(c goja.FunctionCall) goja.Value { return s.setTimer(c, false, false) })
+	rt.Set("setInterval", func(c goja.FunctionCall) goja.Value { return s.setTimer(c, true, false) })
+	rt.Set("setImmediate", func(c goja.FunctionCall) goja.Value { return s.setTimer(c, false, true) })
+	for _, name := range []string{"clearTimeout", "clearInterval", "clearImmediate"} {
+		rt.Set(name, s.clearTimer)
+	}
+	rt.Set("TextEncoder", func(c goja.ConstructorCall) *goja.Object {
+		c.This.Set("encoding", "utf-8")
+		c.This.Set("encode", func(str string) goja.Value { return s.bytesValue([]byte(str)) })
+		return nil
+	})
+	rt.Set("TextDecoder", func(c goja.ConstructorCall) *goja.Object {
+		c.This.Set("encoding", "utf-8")
+		c.This.Set("decode", func(v goja.Value) string {
+			b, _ := s.bytesOf(v)
+			return strings.ToValidUTF8(string(b), "\uFFFD")
+		})
+		return nil
+	})
+	modules := map[string]goja.Value{}
+	rt.Set("require", func(name string) goja.Value {
+		name = strings.TrimPrefix(name, "node:")
+		if m, ok := modules[name]; ok {
+			return m
+		}
+		src, ok := builtins[name]
+		if !ok {
+			panic(s.newError("Error", fmt.Sprintf("require(%q) is not available in a NodeVMS backend; only assert and path are", name)))
+		}
+		fn, err := rt.RunString("(function (exports, require, module) {" + src + "\n})")
+		if err != nil {
+			panic(err)
+		}
+		wrapper, _ := goja.AssertFunction(fn)
+		module := rt.NewObject()
+		module.Set("exports", rt.NewObject())
+		if _, err := wrapper(goja.Undefined(), module.Get("exports"), rt.Get("require"), module); err != nil {
+			panic(err)
+		}
+		modules[name] = module.Get("exports")
+		return modules[name]
+	})
+	_, err := rt.RunString(`globalThis.queueMicrotask = function queueMicrotask (fn) { Promise.resolve().then(fn) }`)
+	return err
+}
+
+// setCaller sets System.caller.id and env.callerId for a call.
+func (s *Script) setCaller(id *string) {
+	v := goja.Null()
+	if id != nil {
+		v = s.rt.ToValue(*id)
+	}
+	s.rt.Get("System").ToObject(s.rt).Get("caller").ToObject(s.rt).Set("id", v)
+	s.rt.Get("env").ToObject(s.rt).Set("callerId", v)
+}
+
+// display is how console shows a value.
+func (s *Script) display(v goja.Value) string {
+	if v == nil || goja.IsUndefined(v) {
+		return "undefined"
+	}
+	if _, ok := v.Export().(string); ok {
+		return v.String()
+	}
+	if raw, err := s.toJSON(v); err == nil && string(raw) != "null" {
+		return string(raw)
+	}
+	return v.String()
+}
+
+func (s *Script) bytesValue(b []byte) goja.Value {
+	u8, _ := s.rt.New(s.rt.Get("Uint8Array"), s.rt.ToValue(s.rt.NewArrayBuffer(b)))
+	return u8
+}
+
+// bytesOf returns the bytes of a Uint8Array (or other typed array) or an
+// ArrayBuffer.
+func (s *Script) bytesOf(v goja.Value) ([]byte, bool) {
+	if v == nil {
+		return nil, false
+	}
+	switch x := v.Export().(type) {
+	case []byte:
+		return x, true
+	case goja.ArrayBuffer:
+		return x.Bytes(), true
+	}
+	return nil, false
+}
+
+// oracle is System.oracle(fn): fn runs on the host with real time and
+// randomness, and its JSON result is recorded; a replay returns the
+// recorded value without running fn. It returns a promise of the value.
+func (s *Script) oracle(call goja.FunctionCall) goja.Value {
+	promise, resolve, reject := s.rt.NewPromise()
+	st := s.call
+	fn, ok := goja.AssertFunction(call.Argument(0))
+	switch {
+	case !ok:
+		reject(s.rt.NewTypeError("System.oracle needs a function"))
+		return s.rt.ToValue(promise)
+	case st == nil || st.oracles == nil:
+		reject(s.newError("Error", "System.oracle is not available here"))
+		return s.rt.ToValue(promise)
+	}
+	v, err := st.oracles.Next(func() OracleValue {
+		st.inOracle = true
+		defer func() { st.inOracle = false }()
+		out, err := fn(goja.Undefined())
+		var exc *goja.Exception
+		switch {
+		case errors.As(err, &exc):
+			return OracleValue{Error: s.scriptError(exc.Value())}
+		case err != nil:
+			panic(err) // an interrupt: the call is being stopped
+		}
+		if _, ok := s.promiseOf(out); ok {
+			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's function must return a value, not a promise"}}
+		}
+		raw, err := s.toJSON(out)
+		if err != nil {
+			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's value is not JSON: " + err.Error()}}
+		}
+		return OracleValue{Value: raw}
+	})
+	if err != nil {
+		// A replay that cannot go on: stop the call (see run).
+		st.fatal = err
+		s.rt.Interrupt(err)
+		reject(s.newError("Error", err.Error()))
+		return s.rt.ToValue(promise)
+	}
+	if v.Error != nil {
+		reject(s.newError(v.Error.Name, v.Error.Message))
+	} else {
+		parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(v.Value)))
+		if err != nil {
+			reject(s.newError("Error", "recorded oracle value is not JSON"))
+		} else {
+			resolve(parsed)
+		}
+	}
+	return s.rt.ToValue(promise)
+}
+
+// filesObject is System.files: the DatArchive API, each method returning a
+// promise. Writes carry the call's time.
+func (s *Script) filesObject() *goja.Object {
+	rt := s.rt
+	obj := rt.NewObject()
+	method := func(name string, fn func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error)) {
+		obj.Set(name, func(call goja.FunctionCall) goja.Value {
+			promise, resolve, reject := rt.NewPromise()
+			st := s.call
+			if st == nil || st.files == nil {
+				reject(s.newError("Error", "System.files is not available here"))
+				return rt.ToValue(promise)
+			}
+			v, err := fn(st.files, call)
+			if err != nil {
+				name, msg := errorsName(err)
+				reject(s.newError(name, msg))
+			} else {
+				resolve(v)
+			}
+			return rt.ToValue(promise)
+		})
+	}
+	path := func(call goja.FunctionCall) string { return call.Argument(0).String() }
+
+	method("getInfo", func(f *hyperdrive.Files, _ goja.FunctionCall) (goja.Value, error) {
+		info, err := f.GetInfo()
+		if err != nil {
+			return nil, err
+		}
+		return s.jsonValue(info)
+	})
+	method("stat", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		st, err := f.Stat(path(call))
+		if err != nil {
+			return nil, err
+		}
+		return s.statObject(st), nil
+	})
+	method("readFile", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		b, err := f.ReadFile(path(call))
+		if err != nil {
+			return nil, err
+		}
+		enc := s.option(call.Argument(1), "encoding")
+		if enc == "binary" || enc == "buffer" {
+			return s.bytesValue(b), nil
+		}
+		if enc == "json" {
+			if !utf8.Valid(b) || !json.Valid(b) {
+				return nil, &hyperdrive.Error{Name: "InvalidEncodingError", Message: "the file is not JSON"}
+			}
+			return s.parse(goja.Undefined(), rt.ToValue(string(b)))
+		}
+		v, err := hyperdrive.DecodeContent(b, enc)
+		if err != nil {
+			return nil, err
+		}
+		return rt.ToValue(v), nil
+	})
+	method("writeFile", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		data := call.Argument(1)
+		var b []byte
+		if raw, ok := s.bytesOf(data); ok {
+			b = append([]byte(nil), raw...)
+		} else if str, ok := data.Export().(string); ok {
+			var err error
+			if b, err = hyperdrive.EncodeContent(str, s.option(call.Argument(2), "encoding")); err != nil {
+				return nil, err
+			}
+		} else {
+			// Numbers, objects and the like are stored as JSON, so that
+			// readFile(path, 'json') gives them back.
+			raw, err := s.toJSON(data)
+			if err != nil {
+				return nil, err
+			}
+			b = raw
+		}
+		when := s.now()
+		return goja.Undefined(), f.WriteFile(path(call), b, hyperdrive.WriteOptions{Mtime: when, Ctime: when})
+	})
+	method("mkdir", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		when := s.now()
+		return goja.Undefined(), f.Mkdir(path(call), hyperdrive.WriteOptions{Mtime: when, Ctime: when})
+	})
+	method("readdir", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		recursive := s.flag(call.Argument(1), "recursive")
+		names, err := f.Readdir(path(call), recursive)
+		if err != nil {
+			return nil, err
+		}
+		if !s.flag(call.Argument(1), "stat") {
+			return rt.ToValue(names), nil
+		}
+		out := make([]any, 0, len(names))
+		dir := hyperdrive.Normalize(path(call))
+		for _, n := range names {
+			st, err := f.Stat(dir + "/" + n)
+			if err != nil {
+				return nil, err
+			}
+			item := rt.NewObject()
+			item.Set("name", n)
+			item.Set("stat", s.statObject(st))
+			out = append(out, item)
+		}
+		return rt.ToValue(out), nil
+	})
+	method("unlink", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		return goja.Undefined(), f.Unlink(path(call))
+	})
+	method("rmdir", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		return goja.Undefined(), f.Rmdir(path(call), s.flag(call.Argument(1), "recursive"))
+	})
+	method("history", func(f *hyperdrive.Files, call goja.FunctionCall) (goja.Value, error) {
+		opts := call.Argument(0)
+		start, end := s.number(opts, "start"), s.number(opts, "end")
+		h, err := f.History(uint64(max(start, 0)), uint64(max(end, 0)), s.flag(opts, "reverse"))
+		if err != nil {
+			return nil, err
+		}
+		return s.jsonValue(h)
+	})
+	return obj
+}
+
+func (s *Script) jsonValue(v any) (goja.Value, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return s.parse(goja.Undefined(), s.rt.ToValue(string(raw)))
+}
+
+func (s *Script) statObject(st hyperdrive.FileStat) *goja.Object {
+	rt := s.rt
+	obj := rt.NewObject()
+	obj.Set("mode", st.Mode)
+	obj.Set("size", st.Size)
+	obj.Set("blocks", st.Blocks)
+	obj.Set("downloaded", st.Blocks)
+	mtime, _ := rt.New(rt.Get("Date"), rt.ToValue(st.Mtime.UnixMilli()))
+	ctime, _ := rt.New(rt.Get("Date"), rt.ToValue(st.Ctime.UnixMilli()))
+	obj.Set("mtime", mtime)
+	obj.Set("ctime", ctime)
+	isFile, isDir := st.IsFile(), st.IsDirectory()
+	obj.Set("isFile", func() bool { return isFile })
+	obj.Set("isDirectory", func() bool { return isDir })
+	return obj
+}
+
+// option reads an options argument given either as a string or as an
+// object with the named field.
+func (s *Script) option(v goja.Value, field string) string {
+	if v == nil || goja.IsUndefined(v) || goja.IsNull(v) {
+		return ""
+	}
+	if str, ok := v.Export().(string); ok {
+		return str
+	}
+	if obj, ok := v.(*goja.Object); ok {
+		if f := obj.Get(field); f != nil && !goja.IsUndefined(f) && !goja.IsNull(f) {
+			return f.String()
+		}
+	}
+	return ""
+}
+
+func (s *Script) flag(v goja.Value, field string) bool {
+	if obj, ok := v.(*goja.Object); ok {
+		if f := obj.Get(field); f != nil {
+			return f.ToBoolean()
+		}
+	}
+	return false
+}
+
+func (s *Script) number(v goja.Value, field string) int64 {
+	if obj, ok := v.(*goja.Object); ok {
+		if f := obj.Get(field); f != nil && !goja.IsUndefined(f) {
+			return f.ToInteger()
+		}
+	}
+	return 0
+}
