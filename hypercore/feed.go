@@ -48,6 +48,18 @@ type Config struct {
 	// Rand is the source of generated keys; crypto/rand if nil.
 	Rand io.Reader
 
+	// AnnounceOnSync shows peers only what has been synced: appends are
+	// announced by the Sync that makes them durable, not as they are made.
+	// For a write-ahead log, so that no peer ever sees an entry a crash
+	// could lose.
+	AnnounceOnSync bool
+
+	// NoFsync makes Sync write everything (the bitfield included) without
+	// waiting for the disk: the operating system's buffers only, which a
+	// power cut can lose. For benchmarks that compare with systems that do
+	// the same.
+	NoFsync bool
+
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
 	// too. Use it when the data file can change behind the feed's back (a
 	// hyperdrive whose content lives in ordinary files that anyone can
@@ -84,7 +96,11 @@ type Feed struct {
 	entryBuf   [sleep.TreeEntrySize]byte
 	syncNeeded bool  // files written since the last Sync
 	failed     error // set by the first failed write; see fail
-	held       *hold // an open Hold, or nil
+	held       []*hold // open holds, outermost first
+
+	announceOnSync bool
+	noFsync        bool
+	synced         uint64 // the length at the last Sync
 
 	changed chan struct{} // closed and dropped whenever the feed changes; made on demand
 }
@@ -102,12 +118,15 @@ func Open(cfg Config) (*Feed, error) {
 		readOnly: cfg.ReadOnly,
 		hasher:   merkle.NewHasher(),
 
-		checkAllReads: cfg.CheckAllReads,
+		checkAllReads:  cfg.CheckAllReads,
+		announceOnSync: cfg.AnnounceOnSync,
+		noFsync:        cfg.NoFsync,
 	}
 	if err := f.open(cfg); err != nil {
 		f.closeFiles()
 		return nil, err
 	}
+	f.synced = f.length
 	return f, nil
 }
 
@@ -513,7 +532,7 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	f.length += n
 	f.byteLength = byteLength
 	f.syncNeeded = true
-	if f.held == nil {
+	if len(f.held) == 0 && !f.announceOnSync {
 		f.notify()
 	}
 	return start, nil
@@ -588,14 +607,14 @@ func (f *Feed) sync() error {
 	if f.failed != nil {
 		return f.failed
 	}
-	if f.held != nil && f.syncNeeded {
+	if len(f.held) > 0 && f.syncNeeded {
 		return ErrHeld
 	}
 	if f.readOnly || !f.syncNeeded {
 		return nil
 	}
 	for _, file := range []File{f.data, f.tree, f.signatures, f.key, f.secretKey} {
-		if file == nil {
+		if file == nil || f.noFsync {
 			continue
 		}
 		if err := file.Sync(); err != nil {
@@ -608,10 +627,18 @@ func (f *Feed) sync() error {
 			return f.fail(fmt.Errorf("write bitfield: %w", err))
 		}
 	}
-	if err := f.bits.Sync(); err != nil {
-		return f.fail(fmt.Errorf("sync bitfield: %w", err))
+	if !f.noFsync {
+		if err := f.bits.Sync(); err != nil {
+			return f.fail(fmt.Errorf("sync bitfield: %w", err))
+		}
 	}
 	f.syncNeeded = false
+	if f.length > f.synced {
+		f.synced = f.length
+		if f.announceOnSync {
+			f.notify()
+		}
+	}
 	return nil
 }
 
@@ -688,14 +715,14 @@ func (f *Feed) Clear(start, end uint64) error {
 	for i := start; i < end; i++ {
 		if f.bitfield.Set(i, false) {
 			changed = true
-			if f.held != nil {
-				f.held.cleared = append(f.held.cleared, [2]uint64{i, i + 1})
+			if n := len(f.held); n > 0 {
+				f.held[n-1].cleared = append(f.held[n-1].cleared, [2]uint64{i, i + 1})
 			}
 		}
 	}
 	if changed {
 		f.syncNeeded = true
-		if f.held == nil {
+		if len(f.held) == 0 {
 			f.notify()
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore/sleep"
 )
 
-// ErrHeld is returned by Sync and Hold while a hold is open.
+// ErrHeld is returned by Sync while a hold is open.
 var ErrHeld = errors.New("hypercore: feed is held")
 
 // truncater is implemented by files that can be cut back.
@@ -25,9 +25,11 @@ type hold struct {
 // Hold starts a group of changes that may yet be taken back, such as the
 // file writes of a call that might be aborted. Until Release, appends are
 // readable here but not shown to peers (Published stays where it was), and
-// Rollback undoes appends and Clears back to this point. A writer's feed
-// only; Sync is refused while a hold is open, so that nothing of it
-// reaches the bitfield on disk.
+// Rollback undoes appends and Clears back to this point. Holds nest: an
+// inner one is a save point within an outer one, and peers are shown
+// nothing until the outermost is released. A writer's feed only; Sync is
+// refused while a hold is open, so that nothing of it reaches the bitfield
+// on disk.
 func (f *Feed) Hold() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -36,26 +38,31 @@ func (f *Feed) Hold() error {
 		return ErrClosed
 	case f.privateKey == nil:
 		return ErrNotWritable
-	case f.held != nil:
-		return ErrHeld
 	case f.failed != nil:
 		return f.failed
 	}
-	f.held = &hold{length: f.length, byteLength: f.byteLength}
+	f.held = append(f.held, &hold{length: f.length, byteLength: f.byteLength})
 	return nil
 }
 
-// Release ends a hold, keeping its changes: peers are shown them from now
-// on.
+// Release ends the innermost hold, keeping its changes; when it was the
+// outermost, peers are shown them from now on.
 func (f *Feed) Release() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.held == nil {
+	n := len(f.held)
+	if n == 0 {
 		return
 	}
-	grew := f.length > f.held.length
-	f.held = nil
-	if grew {
+	h := f.held[n-1]
+	f.held = f.held[:n-1]
+	if n > 1 {
+		// The outer hold must be able to undo what this one kept.
+		outer := f.held[n-2]
+		outer.cleared = append(outer.cleared, h.cleared...)
+		return
+	}
+	if f.length > h.length {
 		f.notify()
 	}
 }
@@ -68,11 +75,12 @@ func (f *Feed) Release() {
 func (f *Feed) Rollback() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	h := f.held
-	if h == nil {
+	n := len(f.held)
+	if n == 0 {
 		return nil
 	}
-	f.held = nil
+	h := f.held[n-1]
+	f.held = f.held[:n-1]
 	if f.closed {
 		return ErrClosed
 	}
@@ -114,6 +122,7 @@ func (f *Feed) Rollback() error {
 		}
 	}
 	f.length, f.byteLength = h.length, h.byteLength
+	f.synced = min(f.synced, f.length)
 	f.nodes = nodeCache{}
 	roots, err := f.rootsOf(f.length)
 	if err != nil {
@@ -132,8 +141,12 @@ func (f *Feed) Published() uint64 {
 }
 
 func (f *Feed) publishedLocked() uint64 {
-	if f.held != nil {
-		return f.held.length
+	n := f.length
+	if f.announceOnSync {
+		n = f.synced
 	}
-	return f.length
+	if len(f.held) > 0 {
+		n = min(n, f.held[0].length)
+	}
+	return n
 }

@@ -97,8 +97,8 @@ func TestReleaseShowsHeldAppends(t *testing.T) {
 	if err := f.Hold(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Hold(); !errors.Is(err, hypercore.ErrHeld) {
-		t.Errorf("second Hold: %v", err)
+	if err := f.Hold(); err != nil { // an inner save point
+		t.Fatal(err)
 	}
 	changed := f.Changed()
 	if _, err := f.Append([]byte("x")); err != nil {
@@ -106,6 +106,15 @@ func TestReleaseShowsHeldAppends(t *testing.T) {
 	}
 	if got := f.HaveBitfield(0, 0); len(got) != 0 {
 		t.Errorf("the have-bitfield shows a held block: %x", got)
+	}
+	f.Release()
+	select {
+	case <-changed:
+		t.Error("releasing the inner hold announced the append")
+	default:
+	}
+	if f.Published() != 0 {
+		t.Errorf("published %d inside the outer hold", f.Published())
 	}
 	f.Release()
 	select {
@@ -125,4 +134,62 @@ func readFile(t *testing.T, dir, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestNestedRollback: rolling back an inner hold keeps the outer one's
+// appends; rolling back the outer one then takes everything back.
+func TestNestedRollback(t *testing.T) {
+	f := mustOpen(t, hypercore.Config{Storage: hypercore.NewMemoryStorage(), Create: true})
+	f.Append([]byte("a"))
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(f.Hold())
+	f.Append([]byte("b"))
+	must(f.Hold())
+	f.Append([]byte("c"))
+	must(f.Clear(0, 1))
+	must(f.Rollback())
+	if f.Length() != 2 || !f.Has(0) {
+		t.Fatalf("after the inner rollback: length %d, has(0) %v", f.Length(), f.Has(0))
+	}
+	must(f.Hold())
+	must(f.Clear(0, 1))
+	f.Release() // the clear now belongs to the outer hold
+	must(f.Rollback())
+	if f.Length() != 1 || !f.Has(0) {
+		t.Fatalf("after the outer rollback: length %d, has(0) %v", f.Length(), f.Has(0))
+	}
+	if b, err := f.Get(0); err != nil || string(b) != "a" {
+		t.Fatalf("block 0: %q, %v", b, err)
+	}
+}
+
+// TestAnnounceOnSync: such a feed shows peers only what was synced.
+func TestAnnounceOnSync(t *testing.T) {
+	f := mustOpen(t, hypercore.Config{Storage: hypercore.NewMemoryStorage(), Create: true, AnnounceOnSync: true})
+	changed := f.Changed()
+	f.Append([]byte("x"))
+	if f.Published() != 0 {
+		t.Errorf("published %d before Sync", f.Published())
+	}
+	select {
+	case <-changed:
+		t.Fatal("an unsynced append was announced")
+	default:
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("Sync did not announce")
+	}
+	if f.Published() != 1 {
+		t.Errorf("published %d after Sync", f.Published())
+	}
 }

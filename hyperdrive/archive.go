@@ -54,7 +54,7 @@ type Archive struct {
 	checkoutOf *Archive        // for a checkout: the archive it views
 	modified   map[string]bool // real files found changed at open, until rewritten
 	closed     bool
-	txn        *txn // an open Begin, or nil
+	txn        []*txn // open transactions, outermost first
 }
 
 // Open opens or creates an archive.
@@ -674,7 +674,7 @@ func (a *Archive) History(start uint64) ([]HistoryEntry, error) {
 func (a *Archive) Sync() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.txn != nil {
+	if len(a.txn) > 0 {
 		return ErrInTransaction
 	}
 	if a.content != nil {
@@ -699,7 +699,7 @@ func (a *Archive) Close() error {
 		return nil
 	}
 	var err error
-	if a.txn != nil {
+	for len(a.txn) > 0 && err == nil {
 		// Uncommitted writes do not survive a close.
 		err = a.rollbackLocked()
 	}

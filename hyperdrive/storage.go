@@ -171,7 +171,7 @@ type realFiles struct {
 	end       uint64      // the content feed's byte length
 	sized     bool        // end is known (set by setExtents)
 	unflushed []string    // files moved into place and not yet flushed
-	held      *folderHold // an open hold, or nil
+	held      []*folderHold // open holds, outermost first
 }
 
 type extent struct {
@@ -255,8 +255,8 @@ const (
 
 // doLocked applies op to the folder, or queues it while a hold is open.
 func (r *realFiles) doLocked(op folderOp) error {
-	if r.held != nil {
-		r.held.ops = append(r.held.ops, op)
+	if n := len(r.held); n > 0 {
+		r.held[n-1].ops = append(r.held[n-1].ops, op)
 		return nil
 	}
 	return r.applyLocked(op)
@@ -307,16 +307,22 @@ type folderHold struct {
 func (r *realFiles) hold() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.held = &folderHold{extents: append([]extent(nil), r.extents...)}
+	r.held = append(r.held, &folderHold{extents: append([]extent(nil), r.extents...)})
 }
 
-// commit makes the queued changes.
+// commit ends the innermost hold: its changes join the outer hold's, or
+// are made if it was the outermost.
 func (r *realFiles) commit() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.held
-	r.held = nil
-	if h == nil {
+	n := len(r.held)
+	if n == 0 {
+		return nil
+	}
+	h := r.held[n-1]
+	r.held = r.held[:n-1]
+	if n > 1 {
+		r.held[n-2].ops = append(r.held[n-2].ops, h.ops...)
 		return nil
 	}
 	for _, op := range h.ops {
@@ -331,11 +337,12 @@ func (r *realFiles) commit() error {
 func (r *realFiles) rollback(end uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h := r.held
-	r.held = nil
-	if h == nil {
+	n := len(r.held)
+	if n == 0 {
 		return
 	}
+	h := r.held[n-1]
+	r.held = r.held[:n-1]
 	for _, op := range h.ops {
 		if op.kind == opMove {
 			os.Remove(op.tmp)

@@ -6,7 +6,7 @@ import (
 	"maps"
 )
 
-// ErrInTransaction: Begin while a transaction is open, or Sync during one.
+// ErrInTransaction: Sync while a transaction is open.
 var ErrInTransaction = errors.New("hyperdrive: a transaction is open")
 
 // txn is what Begin recorded.
@@ -21,16 +21,16 @@ type txn struct {
 // archive's reads at once, but not shown to peers (hypercore.Feed.Hold),
 // and neither the folder nor the disk state that a crash would leave
 // changes, until Commit. Rollback undoes them all, leaving the archive,
-// its files and its folder as they were at Begin. NodeVMS runs each call
-// in one, so that a call the host aborts leaves no trace.
+// its files and its folder as they were at Begin. Transactions nest: an
+// inner one is a save point, and nothing is shown or written to the folder
+// until the outermost commits. NodeVMS runs a group of calls in an outer
+// transaction (shown once their log entries are durable) and each call in
+// an inner one (taken back if the host aborts it).
 func (a *Archive) Begin() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.writableLocked(); err != nil {
 		return err
-	}
-	if a.txn != nil {
-		return ErrInTransaction
 	}
 	if err := a.metadata.Hold(); err != nil {
 		return err
@@ -42,24 +42,25 @@ func (a *Archive) Begin() error {
 	if a.files != nil {
 		a.files.hold()
 	}
-	a.txn = &txn{
+	a.txn = append(a.txn, &txn{
 		metadataLength: a.metadata.Length(),
 		contentLength:  a.content.Length(),
 		contentBytes:   a.content.ByteLength(),
 		modified:       maps.Clone(a.modified),
-	}
+	})
 	return nil
 }
 
-// Commit ends the transaction, keeping its writes: the folder is updated
-// and peers are shown the new blocks. Sync makes them durable.
+// Commit ends the innermost transaction, keeping its writes; when it is
+// the outermost, the folder is updated and peers are shown the new blocks.
+// Sync makes them durable.
 func (a *Archive) Commit() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.txn == nil {
+	if len(a.txn) == 0 {
 		return nil
 	}
-	a.txn = nil
+	a.txn = a.txn[:len(a.txn)-1]
 	var err error
 	if a.files != nil {
 		err = a.files.commit()
@@ -69,7 +70,7 @@ func (a *Archive) Commit() error {
 	return err
 }
 
-// Rollback ends the transaction, undoing its writes.
+// Rollback ends the innermost transaction, undoing its writes.
 func (a *Archive) Rollback() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -77,11 +78,11 @@ func (a *Archive) Rollback() error {
 }
 
 func (a *Archive) rollbackLocked() error {
-	t := a.txn
-	if t == nil {
+	if len(a.txn) == 0 {
 		return nil
 	}
-	a.txn = nil
+	t := a.txn[len(a.txn)-1]
+	a.txn = a.txn[:len(a.txn)-1]
 	err := a.content.Rollback()
 	if merr := a.metadata.Rollback(); err == nil {
 		err = merr

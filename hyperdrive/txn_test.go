@@ -114,3 +114,43 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestNestedTransactions: an inner transaction rolled back inside an outer
+// one takes back only its own writes; nothing reaches the folder until the
+// outer one commits.
+func TestNestedTransactions(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(Options{Storage: DatStorage(dir, filepath.Join(dir, ".keys")), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	o := WriteOptions{}
+	must(t, a.Begin())
+	must(t, a.WriteFile("/a", []byte("A"), o))
+	must(t, a.Begin())
+	must(t, a.WriteFile("/b", []byte("B"), o))
+	must(t, a.Rollback())
+	must(t, a.Begin())
+	must(t, a.WriteFile("/c", []byte("C"), o))
+	must(t, a.Commit())
+	if _, err := os.Stat(filepath.Join(dir, "c")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the folder changed before the outer commit: %v", err)
+	}
+	if a.Metadata().Published() != 1 {
+		t.Errorf("metadata published %d inside the outer transaction", a.Metadata().Published())
+	}
+	must(t, a.Commit())
+	for name, want := range map[string]string{"a": "A", "c": "C"} {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != want {
+			t.Errorf("folder %s: %q, %v", name, got, err)
+		}
+	}
+	if _, err := a.Stat("/b"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("/b after its rollback: %v", err)
+	}
+	if a.Metadata().Published() != a.Metadata().Length() {
+		t.Errorf("published %d of %d after commit", a.Metadata().Published(), a.Metadata().Length())
+	}
+	must(t, a.Sync())
+}
