@@ -60,6 +60,12 @@ type Config struct {
 	// the same.
 	NoFsync bool
 
+	// UnsignedWrites lets a feed opened without its secret key append, with
+	// no signatures: a private copy that replays another writer's appends,
+	// so that its tree hashes can be compared with the writer's signed
+	// ones. Such a feed must never be served to peers.
+	UnsignedWrites bool
+
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
 	// too. Use it when the data file can change behind the feed's back (a
 	// hyperdrive whose content lives in ordinary files that anyone can
@@ -83,6 +89,7 @@ type Feed struct {
 	discoveryKey [DiscoveryKeySize]byte
 
 	checkAllReads bool
+	unsigned      bool // appends without signatures (Config.UnsignedWrites)
 
 	bitfield *bitfield.Bitfield
 	treeBits *bitfield.TreeIndex
@@ -201,6 +208,7 @@ func (f *Feed) open(cfg Config) error {
 		f.privateKey = append(ed25519.PrivateKey(nil), secret...)
 	}
 
+	f.unsigned = cfg.UnsignedWrites && f.privateKey == nil && !f.readOnly
 	if err := f.openSleepFiles(isNew); err != nil {
 		return err
 	}
@@ -355,7 +363,7 @@ func (f *Feed) loadState() error {
 	for _, r := range roots {
 		f.byteLength += r.Size
 	}
-	if f.length > 0 {
+	if f.length > 0 && !f.unsigned {
 		sig, err := f.readSignature(f.length - 1)
 		if err != nil {
 			return fmt.Errorf("%w: signature of length %d: %w", ErrCorrupt, f.length, err)
@@ -383,7 +391,7 @@ func (f *Feed) loadState() error {
 			}
 		}
 	}
-	if f.privateKey != nil {
+	if f.privateKey != nil || f.unsigned {
 		f.gen = merkle.NewGenerator(roots)
 	}
 	return nil
@@ -395,11 +403,21 @@ func (f *Feed) PublicKey() ed25519.PublicKey { return f.publicKey }
 // DiscoveryKey returns the feed's discovery key.
 func (f *Feed) DiscoveryKey() [DiscoveryKeySize]byte { return f.discoveryKey }
 
+// TreeHash returns the hash of the tree of the first length blocks: what
+// the writer signs.
+func (f *Feed) TreeHash(length uint64) ([32]byte, error) {
+	roots, err := f.Roots(length)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	return merkle.NewHasher().Tree(roots), nil
+}
+
 // SecretKey returns the feed's secret key, or nil if it is not writable.
 func (f *Feed) SecretKey() ed25519.PrivateKey { return f.privateKey }
 
 // Writable reports whether this side can append.
-func (f *Feed) Writable() bool { return f.privateKey != nil }
+func (f *Feed) Writable() bool { return f.privateKey != nil || f.unsigned }
 
 // Length returns the number of blocks in the feed, as far as this side has
 // verified (a replica may hold only some of them).
@@ -461,7 +479,7 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	if f.closed {
 		return 0, ErrClosed
 	}
-	if f.privateKey == nil {
+	if f.privateKey == nil && !f.unsigned {
 		return 0, ErrNotWritable
 	}
 	if f.failed != nil {
@@ -499,7 +517,12 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		byteLength += uint64(len(b))
 	}
 	writeData := func() { dataWritten <- f.writeData(f.scratch.data(blocks)) }
-	sign := func() { sig = ed25519.Sign(f.privateKey, th[:]); close(signed) }
+	sign := func() {
+		if f.privateKey != nil {
+			sig = ed25519.Sign(f.privateKey, th[:])
+		}
+		close(signed)
+	}
 	if n >= 256 {
 		go writeData()
 		go sign()
@@ -520,7 +543,7 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		err = derr
 	}
 	<-signed
-	if err == nil {
+	if err == nil && sig != nil {
 		err = f.writeSignature(sig, start+n-1)
 	}
 	if err != nil {

@@ -36,7 +36,7 @@ func (f *Feed) Hold() error {
 	switch {
 	case f.closed:
 		return ErrClosed
-	case f.privateKey == nil:
+	case f.privateKey == nil && !f.unsigned:
 		return ErrNotWritable
 	case f.failed != nil:
 		return f.failed

@@ -82,7 +82,7 @@ func (f *Feed) Put(i uint64, data []byte, proof Proof) error {
 	if f.closed {
 		return ErrClosed
 	}
-	if f.privateKey != nil {
+	if f.privateKey != nil || f.unsigned {
 		return errors.New("hypercore: put on the writer's own feed")
 	}
 	if f.readOnly {

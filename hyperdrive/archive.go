@@ -34,6 +34,13 @@ type Options struct {
 	Rand io.Reader
 	// Now gives the time of writes that do not say theirs; time.Now if nil.
 	Now func() time.Time
+	// Unsigned opens Key's archive without its secret key for writing
+	// with no signatures (hypercore.Config.UnsignedWrites): a private copy
+	// that replays the writer's operations, block for block, so that its
+	// tree hashes can be compared with the writer's. ContentKey, the
+	// writer's content feed key, is then needed to start one.
+	Unsigned   bool
+	ContentKey ed25519.PublicKey
 }
 
 // Archive is a hyperdrive: a metadata feed (the index block, then one
@@ -41,15 +48,17 @@ type Options struct {
 // operations have the reference's semantics and write the reference's
 // bytes. An Archive is safe for concurrent use; writes are serialised.
 type Archive struct {
-	mu       sync.Mutex
-	metadata *hypercore.Feed
-	content  *hypercore.Feed // nil until a replica has metadata block 0
-	entries  *entries
-	tree     tree
-	files    *realFiles // content kept as ordinary files, or nil
-	storage  Storage
-	now      func() time.Time
-	readOnly bool
+	mu         sync.Mutex
+	metadata   *hypercore.Feed
+	content    *hypercore.Feed // nil until a replica has metadata block 0
+	entries    *entries
+	tree       tree
+	files      *realFiles // content kept as ordinary files, or nil
+	storage    Storage
+	now        func() time.Time
+	readOnly   bool
+	unsigned   bool              // see Options.Unsigned
+	contentKey ed25519.PublicKey // Options.ContentKey
 
 	checkoutOf *Archive        // for a checkout: the archive it views
 	modified   map[string]bool // real files found changed at open, until rewritten
@@ -72,21 +81,24 @@ func Open(opts Options) (*Archive, error) {
 		key, secret = kp.PublicKey, kp.SecretKey
 	}
 	meta, err := hypercore.Open(hypercore.Config{
-		Storage:   opts.Storage.metadata(),
-		PublicKey: key,
-		SecretKey: secret,
-		Create:    opts.Create,
-		ReadOnly:  opts.ReadOnly,
+		Storage:        opts.Storage.metadata(),
+		PublicKey:      key,
+		SecretKey:      secret,
+		Create:         opts.Create,
+		ReadOnly:       opts.ReadOnly,
+		UnsignedWrites: opts.Unsigned,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hyperdrive: metadata: %w", err)
 	}
 	a := &Archive{
-		metadata: meta,
-		entries:  newEntries(meta),
-		storage:  opts.Storage,
-		now:      opts.Now,
-		readOnly: opts.ReadOnly,
+		metadata:   meta,
+		entries:    newEntries(meta),
+		storage:    opts.Storage,
+		now:        opts.Now,
+		readOnly:   opts.ReadOnly,
+		unsigned:   opts.Unsigned,
+		contentKey: opts.ContentKey,
 	}
 	a.tree = tree{entries: a.entries, version: -1}
 	if _, files := opts.Storage.content(); files != nil && !meta.Writable() && !opts.ReadOnly {
@@ -112,12 +124,15 @@ func (a *Archive) openContent() error {
 	if a.content != nil {
 		return nil
 	}
-	cfg := hypercore.Config{DiscardSecretKey: true, ReadOnly: a.readOnly, Create: !a.readOnly}
+	cfg := hypercore.Config{DiscardSecretKey: true, ReadOnly: a.readOnly, Create: !a.readOnly, UnsignedWrites: a.unsigned}
 	var contentKP *hypercore.KeyPair
-	if a.metadata.Writable() {
+	switch {
+	case a.metadata.SecretKey() != nil:
 		kp := ContentKeyPair(a.metadata.SecretKey())
 		contentKP = &kp
 		cfg.SecretKey = kp.SecretKey
+	case a.unsigned && a.contentKey != nil:
+		contentKP = &hypercore.KeyPair{PublicKey: a.contentKey}
 	}
 	writeIndex := false
 	if a.metadata.Has(0) {

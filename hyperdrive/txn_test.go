@@ -154,3 +154,30 @@ func TestNestedTransactions(t *testing.T) {
 	}
 	must(t, a.Sync())
 }
+
+// TestUnsignedCopyHasTheWritersTreeHashes: a private copy opened with only
+// the public keys, given the same operations, has the same tree hashes.
+func TestUnsignedCopyHasTheWritersTreeHashes(t *testing.T) {
+	writer := newMemoryArchive(t)
+	copyOf, err := Open(Options{Storage: MemoryStorage(), Key: writer.Key(), ContentKey: writer.Content().PublicKey(), Unsigned: true, Create: true, Now: writer.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer copyOf.Close()
+	o := WriteOptions{Mtime: time.UnixMilli(9), Ctime: time.UnixMilli(9)}
+	for _, a := range []*Archive{writer, copyOf} {
+		must(t, a.WriteFile("/x", bytes.Repeat([]byte{2}, 70000), o))
+		must(t, a.Mkdir("/d", o))
+		must(t, a.Unlink("/x"))
+	}
+	for _, pair := range [][2]*hypercore.Feed{{writer.Metadata(), copyOf.Metadata()}, {writer.Content(), copyOf.Content()}} {
+		a, errA := pair[0].TreeHash(pair[0].Length())
+		b, errB := pair[1].TreeHash(pair[1].Length())
+		if errA != nil || errB != nil || a != b {
+			t.Errorf("tree hashes %x (%v) and %x (%v)", a, errA, b, errB)
+		}
+	}
+	if _, _, err := copyOf.Metadata().Signature(0); err == nil {
+		t.Error("the unsigned copy has a signature")
+	}
+}
