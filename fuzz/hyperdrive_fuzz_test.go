@@ -140,6 +140,10 @@ func runModel(t *testing.T, ops []byte, reopenEvery int) {
 		folder := ""
 		if reopenEvery > 0 {
 			folder = dir
+			// The folder shows the archive as of its last Sync.
+			if err := a.Sync(); err != nil {
+				t.Fatalf("sync after %s: %v", desc, err)
+			}
 		}
 		m.check(t, a.Files(), folder, desc)
 	}

@@ -172,6 +172,11 @@ func (a *Archive) openContent() error {
 		}
 	}
 	if files != nil {
+		if !a.readOnly {
+			if err := files.recover(a.metadata.Length()); err != nil {
+				return err
+			}
+		}
 		if err := a.loadExtents(); err != nil {
 			return err
 		}
@@ -692,17 +697,29 @@ func (a *Archive) Sync() error {
 	if len(a.txn) > 0 {
 		return ErrInTransaction
 	}
-	if a.content != nil {
-		if a.files != nil {
-			if err := a.files.syncFinished(); err != nil {
-				return err
-			}
+	return a.syncLocked()
+}
+
+func (a *Archive) syncLocked() error {
+	var ops []folderOp
+	if a.files != nil {
+		var err error
+		if ops, err = a.files.prepareSync(a.metadata.Length()); err != nil {
+			return err
 		}
+	}
+	if a.content != nil {
 		if err := a.content.Sync(); err != nil {
 			return err
 		}
 	}
-	return a.metadata.Sync()
+	if err := a.metadata.Sync(); err != nil {
+		return err
+	}
+	if a.files != nil {
+		return a.files.finishSync(ops)
+	}
+	return nil
 }
 
 // Close closes the archive's feeds. Closing a checkout does nothing.
@@ -718,13 +735,11 @@ func (a *Archive) Close() error {
 		// Uncommitted writes do not survive a close.
 		err = a.rollbackLocked()
 	}
+	if serr := a.syncLocked(); err == nil && !a.readOnly {
+		err = serr
+	}
 	a.closed = true
 	if a.content != nil {
-		if a.files != nil {
-			if ferr := a.files.syncFinished(); err == nil {
-				err = ferr
-			}
-		}
 		if cerr := a.content.Close(); err == nil {
 			err = cerr
 		}

@@ -2,6 +2,7 @@ package hyperdrive
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -165,13 +166,14 @@ type realFiles struct {
 	dir string
 
 	mu        sync.Mutex
-	extents   []extent    // sorted by start, not overlapping
-	writing   *extent     // the file being appended, not yet in extents
-	out       *os.File    // its temporary file
-	end       uint64      // the content feed's byte length
-	sized     bool        // end is known (set by setExtents)
-	unflushed []string    // files moved into place and not yet flushed
+	extents   []extent      // sorted by start, not overlapping
+	writing   *extent       // the file being appended, not yet in extents
+	out       *os.File      // its temporary file
+	end       uint64        // the content feed's byte length
+	sized     bool          // end is known (set by setExtents)
+	unflushed []string      // files moved into place and not yet flushed
 	held      []*folderHold // open holds, outermost first
+	unsynced  []folderOp    // committed changes the next Sync makes
 }
 
 type extent struct {
@@ -253,13 +255,14 @@ const (
 	opRemoveDir
 )
 
-// doLocked applies op to the folder, or queues it while a hold is open.
+// doLocked queues op: for the hold that is open, or for the next Sync.
 func (r *realFiles) doLocked(op folderOp) error {
 	if n := len(r.held); n > 0 {
 		r.held[n-1].ops = append(r.held[n-1].ops, op)
 		return nil
 	}
-	return r.applyLocked(op)
+	r.unsynced = append(r.unsynced, op)
+	return nil
 }
 
 func (r *realFiles) applyLocked(op folderOp) error {
@@ -325,11 +328,7 @@ func (r *realFiles) commit() error {
 		r.held[n-2].ops = append(r.held[n-2].ops, h.ops...)
 		return nil
 	}
-	for _, op := range h.ops {
-		if err := r.applyLocked(op); err != nil {
-			return err
-		}
-	}
+	r.unsynced = append(r.unsynced, h.ops...)
 	return nil
 }
 
@@ -351,26 +350,145 @@ func (r *realFiles) rollback(end uint64) {
 	r.extents, r.end = h.extents, end
 }
 
-// syncFinished flushes the files moved into place since the last call, and
-// their folders, so that what the content feed says is on disk is.
-func (r *realFiles) syncFinished() error {
+// The folder shows the archive as of its last Sync. A Sync first writes
+// the folder changes it is about to make to a journal (.dat/pending.json,
+// with the metadata length they go with), then flushes the feeds, then
+// makes the changes and removes the journal. If a crash comes between, the
+// next open finishes the changes when the metadata reached that length, or
+// throws them away when it did not: the folder never shows a file the
+// archive on disk does not have, nor misses one it has. Until then, the
+// bytes of files not yet moved into place are read from their temporary
+// files.
+
+type journal struct {
+	MetadataLength uint64   `json:"metadataLength"`
+	Ops            []jsonOp `json:"ops"`
+}
+
+type jsonOp struct {
+	Kind int    `json:"kind"`
+	Name string `json:"name"`
+	Tmp  string `json:"tmp,omitempty"`
+}
+
+func (r *realFiles) journalPath() string { return filepath.Join(r.dir, DatDir, "pending.json") }
+
+// prepareSync writes the journal of the changes the coming Sync makes and
+// returns them.
+func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 	r.mu.Lock()
+	ops := r.unsynced
+	r.unsynced = nil
+	r.mu.Unlock()
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	j := journal{MetadataLength: metadataLength}
+	for _, op := range ops {
+		j.Ops = append(j.Ops, jsonOp{Kind: op.kind, Name: op.name, Tmp: filepath.Base(op.tmp)})
+		if op.kind == opMove {
+			if err := syncPath(op.tmp); err != nil {
+				return nil, err
+			}
+		}
+	}
+	raw, _ := json.Marshal(j)
+	if err := writeDurably(r.journalPath(), raw); err != nil {
+		return nil, err
+	}
+	return ops, nil
+}
+
+// finishSync makes the journaled changes once the feeds are flushed.
+func (r *realFiles) finishSync(ops []folderOp) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	for _, op := range ops {
+		if err := r.applyLocked(op); err != nil {
+			r.mu.Unlock()
+			return err
+		}
+	}
 	list := r.unflushed
 	r.unflushed = nil
 	r.mu.Unlock()
 	dirs := map[string]bool{}
 	for _, p := range list {
-		if err := syncPath(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
 		dirs[filepath.Dir(p)] = true
+	}
+	for _, op := range ops {
+		dirs[filepath.Dir(r.path(op.name))] = true
 	}
 	for d := range dirs {
 		if err := syncPath(d); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
+	return os.Remove(r.journalPath())
+}
+
+// recover finishes or throws away the changes of a Sync a crash cut short
+// (see above), and removes temporary files nothing refers to.
+func (r *realFiles) recover(metadataLength uint64) error {
+	raw, err := os.ReadFile(r.journalPath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	default:
+		var j journal
+		if err := json.Unmarshal(raw, &j); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, r.journalPath(), err)
+		}
+		if metadataLength >= j.MetadataLength {
+			r.mu.Lock()
+			for _, op := range j.Ops {
+				tmp := filepath.Join(r.dir, DatDir, "tmp", filepath.Base(op.Tmp))
+				if _, err := os.Stat(tmp); op.Kind == opMove && err != nil {
+					continue // moved before the crash
+				}
+				if err := r.applyLocked(folderOp{kind: op.Kind, name: op.Name, tmp: tmp}); err != nil {
+					r.mu.Unlock()
+					return err
+				}
+			}
+			r.unflushed = nil
+			r.mu.Unlock()
+		}
+		if err := os.Remove(r.journalPath()); err != nil {
+			return err
+		}
+	}
+	tmps, _ := filepath.Glob(filepath.Join(r.dir, DatDir, "tmp", "write-*"))
+	for _, t := range tmps {
+		os.Remove(t)
+	}
 	return nil
+}
+
+func writeDurably(path string, data []byte) error {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncPath(filepath.Dir(path))
 }
 
 func syncPath(p string) error {

@@ -36,6 +36,7 @@ func TestRollbackLeavesNoTrace(t *testing.T) {
 	}
 	before(plain)
 	before(held)
+	must(t, held.Sync())
 
 	must(t, held.Begin())
 	must(t, held.WriteFile("/keep.txt", []byte("overwritten in the call"), o))
@@ -141,6 +142,7 @@ func TestNestedTransactions(t *testing.T) {
 		t.Errorf("metadata published %d inside the outer transaction", a.Metadata().Published())
 	}
 	must(t, a.Commit())
+	must(t, a.Sync()) // the folder shows the archive as of its last Sync
 	for name, want := range map[string]string{"a": "A", "c": "C"} {
 		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != want {
 			t.Errorf("folder %s: %q, %v", name, got, err)
@@ -152,7 +154,6 @@ func TestNestedTransactions(t *testing.T) {
 	if a.Metadata().Published() != a.Metadata().Length() {
 		t.Errorf("published %d of %d after commit", a.Metadata().Published(), a.Metadata().Length())
 	}
-	must(t, a.Sync())
 }
 
 // TestUnsignedCopyHasTheWritersTreeHashes: a private copy opened with only
@@ -179,5 +180,49 @@ func TestUnsignedCopyHasTheWritersTreeHashes(t *testing.T) {
 	}
 	if _, _, err := copyOf.Metadata().Signature(0); err == nil {
 		t.Error("the unsigned copy has a signature")
+	}
+}
+
+// TestSyncJournal: a Sync cut short after the feeds were flushed is
+// finished at the next open; one cut short before is thrown away, and the
+// folder never shows what the archive on disk does not have.
+func TestSyncJournal(t *testing.T) {
+	for _, flushed := range []bool{true, false} {
+		dir := t.TempDir()
+		keys := filepath.Join(dir, ".keys")
+		a, err := Open(Options{Storage: DatStorage(dir, keys), Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, a.WriteFile("/old", []byte("old"), WriteOptions{}))
+		must(t, a.Sync())
+		must(t, a.WriteFile("/new", []byte("new"), WriteOptions{}))
+		must(t, a.Unlink("/old"))
+		// The first steps of a Sync, then a crash.
+		_, err = a.files.prepareSync(a.metadata.Length())
+		must(t, err)
+		if flushed {
+			must(t, a.content.Sync())
+			must(t, a.metadata.Sync())
+		}
+		b, err := Open(Options{Storage: DatStorage(dir, keys)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, newErr := os.ReadFile(filepath.Join(dir, "new"))
+		_, oldErr := os.ReadFile(filepath.Join(dir, "old"))
+		if flushed && (newErr != nil || oldErr == nil) {
+			t.Errorf("flushed: /new %v, /old %v; want the sync finished", newErr, oldErr)
+		}
+		if !flushed && (newErr == nil || oldErr != nil) {
+			t.Errorf("not flushed: /new %v, /old %v; want the sync thrown away", newErr, oldErr)
+		}
+		if got, err := b.Files().ReadFile(map[bool]string{true: "/new", false: "/old"}[flushed]); err != nil || len(got) != 3 {
+			t.Errorf("flushed %v: read %q, %v", flushed, got, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, DatDir, "pending.json")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the journal is still there: %v", err)
+		}
+		b.Close()
 	}
 }

@@ -199,6 +199,10 @@ type Call struct {
 	// Oracles gives System.oracle's values: Record on the host, Replay
 	// when replaying a log.
 	Oracles Oracles
+	// UnrecordedRandom, if set, replaces the seeded Math.random with a
+	// source the log does not record. It exists only so that tests can
+	// make a host nondeterministic and check that an audit says so.
+	UnrecordedRandom func() float64
 }
 
 // Result is what a call produced.
@@ -258,11 +262,12 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 		}
 	}
 	st := &callState{
-		time:     c.Time,
-		rng:      newRand(c.Seed),
-		callerID: c.CallerID,
-		files:    c.Files,
-		oracles:  c.Oracles,
+		time:       c.Time,
+		rng:        newRand(c.Seed),
+		callerID:   c.CallerID,
+		files:      c.Files,
+		oracles:    c.Oracles,
+		unrecorded: c.UnrecordedRandom,
 	}
 	s.setCaller(c.CallerID)
 	var result Result
@@ -412,11 +417,12 @@ type callState struct {
 	files    *hyperdrive.Files
 	oracles  Oracles
 
-	inOracle  bool // System.oracle's function is running: real time and randomness
-	timers    timerQueue
-	nextTimer int64
-	rejection *ScriptError
-	fatal     error // stops the call: a replay's oracle values ran out
+	inOracle   bool // System.oracle's function is running: real time and randomness
+	unrecorded func() float64
+	timers     timerQueue
+	nextTimer  int64
+	rejection  *ScriptError
+	fatal      error // stops the call: a replay's oracle values ran out
 }
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x6e6f6465766d73)) }
@@ -441,6 +447,8 @@ func (s *Script) random() float64 {
 		var b [8]byte
 		crand.Read(b[:])
 		return float64(binary.LittleEndian.Uint64(b[:])>>11) / (1 << 53)
+	case st.unrecorded != nil:
+		return st.unrecorded()
 	}
 	return st.rng.Float64()
 }

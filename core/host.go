@@ -1,0 +1,527 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+// Errors a call can get from the host.
+var (
+	// ErrBusy: the call queue is full; try again later.
+	ErrBusy = errors.New("core: too many calls waiting; try again later")
+	// ErrClosed: the host is shutting down.
+	ErrClosed = errors.New("core: the backend is closed")
+	// ErrAborted wraps the sandbox's reason for stopping a call (a budget,
+	// or the caller's context): the call left no trace.
+	ErrAborted = errors.New("core: the call was aborted")
+	// ErrNotCallable: init (run once, at deploy) and unknown methods.
+	ErrNotCallable = errors.New("core: method not supported")
+	// ErrState: the archive and the log disagree in a way the host cannot
+	// repair.
+	ErrState = errors.New("core: the files archive and the call log disagree")
+)
+
+// Config configures a host.
+type Config struct {
+	// Archive is the backend's files archive; writable.
+	Archive *hyperdrive.Archive
+	// Log is the call log: a writable feed, best opened with
+	// AnnounceOnSync so that peers only see durable entries.
+	Log *hypercore.Feed
+	// Limits bound each call.
+	Limits sandbox.Limits
+	// QueueSize bounds the calls waiting to run (1000 if zero); more get
+	// ErrBusy.
+	QueueSize int
+	// MaxGroup bounds the calls that share one log append and one flush
+	// (256 if zero).
+	MaxGroup int
+	// Now is the host's clock (time.Now if nil) and Rand the source of
+	// call seeds (crypto/rand if nil).
+	Now  func() time.Time
+	Rand io.Reader
+	// Logger receives what the host and the scripts' consoles say.
+	Logger *slog.Logger
+	// UnrecordedRandom makes the host nondeterministic. For tests only:
+	// see sandbox.Call.UnrecordedRandom.
+	UnrecordedRandom func() float64
+}
+
+func (c *Config) defaults() {
+	if c.QueueSize == 0 {
+		c.QueueSize = 1000
+	}
+	if c.MaxGroup == 0 {
+		c.MaxGroup = 256
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Reader
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Host serves one backend: it runs calls one at a time, in arrival order,
+// and answers each only once its log entry is durable.
+//
+// Calls that arrive together share a group commit: each runs in its own
+// archive transaction inside the group's (so that an aborted call can be
+// taken back alone), their entries are appended to the log in one batch
+// with one signature and flushed with one Sync, and only then are the
+// group's archive blocks shown to peers and the callers answered.
+type Host struct {
+	cfg   Config
+	m     *machine
+	queue chan *pending
+	done  chan struct{}
+
+	mu      sync.Mutex
+	closing bool
+	wg      sync.WaitGroup
+
+	lastArchiveSync time.Time
+}
+
+// archiveSyncEvery is how often the host flushes the archive. The log is
+// flushed with every group; the archive can lag, since a restart redoes
+// from the log what a crash lost (see Open).
+const archiveSyncEvery = time.Second
+
+// Request is a call to run.
+type Request struct {
+	Method   string
+	Args     json.RawMessage // a JSON array; nil for none
+	CallerID *string
+	Auth     *Auth
+}
+
+// Response is a call's outcome.
+type Response struct {
+	Res          json.RawMessage
+	Err          *sandbox.ScriptError // the script threw
+	FilesVersion uint64
+	Block        uint64 // the call's entry in the log
+}
+
+type pending struct {
+	ctx   context.Context
+	req   Request
+	reply chan reply
+}
+
+type reply struct {
+	resp Response
+	err  error
+}
+
+// Deploy starts a new backend: the archive and the log must be empty. It
+// writes the init entry (and what deploy puts in the archive), runs the
+// script's init export if it has one, with callerID as its caller, and
+// starts serving.
+func Deploy(ctx context.Context, cfg Config, code, title string, callerID *string) (*Host, error) {
+	cfg.defaults()
+	if cfg.Log.Length() != 0 || cfg.Archive.Metadata().Length() > 1 {
+		return nil, fmt.Errorf("%w: deploy needs an empty log and archive", ErrState)
+	}
+	seed, err := newSeed(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	init := &Entry{
+		Type:            TypeInit,
+		Schema:          SchemaVersion,
+		Code:            code,
+		FilesArchiveURL: "dat://" + hex.EncodeToString(cfg.Archive.Key()),
+		FilesContentKey: hex.EncodeToString(cfg.Archive.Content().PublicKey()),
+		Title:           title,
+		Time:            cfg.Now().UnixMilli(),
+		Seed:            seedString(seed),
+	}
+	if err := cfg.Archive.Begin(); err != nil { // shown once the entry is durable
+		return nil, err
+	}
+	rec := &sandbox.Record{}
+	m, out, err := deploy(ctx, cfg.Archive, init, callerID, cfg.Limits, cfg.Logger, rec, cfg.UnrecordedRandom)
+	if err != nil {
+		cfg.Archive.Rollback()
+		return nil, err
+	}
+	if m.script.HasMethod("init") {
+		init.Call = &CallRecord{UserID: callerID, MethodName: "init", Args: json.RawMessage("[]")}
+		init.Result = &ResultRecord{Res: out.res, Err: errString(out.err), FilesVersion: out.filesVersion}
+		init.Error, init.Oracles = out.err, rec.Values
+	}
+	init.FilesRoot = &out.filesRoot
+	if err := appendEntries(cfg.Log, []*Entry{init}); err != nil {
+		cfg.Archive.Rollback()
+		return nil, err
+	}
+	if err := cfg.Archive.Commit(); err != nil {
+		return nil, err
+	}
+	return start(cfg, m), nil
+}
+
+// Open restarts a deployed backend. It replays the log into a fresh
+// runtime, checking every entry: entries whose effects the archive already
+// holds into a private copy, and the rest (what a crash lost between an
+// entry becoming durable and the archive's next flush) into the archive
+// itself, redoing them. Then it checks that the archive is where the log
+// says before serving.
+func Open(ctx context.Context, cfg Config) (*Host, error) {
+	cfg.defaults()
+	n := cfg.Log.Length()
+	entries := make([]*Entry, n)
+	for i := range n {
+		e, err := readEntry(cfg.Log, i)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrState, err)
+		}
+		entries[i] = e
+	}
+	if n == 0 || entries[0].Type != TypeInit {
+		return nil, fmt.Errorf("%w: the call log has no init entry", ErrState)
+	}
+	if want := "dat://" + hex.EncodeToString(cfg.Archive.Key()); entries[0].FilesArchiveURL != want {
+		return nil, fmt.Errorf("%w: the log is for %s, the archive is %s", ErrState, entries[0].FilesArchiveURL, want)
+	}
+	// The archive holds the effects of the entries before redo.
+	version := cfg.Archive.Version()
+	redo := -1
+	for i, e := range entries {
+		if entryVersion(e, cfg.Archive) <= version {
+			redo = i + 1
+		}
+	}
+	if redo < 0 {
+		redo = 0 // not even the deploy writes reached the archive
+	}
+	if redo > 0 {
+		last := entries[redo-1]
+		if got := entryVersion(last, cfg.Archive); got != version {
+			return nil, fmt.Errorf("%w: the archive is at version %d, which no log entry reached (entry %d is at %d)", ErrState, version, redo-1, got)
+		}
+		if err := checkRoot(cfg.Archive, last.FilesRoot); err != nil {
+			return nil, err
+		}
+	}
+	opts := ReplayOptions{Limits: cfg.Limits, Logger: cfg.Logger}
+	if redo == 0 {
+		opts.archive = cfg.Archive
+	}
+	r, err := NewReplayer(ctx, entries[0], opts)
+	if err != nil {
+		return nil, err
+	}
+	for i := uint64(1); i < n; i++ {
+		if int(i) == redo {
+			// From here on the archive lacks the entries' effects: replay
+			// them into it.
+			scratch := r.m.archive
+			r.m.archive, r.m.files = cfg.Archive, cfg.Archive.Files()
+			scratch.Close()
+		}
+		if err := r.Apply(ctx, i, entries[i]); err != nil {
+			return nil, err
+		}
+	}
+	if int(n) == redo && redo > 0 {
+		scratch := r.m.archive
+		r.m.archive, r.m.files = cfg.Archive, cfg.Archive.Files()
+		scratch.Close()
+	}
+	v := r.Verdict()
+	if v.Divergence != nil {
+		return nil, fmt.Errorf("%w: replaying the log: %v", ErrState, v.Divergence)
+	}
+	m := r.m
+	m.unrecorded = cfg.UnrecordedRandom
+	if err := cfg.Archive.Sync(); err != nil {
+		return nil, err
+	}
+	root, err := m.root()
+	if err != nil {
+		return nil, err
+	}
+	if root != v.FilesRoot || cfg.Archive.Version() != v.FilesVersion {
+		return nil, fmt.Errorf("%w: the archive is at version %d, root %s; the log says %d, %s",
+			ErrState, cfg.Archive.Version(), root.Metadata, v.FilesVersion, v.FilesRoot.Metadata)
+	}
+	return start(cfg, m), nil
+}
+
+// entryVersion is the archive version an entry left: its result's, or for
+// an init entry without one, what its root says.
+func entryVersion(e *Entry, a *hyperdrive.Archive) uint64 {
+	if e.Result != nil {
+		return e.Result.FilesVersion
+	}
+	// An init entry without an init export: deploy wrote two files.
+	return 2
+}
+
+// checkRoot checks the archive's tree hashes against a logged root.
+func checkRoot(a *hyperdrive.Archive, want *FilesRoot) error {
+	if want == nil {
+		return fmt.Errorf("%w: the entry has no files root", ErrState)
+	}
+	m := &machine{archive: a}
+	got, err := m.root()
+	if err != nil {
+		return err
+	}
+	if got != *want {
+		return fmt.Errorf("%w: the archive's root %s is not the logged %s", ErrState, got.Metadata, want.Metadata)
+	}
+	return nil
+}
+
+func start(cfg Config, m *machine) *Host {
+	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{})}
+	go h.loop()
+	return h
+}
+
+// Methods lists the methods callers may call (init is not one).
+func (h *Host) Methods() []string {
+	var out []string
+	for _, m := range h.m.script.Methods() {
+		if m != "init" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Call queues a call and waits for its answer, which comes once its entry
+// is durable. A full queue answers ErrBusy at once. If ctx ends while the
+// call waits in the queue, it is not run; once it has started it runs to
+// its end (or its budget) whatever ctx does.
+func (h *Host) Call(ctx context.Context, req Request) (Response, error) {
+	if req.Method == "init" || !h.m.script.HasMethod(req.Method) {
+		return Response{}, fmt.Errorf("%w: %q", ErrNotCallable, req.Method)
+	}
+	if req.Args == nil {
+		req.Args = json.RawMessage("[]")
+	}
+	var args []json.RawMessage
+	if err := json.Unmarshal(req.Args, &args); err != nil {
+		return Response{}, fmt.Errorf("core: arguments must be a JSON array: %w", err)
+	}
+	p := &pending{ctx: ctx, req: req, reply: make(chan reply, 1)}
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return Response{}, ErrClosed
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer h.wg.Done()
+	select {
+	case h.queue <- p:
+	default:
+		return Response{}, ErrBusy
+	}
+	select {
+	case r := <-p.reply:
+		return r.resp, r.err
+	case <-h.done:
+		return Response{}, ErrClosed
+	case <-ctx.Done():
+		// The call may still run (and be logged) if it was already taken.
+		return Response{}, ctx.Err()
+	}
+}
+
+// Close stops taking calls, answers those queued, and flushes everything.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closing = true
+	h.mu.Unlock()
+	h.wg.Wait() // every Call has its answer
+	close(h.queue)
+	<-h.done
+	err := h.cfg.Archive.Sync()
+	if lerr := h.cfg.Log.Sync(); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// loop runs calls, a group at a time.
+func (h *Host) loop() {
+	defer close(h.done)
+	for p := range h.queue {
+		group := []*pending{p}
+	more:
+		for len(group) < h.cfg.MaxGroup {
+			select {
+			case q, ok := <-h.queue:
+				if !ok {
+					break more
+				}
+				group = append(group, q)
+			default:
+				break more
+			}
+		}
+		h.runGroup(group)
+		if time.Since(h.lastArchiveSync) > archiveSyncEvery {
+			if err := h.cfg.Archive.Sync(); err != nil {
+				h.cfg.Logger.Error("flushing the files archive", "error", err)
+			}
+			h.lastArchiveSync = time.Now()
+		}
+	}
+}
+
+// runGroup runs calls in one outer archive transaction, appends their
+// entries in one batch, flushes the log, shows the archive, and answers.
+func (h *Host) runGroup(group []*pending) {
+	a := h.cfg.Archive
+	if err := a.Begin(); err != nil {
+		for _, p := range group {
+			p.reply <- reply{err: err}
+		}
+		return
+	}
+	var entries []*Entry
+	var done []*pending
+	for _, p := range group {
+		if err := p.ctx.Err(); err != nil {
+			p.reply <- reply{err: fmt.Errorf("%w: %w", ErrAborted, err)}
+			continue
+		}
+		e, err := h.runCall(p, entries)
+		if err != nil {
+			p.reply <- reply{err: err}
+			continue
+		}
+		entries = append(entries, e)
+		done = append(done, p)
+	}
+	first := h.cfg.Log.Length()
+	err := appendEntries(h.cfg.Log, entries)
+	if err != nil {
+		a.Rollback()
+		// The entries are lost, and with them the state the calls made:
+		// rebuild from the log as it is.
+		h.rebuild(nil)
+	} else {
+		err = a.Commit()
+	}
+	for i, p := range done {
+		if err != nil {
+			p.reply <- reply{err: err}
+			continue
+		}
+		e := entries[i]
+		p.reply <- reply{resp: Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: first + uint64(i)}}
+	}
+}
+
+// runCall runs one call; earlier are the entries of the group so far, not
+// yet in the log, which a rebuild after an abort must replay too.
+func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
+	seed, err := newSeed(h.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	now := h.cfg.Now().UnixMilli()
+	env := callEnv{method: p.req.Method, args: p.req.Args, callerID: p.req.CallerID, time: now, seed: seed}
+	rec := &sandbox.Record{}
+	// The caller going away does not stop a call that has started: only
+	// the budgets do (stopping it would cost a rebuild, which a client
+	// could otherwise force at will).
+	out, err := h.m.run(context.Background(), env, rec)
+	if err != nil {
+		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)
+		if rerr := h.rebuild(earlier); rerr != nil {
+			h.cfg.Logger.Error("rebuilding the backend after an aborted call", "error", rerr)
+			return nil, fmt.Errorf("%w: %w (and rebuilding failed: %v)", ErrAborted, err, rerr)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrAborted, err)
+	}
+	return &Entry{
+		Type:      TypeCall,
+		Call:      &CallRecord{UserID: p.req.CallerID, MethodName: p.req.Method, Args: p.req.Args},
+		Result:    &ResultRecord{Res: out.res, Err: errString(out.err), FilesVersion: out.filesVersion},
+		Time:      now,
+		Seed:      seedString(seed),
+		Oracles:   rec.Values,
+		Error:     out.err,
+		FilesRoot: &out.filesRoot,
+		Auth:      p.req.Auth,
+	}, nil
+}
+
+// rebuild replaces the script's runtime, which an aborted call left in an
+// unknown state, with one rebuilt by replaying the log and then the
+// group's entries not yet in it. The archive itself was rolled back by the
+// machine.
+func (h *Host) rebuild(pendingEntries []*Entry) error {
+	ctx := context.Background()
+	r, err := replayLog(ctx, h.cfg.Log, h.cfg.Log.Length(), ReplayOptions{Limits: h.cfg.Limits, Logger: h.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for i, e := range pendingEntries {
+		if err := r.Apply(ctx, h.cfg.Log.Length()+uint64(i), e); err != nil {
+			return err
+		}
+	}
+	if d := r.Verdict().Divergence; d != nil {
+		return fmt.Errorf("%w: %v", ErrState, d)
+	}
+	h.m.script = r.m.script
+	return nil
+}
+
+// appendEntries appends entries as one batch and makes them durable.
+func appendEntries(log *hypercore.Feed, entries []*Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	blocks := make([][]byte, len(entries))
+	for i, e := range entries {
+		b, err := EncodeEntry(e)
+		if err != nil {
+			return err
+		}
+		blocks[i] = b
+	}
+	if _, err := log.Append(blocks...); err != nil {
+		return err
+	}
+	return log.Sync()
+}
+
+func newSeed(r io.Reader) (uint64, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, fmt.Errorf("core: seed: %w", err)
+	}
+	return binary.BigEndian.Uint64(b[:]), nil
+}

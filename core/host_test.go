@@ -1,0 +1,396 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nodevms/nodevms/examples"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+// backend is a deployed test backend on disk.
+type backend struct {
+	dir     string
+	archive *hyperdrive.Archive
+	log     *hypercore.Feed
+	host    *Host
+}
+
+func openStores(t *testing.T, dir string, create bool) (*hyperdrive.Archive, *hypercore.Feed) {
+	t.Helper()
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: create})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, hyperdrive.DatDir), Prefix: "call-log."}, Create: create, AnnounceOnSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return archive, log
+}
+
+func testConfig(archive *hyperdrive.Archive, log *hypercore.Feed) Config {
+	clock := time.UnixMilli(1_700_000_000_000)
+	var mu sync.Mutex
+	return Config{
+		Archive: archive,
+		Log:     log,
+		Limits:  sandbox.Limits{Time: 2 * time.Second},
+		Now: func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			clock = clock.Add(time.Millisecond)
+			return clock
+		},
+	}
+}
+
+func deployScript(t *testing.T, code string, caller *string) *backend {
+	t.Helper()
+	b := &backend{dir: t.TempDir()}
+	b.archive, b.log = openStores(t, b.dir, true)
+	h, err := Deploy(context.Background(), testConfig(b.archive, b.log), code, "test", caller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.host = h
+	t.Cleanup(func() { b.close(t) })
+	return b
+}
+
+func (b *backend) close(t *testing.T) {
+	if b.host != nil {
+		if err := b.host.Close(); err != nil {
+			t.Error(err)
+		}
+		b.host = nil
+		b.archive.Close()
+		b.log.Close()
+	}
+}
+
+func (b *backend) call(t *testing.T, method string, caller *string, args ...any) (string, *sandbox.ScriptError) {
+	t.Helper()
+	raw, _ := json.Marshal(args)
+	if args == nil {
+		raw = []byte("[]")
+	}
+	r, err := b.host.Call(context.Background(), Request{Method: method, Args: raw, CallerID: caller})
+	if err != nil {
+		t.Fatalf("%s: %v", method, err)
+	}
+	return string(r.Res), r.Err
+}
+
+func (b *backend) verify(t *testing.T) Verdict {
+	t.Helper()
+	v, err := Replay(context.Background(), b.log, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Divergence != nil {
+		t.Fatalf("replay: %v", v.Divergence)
+	}
+	return v
+}
+
+func script(t *testing.T, name string) string {
+	t.Helper()
+	code, err := examples.Script(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+func str(s string) *string { return &s }
+
+// TestCounterConcurrentCalls: calls from many goroutines run one at a time,
+// each gets its own number, and the log replays to the same results.
+func TestCounterConcurrentCalls(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	const n = 200
+	results := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], _ = b.call(t, "increment", nil)
+		}()
+	}
+	wg.Wait()
+	sort.Slice(results, func(i, j int) bool { return len(results[i]) < len(results[j]) || len(results[i]) == len(results[j]) && results[i] < results[j] })
+	for i, r := range results {
+		if r != fmt.Sprint(i+1) {
+			t.Fatalf("results %v", results)
+		}
+	}
+	if b.log.Length() != n+1 {
+		t.Errorf("log length %d, want %d", b.log.Length(), n+1)
+	}
+	if v := b.verify(t); v.Calls != n {
+		t.Errorf("replayed %d calls", v.Calls)
+	}
+	if _, err := b.host.Call(context.Background(), Request{Method: "init"}); !errors.Is(err, ErrNotCallable) {
+		t.Errorf("calling init: %v", err)
+	}
+}
+
+// TestExamplesReplay runs each example through a scripted session and
+// replays its log.
+func TestExamplesReplay(t *testing.T) {
+	alice, bob := str("alice"), str("bob")
+	sessions := map[string]func(t *testing.T, b *backend){
+		"counter.js": func(t *testing.T, b *backend) {
+			for i := 1; i <= 3; i++ {
+				if got, _ := b.call(t, "increment", nil); got != fmt.Sprint(i) {
+					t.Fatalf("increment %d: %s", i, got)
+				}
+			}
+		},
+		"persistent-counter.js": func(t *testing.T, b *backend) {
+			for i := 1; i <= 3; i++ {
+				if got, _ := b.call(t, "increment", nil); got != fmt.Sprint(i) {
+					t.Fatalf("increment %d: %s", i, got)
+				}
+			}
+			if got, _ := b.archive.ReadFile("/counter"); string(got) != "3" {
+				t.Fatalf("/counter = %q", got)
+			}
+		},
+		"photo-album.js": func(t *testing.T, b *backend) {
+			b.call(t, "addPhoto", nil, "cat.jpg", "aGVsbG8=")
+			if _, err := b.call(t, "addPhoto", nil, "cat.jpg", "aGVsbG8="); err == nil || err.Message != "File already exists" {
+				t.Fatalf("second addPhoto: %v", err)
+			}
+			if got, _ := b.call(t, "listPhotos", nil); got != `["cat.jpg"]` {
+				t.Fatalf("listPhotos: %s", got)
+			}
+		},
+		"secure-counter.js": func(t *testing.T, b *backend) {
+			if got, _ := b.call(t, "increment", alice); got != "1" {
+				t.Fatalf("owner: %s", got)
+			}
+			if _, err := b.call(t, "increment", bob); err == nil || err.Message != "You are not my owner!" {
+				t.Fatalf("not the owner: %v", err)
+			}
+		},
+		"random.js": func(t *testing.T, b *backend) {
+			a, _ := b.call(t, "default", nil)
+			c, _ := b.call(t, "default", nil)
+			if a == c {
+				t.Fatalf("two draws gave %s", a)
+			}
+			if got, _ := b.archive.ReadFile("/latest"); string(got) != c {
+				t.Fatalf("/latest = %q, want %s", got, c)
+			}
+		},
+		"key-server.js": func(t *testing.T, b *backend) {
+			b.call(t, "setKey", bob, "bob-key")
+			b.call(t, "setKey", alice, "alice-key")
+			if _, err := b.call(t, "removeKey", bob, "alice"); err == nil {
+				t.Fatal("a non-admin removed a key")
+			}
+			b.call(t, "removeKey", alice, "bob")
+			if got, _ := b.call(t, "listUsers", nil); got != `["alice"]` {
+				t.Fatalf("listUsers: %s", got)
+			}
+			if got, _ := b.call(t, "getKey", nil, "alice"); got != `"alice-key"` {
+				t.Fatalf("getKey: %s", got)
+			}
+		},
+	}
+	for _, name := range examples.Names() {
+		t.Run(name, func(t *testing.T) {
+			session, ok := sessions[name]
+			if !ok {
+				t.Fatalf("no session for %s", name)
+			}
+			b := deployScript(t, script(t, name), alice)
+			session(t, b)
+			b.verify(t)
+		})
+	}
+}
+
+// TestRestartReplays: a restarted host rebuilds the script's memory from
+// the log and carries on.
+func TestRestartReplays(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	for range 5 {
+		b.call(t, "increment", nil)
+	}
+	b.close(t)
+	b.archive, b.log = openStores(t, b.dir, false)
+	h, err := Open(context.Background(), testConfig(b.archive, b.log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.host = h
+	if got, _ := b.call(t, "increment", nil); got != "6" {
+		t.Errorf("after restart: %s, want 6", got)
+	}
+	b.verify(t)
+}
+
+// TestCrashBeforeArchiveFlush: entries are durable before the archive is;
+// a restart redoes what the archive lost.
+func TestCrashBeforeArchiveFlush(t *testing.T) {
+	b := deployScript(t, script(t, "persistent-counter.js"), nil)
+	b.archive.Sync()
+	for range 4 {
+		b.call(t, "increment", nil)
+	}
+	// A crash: the archive was last flushed before the calls (the host
+	// flushes it at most once a second), the log after each. Open the
+	// files afresh without closing what the "crashed" host holds.
+	archive, log := openStores(t, b.dir, false)
+	b.host = nil // the crashed host is never closed
+	if archive.Version() >= b.archive.Version() {
+		t.Skipf("the archive was flushed in the meantime (version %d)", archive.Version())
+	}
+	h, err := Open(context.Background(), testConfig(archive, log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { h.Close(); archive.Close(); log.Close() }()
+	if got, err := h.Call(context.Background(), Request{Method: "increment"}); err != nil || string(got.Res) != "5" {
+		t.Fatalf("after the crash: %s, %v", got.Res, err)
+	}
+	if got, _ := archive.ReadFile("/counter"); string(got) != "5" {
+		t.Errorf("/counter = %q", got)
+	}
+}
+
+// TestAbortedCallLeavesNoTrace: a call the host stops (its time budget)
+// keeps neither its file writes nor its changes to the script's memory,
+// and is not logged.
+func TestAbortedCallLeavesNoTrace(t *testing.T) {
+	b := deployScript(t, `
+		const fs = System.files
+		const seen = []
+		exports.spin = async () => {
+			seen.push('spin')
+			await fs.writeFile('/trace', 'should not stay')
+			for (;;) {}
+		}
+		exports.ok = async () => { seen.push('ok'); await fs.writeFile('/ok', String(seen.length)); return seen }`, nil)
+	b.call(t, "ok", nil)
+	before := b.log.Length()
+	b.host.cfg.Limits.Time = 100 * time.Millisecond
+	b.host.m.script = mustReload(t, b)
+	_, err := b.host.Call(context.Background(), Request{Method: "spin"})
+	if !errors.Is(err, ErrAborted) || !errors.Is(err, sandbox.ErrTimeBudget) {
+		t.Fatalf("spin: %v, want ErrAborted from the time budget", err)
+	}
+	if b.log.Length() != before {
+		t.Errorf("the aborted call was logged")
+	}
+	if _, err := b.archive.Stat("/trace"); !errors.Is(err, hyperdrive.ErrNotFound) {
+		t.Errorf("the aborted call's write stayed: %v", err)
+	}
+	if got, _ := b.call(t, "ok", nil); got != `["ok","ok"]` {
+		t.Errorf("the script's memory after the abort: %s", got)
+	}
+	b.verify(t)
+}
+
+// mustReload gives the host a script under its current limits.
+func mustReload(t *testing.T, b *backend) *sandbox.Script {
+	t.Helper()
+	if err := b.host.rebuild(nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.host.m.script
+}
+
+// TestBusyQueue: a full queue answers at once with ErrBusy.
+func TestBusyQueue(t *testing.T) {
+	b := deployScript(t, `exports.slow = () => { const end = Date.now(); let x = 0; for (let i = 0; i < 3e6; i++) x += i; return x }`, nil)
+	b.host.cfg.QueueSize = 1
+	h := start(b.host.cfg, b.host.m)
+	defer h.Close()
+	var busy int
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.Call(context.Background(), Request{Method: "slow"})
+			if errors.Is(err, ErrBusy) {
+				mu.Lock()
+				busy++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if busy == 0 {
+		t.Error("no call was refused with ErrBusy")
+	}
+}
+
+// TestTamperingIsFound: a log whose result was edited (and re-signed with
+// the host's key) fails the replay at that entry.
+func TestTamperingIsFound(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	for range 3 {
+		b.call(t, "increment", nil)
+	}
+	forged := hypercore.NewMemoryStorage()
+	f, err := hypercore.Open(hypercore.Config{Storage: forged, SecretKey: b.log.SecretKey(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(0); i < b.log.Length(); i++ {
+		blk, _ := b.log.Get(i)
+		if i == 2 {
+			blk = []byte(strings.Replace(string(blk), `"res":2`, `"res":20`, 1))
+		}
+		f.Append(blk)
+	}
+	v, err := Replay(context.Background(), f, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := v.Divergence
+	if d == nil || d.Block != 2 || d.Field != "res" || d.Kind != KindTampering || d.Logged != "20" || d.Replayed != "2" {
+		t.Fatalf("divergence %+v", d)
+	}
+}
+
+// TestNondeterminismIsFound: a host whose Math.random the log does not
+// record is caught by the replay, as nondeterminism.
+func TestNondeterminismIsFound(t *testing.T) {
+	dir := t.TempDir()
+	archive, log := openStores(t, dir, true)
+	cfg := testConfig(archive, log)
+	n := 0
+	cfg.UnrecordedRandom = func() float64 { n++; return float64(n) / 7 }
+	h, err := Deploy(context.Background(), cfg, `
+		exports.draw = async () => { const v = Math.random(); await System.files.writeFile('/v', String(v)); return v }`, "t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { h.Close(); archive.Close(); log.Close() }()
+	h.Call(context.Background(), Request{Method: "draw"})
+	v, err := Replay(context.Background(), log, ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := v.Divergence; d == nil || d.Block != 1 || d.Kind != KindNondeterminism {
+		t.Fatalf("divergence %+v", d)
+	}
+}

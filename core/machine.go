@@ -1,0 +1,138 @@
+package core
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+// machine runs a script against a files archive: the part of NodeVMS that
+// must behave the same on the host and in every replay. It does no I/O of
+// its own beyond the archive it is given.
+type machine struct {
+	script  *sandbox.Script
+	archive *hyperdrive.Archive
+	files   *hyperdrive.Files
+	limits  sandbox.Limits
+	log     *slog.Logger
+	// unrecorded is the test-only nondeterministic Math.random (see
+	// sandbox.Call.UnrecordedRandom).
+	unrecorded func() float64
+}
+
+// callEnv is everything a call depends on besides the state.
+type callEnv struct {
+	method   string
+	args     json.RawMessage
+	callerID *string
+	time     int64
+	seed     uint64
+}
+
+// outcome is what a call did.
+type outcome struct {
+	res          json.RawMessage
+	err          *sandbox.ScriptError
+	filesVersion uint64
+	filesRoot    FilesRoot
+}
+
+// manifest is what deploy writes as /dat.json.
+type manifest struct {
+	URL   string `json:"url"`
+	Title string `json:"title"`
+}
+
+// deploy brings an archive and a script to the state an init entry
+// describes: it writes /dat.json and /backend.js (with the entry's time),
+// loads the script (its top-level code runs with the entry's clock and
+// seed), and runs its init export, if any, as a call. The archive must be
+// empty and writable.
+func deploy(ctx context.Context, archive *hyperdrive.Archive, init *Entry, caller *string, limits sandbox.Limits, log *slog.Logger, oracles sandbox.Oracles, unrecorded func() float64) (*machine, outcome, error) {
+	seed, err := init.seed()
+	if err != nil {
+		return nil, outcome{}, err
+	}
+	when := time.UnixMilli(init.Time)
+	o := hyperdrive.WriteOptions{Mtime: when, Ctime: when}
+	m := &machine{archive: archive, files: archive.Files(), limits: limits, log: log, unrecorded: unrecorded}
+	if err := archive.Begin(); err != nil {
+		return nil, outcome{}, err
+	}
+	raw, _ := json.MarshalIndent(manifest{URL: init.FilesArchiveURL, Title: init.Title}, "", "  ")
+	if err := m.files.WriteFile("/dat.json", raw, o); err != nil {
+		archive.Rollback()
+		return nil, outcome{}, fmt.Errorf("core: deploy: %w", err)
+	}
+	if err := m.files.WriteFile("/backend.js", []byte(init.Code), o); err != nil {
+		archive.Rollback()
+		return nil, outcome{}, fmt.Errorf("core: deploy: %w", err)
+	}
+	if err := archive.Commit(); err != nil {
+		return nil, outcome{}, err
+	}
+	m.script, err = sandbox.Load(init.Code, sandbox.Options{Time: init.Time, Seed: seed, Limits: limits, Logger: log})
+	if err != nil {
+		return nil, outcome{}, err
+	}
+	out := outcome{res: json.RawMessage("null"), filesVersion: archive.Version()}
+	if m.script.HasMethod("init") {
+		out, err = m.run(ctx, callEnv{method: "init", args: json.RawMessage("[]"), callerID: caller, time: init.Time, seed: seed}, oracles)
+		if err != nil {
+			return nil, outcome{}, err
+		}
+	}
+	out.filesRoot, err = m.root()
+	return m, out, err
+}
+
+// run runs one call in its own archive transaction: a call the sandbox
+// stops (a budget, a canceled context) leaves no trace in the archive, and
+// leaves the machine's script broken.
+func (m *machine) run(ctx context.Context, env callEnv, oracles sandbox.Oracles) (outcome, error) {
+	if err := m.archive.Begin(); err != nil {
+		return outcome{}, err
+	}
+	r, err := m.script.Call(ctx, sandbox.Call{
+		Method:           env.method,
+		Args:             env.args,
+		CallerID:         env.callerID,
+		Time:             env.time,
+		Seed:             env.seed,
+		Files:            m.files,
+		Oracles:          oracles,
+		UnrecordedRandom: m.unrecorded,
+	})
+	if err != nil {
+		if rerr := m.archive.Rollback(); rerr != nil {
+			return outcome{}, fmt.Errorf("%w (and the rollback failed: %v)", err, rerr)
+		}
+		return outcome{}, err
+	}
+	if err := m.archive.Commit(); err != nil {
+		return outcome{}, err
+	}
+	out := outcome{res: r.Value, err: r.Error, filesVersion: m.archive.Version()}
+	out.filesRoot, err = m.root()
+	return out, err
+}
+
+// root returns the archive's tree hashes.
+func (m *machine) root() (FilesRoot, error) {
+	meta, content := m.archive.Metadata(), m.archive.Content()
+	a, err := meta.TreeHash(meta.Length())
+	if err != nil {
+		return FilesRoot{}, err
+	}
+	b, err := content.TreeHash(content.Length())
+	if err != nil {
+		return FilesRoot{}, err
+	}
+	return FilesRoot{Metadata: hex.EncodeToString(a[:]), Content: hex.EncodeToString(b[:])}, nil
+}

@@ -1,0 +1,329 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+// Kinds of divergence.
+const (
+	// KindNondeterminism: the script behaved differently on replay in a
+	// way that also shows in the files (or in its oracle use): it used
+	// something the log does not record.
+	KindNondeterminism = "nondeterminism"
+	// KindTampering: one logged field disagrees with a replay that agrees
+	// on everything else: a result or error edited, or files changed with
+	// no call to explain them.
+	KindTampering = "tampering"
+	// KindInvalid: the log itself is not a log NodeVMS could have written.
+	KindInvalid = "invalid log"
+)
+
+// Divergence is the first place where a replay disagrees with the log.
+type Divergence struct {
+	Block    uint64 // the log entry
+	Method   string
+	Field    string // "res", "err", "filesVersion", "filesRoot", "oracles", ...
+	Logged   string
+	Replayed string
+	Kind     string
+}
+
+func (d *Divergence) Error() string {
+	return fmt.Sprintf("call log entry %d (%s): %s differs: logged %s, replayed %s (%s)",
+		d.Block, d.Method, d.Field, d.Logged, d.Replayed, d.Kind)
+}
+
+// Verdict is the outcome of a replay.
+type Verdict struct {
+	Calls        int    // call entries replayed (the init entry not counted)
+	FilesVersion uint64 // the archive's version after the last entry
+	FilesRoot    FilesRoot
+	Divergence   *Divergence // nil if every entry matched
+}
+
+func (v Verdict) String() string {
+	if v.Divergence != nil {
+		return "divergence: " + v.Divergence.Error()
+	}
+	return fmt.Sprintf("verified %d calls, files at version %d, root %s", v.Calls, v.FilesVersion, v.FilesRoot.Metadata)
+}
+
+// ReplayOptions configure a replay.
+type ReplayOptions struct {
+	Limits sandbox.Limits
+	Logger *slog.Logger
+
+	// archive, if set, is replayed into instead of a private copy (a
+	// restart redoing what the archive lost).
+	archive *hyperdrive.Archive
+}
+
+// Replayer replays a call log entry by entry through the same core the host
+// runs, into a private, unsigned copy of the files archive in memory, and
+// compares each entry with what the replay computed. The host rebuilds its
+// state with one after a restart or an aborted call, and an auditor checks
+// a host with one.
+type Replayer struct {
+	m       *machine
+	verdict Verdict
+	next    uint64 // the next log block expected
+}
+
+// NewReplayer starts a replay with the log's init entry (block 0).
+func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replayer, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Replayer{next: 1}
+	if init.Type != TypeInit {
+		r.verdict.Divergence = &Divergence{Block: 0, Field: "type", Logged: init.Type, Replayed: TypeInit, Kind: KindInvalid}
+		return r, nil
+	}
+	var err error
+	key, errK := urlKey(init.FilesArchiveURL)
+	content, errC := hex.DecodeString(init.FilesContentKey)
+	if errK != nil || errC != nil || len(content) != ed25519.PublicKeySize {
+		r.verdict.Divergence = &Divergence{Block: 0, Field: "filesArchiveUrl", Logged: init.FilesArchiveURL, Replayed: "a dat:// URL and a content key", Kind: KindInvalid}
+		return r, nil
+	}
+	archive := opts.archive
+	if archive == nil {
+		archive, err = hyperdrive.Open(hyperdrive.Options{
+			Storage: hyperdrive.MemoryStorage(), Key: key, ContentKey: content, Unsigned: true, Create: true,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var oracles []sandbox.OracleValue
+	var caller *string
+	if init.Call != nil {
+		oracles, caller = init.Oracles, init.Call.UserID
+	}
+	replay := &sandbox.Replay{Values: oracles}
+	m, out, err := deploy(ctx, archive, init, caller, opts.Limits, opts.Logger, replay, nil)
+	if err != nil {
+		if opts.archive == nil {
+			archive.Close()
+		}
+		if d := divergenceOf(0, "init", err); d != nil {
+			r.verdict.Divergence = d
+			return r, nil
+		}
+		return nil, err
+	}
+	r.m = m
+	if init.Call != nil || init.Result != nil {
+		r.verdict.Divergence = compare(0, "init", init, out, replay)
+	} else if m.script.HasMethod("init") {
+		r.verdict.Divergence = &Divergence{Block: 0, Method: "init", Field: "result", Logged: "none", Replayed: "the script exports init", Kind: KindTampering}
+	}
+	if r.verdict.Divergence == nil && init.FilesRoot != nil && *init.FilesRoot != out.filesRoot {
+		r.verdict.Divergence = &Divergence{Block: 0, Method: "init", Field: "filesRoot", Logged: init.FilesRoot.Metadata, Replayed: out.filesRoot.Metadata, Kind: KindTampering}
+	}
+	r.verdict.FilesVersion, r.verdict.FilesRoot = out.filesVersion, out.filesRoot
+	return r, nil
+}
+
+// urlKey parses dat://<64 hex>.
+func urlKey(url string) (ed25519.PublicKey, error) {
+	key, err := hex.DecodeString(strings.TrimPrefix(url, "dat://"))
+	if err != nil || len(key) != ed25519.PublicKeySize || !strings.HasPrefix(url, "dat://") {
+		return nil, fmt.Errorf("%w: %q is not a dat:// URL", ErrEntry, url)
+	}
+	return key, nil
+}
+
+// Apply replays the call entry at block and compares. Once a divergence is
+// found it is kept and further entries are ignored.
+func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
+	if r.verdict.Divergence != nil {
+		return nil
+	}
+	if block != r.next {
+		return fmt.Errorf("core: replay expected block %d, got %d", r.next, block)
+	}
+	r.next++
+	if e.Type != TypeCall {
+		r.verdict.Divergence = &Divergence{Block: block, Field: "type", Logged: e.Type, Replayed: TypeCall, Kind: KindInvalid}
+		return nil
+	}
+	if e.Call.MethodName == "init" {
+		r.verdict.Divergence = &Divergence{Block: block, Method: "init", Field: "methodName", Logged: "init", Replayed: "init is not callable", Kind: KindTampering}
+		return nil
+	}
+	seed, _ := e.seed() // checked by DecodeEntry
+	replay := &sandbox.Replay{Values: e.Oracles}
+	out, err := r.m.run(ctx, callEnv{method: e.Call.MethodName, args: e.Call.Args, callerID: e.Call.UserID, time: e.Time, seed: seed}, replay)
+	if err != nil {
+		if d := divergenceOf(block, e.Call.MethodName, err); d != nil {
+			r.verdict.Divergence = d
+			return nil
+		}
+		return err
+	}
+	r.verdict.Calls++
+	r.verdict.FilesVersion, r.verdict.FilesRoot = out.filesVersion, out.filesRoot
+	r.verdict.Divergence = compare(block, e.Call.MethodName, e, out, replay)
+	return nil
+}
+
+// divergenceOf turns a call the replay could not finish into a divergence:
+// a call the host logged must replay within the budgets, with no more
+// oracle values than it recorded, and to a method that exists.
+func divergenceOf(block uint64, method string, err error) *Divergence {
+	d := &Divergence{Block: block, Method: method, Field: "result", Logged: "a result", Replayed: err.Error(), Kind: KindNondeterminism}
+	switch {
+	case errors.Is(err, sandbox.ErrOracleMismatch):
+		d.Field = "oracles"
+	case errors.Is(err, sandbox.ErrNoMethod):
+		d.Field, d.Kind = "methodName", KindTampering
+	case errors.Is(err, sandbox.ErrTimeBudget), errors.Is(err, sandbox.ErrMemoryBudget), errors.Is(err, sandbox.ErrStackDepth):
+	default:
+		return nil
+	}
+	return d
+}
+
+// compare checks a logged entry against a replay of it.
+func compare(block uint64, method string, e *Entry, out outcome, replay *sandbox.Replay) *Divergence {
+	d := &Divergence{Block: block, Method: method}
+	filesDiffer := e.Result == nil || e.Result.FilesVersion != out.filesVersion || e.FilesRoot == nil || *e.FilesRoot != out.filesRoot
+	kind := KindTampering
+	if filesDiffer {
+		kind = KindNondeterminism
+	}
+	switch {
+	case e.Result == nil:
+		d.Field, d.Logged, d.Replayed, d.Kind = "result", "none", string(out.res), KindInvalid
+	case replay.Used != len(replay.Values):
+		d.Field, d.Kind = "oracles", KindNondeterminism
+		d.Logged, d.Replayed = fmt.Sprintf("%d values", len(replay.Values)), fmt.Sprintf("%d used", replay.Used)
+	case !jsonEqual(e.Result.Res, out.res):
+		d.Field, d.Logged, d.Replayed, d.Kind = "res", string(e.Result.Res), string(out.res), kind
+		if out.err != nil {
+			d.Replayed += fmt.Sprintf(" (it threw %q)", out.err.Error())
+		}
+	case !reflect.DeepEqual(e.Result.Err, errString(out.err)) || !reflect.DeepEqual(e.Error, out.err):
+		d.Field, d.Logged, d.Replayed, d.Kind = "err", describeErr(e.Error, e.Result.Err), describeErr(out.err, errString(out.err)), kind
+	case e.Result.FilesVersion != out.filesVersion:
+		d.Field, d.Kind = "filesVersion", KindTampering
+		d.Logged, d.Replayed = fmt.Sprint(e.Result.FilesVersion), fmt.Sprint(out.filesVersion)
+	case e.FilesRoot == nil || *e.FilesRoot != out.filesRoot:
+		d.Field, d.Kind = "filesRoot", KindTampering
+		d.Logged, d.Replayed = rootString(e.FilesRoot), rootString(&out.filesRoot)
+	default:
+		return nil
+	}
+	return d
+}
+
+func describeErr(e *sandbox.ScriptError, short *string) string {
+	switch {
+	case e != nil:
+		return fmt.Sprintf("%q", e.Error())
+	case short != nil:
+		return fmt.Sprintf("%q", *short)
+	}
+	return "none"
+}
+
+func rootString(r *FilesRoot) string {
+	if r == nil {
+		return "none"
+	}
+	return r.Metadata + "/" + r.Content
+}
+
+// jsonEqual compares two JSON texts as values.
+func jsonEqual(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) {
+		return true
+	}
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// Verdict is the replay so far.
+func (r *Replayer) Verdict() Verdict { return r.verdict }
+
+// Close releases the replay's archive.
+func (r *Replayer) Close() error {
+	if r.m == nil {
+		return nil
+	}
+	return r.m.archive.Close()
+}
+
+// Replay replays a whole call log (whose blocks the feed has verified
+// against its writer's signatures) and returns the verdict.
+func Replay(ctx context.Context, log *hypercore.Feed, opts ReplayOptions) (Verdict, error) {
+	r, err := replayLog(ctx, log, log.Length(), opts)
+	if err != nil {
+		return Verdict{}, err
+	}
+	defer r.Close()
+	return r.Verdict(), nil
+}
+
+// replayLog replays the first n entries of log.
+func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions) (*Replayer, error) {
+	if n == 0 {
+		return nil, errors.New("core: the call log is empty")
+	}
+	init, err := readEntry(log, 0)
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewReplayer(ctx, init, opts)
+	if err != nil {
+		return nil, err
+	}
+	for i := uint64(1); i < n && r.verdict.Divergence == nil; i++ {
+		e, err := readEntry(log, i)
+		if err != nil {
+			var derr *Divergence
+			if errors.As(err, &derr) {
+				r.verdict.Divergence = derr
+				break
+			}
+			r.Close()
+			return nil, err
+		}
+		if err := r.Apply(ctx, i, e); err != nil {
+			r.Close()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// readEntry reads and decodes log block i; a block that does not decode is
+// a Divergence of kind KindInvalid.
+func readEntry(log *hypercore.Feed, i uint64) (*Entry, error) {
+	b, err := log.Get(i)
+	if err != nil {
+		return nil, fmt.Errorf("core: call log block %d: %w", i, err)
+	}
+	e, err := DecodeEntry(b)
+	if err != nil {
+		return nil, &Divergence{Block: i, Field: "entry", Logged: err.Error(), Replayed: "a valid entry", Kind: KindInvalid}
+	}
+	return e, nil
+}
