@@ -130,7 +130,9 @@ func TestCounterConcurrentCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	sort.Slice(results, func(i, j int) bool { return len(results[i]) < len(results[j]) || len(results[i]) == len(results[j]) && results[i] < results[j] })
+	sort.Slice(results, func(i, j int) bool {
+		return len(results[i]) < len(results[j]) || len(results[i]) == len(results[j]) && results[i] < results[j]
+	})
 	for i, r := range results {
 		if r != fmt.Sprint(i+1) {
 			t.Fatalf("results %v", results)
