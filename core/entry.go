@@ -74,8 +74,9 @@ type ResultRecord struct {
 // FilesRoot is the hex tree hashes of the archive's two feeds: what their
 // writer signs. They are independent of how appends were batched.
 type FilesRoot struct {
-	Metadata string `json:"metadata"`
-	Content  string `json:"content"`
+	Metadata      string `json:"metadata"`
+	Content       string `json:"content"`
+	ContentLength uint64 `json:"contentLength"` // the content feed's length they cover
 }
 
 // Auth is a signed call's proof of its caller (see package rpc).
@@ -100,12 +101,9 @@ func EncodeEntry(e *Entry) ([]byte, error) {
 // DecodeEntry parses and checks a log block.
 func DecodeEntry(block []byte) (*Entry, error) {
 	var e Entry
-	dec := json.NewDecoder(bytes.NewReader(block))
-	if err := dec.Decode(&e); err != nil {
+	// Unmarshal refuses anything after the value but white space.
+	if err := json.Unmarshal(block, &e); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrEntry, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the entry", ErrEntry)
 	}
 	if err := e.check(); err != nil {
 		return nil, err
@@ -130,20 +128,20 @@ func (e *Entry) check() error {
 		if e.Result == nil {
 			return fmt.Errorf("%w: a call without a result", ErrEntry)
 		}
-		var args []json.RawMessage
-		if err := json.Unmarshal(e.Call.Args, &args); err != nil {
+		// Both are valid JSON, being parts of the entry.
+		if a := bytes.TrimSpace(e.Call.Args); len(a) == 0 || a[0] != '[' {
 			return fmt.Errorf("%w: args are not a JSON array", ErrEntry)
 		}
-		if !json.Valid(e.Result.Res) {
-			return fmt.Errorf("%w: res is not JSON", ErrEntry)
+		if len(e.Result.Res) == 0 {
+			return fmt.Errorf("%w: a result without res", ErrEntry)
 		}
 	}
 	if _, err := e.seed(); err != nil {
 		return err
 	}
 	for _, o := range e.Oracles {
-		if o.Error == nil && !json.Valid(o.Value) {
-			return fmt.Errorf("%w: an oracle value that is not JSON", ErrEntry)
+		if o.Error == nil && len(o.Value) == 0 {
+			return fmt.Errorf("%w: an oracle without a value or an error", ErrEntry)
 		}
 	}
 	return nil

@@ -134,5 +134,5 @@ func (m *machine) root() (FilesRoot, error) {
 	if err != nil {
 		return FilesRoot{}, err
 	}
-	return FilesRoot{Metadata: hex.EncodeToString(a[:]), Content: hex.EncodeToString(b[:])}, nil
+	return FilesRoot{Metadata: hex.EncodeToString(a[:]), Content: hex.EncodeToString(b[:]), ContentLength: content.Length()}, nil
 }

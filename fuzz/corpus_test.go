@@ -25,9 +25,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodevms/nodevms/conformance"
+	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/merkle"
 	"github.com/nodevms/nodevms/hypercore/sleep"
+	"github.com/nodevms/nodevms/sandbox"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz from the conformance vectors")
@@ -180,6 +182,28 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	}
 	add("FuzzHyperdriveModel", []byte{2, 0, 2, 1, 2, 4, 0, 2, 0, 3, 0, 5, 1, 6, 3, 2, 4, 0, 4, 1, 2, 0, 0, 2})
 	add("FuzzHyperdriveModel", []byte{2, 0, 0, 200, 2, 4, 0, 5, 3, 2, 4, 4, 4, 9, 0, 7})
+
+	// Call log entries of each shape.
+	bob := "bob"
+	for _, e := range []*core.Entry{
+		{Type: core.TypeInit, Schema: core.SchemaVersion, Code: "exports.f = () => 1", FilesArchiveURL: "dat://" + strings.Repeat("ab", 32),
+			FilesContentKey: strings.Repeat("cd", 32), Title: "t", Time: 1, Seed: "0123456789abcdef",
+			FilesRoot: &core.FilesRoot{Metadata: strings.Repeat("0", 64), Content: strings.Repeat("1", 64), ContentLength: 2}},
+		{Type: core.TypeCall, Call: &core.CallRecord{UserID: &bob, MethodName: "increment", Args: json.RawMessage(`[1,"two",{"three":[3]}]`)},
+			Result: &core.ResultRecord{Res: json.RawMessage(`{"n":1}`), FilesVersion: 3}, Time: 1700000000000, Seed: "ffffffffffffffff",
+			Oracles: []sandbox.OracleValue{{Value: json.RawMessage(`0.5`)}, {Error: &sandbox.ScriptError{Name: "Error", Message: "x"}}}},
+		{Type: core.TypeCall, Call: &core.CallRecord{MethodName: "fail", Args: json.RawMessage(`[]`)},
+			Result: &core.ResultRecord{Res: json.RawMessage(`null`), Err: &bob}, Error: &sandbox.ScriptError{Name: "Error", Message: "no"}, Seed: "0000000000000000",
+			Auth: &core.Auth{Key: strings.Repeat("a", 64), Signature: strings.Repeat("b", 128), Seq: 9}},
+	} {
+		b, err := core.EncodeEntry(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add("FuzzDecodeEntry", b)
+	}
+	add("FuzzDecodeEntry", []byte(`{"type":"call"}`))
+	add("FuzzDecodeEntry", []byte("{}\n{}"))
 	return corpus
 }
 

@@ -13,6 +13,7 @@ import (
 	"runtime/metrics"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dop251/goja"
@@ -329,42 +330,55 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 }
 
 // watch interrupts the runtime when ctx ends or a budget runs out. The
-// returned stop ends the watch and says which, if any, interrupted.
+// returned stop ends the watch and says which, if any, interrupted. Timers
+// rather than a goroutine per call: most calls take microseconds, and a
+// replay makes a hundred thousand of them a second.
 func (s *Script) watch(ctx context.Context) (stop func() error) {
-	done := make(chan struct{})
-	reason := make(chan error, 1)
-	base := heapBytes()
-	go func() {
-		timer := time.NewTimer(s.limits.Time)
-		defer timer.Stop()
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		var why error
-		for why == nil {
-			select {
-			case <-done:
-				reason <- nil
-				return
-			case <-ctx.Done():
-				why = fmt.Errorf("%w: %w", ErrCanceled, ctx.Err())
-			case <-timer.C:
-				why = fmt.Errorf("%w (%v)", ErrTimeBudget, s.limits.Time)
-			case <-tick.C:
-				if used := heapBytes(); used > base && used-base > s.limits.Memory {
-					why = fmt.Errorf("%w (%d MiB)", ErrMemoryBudget, s.limits.Memory>>20)
-				}
-			}
+	var mu sync.Mutex
+	var why error
+	stopped := false
+	interrupt := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if why == nil && !stopped {
+			why = err
+			s.rt.Interrupt(err)
 		}
-		s.rt.Interrupt(why)
-		reason <- why
-	}()
+	}
+	deadline := time.AfterFunc(s.limits.Time, func() {
+		interrupt(fmt.Errorf("%w (%v)", ErrTimeBudget, s.limits.Time))
+	})
+	base := heapBytes()
+	var memory *time.Timer
+	memory = time.AfterFunc(memoryCheckEvery, func() {
+		if used := heapBytes(); used > base && used-base > s.limits.Memory {
+			interrupt(fmt.Errorf("%w (%d MiB)", ErrMemoryBudget, s.limits.Memory>>20))
+			return
+		}
+		mu.Lock()
+		if !stopped {
+			memory.Reset(memoryCheckEvery)
+		}
+		mu.Unlock()
+	})
+	cancel := context.AfterFunc(ctx, func() {
+		interrupt(fmt.Errorf("%w: %w", ErrCanceled, ctx.Err()))
+	})
 	return func() error {
-		close(done)
-		why := <-reason
+		cancel()
+		mu.Lock()
+		stopped = true
+		deadline.Stop()
+		memory.Stop()
+		err := why
+		mu.Unlock()
 		s.rt.ClearInterrupt()
-		return why
+		return err
 	}
 }
+
+// memoryCheckEvery is how often a running call's heap growth is checked.
+const memoryCheckEvery = 5 * time.Millisecond
 
 // heapBytes is the Go heap's live objects, as the runtime last measured.
 func heapBytes() uint64 {

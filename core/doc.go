@@ -1,0 +1,42 @@
+// Package core is NodeVMS's deterministic VM: it runs a backend script's
+// calls against its files archive, records each call and its outcome in the
+// call log, and replays logs to check them.
+//
+// # The call log
+//
+// The log is a hypercore of JSON entries (SCHEMA.md). Block 0 is the init
+// entry: the script's code, the archive's keys, the deploy time and seed,
+// and the outcome of the script's init export if it has one. Every other
+// block is a call: who called what with which arguments, at what time and
+// seed, which oracle values it drew, and what it gave: result or error, and
+// the archive's version and tree hashes afterwards. Everything a call's
+// outcome depends on is in its entry or in the entries before it.
+//
+// # The host
+//
+//	h, err := core.Deploy(ctx, core.Config{Archive: archive, Log: log}, code, title, nil)
+//	resp, err := h.Call(ctx, core.Request{Method: "increment"})
+//	err = h.Close()
+//	h, err = core.Open(ctx, cfg) // after a restart
+//
+// Calls run one at a time, in arrival order, from a bounded queue. A
+// call's answer leaves only once its entry is durable; calls that arrive
+// together share one log append and one flush (group commit), and the
+// archive blocks they wrote are shown to peers only then. A call that
+// throws is logged with its error and its writes stay; a call the host
+// stops (a sandbox budget) leaves no trace: its writes are rolled back and
+// the script's memory is rebuilt by replaying the log. The archive is
+// flushed at most once a second: the log is the write-ahead record, and
+// Open redoes from it what a crash kept from the archive.
+//
+// # Replay
+//
+// Replayer (and Replay, for a whole feed) runs a log through the same
+// machine the host uses, into a private unsigned copy of the archive, and
+// compares every entry. The Verdict either says how many calls verified
+// and where the archive ended, or names the first Divergence: the entry,
+// the field, the logged and the replayed values, and whether it looks like
+// nondeterminism (the script's behaviour, files included, went another way)
+// or tampering (one logged field disagrees with an otherwise identical
+// replay). Open uses the same replay to rebuild a restarted host.
+package core
