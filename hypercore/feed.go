@@ -101,8 +101,8 @@ type Feed struct {
 	nodes      nodeCache
 	scratch    scratch // buffers reused by Append
 	entryBuf   [sleep.TreeEntrySize]byte
-	syncNeeded bool  // files written since the last Sync
-	failed     error // set by the first failed write; see fail
+	syncNeeded bool    // files written since the last Sync
+	failed     error   // set by the first failed write; see fail
 	held       []*hold // open holds, outermost first
 
 	announceOnSync bool
