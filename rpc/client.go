@@ -1,0 +1,234 @@
+package rpc
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// ErrClosed: the connection is gone.
+var ErrClosed = errors.New("rpc: connection closed")
+
+// CallError is a call the server answered with an error.
+type CallError struct {
+	Code    int
+	Message string
+	// Name is the script's error name (for CodeScriptError).
+	Name string
+}
+
+func (e *CallError) Error() string {
+	if e.Name != "" && e.Name != "Error" {
+		return e.Name + ": " + e.Message
+	}
+	return e.Message
+}
+
+// ClientOptions configure Dial.
+type ClientOptions struct {
+	// User names the caller, for servers in debug mode.
+	User string
+	// Key signs every call: the caller's id is its public key.
+	Key ed25519.PrivateKey
+	// Timeout bounds each call (5 s if zero, as nodevms-client's).
+	Timeout time.Duration
+}
+
+// Client is a connection to a backend.
+type Client struct {
+	ws      *websocket.Conn
+	opts    ClientOptions
+	info    Handshake
+	logKey  []byte
+	writeMu sync.Mutex
+
+	mu      sync.Mutex
+	nextID  uint64
+	seq     uint64
+	pending map[uint64]chan response
+	err     error
+	done    chan struct{}
+}
+
+// BackendURL turns what a user types ("localhost:5555", "host:5555/name",
+// "ws://...") into a WebSocket URL.
+func BackendURL(addr string) string {
+	switch {
+	case strings.HasPrefix(addr, "ws://"), strings.HasPrefix(addr, "wss://"):
+		return addr
+	case strings.HasPrefix(addr, "http://"):
+		return "ws://" + strings.TrimPrefix(addr, "http://")
+	case strings.HasPrefix(addr, "https://"):
+		return "wss://" + strings.TrimPrefix(addr, "https://")
+	}
+	return "ws://" + addr
+}
+
+// Dial connects to a backend and runs the handshake.
+func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	u, err := url.Parse(BackendURL(addr))
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	header := http.Header{}
+	if opts.User != "" {
+		q := u.Query()
+		q.Set("user", opts.User)
+		u.RawQuery = q.Encode()
+		header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(opts.User+":")))
+	}
+	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), header)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("rpc: %s: %s", u, resp.Status)
+		}
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan response{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
+	go c.read()
+	raw, err := c.call(ctx, "handshake", nil, nil)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &c.info); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("rpc: handshake: %w", err)
+	}
+	c.logKey, _ = hex.DecodeString(strings.TrimPrefix(c.info.CallLogURL, "dat://"))
+	return c, nil
+}
+
+// Handshake is what the server said about the backend.
+func (c *Client) Handshake() Handshake { return c.info }
+
+// Call calls method with args (each marshalled to JSON) and returns the
+// JSON result.
+func (c *Client) Call(ctx context.Context, method string, args ...any) (json.RawMessage, error) {
+	if args == nil {
+		args = []any{}
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, err
+	}
+	return c.CallRaw(ctx, method, raw)
+}
+
+// CallRaw calls method with params, a JSON array.
+func (c *Client) CallRaw(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	var auth *CallAuth
+	if c.opts.Key != nil {
+		c.mu.Lock()
+		c.seq++
+		seq := c.seq
+		c.mu.Unlock()
+		var err error
+		if auth, err = SignCall(c.opts.Key, c.logKey, method, params, seq); err != nil {
+			return nil, err
+		}
+	}
+	return c.call(ctx, method, params, auth)
+}
+
+func (c *Client) call(ctx context.Context, method string, params json.RawMessage, auth *CallAuth) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, c.err
+	}
+	c.nextID++
+	id := c.nextID
+	ch := make(chan response, 1)
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth})
+	if err != nil {
+		return nil, err
+	}
+	c.writeMu.Lock()
+	err = c.ws.WriteMessage(websocket.TextMessage, msg)
+	c.writeMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("rpc: %w", err)
+	}
+	select {
+	case r := <-ch:
+		if r.Error != nil {
+			e := &CallError{Code: r.Error.Code, Message: r.Error.Message}
+			var data struct{ Name string }
+			if json.Unmarshal(r.Error.Data, &data) == nil {
+				e.Name = data.Name
+			}
+			return nil, e
+		}
+		return r.Result, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rpc: %s: %w", method, ctx.Err())
+	case <-c.done:
+		return nil, c.closedErr()
+	}
+}
+
+func (c *Client) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *Client) read() {
+	var err error
+	for {
+		var data []byte
+		if _, data, err = c.ws.ReadMessage(); err != nil {
+			break
+		}
+		var r response
+		if json.Unmarshal(data, &r) != nil {
+			continue
+		}
+		var id uint64
+		if json.Unmarshal(r.ID, &id) != nil {
+			continue
+		}
+		c.mu.Lock()
+		ch := c.pending[id]
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	}
+	c.mu.Lock()
+	c.err = fmt.Errorf("%w: %v", ErrClosed, err)
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// Close closes the connection.
+func (c *Client) Close() error {
+	c.writeMu.Lock()
+	c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	c.writeMu.Unlock()
+	return c.ws.Close()
+}

@@ -1,0 +1,227 @@
+package rpc
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+const testScript = `
+	let n = 0
+	exports.increment = () => ++n
+	exports.whoami = () => System.caller.id
+	exports.fail = () => { const e = new Error('nope'); e.name = 'CustomError'; throw e }
+	exports.slow = () => { let x = 0; for (let i = 0; i < 2e6; i++) x += i; return x }
+	exports.write = async (name, text) => System.files.writeFile('/' + name, text)
+	exports.init = () => {}`
+
+func serve(t *testing.T, opts Options) (*httptest.Server, Backend) {
+	t.Helper()
+	dir := t.TempDir()
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, ".dat"), Prefix: "call-log."}, Create: true, AnnounceOnSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := core.Deploy(context.Background(), core.Config{Archive: archive, Log: log, QueueSize: 4, Limits: sandbox.Limits{Time: 2 * time.Second}}, testScript, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := Backend{Host: h, Title: "test", Archive: archive, Log: log}
+	s := NewServer(opts)
+	if err := s.Mount("/", b); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() { ts.Close(); h.Close(); archive.Close(); log.Close() })
+	return ts, b
+}
+
+func dial(t *testing.T, ts *httptest.Server, opts ClientOptions) *Client {
+	t.Helper()
+	c, err := Dial(context.Background(), ts.URL, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestCallsAndHandshake(t *testing.T) {
+	ts, b := serve(t, Options{Version: "test"})
+	c := dial(t, ts, ClientOptions{})
+	h := c.Handshake()
+	if strings.Join(h.Methods, ",") != "fail,increment,slow,whoami,write" || h.Auth != "signed" || h.CallLogURL != "dat://"+hex.EncodeToString(b.Log.PublicKey()) {
+		t.Errorf("handshake %+v", h)
+	}
+	for i := 1; i <= 3; i++ {
+		if got, err := c.Call(context.Background(), "increment"); err != nil || string(got) != string(rune('0'+i)) {
+			t.Fatalf("increment: %s, %v", got, err)
+		}
+	}
+	if got, err := c.Call(context.Background(), "whoami"); err != nil || string(got) != "null" {
+		t.Errorf("anonymous caller: %s, %v", got, err)
+	}
+	var ce *CallError
+	if _, err := c.Call(context.Background(), "fail"); !errors.As(err, &ce) || ce.Code != CodeScriptError || ce.Name != "CustomError" || ce.Message != "nope" {
+		t.Errorf("script error: %v", err)
+	}
+	if _, err := c.Call(context.Background(), "init"); !errors.As(err, &ce) || ce.Code != codeNoMethod {
+		t.Errorf("init: %v", err)
+	}
+}
+
+func TestDebugUsers(t *testing.T) {
+	ts, _ := serve(t, Options{Debug: true})
+	c := dial(t, ts, ClientOptions{User: "bob"})
+	if got, err := c.Call(context.Background(), "whoami"); err != nil || string(got) != `"bob"` {
+		t.Errorf("debug user: %s, %v", got, err)
+	}
+	ts2, _ := serve(t, Options{})
+	if _, err := Dial(context.Background(), ts2.URL, ClientOptions{User: "bob"}); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Errorf("naming a user without --debug: %v", err)
+	}
+}
+
+func TestSignedCalls(t *testing.T) {
+	ts, b := serve(t, Options{RequireSigned: true})
+	pub, key, _ := ed25519.GenerateKey(nil)
+	c := dial(t, ts, ClientOptions{Key: key})
+	if got, err := c.Call(context.Background(), "whoami"); err != nil || string(got) != `"`+hex.EncodeToString(pub)+`"` {
+		t.Fatalf("signed caller: %s, %v", got, err)
+	}
+	var ce *CallError
+	anon := dial(t, ts, ClientOptions{})
+	if _, err := anon.Call(context.Background(), "whoami"); !errors.As(err, &ce) || ce.Code != CodeAuth {
+		t.Errorf("unsigned call on a signed-only server: %v", err)
+	}
+	// A forged signature and a replayed one are refused.
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(ts.URL, "http", "ws", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	auth, _ := SignCall(key, b.Log.PublicKey(), "increment", []byte("[]"), 5)
+	bad := *auth
+	bad.Signature = strings.Repeat("00", 64)
+	for _, tt := range []struct {
+		auth *CallAuth
+		want string
+	}{
+		{&bad, "signature does not match"},
+		{auth, "sequence number"}, // 5 is before the client's, which used the clock
+	} {
+		ws.WriteJSON(request{JSONRPC: "2.0", Method: "increment", Params: []byte("[]"), ID: []byte("1"), Auth: tt.auth})
+		var r response
+		if err := ws.ReadJSON(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Error == nil || r.Error.Code != CodeAuth || !strings.Contains(r.Error.Message, tt.want) {
+			t.Errorf("answer %+v, want an auth error about %q", r.Error, tt.want)
+		}
+	}
+	// The log records the key and the signature, for auditors.
+	blk, _ := b.Log.Get(b.Log.Length() - 1)
+	e, _ := core.DecodeEntry(blk)
+	if e.Auth == nil || e.Auth.Key != hex.EncodeToString(pub) {
+		t.Errorf("logged auth %+v", e.Auth)
+	}
+}
+
+// TestDroppedClientAndBusy: a client that disconnects with calls pending
+// does not hurt the server, and a flood gets busy answers, not a crash.
+func TestDroppedClientAndBusy(t *testing.T) {
+	ts, _ := serve(t, Options{MaxInFlight: 8})
+	c := dial(t, ts, ClientOptions{Timeout: 20 * time.Second})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	busy := 0
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Call(context.Background(), "slow")
+			var ce *CallError
+			if errors.As(err, &ce) && ce.Code == CodeBusy {
+				mu.Lock()
+				busy++
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	c.Close() // with calls still pending
+	wg.Wait()
+	if busy == 0 {
+		t.Error("no call was answered busy")
+	}
+	d := dial(t, ts, ClientOptions{Timeout: 20 * time.Second})
+	// The dropped client's queued calls are skipped as they come up; until
+	// then the queue may still be full.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := d.Call(context.Background(), "increment")
+		var ce *CallError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &ce) || ce.Code != CodeBusy || time.Now().After(deadline) {
+			t.Fatalf("the server after a dropped client: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestReplicationOverWebSocket: the archive replicates over the backend's
+// WebSocket replication path.
+func TestReplicationOverWebSocket(t *testing.T) {
+	ts, b := serve(t, Options{})
+	c := dial(t, ts, ClientOptions{})
+	if _, err := c.Call(context.Background(), "write", "hello.txt", "hi there"); err != nil {
+		t.Fatal(err)
+	}
+	replica, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.MemoryStorage(), Key: b.Archive.Key(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	url := strings.Replace(ts.URL, "http", "ws", 1) + c.Handshake().ReplicationPath
+	dialWS := func(ctx context.Context) (io.ReadWriteCloser, error) {
+		ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+		if err != nil {
+			return nil, err
+		}
+		return NewWebSocketStream(ws), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go replica.Pull(ctx, func(ctx context.Context) (io.ReadWriteCloser, error) { return dialWS(ctx) }, protocol.Options{Live: true})
+	for {
+		if got, err := replica.ReadFile("/hello.txt"); err == nil && string(got) == "hi there" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the replica never got the file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,410 @@
+package rpc
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Debug lets callers name themselves, with ?user=NAME on the URL (as
+	// nodevms-client does) or the user of Basic Auth. Without it, a
+	// connection that names its user is refused.
+	Debug bool
+	// RequireSigned refuses unsigned calls. Otherwise an unsigned call is
+	// anonymous (its caller id is null), as in the original NodeVMS.
+	RequireSigned bool
+	// MaxMessage bounds a request's size in bytes (1 MiB if zero).
+	MaxMessage int64
+	// MaxInFlight bounds one connection's calls waiting for answers (64 if
+	// zero); more are answered at once with CodeBusy.
+	MaxInFlight int
+	// Version is reported by the handshake.
+	Version string
+	// ReplicationAddr is the TCP address where the feeds also replicate,
+	// reported by the handshake.
+	ReplicationAddr string
+	// Stats counts what replication over WebSockets moves.
+	Stats *protocol.Stats
+	// Logger receives why connections ended.
+	Logger *slog.Logger
+}
+
+// Backend is one served backend.
+type Backend struct {
+	Host    *core.Host
+	Title   string
+	Archive *hyperdrive.Archive
+	Log     *hypercore.Feed
+}
+
+type mounted struct {
+	Backend
+	path string
+
+	mu   sync.Mutex
+	seqs map[string]uint64 // each signer's last sequence number
+}
+
+// Server serves backends over WebSocket JSON-RPC, each at its own path
+// (ws://host:port/PATH), and their feeds over Dat replication at
+// PATH/.dat (binary WebSocket frames carrying the protocol stream), for
+// clients that cannot open raw TCP.
+type Server struct {
+	opts     Options
+	upgrader websocket.Upgrader
+
+	mu       sync.RWMutex
+	backends map[string]*mounted
+	conns    atomic.Int64
+}
+
+// ReplicationSuffix is appended to a backend's path for replication.
+const ReplicationSuffix = "/.dat"
+
+// NewServer returns a server with no backends.
+func NewServer(opts Options) *Server {
+	if opts.MaxMessage == 0 {
+		opts.MaxMessage = 1 << 20
+	}
+	if opts.MaxInFlight == 0 {
+		opts.MaxInFlight = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		opts:     opts,
+		backends: map[string]*mounted{},
+		upgrader: websocket.Upgrader{
+			ReadBufferSize:  4096,
+			WriteBufferSize: 4096,
+			// Browsers may call from any page: a call's identity rests on
+			// its signature (or on debug mode), not on cookies.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+}
+
+// Mount serves b at path ("/" or "/name"). The signers' sequence numbers
+// start from those in b's log, so that a restart does not reopen old
+// signatures to replay.
+func (s *Server) Mount(path string, b Backend) error {
+	path = "/" + strings.Trim(path, "/")
+	m := &mounted{Backend: b, path: path, seqs: map[string]uint64{}}
+	for i := uint64(1); i < b.Log.Length(); i++ {
+		blk, err := b.Log.Get(i)
+		if err != nil {
+			return err
+		}
+		e, err := core.DecodeEntry(blk)
+		if err != nil {
+			return err
+		}
+		if e.Auth != nil && e.Auth.Seq > m.seqs[e.Auth.Key] {
+			m.seqs[e.Auth.Key] = e.Auth.Seq
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.backends[path]; ok {
+		return fmt.Errorf("rpc: a backend is already mounted at %s", path)
+	}
+	s.backends[path] = m
+	return nil
+}
+
+// Connections is the number of open connections.
+func (s *Server) Connections() int64 { return s.conns.Load() }
+
+func (s *Server) backend(path string) *mounted {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.backends["/"+strings.Trim(path, "/")]
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p, ok := strings.CutSuffix(r.URL.Path, ReplicationSuffix); ok {
+		if b := s.backend(p); b != nil {
+			s.serveReplication(w, r, b)
+			return
+		}
+	}
+	b := s.backend(r.URL.Path)
+	if b == nil {
+		http.Error(w, "no backend at "+r.URL.Path, http.StatusNotFound)
+		return
+	}
+	user := r.URL.Query().Get("user")
+	if u, _, ok := r.BasicAuth(); ok && user == "" {
+		user = u
+	}
+	if user != "" && !s.opts.Debug {
+		http.Error(w, "naming your user (?user= or Basic Auth) needs a server started with --debug; sign your calls instead", http.StatusForbidden)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	s.conns.Add(1)
+	defer s.conns.Add(-1)
+	c := &conn{s: s, b: b, ws: ws, user: user, out: make(chan []byte, 256), slots: make(chan struct{}, s.opts.MaxInFlight)}
+	c.serve(r.Context())
+}
+
+// conn is one RPC connection.
+type conn struct {
+	s     *Server
+	b     *mounted
+	ws    *websocket.Conn
+	user  string
+	out   chan []byte   // answers for the writer
+	slots chan struct{} // calls in flight
+	wg    sync.WaitGroup
+}
+
+func (c *conn) serve(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	writerDone := make(chan struct{})
+	go c.write(writerDone)
+	c.ws.SetReadLimit(c.s.opts.MaxMessage)
+	var err error
+	for {
+		var data []byte
+		if _, data, err = c.ws.ReadMessage(); err != nil {
+			break
+		}
+		c.handleMessage(ctx, data)
+	}
+	// The client is gone: calls still queued are dropped (ctx), calls
+	// running finish, and nothing more is written.
+	cancel()
+	c.wg.Wait()
+	close(c.out)
+	<-writerDone
+	c.ws.Close()
+	if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) {
+		c.s.opts.Logger.Debug("rpc connection ended", "reason", err)
+	}
+}
+
+func (c *conn) write(done chan<- struct{}) {
+	defer close(done)
+	broken := false
+	for msg := range c.out {
+		if broken {
+			continue // drain, so that no sender blocks
+		}
+		c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
+			broken = true
+			c.ws.Close()
+		}
+	}
+}
+
+func (c *conn) send(r response) {
+	r.JSONRPC = "2.0"
+	if r.ID == nil {
+		r.ID = json.RawMessage("null")
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		b, _ = json.Marshal(response{JSONRPC: "2.0", ID: r.ID, Error: &wireError{Code: codeInternal, Message: err.Error()}})
+	}
+	c.out <- b
+}
+
+func (c *conn) fail(id json.RawMessage, code int, msg string) {
+	c.send(response{ID: id, Error: &wireError{Code: code, Message: msg}})
+}
+
+func (c *conn) handleMessage(ctx context.Context, data []byte) {
+	trimmed := strings.TrimSpace(string(data))
+	if strings.HasPrefix(trimmed, "[") {
+		var batch []json.RawMessage
+		if err := json.Unmarshal(data, &batch); err != nil {
+			c.fail(nil, codeParse, "invalid JSON: "+err.Error())
+			return
+		}
+		for _, one := range batch {
+			c.handleRequest(ctx, one)
+		}
+		return
+	}
+	c.handleRequest(ctx, data)
+}
+
+func (c *conn) handleRequest(ctx context.Context, data []byte) {
+	var req request
+	if err := json.Unmarshal(data, &req); err != nil {
+		c.fail(nil, codeParse, "invalid JSON-RPC request: "+err.Error())
+		return
+	}
+	if req.JSONRPC != "2.0" || req.Method == "" {
+		c.fail(req.ID, codeInvalidRequest, "not a JSON-RPC 2.0 request")
+		return
+	}
+	if req.Method == "handshake" {
+		c.reply(req, c.handshake(), nil)
+		return
+	}
+	args := req.Params
+	if len(args) == 0 || string(args) == "null" {
+		args = json.RawMessage("[]")
+	} else if strings.TrimSpace(string(args))[0] != '[' {
+		c.fail(req.ID, codeInvalidParams, "params must be the array of arguments")
+		return
+	}
+	caller, auth, err := c.identify(&req, args)
+	if err != nil {
+		c.fail(req.ID, CodeAuth, err.Error())
+		return
+	}
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		c.fail(req.ID, CodeBusy, fmt.Sprintf("too many calls in flight on this connection (%d); wait for answers", cap(c.slots)))
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-c.slots }()
+		resp, err := c.b.Host.Call(ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth})
+		if ctx.Err() != nil {
+			return // nobody to answer
+		}
+		c.reply(req, resp, err)
+	}()
+}
+
+// identify works out who is calling: a signed call's key, the debug-mode
+// user, or nobody.
+func (c *conn) identify(req *request, args json.RawMessage) (*string, *core.Auth, error) {
+	if req.Auth != nil {
+		logKey := c.b.Log.PublicKey()
+		id, err := VerifyCall(req.Auth, logKey, req.Method, args)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.b.mu.Lock()
+		last, seen := c.b.seqs[id]
+		if seen && req.Auth.Seq <= last {
+			c.b.mu.Unlock()
+			return nil, nil, fmt.Errorf("%w: sequence number %d is not after %d (a replayed call?)", ErrAuth, req.Auth.Seq, last)
+		}
+		c.b.seqs[id] = req.Auth.Seq
+		c.b.mu.Unlock()
+		return &id, &core.Auth{Key: req.Auth.Key, Signature: req.Auth.Signature, Seq: req.Auth.Seq}, nil
+	}
+	if c.user != "" {
+		u := c.user
+		return &u, nil, nil
+	}
+	if c.s.opts.RequireSigned {
+		return nil, nil, fmt.Errorf("%w: this server takes signed calls only", ErrAuth)
+	}
+	return nil, nil, nil
+}
+
+func (c *conn) handshake() Handshake {
+	h := Handshake{
+		Methods:         c.b.Host.Methods(),
+		CallLogURL:      "dat://" + hex.EncodeToString(c.b.Log.PublicKey()),
+		FilesArchiveURL: "dat://" + hex.EncodeToString(c.b.Archive.Key()),
+		Title:           c.b.Title,
+		Version:         c.s.opts.Version,
+		Auth:            "signed",
+		RequireSigned:   c.s.opts.RequireSigned,
+		ReplicationAddr: c.s.opts.ReplicationAddr,
+		ReplicationPath: strings.TrimSuffix(c.b.path, "/") + ReplicationSuffix,
+	}
+	if h.Methods == nil {
+		h.Methods = []string{}
+	}
+	if c.s.opts.Debug {
+		h.Auth = "debug"
+	}
+	return h
+}
+
+func (c *conn) reply(req request, result any, err error) {
+	if req.ID == nil {
+		return // a notification
+	}
+	if err != nil {
+		code, msg := codeInternal, err.Error()
+		switch {
+		case errors.Is(err, core.ErrBusy):
+			code = CodeBusy
+		case errors.Is(err, core.ErrNotCallable):
+			code, msg = codeNoMethod, "RPC method not supported: "+req.Method
+		case errors.Is(err, core.ErrAborted):
+			code = CodeAborted
+		case errors.Is(err, core.ErrClosed):
+			code = CodeUnavailable
+		}
+		c.fail(req.ID, code, msg)
+		return
+	}
+	if resp, ok := result.(core.Response); ok {
+		if resp.Err != nil {
+			data, _ := json.Marshal(resp.Err)
+			msg := resp.Err.Message
+			if msg == "" {
+				msg = resp.Err.Name
+			}
+			c.send(response{ID: req.ID, Error: &wireError{Code: CodeScriptError, Message: msg, Data: data}})
+			return
+		}
+		c.send(response{ID: req.ID, Result: resp.Res})
+		return
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		c.fail(req.ID, codeInternal, err.Error())
+		return
+	}
+	c.send(response{ID: req.ID, Result: raw})
+}
+
+// serveReplication carries the Dat protocol over binary WebSocket frames.
+func (s *Server) serveReplication(w http.ResponseWriter, r *http.Request, b *mounted) {
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	s.conns.Add(1)
+	defer s.conns.Add(-1)
+	lookup := b.Archive.Lookup()
+	logDK := b.Log.DiscoveryKey()
+	err = protocol.Serve(r.Context(), NewWebSocketStream(ws), protocol.Options{Live: true, Stats: s.opts.Stats, Logger: s.opts.Logger},
+		func(dk [32]byte) *hypercore.Feed {
+			if dk == logDK {
+				return b.Log
+			}
+			return lookup(dk)
+		})
+	if err != nil {
+		s.opts.Logger.Debug("replication over websocket ended", "reason", err)
+	}
+}

@@ -1,0 +1,72 @@
+package rpc
+
+import (
+	"encoding/json"
+)
+
+// The wire format is JSON-RPC 2.0 over a WebSocket, one message per text
+// frame, as rpc-websockets 3 (and so nodevms-client 2) speaks it: requests
+// {"jsonrpc": "2.0", "method", "params": [args] or null, "id"}, answers
+// {"jsonrpc": "2.0", "id", "result"} or {"jsonrpc": "2.0", "id", "error":
+// {"code", "message", "data"}}. A signed call adds an "auth" member.
+
+type request struct {
+	JSONRPC string          `json:"jsonrpc"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	ID      json.RawMessage `json:"id,omitempty"`
+	Auth    *CallAuth       `json:"auth,omitempty"`
+}
+
+type response struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  json.RawMessage `json:"result,omitempty"`
+	Error   *wireError      `json:"error,omitempty"`
+}
+
+type wireError struct {
+	Code    int             `json:"code"`
+	Message string          `json:"message"`
+	Data    json.RawMessage `json:"data,omitempty"`
+}
+
+// Error codes. The JSON-RPC ones, and NodeVMS's own in the range the spec
+// leaves to servers.
+const (
+	codeParse          = -32700
+	codeInvalidRequest = -32600
+	codeNoMethod       = -32601
+	codeInvalidParams  = -32602
+	codeInternal       = -32603
+
+	// CodeScriptError: the backend's method threw; data is {name, message}.
+	CodeScriptError = -32000
+	// CodeBusy: the backend's queue, or this connection's calls in
+	// flight, are full; try again later.
+	CodeBusy = -32001
+	// CodeAuth: the call's identity was refused.
+	CodeAuth = -32002
+	// CodeAborted: the host stopped the call (a budget); it left no trace.
+	CodeAborted = -32003
+	// CodeUnavailable: the backend is shutting down.
+	CodeUnavailable = -32004
+)
+
+// Handshake is what the handshake method answers: nodevms-client needs
+// methods, callLogUrl and filesArchiveUrl; the rest helps other clients.
+type Handshake struct {
+	Methods         []string `json:"methods"`
+	CallLogURL      string   `json:"callLogUrl"`
+	FilesArchiveURL string   `json:"filesArchiveUrl"`
+	Title           string   `json:"title,omitempty"`
+	Version         string   `json:"version,omitempty"`
+	// Auth is "debug" (callers name themselves) or "signed" (callers sign
+	// their calls; unsigned ones are anonymous unless RequireSigned).
+	Auth          string `json:"auth"`
+	RequireSigned bool   `json:"requireSigned,omitempty"`
+	// Replication is where the archive and the log replicate: a TCP
+	// address (host:port) and a WebSocket path on this server.
+	ReplicationAddr string `json:"replicationAddr,omitempty"`
+	ReplicationPath string `json:"replicationPath,omitempty"`
+}
