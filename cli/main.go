@@ -1,21 +1,27 @@
-// Command nodevms is the NodeVMS command line.
+// Command nodevms serves JavaScript backends whose every call is recorded
+// in a signed, replicated call log, and talks to them.
 //
-// It grows one command per capability as the capabilities land; --help lists
-// exactly what this build can do.
+//	nodevms -e ./counter.js [dir]      serve a backend (also: nodevms exec)
+//	nodevms -r localhost:5555          a REPL on a backend (also: nodevms repl)
+//
+// --help lists everything this build can do.
 package main
 
 import (
-	"errors"
-	"flag"
+	"context"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/nodevms/nodevms"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // Exit codes.
@@ -28,46 +34,54 @@ const (
 const usage = `nodevms: a cryptographically auditable VM service for JavaScript backends.
 
 Usage:
-  nodevms [flags]
+  nodevms -e SCRIPT [DIR] [flags]     serve a backend script (also: nodevms exec SCRIPT [--dir DIR])
+  nodevms -r ADDR [flags]             a REPL on a served backend (also: nodevms repl ADDR)
+  nodevms -h | --help                 print this help
+  nodevms -v | --version              print the version
 
-Flags:
-  -h, --help      print this help and exit
-  -v, --version   print the version and exit
+Serving (-e, exec):
+  --dir DIR          the backend's folder (default: ./SCRIPT without .js)
+  --host HOST        the address to listen on (default 127.0.0.1)
+  --port N           the RPC port (default 5555; 0 picks one)
+  --dat-port N       the Dat replication port (default 3282; 0 picks one)
+  --title TITLE      the files archive's title (default "SCRIPT files")
+  --debug            callers may name themselves (?user=NAME)
+  --require-signed   refuse unsigned (anonymous) calls
+  --sync MODE        always (default): answer a call once its log entry is
+                     on disk; none: leave it to the operating system
+  --queue N          calls that may wait (default 1000)
 
-This build holds the foundation only: serving (-e), the REPL (-r) and
-auditing (-a) are not implemented yet and are not accepted.
+The REPL (-r, repl):
+  --user NAME        call as NAME (servers in --debug mode)
+  --key FILE         sign calls with this key (default: one kept in the
+                     user's config folder, made on first use)
+  --exec CMD         run one command, print its result and exit
+
+Auditing (-a) is not in this build yet.
 `
 
-// run is main without the process: it parses args, writes to stdout and
-// stderr, and returns the exit code, so that tests can drive it.
-func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("nodevms", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var showHelp, showVersion bool
-	fs.BoolVar(&showHelp, "h", false, "")
-	fs.BoolVar(&showHelp, "help", false, "")
-	fs.BoolVar(&showVersion, "v", false, "")
-	fs.BoolVar(&showVersion, "version", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return exitOK
-		}
-		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
-		return exitUsage
-	}
-	switch {
-	case showHelp:
-		fmt.Fprint(stdout, usage)
-		return exitOK
-	case showVersion:
-		fmt.Fprintf(stdout, "nodevms v%s\n", nodevms.Version)
-		return exitOK
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "nodevms: unknown command %q\nrun 'nodevms --help' for usage\n", fs.Arg(0))
-		return exitUsage
-	default:
+// run is main without the process, so that tests can drive it.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "-v", "--version", "-version", "version":
+		fmt.Fprintf(stdout, "nodevms v%s\n", nodevms.Version)
+		return exitOK
+	case "-e", "--exec", "exec":
+		return runExec(ctx, args[1:], stdout, stderr)
+	case "-r", "--repl", "repl":
+		return runREPL(ctx, args[1:], stdin, stdout, stderr)
+	}
+	if len(args[0]) > 0 && args[0][0] == '-' {
+		fmt.Fprintf(stderr, "nodevms: flag provided but not defined: %s\nrun 'nodevms --help' for usage\n", args[0])
+	} else {
+		fmt.Fprintf(stderr, "nodevms: unknown command %q\nrun 'nodevms --help' for usage\n", args[0])
+	}
+	return exitUsage
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 
@@ -22,14 +23,14 @@ func TestRun(t *testing.T) {
 		{name: "version", args: []string{"--version"}, wantCode: exitOK, wantStdout: "nodevms v" + nodevms.Version + "\n"},
 		{name: "short version", args: []string{"-v"}, wantCode: exitOK, wantStdout: "nodevms v" + nodevms.Version + "\n"},
 		{name: "no args", args: nil, wantCode: exitUsage, wantStderr: "Usage:"},
-		{name: "unknown flag", args: []string{"--bogus"}, wantCode: exitUsage, wantStderr: "flag provided but not defined: -bogus"},
+		{name: "unknown flag", args: []string{"--bogus"}, wantCode: exitUsage, wantStderr: "flag provided but not defined: --bogus"},
 		{name: "unknown command", args: []string{"serve"}, wantCode: exitUsage, wantStderr: `unknown command "serve"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			code := run(tt.args, &stdout, &stderr)
+			code := run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)
 			if code != tt.wantCode {
 				t.Errorf("exit code = %d, want %d", code, tt.wantCode)
 			}

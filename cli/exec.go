@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chzyer/readline"
+
+	"github.com/nodevms/nodevms"
+	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/rpc"
+)
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments, as users type them.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+}
+
+type execFlags struct {
+	dir, host, title, sync string
+	port, datPort, queue   int
+	debug, requireSigned   bool
+}
+
+func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("exec", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var f execFlags
+	fs.StringVar(&f.dir, "dir", "", "")
+	fs.StringVar(&f.host, "host", "127.0.0.1", "")
+	fs.StringVar(&f.title, "title", "", "")
+	fs.StringVar(&f.sync, "sync", "always", "")
+	fs.IntVar(&f.port, "port", 5555, "")
+	fs.IntVar(&f.port, "p", 5555, "")
+	fs.IntVar(&f.datPort, "dat-port", 3282, "")
+	fs.IntVar(&f.queue, "queue", 1000, "")
+	fs.BoolVar(&f.debug, "debug", false, "")
+	fs.BoolVar(&f.debug, "d", false, "")
+	fs.BoolVar(&f.requireSigned, "require-signed", false, "")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
+		return exitUsage
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		fmt.Fprintf(stderr, "nodevms: exec needs a script (and optionally a folder)\nrun 'nodevms --help' for usage\n")
+		return exitUsage
+	}
+	if len(pos) == 2 {
+		f.dir = pos[1]
+	}
+	if f.sync != "always" && f.sync != "none" {
+		fmt.Fprintf(stderr, "nodevms: --sync must be always or none, not %q\n", f.sync)
+		return exitUsage
+	}
+	if err := serve(ctx, pos[0], f, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "nodevms: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// serve deploys or reopens the backend and serves it until ctx ends.
+func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr io.Writer) error {
+	code, err := os.ReadFile(scriptPath)
+	if err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(filepath.Base(scriptPath), ".js")
+	if f.dir == "" {
+		f.dir = base
+	}
+	if f.title == "" {
+		f.title = filepath.Base(scriptPath) + " files"
+	}
+	dir, err := filepath.Abs(f.dir)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	datDir := filepath.Join(dir, hyperdrive.DatDir)
+	_, statErr := os.Stat(filepath.Join(datDir, "call-log.key"))
+	existing := statErr == nil
+	archive, err := hyperdrive.Open(hyperdrive.Options{
+		Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")),
+		Create:  !existing,
+	})
+	if err != nil {
+		return fmt.Errorf("opening the files archive in %s: %w", dir, err)
+	}
+	defer archive.Close()
+	log, err := hypercore.Open(hypercore.Config{
+		Storage:        hypercore.DirStorage{Dir: datDir, Prefix: "call-log."},
+		Create:         !existing,
+		AnnounceOnSync: true,
+		NoFsync:        f.sync == "none",
+	})
+	if err != nil {
+		return fmt.Errorf("opening the call log in %s: %w", datDir, err)
+	}
+	defer log.Close()
+	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger}
+	var host *core.Host
+	if existing {
+		if err := sameScript(log, code); err != nil {
+			return err
+		}
+		host, err = core.Open(ctx, cfg)
+	} else {
+		host, err = core.Deploy(ctx, cfg, string(code), f.title, nil)
+	}
+	if err != nil {
+		return err
+	}
+
+	rpcLn, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
+	if err != nil {
+		host.Close()
+		return err
+	}
+	datLn, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.datPort)))
+	if err != nil {
+		rpcLn.Close()
+		host.Close()
+		return err
+	}
+	stats := &protocol.Stats{}
+	server := rpc.NewServer(rpc.Options{
+		Debug: f.debug, RequireSigned: f.requireSigned, Version: nodevms.Version,
+		ReplicationAddr: displayAddr(datLn.Addr()), Stats: stats, Logger: logger,
+	})
+	if err := server.Mount("/", rpc.Backend{Host: host, Title: f.title, Archive: archive, Log: log}); err != nil {
+		return err
+	}
+	httpServer := &http.Server{Handler: server, ReadHeaderTimeout: 10 * time.Second}
+	go httpServer.Serve(rpcLn)
+	lookup := archive.Lookup()
+	logDK := log.DiscoveryKey()
+	replCtx, stopRepl := context.WithCancel(context.Background())
+	go protocol.ServeListener(replCtx, datLn, protocol.Options{Live: true, Stats: stats, Logger: logger}, func(dk [32]byte) *hypercore.Feed {
+		if dk == logDK {
+			return log
+		}
+		return lookup(dk)
+	})
+
+	fmt.Fprintf(stdout, "nodevms v%s\n", nodevms.Version)
+	fmt.Fprintf(stdout, "Serving at %s\n", displayAddr(rpcLn.Addr()))
+	fmt.Fprintf(stdout, "Serving directory %s\n", dir)
+	fmt.Fprintf(stdout, "Replicating at %s\n\n", displayAddr(datLn.Addr()))
+	fmt.Fprintf(stdout, "Files:    dat://%x\n", archive.Key())
+	fmt.Fprintf(stdout, "Call log: dat://%x\n\n", log.PublicKey())
+	statusLine(ctx, stdout, server, stats)
+
+	// Shut down: no new connections, queued calls answered, all flushed.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	httpServer.Shutdown(shutdownCtx)
+	stopRepl()
+	err = host.Close()
+	fmt.Fprintln(stdout, "Stopped.")
+	return err
+}
+
+// sameScript refuses to serve a folder deployed with another script.
+func sameScript(log *hypercore.Feed, code []byte) error {
+	blk, err := log.Get(0)
+	if err != nil {
+		return fmt.Errorf("reading the call log's init entry: %w", err)
+	}
+	init, err := core.DecodeEntry(blk)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal([]byte(init.Code), code) {
+		return errors.New("this folder serves another script; deploy this one into a new folder (--dir)")
+	}
+	return nil
+}
+
+// displayAddr writes loopback addresses as localhost, as users type them.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// statusLine shows connections and replication rates until ctx ends: kept
+// current on a terminal, printed once otherwise.
+func statusLine(ctx context.Context, stdout io.Writer, server *rpc.Server, stats *protocol.Stats) {
+	line := func(down, up float64) string {
+		return fmt.Sprintf("%d connections | Download %s Upload %s", server.Connections(), rate(down), rate(up))
+	}
+	tty := false
+	if file, ok := stdout.(*os.File); ok {
+		tty = readline.IsTerminal(int(file.Fd()))
+	}
+	if !tty {
+		fmt.Fprintln(stdout, line(0, 0))
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastDown, lastUp := stats.DownloadedBytes.Load(), stats.UploadedBytes.Load()
+	fmt.Fprint(stdout, line(0, 0))
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(stdout)
+			return
+		case <-tick.C:
+			down, up := stats.DownloadedBytes.Load(), stats.UploadedBytes.Load()
+			fmt.Fprintf(stdout, "\r\033[K%s", line(float64(down-lastDown), float64(up-lastUp)))
+			lastDown, lastUp = down, up
+		}
+	}
+}
+
+func rate(bytesPerSecond float64) string {
+	units := []string{"B/s", "kB/s", "MB/s", "GB/s"}
+	i := 0
+	for bytesPerSecond >= 1000 && i < len(units)-1 {
+		bytesPerSecond /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f %s", bytesPerSecond, units[i])
+	}
+	return fmt.Sprintf("%.1f %s", bytesPerSecond, units[i])
+}
+
