@@ -295,4 +295,3 @@ func jsClient(t *testing.T) string {
 	}
 	return modules
 }
-

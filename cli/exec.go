@@ -261,4 +261,3 @@ func rate(bytesPerSecond float64) string {
 	}
 	return fmt.Sprintf("%.1f %s", bytesPerSecond, units[i])
 }
-
