@@ -20,6 +20,12 @@ def go_dependencies():
         version = "v1.0.0",
     )
     go_repository(
+        name = "com_github_creack_pty",
+        importpath = "github.com/creack/pty",
+        sum = "h1:bJrF4RRfyJnbTJqzRLHzcGaZK1NeM5kTC9jGgovnR1s=",
+        version = "v1.1.24",
+    )
+    go_repository(
         name = "com_github_dchest_blake2b",
         importpath = "github.com/dchest/blake2b",
         sum = "h1:KK9LimVmE0MjRl9095XJmKqZ+iLxWATvlcpVFRtaw6s=",

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/nodevms/nodevms/examples"
 	"github.com/nodevms/nodevms/rpc"
 )
@@ -294,4 +296,68 @@ func jsClient(t *testing.T) string {
 		t.Fatalf("npm ci: %v\n%s", err, out)
 	}
 	return modules
+}
+
+// TestREPLOnATerminal drives the REPL through a pseudo-terminal, as a user
+// types: line editing and history (an up-arrow repeats the last line).
+func TestREPLOnATerminal(t *testing.T) {
+	s := startServer(t, exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"))
+	cmd := exec.Command(nodevmsBin(t), "-r", s.addr)
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+t.TempDir(), "HOME="+t.TempDir(), "TERM=xterm")
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var mu sync.Mutex
+	var screen strings.Builder
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := tty.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			ok := strings.Contains(screen.String(), what)
+			mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("the terminal never showed %q:\n%q", what, screen.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("> ")
+	tty.Write([]byte("client.increment()\r"))
+	waitFor("1\r\n")
+	tty.Write([]byte("\x1b[A\r")) // up-arrow: the same line again
+	waitFor("2\r\n")
+	tty.Write([]byte("client.increment().then(n => n * 10)\r"))
+	waitFor("30\r\n")
+	tty.Write([]byte{4}) // Ctrl+D
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the REPL exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Error("Ctrl+D did not end the REPL")
+	}
 }

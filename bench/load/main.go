@@ -1,0 +1,116 @@
+// Command load drives a NodeVMS backend over its WebSocket JSON-RPC, as
+// nodevms-client does, so that it can measure any NodeVMS-compatible server
+// by URL (ours, or the original JavaScript one): calls per second and
+// latency percentiles for one method, at a number of connections and calls
+// in flight, for a duration. It prints one JSON object.
+//
+//	go run ./bench/load -url localhost:5555 -method increment -conns 1 -inflight 16 -duration 10s
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nodevms/nodevms/rpc"
+)
+
+type result struct {
+	URL         string  `json:"url"`
+	Method      string  `json:"method"`
+	Conns       int     `json:"conns"`
+	InFlight    int     `json:"inflight"`
+	Signed      bool    `json:"signed"`
+	Seconds     float64 `json:"seconds"`
+	Calls       int64   `json:"calls"`
+	Errors      int64   `json:"errors"`
+	CallsPerSec float64 `json:"callsPerSec"`
+	P50ms       float64 `json:"p50ms"`
+	P99ms       float64 `json:"p99ms"`
+	P999ms      float64 `json:"p999ms"`
+}
+
+func main() {
+	url := flag.String("url", "localhost:5555", "the backend")
+	method := flag.String("method", "increment", "the method to call (no arguments)")
+	conns := flag.Int("conns", 1, "connections")
+	inflight := flag.Int("inflight", 1, "calls in flight, over all connections")
+	duration := flag.Duration("duration", 10*time.Second, "how long to measure")
+	warmup := flag.Duration("warmup", time.Second, "calls before measuring")
+	signed := flag.Bool("signed", false, "sign every call (a fresh key per connection)")
+	flag.Parse()
+
+	ctx := context.Background()
+	clients := make([]*rpc.Client, *conns)
+	for i := range clients {
+		opts := rpc.ClientOptions{Timeout: time.Minute}
+		if *signed {
+			_, opts.Key, _ = ed25519.GenerateKey(nil)
+		}
+		c, err := rpc.Dial(ctx, *url, opts)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	var measuring atomic.Bool
+	var calls, errs atomic.Int64
+	var mu sync.Mutex
+	var latencies []time.Duration
+	stop := time.Now().Add(*warmup + *duration)
+	start := time.Now().Add(*warmup)
+	var wg sync.WaitGroup
+	for w := range *inflight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := clients[w%len(clients)]
+			var mine []time.Duration
+			for time.Now().Before(stop) {
+				t0 := time.Now()
+				_, err := c.Call(ctx, *method)
+				d := time.Since(t0)
+				if !measuring.Load() {
+					if time.Now().After(start) {
+						measuring.Store(true)
+					}
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				calls.Add(1)
+				mine = append(mine, d)
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	pct := func(p float64) float64 {
+		if len(latencies) == 0 {
+			return 0
+		}
+		return float64(latencies[min(int(p*float64(len(latencies))), len(latencies)-1)].Microseconds()) / 1000
+	}
+	r := result{
+		URL: *url, Method: *method, Conns: *conns, InFlight: *inflight, Signed: *signed,
+		Seconds: elapsed, Calls: calls.Load(), Errors: errs.Load(),
+		CallsPerSec: float64(calls.Load()) / elapsed,
+		P50ms:       pct(0.50), P99ms: pct(0.99), P999ms: pct(0.999),
+	}
+	json.NewEncoder(os.Stdout).Encode(r)
+}
