@@ -19,6 +19,11 @@ import (
 )
 
 func main() {
+	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" {
+		// Under bazel run: paths the user typed are relative to where they
+		// typed them, not to the runfiles tree.
+		os.Chdir(wd)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -36,6 +41,7 @@ const usage = `nodevms: a cryptographically auditable VM service for JavaScript 
 Usage:
   nodevms -e SCRIPT [DIR] [flags]     serve a backend script (also: nodevms exec SCRIPT [--dir DIR])
   nodevms -r ADDR [flags]             a REPL on a served backend (also: nodevms repl ADDR)
+  nodevms -a ADDR [flags]             audit a served backend (also: nodevms verify ADDR)
   nodevms -h | --help                 print this help
   nodevms -v | --version              print the version
 
@@ -57,7 +63,13 @@ The REPL (-r, repl):
                      user's config folder, made on first use)
   --exec CMD         run one command, print its result and exit
 
-Auditing (-a) is not in this build yet.
+Auditing (-a, verify):
+  nodevms -a ADDR [--files dat://..] [--log dat://..] [--out DIR]
+                     download the backend's call log and files archive,
+                     replay every call, check every signature and root;
+                     exit 0 verified, 1 divergence (reported), 2 could not
+                     audit. --out keeps the replicas in DIR, so that the next
+                     audit downloads only what is new.
 `
 
 // run is main without the process, so that tests can drive it.
@@ -77,6 +89,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runExec(ctx, args[1:], stdout, stderr)
 	case "-r", "--repl", "repl":
 		return runREPL(ctx, args[1:], stdin, stdout, stderr)
+	case "-a", "--audit", "audit", "verify":
+		return runAudit(ctx, args[1:], stdout, stderr)
 	}
 	if len(args[0]) > 0 && args[0][0] == '-' {
 		fmt.Fprintf(stderr, "nodevms: flag provided but not defined: %s\nrun 'nodevms --help' for usage\n", args[0])

@@ -20,12 +20,13 @@ import (
 // Kinds of divergence.
 const (
 	// KindNondeterminism: the script behaved differently on replay in a
-	// way that also shows in the files (or in its oracle use): it used
+	// way that shows in the files it wrote (or in its oracle use): it used
 	// something the log does not record.
 	KindNondeterminism = "nondeterminism"
 	// KindTampering: one logged field disagrees with a replay that agrees
-	// on everything else: a result or error edited, or files changed with
-	// no call to explain them.
+	// on everything else (a result or error edited), or the published
+	// archive disagrees with the log (files changed with no call to
+	// explain them).
 	KindTampering = "tampering"
 	// KindInvalid: the log itself is not a log NodeVMS could have written.
 	KindInvalid = "invalid log"
@@ -66,6 +67,9 @@ type ReplayOptions struct {
 	Limits sandbox.Limits
 	Logger *slog.Logger
 
+	// Progress, if set, is told each entry replayed (its block number).
+	Progress func(block uint64)
+
 	// archive, if set, is replayed into instead of a private copy (a
 	// restart redoing what the archive lost).
 	archive *hyperdrive.Archive
@@ -77,9 +81,10 @@ type ReplayOptions struct {
 // state with one after a restart or an aborted call, and an auditor checks
 // a host with one.
 type Replayer struct {
-	m       *machine
-	verdict Verdict
-	next    uint64 // the next log block expected
+	m        *machine
+	verdict  Verdict
+	next     uint64 // the next log block expected
+	progress func(block uint64)
 }
 
 // NewReplayer starts a replay with the log's init entry (block 0).
@@ -87,7 +92,7 @@ func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replaye
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Replayer{next: 1}
+	r := &Replayer{next: 1, progress: opts.Progress}
 	if init.Type != TypeInit {
 		r.verdict.Divergence = &Divergence{Block: 0, Field: "type", Logged: init.Type, Replayed: TypeInit, Kind: KindInvalid}
 		return r, nil
@@ -178,6 +183,9 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 	r.verdict.Calls++
 	r.verdict.FilesVersion, r.verdict.FilesRoot = out.filesVersion, out.filesRoot
 	r.verdict.Divergence = compare(block, e.Call.MethodName, e, out, replay)
+	if r.progress != nil {
+		r.progress(block)
+	}
 	return nil
 }
 
@@ -219,11 +227,14 @@ func compare(block uint64, method string, e *Entry, out outcome, replay *sandbox
 		}
 	case !reflect.DeepEqual(e.Result.Err, errString(out.err)) || !reflect.DeepEqual(e.Error, out.err):
 		d.Field, d.Logged, d.Replayed, d.Kind = "err", describeErr(e.Error, e.Result.Err), describeErr(out.err, errString(out.err)), kind
+	// The same result with other files: the call wrote something the log
+	// does not explain. If the published archive agrees with the log (an
+	// audit checks that), the host's own run wrote it: nondeterminism.
 	case e.Result.FilesVersion != out.filesVersion:
-		d.Field, d.Kind = "filesVersion", KindTampering
+		d.Field, d.Kind = "filesVersion", KindNondeterminism
 		d.Logged, d.Replayed = fmt.Sprint(e.Result.FilesVersion), fmt.Sprint(out.filesVersion)
 	case e.FilesRoot == nil || *e.FilesRoot != out.filesRoot:
-		d.Field, d.Kind = "filesRoot", KindTampering
+		d.Field, d.Kind = "filesRoot", KindNondeterminism
 		d.Logged, d.Replayed = rootString(e.FilesRoot), rootString(&out.filesRoot)
 	default:
 		return nil

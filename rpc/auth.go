@@ -10,7 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+
+	"github.com/nodevms/nodevms/core"
 )
 
 // ErrAuth is wrapped by every refused identity.
@@ -23,28 +24,9 @@ type CallAuth struct {
 	Seq       uint64 `json:"seq"`       // greater than the caller's previous call's
 }
 
-// SignedBytes are the canonical bytes a caller signs: a domain tag, the
-// backend's call log key (so that a signature is good for one backend
-// only), the method, the arguments as compact JSON, and the sequence number
-// (so that a call cannot be replayed).
+// SignedBytes are the canonical bytes a caller signs (core.SignedBytes).
 func SignedBytes(callLogKey []byte, method string, args json.RawMessage, seq uint64) ([]byte, error) {
-	var compact bytes.Buffer
-	if len(args) == 0 {
-		args = json.RawMessage("[]")
-	}
-	if err := json.Compact(&compact, args); err != nil {
-		return nil, fmt.Errorf("rpc: arguments are not JSON: %w", err)
-	}
-	var b bytes.Buffer
-	b.WriteString("nodevms-call-v1\n")
-	b.WriteString(hex.EncodeToString(callLogKey))
-	b.WriteByte('\n')
-	b.WriteString(method)
-	b.WriteByte('\n')
-	b.Write(compact.Bytes())
-	b.WriteByte('\n')
-	b.WriteString(strconv.FormatUint(seq, 10))
-	return b.Bytes(), nil
+	return core.SignedBytes(callLogKey, method, args, seq)
 }
 
 // SignCall signs a call with key.
@@ -62,22 +44,11 @@ func SignCall(key ed25519.PrivateKey, callLogKey []byte, method string, args jso
 
 // VerifyCall checks a signed call; it returns the caller's id (the key).
 func VerifyCall(a *CallAuth, callLogKey []byte, method string, args json.RawMessage) (string, error) {
-	key, err := hex.DecodeString(a.Key)
-	if err != nil || len(key) != ed25519.PublicKeySize {
-		return "", fmt.Errorf("%w: the key is not an Ed25519 public key in hex", ErrAuth)
-	}
-	sig, err := hex.DecodeString(a.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return "", fmt.Errorf("%w: the signature is not an Ed25519 signature in hex", ErrAuth)
-	}
-	msg, err := SignedBytes(callLogKey, method, args, a.Seq)
+	id, err := core.VerifyAuth(&core.Auth{Key: a.Key, Signature: a.Signature, Seq: a.Seq}, callLogKey, method, args)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%w: %v", ErrAuth, err)
 	}
-	if !ed25519.Verify(key, msg, sig) {
-		return "", fmt.Errorf("%w: the signature does not match the call", ErrAuth)
-	}
-	return a.Key, nil
+	return id, nil
 }
 
 // LoadOrCreateKey reads an Ed25519 key pair kept as a 64-byte secret key

@@ -122,6 +122,17 @@ func (p *peer) onMessage(m wire.Message) error {
 			n = min(*m.Length, maxHaveRun)
 		}
 		p.remoteHas.clearRange(m.Start, n)
+		// Requests for blocks the peer no longer has will not be answered.
+		kept := p.inflight[:0]
+		for _, r := range p.inflight {
+			if r.index >= m.Start && r.index-m.Start < n {
+				p.requested.clearRange(r.index, 1)
+				continue
+			}
+			kept = append(kept, r)
+		}
+		p.inflight = kept
+		return p.update()
 	case *wire.Request:
 		return p.onRequest(m)
 	case *wire.Data:
@@ -277,7 +288,11 @@ func (p *peer) answer(m *wire.Request) ([]byte, error) {
 		// The peer verifies the block; hashing it here too would double the
 		// cost of serving.
 		if value, err = f.GetUnchecked(m.Index); err != nil {
-			return nil, fmt.Errorf("protocol: request for block %d: %w", m.Index, err)
+			// A block this side cannot read (its bytes are damaged, or were
+			// changed behind the feed's back) is one it does not have: say
+			// so, and carry on serving the rest.
+			p.s.log.Warn("not serving a block", "index", m.Index, "reason", err)
+			return wire.EncodeFrame(uint64(p.ch.localID), &wire.Unhave{Start: m.Index}), nil
 		}
 	}
 	d := &wire.Data{Index: m.Index, Value: value, Signature: proof.Signature}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/rpc"
+)
+
+// Exit codes of an audit.
+const (
+	auditVerified   = 0
+	auditDivergence = 1
+	auditFailed     = 2
+)
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var files, logURL, out string
+	fs.StringVar(&files, "files", "", "")
+	fs.StringVar(&logURL, "log", "", "")
+	fs.StringVar(&out, "out", "", "")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil || len(pos) != 1 {
+		if err == nil {
+			err = errors.New("audit needs the backend's address")
+		}
+		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
+		return exitUsage
+	}
+	a := &auditor{addr: pos[0], out: out, stdout: stdout, stderr: stderr}
+	code, err := a.run(ctx, files, logURL)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodevms: could not audit: %v\n", err)
+		return auditFailed
+	}
+	return code
+}
+
+type auditor struct {
+	addr, out      string
+	stdout, stderr io.Writer
+	info           rpc.Handshake
+}
+
+func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
+	client, err := rpc.Dial(ctx, a.addr, rpc.ClientOptions{})
+	if err != nil {
+		return 0, err
+	}
+	a.info = client.Handshake()
+	client.Close()
+	for _, check := range []struct{ what, want, got string }{
+		{"files archive", files, a.info.FilesArchiveURL},
+		{"call log", logURL, a.info.CallLogURL},
+	} {
+		if check.want != "" && check.want != check.got {
+			fmt.Fprintf(a.stdout, "DIVERGENCE: the host serves the %s %s, not %s\n", check.what, check.got, check.want)
+			return auditDivergence, nil
+		}
+	}
+	log, archive, err := a.openReplicas()
+	if err != nil {
+		return 0, err
+	}
+	defer log.Close()
+	defer archive.Close()
+	if err := a.download(ctx, log, archive); err != nil {
+		return 0, err
+	}
+	bar := progressbar.NewOptions64(int64(log.Length()),
+		progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("replaying calls"),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("calls"),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	v, err := core.Audit(ctx, log, archive, core.AuditOptions{
+		ReplayOptions: core.ReplayOptions{Progress: func(uint64) { bar.Add(1) }},
+		Signed:        a.info.Auth == "signed",
+	})
+	bar.Finish()
+	if err != nil {
+		return 0, err
+	}
+	if v.Divergence != nil {
+		fmt.Fprintf(a.stdout, "DIVERGENCE at call log entry %d (%s): %s differs\n  logged:   %s\n  replayed: %s\n  this looks like %s\n",
+			v.Divergence.Block, v.Divergence.Method, v.Divergence.Field, v.Divergence.Logged, v.Divergence.Replayed, v.Divergence.Kind)
+		return auditDivergence, nil
+	}
+	fmt.Fprintf(a.stdout, "VERIFIED %d calls; files at version %d, root %s\n", v.Calls, v.FilesVersion, v.FilesRoot.Metadata)
+	return auditVerified, nil
+}
+
+// openReplicas opens the replicas: in memory, or kept in --out (where a
+// later audit finds them and downloads only what is new).
+func (a *auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
+	logKey, err := datKey(a.info.CallLogURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	filesKey, err := datKey(a.info.FilesArchiveURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	logStorage, filesStorage := hypercore.Storage(hypercore.NewMemoryStorage()), hyperdrive.MemoryStorage()
+	if a.out != "" {
+		logStorage = hypercore.DirStorage{Dir: a.out, Prefix: "call-log."}
+		filesStorage = hyperdrive.FlatStorage(filepath.Join(a.out, "files"))
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: logStorage, PublicKey: logKey, Create: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("the call log replica: %w", err)
+	}
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: filesStorage, Key: filesKey, Create: true})
+	if err != nil {
+		log.Close()
+		return nil, nil, fmt.Errorf("the files archive replica: %w", err)
+	}
+	return log, archive, nil
+}
+
+func datKey(u string) ([]byte, error) {
+	key, err := hex.DecodeString(strings.TrimPrefix(u, "dat://"))
+	if err != nil || len(key) != 32 || !strings.HasPrefix(u, "dat://") {
+		return nil, fmt.Errorf("%q is not a dat:// URL", u)
+	}
+	return key, nil
+}
+
+// download fetches the call log and the files archive over the host's
+// WebSocket replication path (it is where the RPC server is, so it is
+// reachable wherever the backend is).
+func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive) error {
+	u, err := url.Parse(rpc.BackendURL(a.addr))
+	if err != nil {
+		return err
+	}
+	u.Path = a.info.ReplicationPath
+	dial := func(ctx context.Context) (io.ReadWriteCloser, error) {
+		ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), nil)
+		if err != nil {
+			if resp != nil {
+				return nil, fmt.Errorf("replication at %s: %s", u, resp.Status)
+			}
+			return nil, fmt.Errorf("replication at %s: %w", u, err)
+		}
+		return rpc.NewWebSocketStream(ws), nil
+	}
+	start := time.Now()
+	stats := &protocol.Stats{}
+	opts := protocol.Options{Stats: stats}
+	conn, err := dial(ctx)
+	if err != nil {
+		return err
+	}
+	if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
+		return fmt.Errorf("downloading the call log: %w", err)
+	}
+	if err := archive.Pull(ctx, dial, opts); err != nil {
+		return fmt.Errorf("downloading the files archive: %w", err)
+	}
+	// Every log and metadata block is needed; content blocks of replaced
+	// files may be gone from a folder-backed host (the audit checks that
+	// the current files' are there).
+	if archive.Content() == nil {
+		return errors.New("the files archive has no content feed")
+	}
+	for _, f := range []*hypercore.Feed{log, archive.Metadata()} {
+		for i := range f.Length() {
+			if !f.Has(i) {
+				return fmt.Errorf("block %d of %x did not arrive", i, f.PublicKey()[:4])
+			}
+		}
+	}
+	secs := time.Since(start).Seconds()
+	fmt.Fprintf(a.stderr, "downloaded %d blocks (%.1f MB) in %.1f s: call log %d, files %d + %d\n",
+		stats.DownloadedBlocks.Load(), float64(stats.DownloadedBytes.Load())/1e6, secs,
+		log.Length(), archive.Metadata().Length(), archive.Content().Length())
+	if a.out != "" {
+		return errors.Join(log.Sync(), archive.Sync())
+	}
+	return nil
+}

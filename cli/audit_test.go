@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/rpc"
+)
+
+// audit runs the real binary's audit and returns its exit code and output.
+func audit(t *testing.T, addr string, extra ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(nodevmsBin(t), append([]string{"-a", addr}, extra...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if err != nil {
+		exitErr, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatal(err)
+		}
+		code = exitErr.ExitCode()
+	}
+	return code, string(out)
+}
+
+// TestAuditHonestHost: a served backend, called with signed and unsigned
+// calls, audits clean; --out keeps the replicas, and a second audit after
+// more calls downloads only what is new.
+func TestAuditHonestHost(t *testing.T) {
+	s := startServer(t, exampleFile(t, "persistent-counter.js"), filepath.Join(t.TempDir(), "pc"))
+	_, key, _ := ed25519.GenerateKey(nil)
+	for _, opts := range []rpc.ClientOptions{{}, {Key: key}} {
+		c, err := rpc.Dial(context.Background(), s.addr, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			if _, err := c.Call(context.Background(), "increment"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
+	out := t.TempDir()
+	code, text := audit(t, s.addr, "--files", s.files, "--log", s.callLog, "--out", out)
+	if code != 0 || !strings.Contains(text, "VERIFIED 10 calls") {
+		t.Fatalf("audit: exit %d\n%s", code, text)
+	}
+	c, _ := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{})
+	c.Call(context.Background(), "increment")
+	c.Close()
+	code, text = audit(t, s.addr, "--out", out)
+	if code != 0 || !strings.Contains(text, "VERIFIED 11 calls") || !strings.Contains(text, "call log 12") {
+		t.Fatalf("second audit: exit %d\n%s", code, text)
+	}
+	if !strings.Contains(text, "downloaded 1 blocks") && !strings.Contains(text, "downloaded 2 blocks") && !strings.Contains(text, "downloaded 3 blocks") {
+		t.Errorf("the second audit downloaded more than the new blocks:\n%s", text)
+	}
+	if code, text := audit(t, s.addr, "--files", "dat://"+strings.Repeat("00", 32)); code != 1 || !strings.Contains(text, "DIVERGENCE") {
+		t.Errorf("a wrong --files: exit %d\n%s", code, text)
+	}
+	if code, _ := audit(t, "127.0.0.1:1"); code != 2 {
+		t.Errorf("no host: exit %d, want 2", code)
+	}
+	// A file of the folder edited behind the archive's back: the host no
+	// longer serves it, and the audit says which.
+	time.Sleep(1200 * time.Millisecond) // the host flushes the folder at most once a second
+	c, _ = rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{})
+	res, _ := c.Call(context.Background(), "increment") // after the flush interval: /counter moves into place
+	c.Close()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if b, _ := os.ReadFile(filepath.Join(s.dir, "counter")); string(b) == string(res) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the folder never showed the counter")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "counter"), []byte("99"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, text = audit(t, s.addr)
+	if code != 1 || !strings.Contains(text, "content of /counter") {
+		t.Errorf("an edited file: exit %d\n%s", code, text)
+	}
+}
+
+// dishonest builds a backend in process, lets tamper change it, and serves
+// the result for the real binary to audit.
+func dishonest(t *testing.T, cfgChange func(*core.Config), tamper func(h *core.Host, archive *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed) string {
+	t.Helper()
+	dir := t.TempDir()
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), Create: true, AnnounceOnSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := core.Config{Archive: archive, Log: log}
+	if cfgChange != nil {
+		cfgChange(&cfg)
+	}
+	code := `
+		const fs = System.files
+		let n = 0
+		exports.increment = async () => { n++; await fs.writeFile('/n', String(n) + ':' + Math.random()); return n }`
+	h, err := core.Deploy(context.Background(), cfg, code, "t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, err := h.Call(context.Background(), core.Request{Method: "increment"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	served := tamper(h, archive, log)
+	srv := rpc.NewServer(rpc.Options{})
+	if err := srv.Mount("/", rpc.Backend{Host: h, Title: "t", Archive: archive, Log: served}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() { ts.Close(); h.Close(); archive.Close(); log.Close() })
+	return strings.TrimPrefix(ts.URL, "http://")
+}
+
+// resigned copies log with block i changed by edit, signed with the log's
+// key, as a host that rewrote its history would.
+func resigned(t *testing.T, log *hypercore.Feed, i uint64, edit func(*core.Entry)) *hypercore.Feed {
+	t.Helper()
+	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: log.SecretKey(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range log.Length() {
+		b, _ := log.Get(j)
+		if j == i {
+			e, _ := core.DecodeEntry(b)
+			edit(e)
+			b, _ = core.EncodeEntry(e)
+		}
+		f.Append(b)
+	}
+	return f
+}
+
+func TestAuditFindsDishonestHosts(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    func(*core.Config)
+		tamper func(h *core.Host, archive *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed
+		want   []string
+	}{
+		{
+			name: "a changed result",
+			tamper: func(_ *core.Host, _ *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
+				return resigned(t, log, 2, func(e *core.Entry) { e.Result.Res = []byte("20") })
+			},
+			want: []string{"entry 2 (increment): res differs", "logged:   20", "tampering"},
+		},
+		{
+			name: "a forged caller",
+			tamper: func(_ *core.Host, _ *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
+				return resigned(t, log, 3, func(e *core.Entry) {
+					alice := "alice"
+					e.Call.UserID = &alice
+				})
+			},
+			want: []string{"entry 3", "tampering"},
+		},
+		{
+			name: "a write no call explains",
+			tamper: func(_ *core.Host, archive *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
+				if err := archive.WriteFile("/n", []byte("999"), hyperdrive.WriteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				return log
+			},
+			want: []string{"entry 5", "filesVersion differs", "tampering"},
+		},
+		{
+			name: "an unrecorded random source",
+			cfg: func(c *core.Config) {
+				n := 0.0
+				c.UnrecordedRandom = func() float64 { n += 0.1; return n }
+			},
+			tamper: func(_ *core.Host, _ *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed { return log },
+			want:   []string{"entry 1 (increment)", "nondeterminism"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := dishonest(t, tt.cfg, tt.tamper)
+			code, text := audit(t, addr)
+			if code != 1 {
+				t.Fatalf("exit %d, want 1\n%s", code, text)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(text, w) {
+					t.Errorf("the report lacks %q:\n%s", w, text)
+				}
+			}
+		})
+	}
+}
