@@ -120,6 +120,7 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		Storage:        hypercore.DirStorage{Dir: datDir, Prefix: "call-log."},
 		Create:         !existing,
 		AnnounceOnSync: true,
+		LineLog:        true, // one fsync per commit: the data file is the write-ahead record
 		NoFsync:        f.sync == "none",
 	})
 	if err != nil {

@@ -66,6 +66,12 @@ type Config struct {
 	// ones. Such a feed must never be served to peers.
 	UnsignedWrites bool
 
+	// LineLog says every block is a line (ends with its only "\n"), as
+	// JSON values are: Sync then makes only the data file durable, and
+	// Open redoes the rest from it after a crash (see linelog.go). Writable
+	// feeds only.
+	LineLog bool
+
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
 	// too. Use it when the data file can change behind the feed's back (a
 	// hyperdrive whose content lives in ordinary files that anyone can
@@ -90,6 +96,8 @@ type Feed struct {
 
 	checkAllReads bool
 	unsigned      bool // appends without signatures (Config.UnsignedWrites)
+	lineLog       bool // see Config.LineLog
+	keysDurable   bool // the key files have been synced
 
 	bitfield *bitfield.Bitfield
 	treeBits *bitfield.TreeIndex
@@ -212,7 +220,17 @@ func (f *Feed) open(cfg Config) error {
 	if err := f.openSleepFiles(isNew); err != nil {
 		return err
 	}
-	if err := f.loadState(); err != nil {
+	f.lineLog = cfg.LineLog && f.privateKey != nil && !f.readOnly
+	if err := f.loadState(); err != nil && !f.lineLog {
+		return err
+	} else if f.lineLog && f.data != nil {
+		f.mu.Lock()
+		err := f.recoverLines(err)
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 
@@ -489,6 +507,11 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	if len(blocks) == 0 {
 		return start, nil
 	}
+	if f.lineLog {
+		if err := checkLines(blocks); err != nil {
+			return 0, err
+		}
+	}
 
 	n := uint64(len(blocks))
 	nodeOffset := 2 * start
@@ -637,7 +660,8 @@ func (f *Feed) sync() error {
 		return nil
 	}
 	for _, file := range []File{f.data, f.tree, f.signatures, f.key, f.secretKey} {
-		if file == nil || f.noFsync {
+		keyFile := file == f.key || file == f.secretKey
+		if file == nil || f.noFsync || f.lineLog && file != f.data && !(keyFile && !f.keysDurable) {
 			continue
 		}
 		if err := file.Sync(); err != nil {
@@ -650,12 +674,13 @@ func (f *Feed) sync() error {
 			return f.fail(fmt.Errorf("write bitfield: %w", err))
 		}
 	}
-	if !f.noFsync {
+	if !f.noFsync && !f.lineLog {
 		if err := f.bits.Sync(); err != nil {
 			return f.fail(fmt.Errorf("sync bitfield: %w", err))
 		}
 	}
 	f.syncNeeded = false
+	f.keysDurable = true
 	if f.length > f.synced {
 		f.synced = f.length
 		if f.announceOnSync {

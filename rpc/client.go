@@ -55,7 +55,7 @@ type Client struct {
 
 	mu      sync.Mutex
 	nextID  uint64
-	seq     uint64
+	seq     uint64 // guarded by writeMu
 	pending map[uint64]chan response
 	err     error
 	done    chan struct{}
@@ -100,7 +100,7 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 	}
 	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan response{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
 	go c.read()
-	raw, err := c.call(ctx, "handshake", nil, nil)
+	raw, err := c.call(ctx, "handshake", nil, false)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -131,21 +131,13 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (json.Raw
 
 // CallRaw calls method with params, a JSON array.
 func (c *Client) CallRaw(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	var auth *CallAuth
-	if c.opts.Key != nil {
-		c.mu.Lock()
-		c.seq++
-		seq := c.seq
-		c.mu.Unlock()
-		var err error
-		if auth, err = SignCall(c.opts.Key, c.logKey, method, params, seq); err != nil {
-			return nil, err
-		}
-	}
-	return c.call(ctx, method, params, auth)
+	return c.call(ctx, method, params, c.opts.Key != nil)
 }
 
-func (c *Client) call(ctx context.Context, method string, params json.RawMessage, auth *CallAuth) (json.RawMessage, error) {
+// call sends a request and waits for its answer. A signed call takes its
+// sequence number as it is written, so that calls in flight at once reach
+// the server in the order of their numbers.
+func (c *Client) call(ctx context.Context, method string, params json.RawMessage, sign bool) (json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	c.mu.Lock()
@@ -163,12 +155,20 @@ func (c *Client) call(ctx context.Context, method string, params json.RawMessage
 		delete(c.pending, id)
 		c.mu.Unlock()
 	}()
-	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth})
-	if err != nil {
-		return nil, err
-	}
 	c.writeMu.Lock()
-	err = c.ws.WriteMessage(websocket.TextMessage, msg)
+	var auth *CallAuth
+	var err error
+	if sign {
+		c.seq++
+		if auth, err = SignCall(c.opts.Key, c.logKey, method, params, c.seq); err != nil {
+			c.writeMu.Unlock()
+			return nil, err
+		}
+	}
+	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth})
+	if err == nil {
+		err = c.ws.WriteMessage(websocket.TextMessage, msg)
+	}
 	c.writeMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)

@@ -38,7 +38,7 @@ func serve(t *testing.T, opts Options) (*httptest.Server, Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, ".dat"), Prefix: "call-log."}, Create: true, AnnounceOnSync: true})
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, ".dat"), Prefix: "call-log."}, Create: true, AnnounceOnSync: true, LineLog: true})
 	if err != nil {
 		t.Fatal(err)
 	}

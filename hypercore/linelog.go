@@ -1,0 +1,154 @@
+package hypercore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/nodevms/nodevms/hypercore/bitfield"
+	"github.com/nodevms/nodevms/hypercore/merkle"
+	"github.com/nodevms/nodevms/hypercore/sleep"
+)
+
+// A line log (Config.LineLog) is a feed whose blocks are lines: each ends
+// with "\n" and holds no other. Its data file then records where blocks
+// start and end by itself, so Sync makes only the data file durable (one
+// fsync) and writes the tree, signatures and bitfield without waiting: a
+// crash can lose or tear them, and Open redoes them from the data, which
+// gives the same tree and, Ed25519 being deterministic, the same
+// signatures for the same batches. NodeVMS's call log is one: its entries
+// are JSON lines.
+
+// errNotLine is returned by Append on a line log for a block that is not a
+// line.
+var errNotLine = errors.New("hypercore: a line log's blocks must each end with one newline and hold no other")
+
+func checkLines(blocks [][]byte) error {
+	for _, b := range blocks {
+		if len(b) == 0 || b[len(b)-1] != '\n' || bytes.IndexByte(b[:len(b)-1], '\n') >= 0 {
+			return errNotLine
+		}
+	}
+	return nil
+}
+
+// recoverLines brings a line log's tree, signatures and bitfield up to its
+// data file: after a clean shutdown there is nothing to do; after a crash,
+// the lines past what the bitfield recorded are appended again; if the
+// other files are damaged (stateErr), everything is rebuilt from the data.
+func (f *Feed) recoverLines(stateErr error) error {
+	if stateErr == nil {
+		stateErr = f.checkAgainstData()
+	}
+	if stateErr != nil {
+		if err := f.resetFromData(); err != nil {
+			return fmt.Errorf("%w (and rebuilding from the data failed: %v)", stateErr, err)
+		}
+	}
+	size, err := f.data.Size()
+	if err != nil {
+		return err
+	}
+	if uint64(size) <= f.byteLength {
+		return nil
+	}
+	rest := make([]byte, uint64(size)-f.byteLength)
+	if _, err := f.data.ReadAt(rest, int64(f.byteLength)); err != nil {
+		return fmt.Errorf("hypercore: reading the data past the log's end: %w", err)
+	}
+	var lines [][]byte
+	for len(rest) > 0 {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break // a torn last line: it was never synced, so never shown
+		}
+		lines = append(lines, rest[:i+1])
+		rest = rest[i+1:]
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	f.mu.Unlock()
+	_, err = f.Append(lines...)
+	if err == nil {
+		err = f.Sync()
+	}
+	f.mu.Lock()
+	return err
+}
+
+// resetFromData empties the tree, signatures and bitfield, so that
+// recoverLines appends every line of the data file again.
+func (f *Feed) resetFromData() error {
+	if f.privateKey == nil {
+		return ErrNotWritable
+	}
+	for _, file := range []File{f.tree, f.signatures, f.bits} {
+		t, ok := file.(truncater)
+		if !ok {
+			return errors.New("hypercore: the storage cannot truncate files")
+		}
+		if err := t.Truncate(sleep.HeaderSize); err != nil {
+			return err
+		}
+	}
+	b, err := bitfield.Load(bitfield.PageSize, nil)
+	if err != nil {
+		return err
+	}
+	f.bitfield, f.treeBits = b, b.Tree()
+	f.length, f.byteLength, f.synced = 0, 0, 0
+	f.nodes = nodeCache{}
+	f.gen = merkle.NewGenerator(nil)
+	f.failed = nil
+	return nil
+}
+
+// checkAgainstData checks what the tree and bitfield say against the data
+// file: a writer has every block, and the lines up to the recorded end must
+// hash to the recorded roots. Unsynced tree and bitfield pages can be torn
+// by a crash in ways the signature check at open does not see.
+func (f *Feed) checkAgainstData() error {
+	for i := uint64(0); i < f.length; i++ {
+		if !f.bitfield.Get(i) {
+			return fmt.Errorf("%w: the bitfield lacks block %d", ErrCorrupt, i)
+		}
+	}
+	if f.length == 0 {
+		return nil
+	}
+	data := make([]byte, f.byteLength)
+	if _, err := f.data.ReadAt(data, 0); err != nil {
+		return fmt.Errorf("%w: data: %v", ErrCorrupt, err)
+	}
+	tree := make([]byte, sleep.TreeOffset(2*f.length-1))
+	if _, err := f.tree.ReadAt(tree, 0); err != nil {
+		return fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
+	}
+	gen := merkle.NewGenerator(nil)
+	var n uint64
+	var nodes []merkle.Node
+	var entry [sleep.TreeEntrySize]byte
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			return fmt.Errorf("%w: the data does not end with a line", ErrCorrupt)
+		}
+		nodes = gen.Next(data[:i+1], nodes[:0])
+		for _, nd := range nodes {
+			// Every node the data gives must be the stored one.
+			off := sleep.TreeOffset(nd.Index)
+			sleep.EncodeTreeEntry(entry[:], nd.Hash, nd.Size)
+			if off+sleep.TreeEntrySize > int64(len(tree)) || !bytes.Equal(tree[off:off+sleep.TreeEntrySize], entry[:]) {
+				return fmt.Errorf("%w: tree node %d does not match the data", ErrCorrupt, nd.Index)
+			}
+		}
+		data = data[i+1:]
+		n++
+	}
+	roots, err := f.rootsOf(f.length)
+	if err != nil || n != f.length || merkle.NewHasher().Tree(roots) != gen.TreeHash() {
+		return fmt.Errorf("%w: the tree does not match the data", ErrCorrupt)
+	}
+	return nil
+}
