@@ -33,9 +33,13 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var files, logURL, out string
+	var once bool
+	var datPort int
 	fs.StringVar(&files, "files", "", "")
 	fs.StringVar(&logURL, "log", "", "")
 	fs.StringVar(&out, "out", "", "")
+	fs.BoolVar(&once, "once", false, "")
+	fs.IntVar(&datPort, "dat-port", 0, "")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		if err == nil {
@@ -44,7 +48,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
 		return exitUsage
 	}
-	a := &auditor{addr: pos[0], out: out, stdout: stdout, stderr: stderr}
+	a := &auditor{addr: pos[0], out: out, follow: out != "" && !once, datPort: datPort, stdout: stdout, stderr: stderr}
 	code, err := a.run(ctx, files, logURL)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodevms: could not audit: %v\n", err)
@@ -55,6 +59,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 type auditor struct {
 	addr, out      string
+	follow         bool
+	datPort        int
 	stdout, stderr io.Writer
 	info           rpc.Handshake
 }
@@ -81,6 +87,12 @@ func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
 	}
 	defer log.Close()
 	defer archive.Close()
+	if fork, err := a.checkFork(ctx, log); err != nil {
+		return 0, err
+	} else if fork != "" {
+		fmt.Fprint(a.stdout, fork)
+		return auditDivergence, nil
+	}
 	if err := a.download(ctx, log, archive); err != nil {
 		return 0, err
 	}
@@ -102,6 +114,14 @@ func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
 		return auditDivergence, nil
 	}
 	fmt.Fprintf(a.stdout, "VERIFIED %d calls; files at version %d, root %s\n", v.Calls, v.FilesVersion, v.FilesRoot.Metadata)
+	if a.out != "" {
+		if err := saveHead(a.out, log); err != nil {
+			return 0, err
+		}
+	}
+	if a.follow {
+		return a.followHost(ctx, log, archive), nil
+	}
 	return auditVerified, nil
 }
 

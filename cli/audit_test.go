@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,14 +53,14 @@ func TestAuditHonestHost(t *testing.T) {
 		c.Close()
 	}
 	out := t.TempDir()
-	code, text := audit(t, s.addr, "--files", s.files, "--log", s.callLog, "--out", out)
+	code, text := audit(t, s.addr, "--files", s.files, "--log", s.callLog, "--out", out, "--once")
 	if code != 0 || !strings.Contains(text, "VERIFIED 10 calls") {
 		t.Fatalf("audit: exit %d\n%s", code, text)
 	}
 	c, _ := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{})
 	c.Call(context.Background(), "increment")
 	c.Close()
-	code, text = audit(t, s.addr, "--out", out)
+	code, text = audit(t, s.addr, "--out", out, "--once")
 	if code != 0 || !strings.Contains(text, "VERIFIED 11 calls") || !strings.Contains(text, "call log 12") {
 		t.Fatalf("second audit: exit %d\n%s", code, text)
 	}
@@ -213,5 +214,76 @@ func TestAuditFindsDishonestHosts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditFollowsAndFindsForks: with --out the monitor follows the host,
+// checking each call as it arrives; a host that later shows another history
+// under the same key (an entry removed, the log re-signed) is reported as a
+// fork with both signed heads.
+func TestAuditFollowsAndFindsForks(t *testing.T) {
+	s := startServer(t, exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "c"))
+	out := t.TempDir()
+	cmd := exec.Command(nodevmsBin(t), "-a", s.addr, "--out", out)
+	var text strings.Builder
+	cmd.Stdout, cmd.Stderr = &text, &text
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; !strings.Contains(text.String(), "verified entry 3"); i++ {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the monitor never verified entry 3:\n%s", text.String())
+		}
+		if i%10 == 0 && strings.Contains(text.String(), "Following") {
+			c.Call(context.Background(), "increment")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil || !strings.Contains(text.String(), "Stopped after verifying") {
+		t.Fatalf("the monitor: %v\n%s", err, text.String())
+	}
+
+	// A host that rewrites history: the same log key, an entry removed.
+	var forked *hypercore.Feed
+	var host *core.Host
+	var archive *hyperdrive.Archive
+	addr := dishonest(t, nil, func(h *core.Host, a *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
+		host, archive = h, a
+		f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: log.SecretKey(), Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := range log.Length() {
+			if j == 2 {
+				continue
+			}
+			b, _ := log.Get(j)
+			f.Append(b)
+		}
+		forked = f
+		return log
+	})
+	forkOut := t.TempDir()
+	if code, text := audit(t, addr, "--out", forkOut, "--once"); code != 0 {
+		t.Fatalf("the honest history: exit %d\n%s", code, text)
+	}
+	srv := rpc.NewServer(rpc.Options{})
+	if err := srv.Mount("/", rpc.Backend{Host: host, Title: "t", Archive: archive, Log: forked}); err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	code, report := audit(t, strings.TrimPrefix(ts.URL, "http://"), "--out", forkOut, "--once")
+	if code != 1 || !strings.Contains(report, "FORK") || !strings.Contains(report, "verified: length 5") || !strings.Contains(report, "now:      length 4") {
+		t.Fatalf("the forked history: exit %d\n%s", code, report)
 	}
 }

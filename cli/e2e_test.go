@@ -35,6 +35,10 @@ func nodevmsBin(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if p := os.Getenv("NODEVMS_BIN"); p != "" {
+			if root := os.Getenv("TEST_SRCDIR"); root != "" && !filepath.IsAbs(p) {
+				// Bazel gives the path from the runfiles root.
+				p = filepath.Join(root, os.Getenv("TEST_WORKSPACE"), p)
+			}
 			binPath, buildErr = filepath.Abs(p)
 			return
 		}

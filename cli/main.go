@@ -67,9 +67,14 @@ Auditing (-a, verify):
   nodevms -a ADDR [--files dat://..] [--log dat://..] [--out DIR]
                      download the backend's call log and files archive,
                      replay every call, check every signature and root;
-                     exit 0 verified, 1 divergence (reported), 2 could not
-                     audit. --out keeps the replicas in DIR, so that the next
-                     audit downloads only what is new.
+                     exit 0 verified, 1 divergence or fork (reported), 2
+                     could not audit.
+  --out DIR          keep the replicas in DIR (a later audit downloads only
+                     what is new, and reports a fork if the host shows
+                     another history), then follow the host: check each new
+                     call as it arrives and rehost both feeds, until Ctrl+C
+  --once             with --out: audit once and exit
+  --dat-port N       the port to rehost on while following (default: any)
 `
 
 // run is main without the process, so that tests can drive it.

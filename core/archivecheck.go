@@ -18,37 +18,19 @@ import (
 func CheckArchive(entries []*Entry, archive *hyperdrive.Archive) *Divergence {
 	meta, content := archive.Metadata(), archive.Content()
 	var last *Entry
+	lastRoot := lastWithRoot(entries)
 	for i, e := range entries {
 		if e.FilesRoot != nil {
 			last = e
 		}
-		if e.FilesRoot == nil {
-			continue
-		}
-		method := TypeInit
-		version := entryVersion(e, archive)
-		if e.Call != nil {
-			method = e.Call.MethodName
-		}
-		d := &Divergence{Block: uint64(i), Method: method, Field: "filesRoot", Kind: KindTampering}
-		if content == nil {
-			d.Logged, d.Replayed = e.FilesRoot.Metadata, "an archive without its content feed"
-			return d
-		}
-		got, err := treeHash(meta, version+1)
-		if err != nil || got != e.FilesRoot.Metadata {
-			d.Logged, d.Replayed = e.FilesRoot.Metadata, describeHash("the archive's metadata", got, err)
-			return d
-		}
-		got, err = treeHash(content, e.FilesRoot.ContentLength)
-		if errors.Is(err, hypercore.ErrNotFound) && e != lastWithRoot(entries) {
-			// A replica of a folder-backed archive lacks replaced files'
-			// blocks, and with them the nodes of some older roots; the
-			// metadata, which names every block, was checked above.
-			continue
-		}
-		if err != nil || got != e.FilesRoot.Content {
-			d.Logged, d.Replayed = e.FilesRoot.Content, describeHash("the archive's content", got, err)
+		if d := checkArchiveEntry(uint64(i), e, archive); d != nil {
+			if d.Field == "filesRoot (content)" && e != lastRoot {
+				// A replica of a folder-backed archive lacks replaced
+				// files' blocks, and with them the nodes of some older
+				// roots; the metadata, which names every block, was
+				// checked.
+				continue
+			}
 			return d
 		}
 	}
@@ -82,6 +64,40 @@ func describeHash(what, got string, err error) string {
 		return what + ": " + err.Error()
 	}
 	return what + " " + got
+}
+
+// checkArchiveEntry holds the archive to one entry's roots. A content root
+// the replica lacks the nodes for is reported with the field "filesRoot
+// (content)".
+func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) *Divergence {
+	if e.FilesRoot == nil {
+		return nil
+	}
+	meta, content := archive.Metadata(), archive.Content()
+	method := TypeInit
+	if e.Call != nil {
+		method = e.Call.MethodName
+	}
+	d := &Divergence{Block: block, Method: method, Field: "filesRoot", Kind: KindTampering}
+	if content == nil {
+		d.Logged, d.Replayed = e.FilesRoot.Metadata, "an archive without its content feed"
+		return d
+	}
+	got, err := treeHash(meta, entryVersion(e, archive)+1)
+	if err != nil || got != e.FilesRoot.Metadata {
+		d.Logged, d.Replayed = e.FilesRoot.Metadata, describeHash("the archive's metadata", got, err)
+		return d
+	}
+	got, err = treeHash(content, e.FilesRoot.ContentLength)
+	if errors.Is(err, hypercore.ErrNotFound) {
+		d.Field, d.Logged, d.Replayed = "filesRoot (content)", e.FilesRoot.Content, "a replica without those nodes"
+		return d
+	}
+	if err != nil || got != e.FilesRoot.Content {
+		d.Logged, d.Replayed = e.FilesRoot.Content, describeHash("the archive's content", got, err)
+		return d
+	}
+	return nil
 }
 
 func lastWithRoot(entries []*Entry) *Entry {

@@ -62,31 +62,40 @@ func VerifyAuth(a *Auth, callLogKey []byte, method string, args json.RawMessage)
 func CheckCallers(entries []*Entry, callLogKey []byte, signed bool) *Divergence {
 	seqs := map[string]uint64{}
 	for i, e := range entries {
-		if e.Call == nil {
-			continue
-		}
-		d := &Divergence{Block: uint64(i), Method: e.Call.MethodName, Field: "auth", Kind: KindTampering}
-		if e.Auth == nil {
-			if signed && e.Call.UserID != nil && i > 0 {
-				d.Logged, d.Replayed = "caller "+*e.Call.UserID+" with no signature", "a signed call"
-				return d
-			}
-			continue
-		}
-		id, err := VerifyAuth(e.Auth, callLogKey, e.Call.MethodName, e.Call.Args)
-		if err != nil {
-			d.Logged, d.Replayed = "a signature by "+e.Auth.Key, err.Error()
+		if d := checkCaller(uint64(i), e, callLogKey, signed, seqs); d != nil {
 			return d
 		}
-		if e.Call.UserID == nil || *e.Call.UserID != id {
-			d.Logged, d.Replayed = fmt.Sprintf("caller %v", e.Call.UserID), "the signer "+id
-			return d
-		}
-		if last, ok := seqs[id]; ok && e.Auth.Seq <= last {
-			d.Logged, d.Replayed = fmt.Sprintf("sequence number %d", e.Auth.Seq), fmt.Sprintf("one after %d", last)
-			return d
-		}
-		seqs[id] = e.Auth.Seq
 	}
+	return nil
+}
+
+// checkCaller checks one entry's caller; seqs holds each signer's last
+// sequence number so far.
+func checkCaller(block uint64, e *Entry, callLogKey []byte, signed bool, seqs map[string]uint64) *Divergence {
+	if e.Call == nil {
+		return nil
+	}
+	d := &Divergence{Block: block, Method: e.Call.MethodName, Field: "auth", Kind: KindTampering}
+	if e.Auth == nil {
+		if signed && e.Call.UserID != nil && block > 0 {
+			d.Logged, d.Replayed = "caller "+*e.Call.UserID+" with no signature", "a signed call"
+			return d
+		}
+		return nil
+	}
+	id, err := VerifyAuth(e.Auth, callLogKey, e.Call.MethodName, e.Call.Args)
+	if err != nil {
+		d.Logged, d.Replayed = "a signature by "+e.Auth.Key, err.Error()
+		return d
+	}
+	if e.Call.UserID == nil || *e.Call.UserID != id {
+		d.Logged, d.Replayed = fmt.Sprintf("caller %v", e.Call.UserID), "the signer "+id
+		return d
+	}
+	if last, ok := seqs[id]; ok && e.Auth.Seq <= last {
+		d.Logged, d.Replayed = fmt.Sprintf("sequence number %d", e.Auth.Seq), fmt.Sprintf("one after %d", last)
+		return d
+	}
+	seqs[id] = e.Auth.Seq
 	return nil
 }

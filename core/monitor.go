@@ -1,0 +1,103 @@
+package core
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+// Monitor audits a host's log and archive as they grow, as a Certificate
+// Transparency monitor watches a log: it replays each new entry once, keeps
+// the replay's state between checks, and holds the archive to each entry's
+// roots. The replicas are fed by replication elsewhere.
+type Monitor struct {
+	log     *hypercore.Feed
+	archive *hyperdrive.Archive
+	opts    AuditOptions
+
+	r       *Replayer
+	entries []*Entry
+	seqs    map[string]uint64
+}
+
+// NewMonitor starts monitoring with the log's init entry.
+func NewMonitor(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive, opts AuditOptions) (*Monitor, error) {
+	init, err := readEntry(log, 0)
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewReplayer(ctx, init, opts.ReplayOptions)
+	if err != nil {
+		return nil, err
+	}
+	return &Monitor{log: log, archive: archive, opts: opts, r: r, entries: []*Entry{init}, seqs: map[string]uint64{}}, nil
+}
+
+// Verified is how far the monitor has checked: entries [0, Verified()).
+func (m *Monitor) Verified() uint64 { return uint64(len(m.entries)) }
+
+// Waiting reports whether the next entry's archive data has not arrived
+// yet (its roots name blocks the replica does not have).
+func (m *Monitor) Waiting() bool {
+	n := m.Verified()
+	if n >= m.log.Length() || !m.log.Has(n) {
+		return true
+	}
+	e, err := readEntry(m.log, n)
+	if err != nil || e.FilesRoot == nil {
+		return false
+	}
+	c := m.archive.Content()
+	return m.archive.Metadata().Length() < entryVersion(e, m.archive)+1 || c == nil || c.Length() < e.FilesRoot.ContentLength
+}
+
+// Advance checks the entries that arrived since the last call, up to the
+// first whose archive data has not arrived, and returns the verdict so far.
+// Once it names a divergence, further calls return the same.
+func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
+	if d := m.r.verdict.Divergence; d != nil {
+		return m.r.verdict, nil
+	}
+	if len(m.entries) == 1 && m.r.verdict.Calls == 0 {
+		if d := checkArchiveEntry(0, m.entries[0], m.archive); d != nil && d.Field != "filesRoot (content)" {
+			m.r.verdict.Divergence = d
+			return m.r.verdict, nil
+		}
+	}
+	for !m.Waiting() {
+		i := m.Verified()
+		e, err := readEntry(m.log, i)
+		if err != nil {
+			if d, ok := err.(*Divergence); ok {
+				m.r.verdict.Divergence = d
+				return m.r.verdict, nil
+			}
+			return Verdict{}, err
+		}
+		if err := m.r.Apply(ctx, i, e); err != nil {
+			return Verdict{}, err
+		}
+		m.entries = append(m.entries, e)
+		if d := m.r.verdict.Divergence; d != nil {
+			return m.r.verdict, nil
+		}
+		if d := checkArchiveEntry(uint64(len(m.entries)-1), e, m.archive); d != nil && d.Field != "filesRoot (content)" {
+			m.r.verdict.Divergence = d
+			return m.r.verdict, nil
+		}
+		if d := checkCaller(uint64(len(m.entries)-1), e, m.log.PublicKey(), m.opts.Signed, m.seqs); d != nil {
+			m.r.verdict.Divergence = d
+			return m.r.verdict, nil
+		}
+	}
+	return m.r.verdict, nil
+}
+
+// Close releases the monitor's replay.
+func (m *Monitor) Close() error { return m.r.Close() }
+
+func (m *Monitor) String() string {
+	return fmt.Sprintf("monitor at entry %d of %d", m.Verified(), m.log.Length())
+}
