@@ -377,7 +377,7 @@ func (r *realFiles) journalPath() string { return filepath.Join(r.dir, DatDir, "
 // returns them.
 func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 	r.mu.Lock()
-	ops := r.unsynced
+	ops := coalesce(r.unsynced)
 	r.unsynced = nil
 	r.mu.Unlock()
 	if len(ops) == 0 {
@@ -397,6 +397,26 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 		return nil, err
 	}
 	return ops, nil
+}
+
+// coalesce keeps, of the folder changes queued since the last Sync, only
+// the last for each name (a file written a thousand times between flushes
+// is moved into place once); the temporary files of the others are
+// deleted, as nothing reads them any more.
+func coalesce(ops []folderOp) []folderOp {
+	last := map[string]int{}
+	for i, op := range ops {
+		last[op.name] = i
+	}
+	out := ops[:0]
+	for i, op := range ops {
+		if last[op.name] == i {
+			out = append(out, op)
+		} else if op.kind == opMove {
+			os.Remove(op.tmp)
+		}
+	}
+	return out
 }
 
 // finishSync makes the journaled changes once the feeds are flushed.
