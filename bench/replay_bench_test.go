@@ -14,6 +14,12 @@ import (
 // buildLog deploys an example in memory and makes n calls of method from
 // 32 callers at once, and returns the call log.
 func buildLog(b *testing.B, script, method string, n int) *hypercore.Feed {
+	log, _ := buildLogAndArchive(b, script, method, n)
+	return log
+}
+
+// buildLogAndArchive is buildLog that also returns the files archive.
+func buildLogAndArchive(b *testing.B, script, method string, n int) (*hypercore.Feed, *hyperdrive.Archive) {
 	b.Helper()
 	code, err := examples.Script(script)
 	if err != nil {
@@ -49,7 +55,7 @@ func buildLog(b *testing.B, script, method string, n int) *hypercore.Feed {
 	if err := h.Close(); err != nil {
 		b.Fatal(err)
 	}
-	return log
+	return log, archive
 }
 
 func benchmarkReplay(b *testing.B, script string, n int) {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -363,5 +364,63 @@ func TestREPLOnATerminal(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 		t.Error("Ctrl+D did not end the REPL")
+	}
+}
+
+// TestFullQueueAndDroppedClient: against the real binary, a flood of calls
+// gets busy answers (not a crash), and a client that leaves with calls
+// pending does not hurt the server.
+func TestFullQueueAndDroppedClient(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "slow.js")
+	os.WriteFile(script, []byte(`exports.slow = () => { let x = 0; for (let i = 0; i < 3e6; i++) x += i; return x }
+exports.ping = () => 'pong'`), 0o644)
+	s := startServer(t, script, filepath.Join(t.TempDir(), "slow"), "--queue", "2")
+	flood := func(c *rpc.Client, n int) (busy int) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := c.Call(context.Background(), "slow")
+				var ce *rpc.CallError
+				if errors.As(err, &ce) && ce.Code == rpc.CodeBusy {
+					mu.Lock()
+					busy++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return busy
+	}
+	c, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy := flood(c, 20); busy == 0 {
+		t.Error("a flood of 20 calls on a queue of 2 got no busy answer")
+	}
+	c.Close()
+	d, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go flood(d, 10)
+	time.Sleep(20 * time.Millisecond)
+	d.Close() // leaves with calls pending
+	e, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("the server after a dropped client: %v", err)
+	}
+	defer e.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got, err := e.Call(context.Background(), "ping")
+		if err == nil && string(got) == `"pong"` {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server never answered again: %v", err)
+		}
 	}
 }
