@@ -22,23 +22,17 @@ type AuditOptions struct {
 // archive to the roots the log names. The verdict names the earliest
 // divergence any of these finds.
 func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive, opts AuditOptions) (Verdict, error) {
-	var entries []*Entry
-	var invalid *Divergence
-	for i := range log.Length() {
-		e, err := readEntry(log, i)
-		if err != nil {
-			if errors.As(err, &invalid) {
-				break
-			}
-			return Verdict{}, err
-		}
-		entries = append(entries, e)
-	}
-	v, err := Replay(ctx, log, opts.ReplayOptions)
+	r, entries, err := replayLogEntries(ctx, log, log.Length(), opts.ReplayOptions, true)
 	if err != nil {
+		var d *Divergence
+		if errors.As(err, &d) { // the init entry itself
+			return Verdict{Divergence: d}, nil
+		}
 		return Verdict{}, err
 	}
-	checks := []*Divergence{invalid, CheckArchive(entries, archive), CheckCallers(entries, log.PublicKey(), opts.Signed), CheckCurrentFiles(archive, uint64(len(entries)))}
+	v := r.Verdict()
+	r.Close()
+	checks := []*Divergence{CheckArchive(entries, archive), CheckCallers(entries, log.PublicKey(), opts.Signed), CheckCurrentFiles(archive, uint64(len(entries)))}
 	for _, d := range checks {
 		if d != nil && (v.Divergence == nil || d.Block < v.Divergence.Block) {
 			v.Divergence = d

@@ -295,16 +295,27 @@ func Replay(ctx context.Context, log *hypercore.Feed, opts ReplayOptions) (Verdi
 
 // replayLog replays the first n entries of log.
 func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions) (*Replayer, error) {
+	r, _, err := replayLogEntries(ctx, log, n, opts, false)
+	return r, err
+}
+
+// replayLogEntries is replayLog that can also return the decoded entries
+// (up to the first that does not decode).
+func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions, keep bool) (*Replayer, []*Entry, error) {
 	if n == 0 {
-		return nil, errors.New("core: the call log is empty")
+		return nil, nil, errors.New("core: the call log is empty")
 	}
 	init, err := readEntry(log, 0)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r, err := NewReplayer(ctx, init, opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	var entries []*Entry
+	if keep {
+		entries = append(make([]*Entry, 0, n), init)
 	}
 	// Reading and decoding entries runs ahead on its own goroutine: it
 	// costs about as much as running the calls.
@@ -341,15 +352,27 @@ func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOp
 				break
 			}
 			r.Close()
-			return nil, d.err
+			return nil, nil, d.err
+		}
+		if keep {
+			entries = append(entries, d.e)
 		}
 		if err := r.Apply(ctx, i, d.e); err != nil {
 			r.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		i++
 	}
-	return r, nil
+	// After a divergence the rest is still wanted (an audit checks the
+	// archive against every entry): decode what the replay did not reach.
+	for ; keep && i < n; i++ {
+		e, err := readEntry(log, i)
+		if err != nil {
+			break
+		}
+		entries = append(entries, e)
+	}
+	return r, entries, nil
 }
 
 // readEntry reads and decodes log block i; a block that does not decode is
