@@ -541,7 +541,10 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	}
 	writeData := func() { dataWritten <- f.writeData(f.scratch.data(blocks)) }
 	sign := func() {
-		if f.privateKey != nil {
+		// During a hold nothing is shown, so only the tree the hold ends
+		// with needs a signature (Release signs it): a group of calls
+		// costs one signature, not one per write.
+		if f.privateKey != nil && len(f.held) == 0 {
 			sig = ed25519.Sign(f.privateKey, th[:])
 		}
 		close(signed)

@@ -1,6 +1,7 @@
 package hypercore
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 
@@ -46,7 +47,7 @@ func (f *Feed) Hold() error {
 }
 
 // Release ends the innermost hold, keeping its changes; when it was the
-// outermost, peers are shown them from now on.
+// outermost, the tree they built is signed (once) and peers are shown them.
 func (f *Feed) Release() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -63,6 +64,15 @@ func (f *Feed) Release() {
 		return
 	}
 	if f.length > h.length {
+		if f.privateKey != nil {
+			// Appends during the hold were not signed: sign the tree they
+			// built, once.
+			th := f.gen.TreeHash()
+			if err := f.writeSignature(ed25519.Sign(f.privateKey, th[:]), f.length-1); err != nil {
+				f.fail(err)
+				return
+			}
+		}
 		f.notify()
 	}
 }
