@@ -178,9 +178,19 @@ type realFiles struct {
 
 type extent struct {
 	start, end uint64
-	name       string // archive path, "/a/b"
-	tmp        string // a file not yet moved into place: read from here
+	name       string      // archive path, "/a/b"
+	tmp        string      // a file not yet moved into place: read from here
+	mem        *fileBuffer // or its bytes, not yet written anywhere
 }
+
+// fileBuffer holds a small file's bytes between its write and the Sync
+// that puts it in the folder: creating a temporary file per write would
+// cost more than the write (and most are superseded before the Sync).
+type fileBuffer struct{ b []byte }
+
+// maxBuffered is the size above which a file being written goes to a
+// temporary file at once.
+const maxBuffered = 4 << 20
 
 func (r *realFiles) path(name string) string {
 	return filepath.Join(r.dir, filepath.FromSlash(strings.TrimPrefix(name, "/")))
@@ -195,21 +205,32 @@ func (r *realFiles) setExtents(list []extent, end uint64) {
 }
 
 // begin starts the file name, whose bytes are appended from content byte
-// start on. They go to a temporary file, which finish moves into place.
+// start on. They are kept in memory (or, past maxBuffered, in a temporary
+// file) until a Sync moves the file into place.
 func (r *realFiles) begin(name string, start uint64) error {
+	r.mu.Lock()
+	r.writing = &extent{start: start, end: start, name: name, mem: &fileBuffer{}}
+	r.out = nil
+	r.mu.Unlock()
+	return nil
+}
+
+// tempFile creates a temporary file holding b.
+func (r *realFiles) tempFile(b []byte) (*os.File, error) {
 	tmpDir := filepath.Join(r.dir, DatDir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	f, err := os.CreateTemp(tmpDir, "write-*")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.mu.Lock()
-	r.writing = &extent{start: start, end: start, name: name, tmp: f.Name()}
-	r.out = f
-	r.mu.Unlock()
-	return nil
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, err
+	}
+	return f, nil
 }
 
 // finish ends the file being written: with ok, it becomes the file name
@@ -224,29 +245,34 @@ func (r *realFiles) finish(ok bool) error {
 		return nil
 	}
 	if !ok {
-		f.Close()
-		os.Remove(w.tmp)
+		if f != nil {
+			f.Close()
+			os.Remove(w.tmp)
+		}
 		return nil
 	}
-	if err := f.Close(); err != nil {
-		os.Remove(w.tmp)
-		return err
+	if f != nil {
+		if err := f.Close(); err != nil {
+			os.Remove(w.tmp)
+			return err
+		}
 	}
 	r.dropLocked(w.name)
 	if w.end > w.start {
 		i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].start >= w.start })
 		r.extents = append(r.extents, extent{})
 		copy(r.extents[i+1:], r.extents[i:])
-		r.extents[i] = *w // read from w.tmp until moved into place
+		r.extents[i] = *w // read from w.mem or w.tmp until moved into place
 	}
-	return r.doLocked(folderOp{kind: opMove, name: w.name, tmp: w.tmp})
+	return r.doLocked(folderOp{kind: opMove, name: w.name, tmp: w.tmp, mem: w.mem})
 }
 
 // folderOp is a change to the folder that shows the archive.
 type folderOp struct {
 	kind int
 	name string
-	tmp  string // opMove: the temporary file that becomes name
+	tmp  string      // opMove: the temporary file that becomes name
+	mem  *fileBuffer // or the bytes that do, until prepareSync writes them
 }
 
 const (
@@ -343,7 +369,7 @@ func (r *realFiles) rollback(end uint64) {
 	h := r.held[n-1]
 	r.held = r.held[:n-1]
 	for _, op := range h.ops {
-		if op.kind == opMove {
+		if op.kind == opMove && op.tmp != "" {
 			os.Remove(op.tmp)
 		}
 	}
@@ -384,13 +410,33 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 		return nil, nil
 	}
 	j := journal{MetadataLength: metadataLength}
-	for _, op := range ops {
-		j.Ops = append(j.Ops, jsonOp{Kind: op.kind, Name: op.name, Tmp: filepath.Base(op.tmp)})
-		if op.kind == opMove {
+	for i := range ops {
+		op := &ops[i]
+		if op.kind == opMove && op.mem != nil {
+			// The file's bytes go to disk now, once.
+			f, err := r.tempFile(op.mem.b)
+			if err == nil {
+				err = f.Sync()
+				f.Close()
+			}
+			if err != nil {
+				return nil, err
+			}
+			op.tmp = f.Name()
+			r.mu.Lock()
+			for k := range r.extents {
+				if r.extents[k].mem == op.mem {
+					r.extents[k].mem, r.extents[k].tmp = nil, op.tmp
+				}
+			}
+			r.mu.Unlock()
+			op.mem = nil
+		} else if op.kind == opMove {
 			if err := syncPath(op.tmp); err != nil {
 				return nil, err
 			}
 		}
+		j.Ops = append(j.Ops, jsonOp{Kind: op.kind, Name: op.name, Tmp: filepath.Base(op.tmp)})
 	}
 	raw, _ := json.Marshal(j)
 	if err := writeDurably(r.journalPath(), raw); err != nil {
@@ -412,7 +458,7 @@ func coalesce(ops []folderOp) []folderOp {
 	for i, op := range ops {
 		if last[op.name] == i {
 			out = append(out, op)
-		} else if op.kind == opMove {
+		} else if op.kind == opMove && op.tmp != "" {
 			os.Remove(op.tmp)
 		}
 	}
@@ -550,9 +596,13 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 	x := uint64(off)
 	var e extent
 	var file string
+	var mem []byte
 	switch w := r.writing; {
 	case w != nil && x >= w.start && x < w.end:
 		e, file = *w, w.tmp
+		if w.mem != nil {
+			mem = w.mem.b
+		}
 	default:
 		i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].end > x })
 		if i == len(r.extents) || r.extents[i].start > x {
@@ -561,14 +611,22 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 		}
 		e = r.extents[i]
 		file = e.tmp
-		if file == "" {
+		if e.mem != nil {
+			mem = e.mem.b
+		} else if file == "" {
 			file = r.path(e.name)
 		}
 	}
-	r.mu.Unlock()
 	if x+uint64(len(p)) > e.end {
+		r.mu.Unlock()
 		return 0, fmt.Errorf("%w: content bytes %d..%d span two files", ErrCorrupt, x, x+uint64(len(p)))
 	}
+	if mem != nil || file == "" {
+		n := copy(p, mem[x-e.start:])
+		r.mu.Unlock()
+		return n, nil
+	}
+	r.mu.Unlock()
 	f, err := os.Open(file)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %v", ErrModified, e.name, err)
@@ -590,7 +648,25 @@ func (r *realFiles) WriteAt(p []byte, off int64) (int, error) {
 	if w == nil || uint64(off) < w.start {
 		return 0, fmt.Errorf("hyperdrive: content write at %d outside a file", off)
 	}
-	n, err := r.out.WriteAt(p, off-int64(w.start))
+	var n int
+	var err error
+	if w.mem != nil && uint64(off)+uint64(len(p))-w.start > maxBuffered {
+		// Too big to keep in memory: to a temporary file from here on.
+		f, ferr := r.tempFile(w.mem.b)
+		if ferr != nil {
+			return 0, ferr
+		}
+		r.out, w.tmp, w.mem = f, f.Name(), nil
+	}
+	if w.mem != nil {
+		at := off - int64(w.start)
+		if need := int(at) + len(p); need > len(w.mem.b) {
+			w.mem.b = append(w.mem.b, make([]byte, need-len(w.mem.b))...)
+		}
+		n = copy(w.mem.b[at:], p)
+	} else {
+		n, err = r.out.WriteAt(p, off-int64(w.start))
+	}
 	if end := uint64(off) + uint64(n); end > w.end {
 		w.end = end
 	}

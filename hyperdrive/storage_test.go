@@ -282,3 +282,33 @@ func waitFor(t *testing.T, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestDatStorageLargeFile: a file too big to keep in memory until the next
+// Sync goes through a temporary file; it reads back before and after.
+func TestDatStorageLargeFile(t *testing.T) {
+	dir := t.TempDir()
+	a, err := Open(Options{Storage: DatStorage(dir, t.TempDir()), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	big := make([]byte, maxBuffered+3*ChunkSize+17)
+	for i := range big {
+		big[i] = byte(i * 31)
+	}
+	if err := a.WriteFile("/big", big, WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("before Sync: %d bytes, %v", len(got), err)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dir, "big")); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("the folder's file: %d bytes, %v", len(got), err)
+	}
+	if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("after Sync: %d bytes, %v", len(got), err)
+	}
+}
