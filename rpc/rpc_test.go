@@ -56,9 +56,9 @@ func serve(t *testing.T, opts Options) (*httptest.Server, Backend) {
 	return ts, b
 }
 
-func dial(t *testing.T, ts *httptest.Server, opts ClientOptions) *Client {
+func dial(t *testing.T, url string, opts ClientOptions) *Client {
 	t.Helper()
-	c, err := Dial(context.Background(), ts.URL, opts)
+	c, err := Dial(context.Background(), url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func dial(t *testing.T, ts *httptest.Server, opts ClientOptions) *Client {
 
 func TestCallsAndHandshake(t *testing.T) {
 	ts, b := serve(t, Options{Version: "test"})
-	c := dial(t, ts, ClientOptions{})
+	c := dial(t, ts.URL, ClientOptions{})
 	h := c.Handshake()
 	if strings.Join(h.Methods, ",") != "fail,increment,slow,whoami,write" || h.Auth != "signed" || h.CallLogURL != "dat://"+hex.EncodeToString(b.Log.PublicKey()) {
 		t.Errorf("handshake %+v", h)
@@ -92,7 +92,7 @@ func TestCallsAndHandshake(t *testing.T) {
 
 func TestDebugUsers(t *testing.T) {
 	ts, _ := serve(t, Options{Debug: true})
-	c := dial(t, ts, ClientOptions{User: "bob"})
+	c := dial(t, ts.URL, ClientOptions{User: "bob"})
 	if got, err := c.Call(context.Background(), "whoami"); err != nil || string(got) != `"bob"` {
 		t.Errorf("debug user: %s, %v", got, err)
 	}
@@ -105,12 +105,12 @@ func TestDebugUsers(t *testing.T) {
 func TestSignedCalls(t *testing.T) {
 	ts, b := serve(t, Options{RequireSigned: true})
 	pub, key, _ := ed25519.GenerateKey(nil)
-	c := dial(t, ts, ClientOptions{Key: key})
+	c := dial(t, ts.URL, ClientOptions{Key: key})
 	if got, err := c.Call(context.Background(), "whoami"); err != nil || string(got) != `"`+hex.EncodeToString(pub)+`"` {
 		t.Fatalf("signed caller: %s, %v", got, err)
 	}
 	var ce *CallError
-	anon := dial(t, ts, ClientOptions{})
+	anon := dial(t, ts.URL, ClientOptions{})
 	if _, err := anon.Call(context.Background(), "whoami"); !errors.As(err, &ce) || ce.Code != CodeAuth {
 		t.Errorf("unsigned call on a signed-only server: %v", err)
 	}
@@ -151,7 +151,7 @@ func TestSignedCalls(t *testing.T) {
 // does not hurt the server, and a flood gets busy answers, not a crash.
 func TestDroppedClientAndBusy(t *testing.T) {
 	ts, _ := serve(t, Options{MaxInFlight: 8})
-	c := dial(t, ts, ClientOptions{Timeout: 20 * time.Second})
+	c := dial(t, ts.URL, ClientOptions{Timeout: 20 * time.Second})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	busy := 0
@@ -174,7 +174,7 @@ func TestDroppedClientAndBusy(t *testing.T) {
 	if busy == 0 {
 		t.Error("no call was answered busy")
 	}
-	d := dial(t, ts, ClientOptions{Timeout: 20 * time.Second})
+	d := dial(t, ts.URL, ClientOptions{Timeout: 20 * time.Second})
 	// The dropped client's queued calls are skipped as they come up; until
 	// then the queue may still be full.
 	deadline := time.Now().Add(10 * time.Second)
@@ -195,7 +195,7 @@ func TestDroppedClientAndBusy(t *testing.T) {
 // WebSocket replication path.
 func TestReplicationOverWebSocket(t *testing.T) {
 	ts, b := serve(t, Options{})
-	c := dial(t, ts, ClientOptions{})
+	c := dial(t, ts.URL, ClientOptions{})
 	if _, err := c.Call(context.Background(), "write", "hello.txt", "hi there"); err != nil {
 		t.Fatal(err)
 	}
@@ -223,5 +223,33 @@ func TestReplicationOverWebSocket(t *testing.T) {
 			t.Fatal("the replica never got the file")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSeveralBackends: backends mounted at their own paths answer there,
+// and an unknown path is refused.
+func TestSeveralBackends(t *testing.T) {
+	_, one := serve(t, Options{})
+	_, two := serve(t, Options{})
+	s := NewServer(Options{})
+	if err := s.Mount("/one", one); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Mount("two", two); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Mount("/one", two); err == nil {
+		t.Error("mounting twice at one path was allowed")
+	}
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	for path, b := range map[string]Backend{"/one": one, "/two": two} {
+		c := dial(t, ts.URL+path, ClientOptions{})
+		if c.Handshake().CallLogURL != "dat://"+hex.EncodeToString(b.Log.PublicKey()) {
+			t.Errorf("%s answered for another backend", path)
+		}
+	}
+	if _, err := Dial(context.Background(), ts.URL+"/three", ClientOptions{}); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("an unknown path: %v", err)
 	}
 }
