@@ -7,12 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/nodevms/nodevms/core"
@@ -165,20 +163,9 @@ func datKey(u string) ([]byte, error) {
 // WebSocket replication path (it is where the RPC server is, so it is
 // reachable wherever the backend is).
 func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive) error {
-	u, err := url.Parse(rpc.BackendURL(a.addr))
+	dial, err := a.wsDialer()
 	if err != nil {
 		return err
-	}
-	u.Path = a.info.ReplicationPath
-	dial := func(ctx context.Context) (io.ReadWriteCloser, error) {
-		ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), nil)
-		if err != nil {
-			if resp != nil {
-				return nil, fmt.Errorf("replication at %s: %s", u, resp.Status)
-			}
-			return nil, fmt.Errorf("replication at %s: %w", u, err)
-		}
-		return rpc.NewWebSocketStream(ws), nil
 	}
 	start := time.Now()
 	stats := &protocol.Stats{}
