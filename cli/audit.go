@@ -170,6 +170,24 @@ func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hy
 	start := time.Now()
 	stats := &protocol.Stats{}
 	opts := protocol.Options{Stats: stats}
+	bar := progressbar.NewOptions64(-1,
+		progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("downloading blocks"),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("blocks"),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	done := make(chan struct{})
+	defer func() { close(done); bar.Finish() }()
+	go func() {
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				bar.Set64(int64(stats.DownloadedBlocks.Load()))
+			}
+		}
+	}()
 	conn, err := dial(ctx)
 	if err != nil {
 		return err
