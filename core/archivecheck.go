@@ -36,7 +36,7 @@ func CheckArchive(entries []*Entry, archive *hyperdrive.Archive) *Divergence {
 	}
 	// Nothing may follow the last logged change: a write no call explains.
 	if last != nil && content != nil {
-		version := entryVersion(last, archive)
+		version := entryVersion(last)
 		if meta.Length() > version+1 || content.Length() > last.FilesRoot.ContentLength {
 			return &Divergence{
 				Block: uint64(len(entries)), Method: "(none)", Field: "filesVersion", Kind: KindTampering,
@@ -83,7 +83,7 @@ func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) *Div
 		d.Logged, d.Replayed = e.FilesRoot.Metadata, "an archive without its content feed"
 		return d
 	}
-	got, err := treeHash(meta, entryVersion(e, archive)+1)
+	got, err := treeHash(meta, entryVersion(e)+1)
 	if err != nil || got != e.FilesRoot.Metadata {
 		d.Logged, d.Replayed = e.FilesRoot.Metadata, describeHash("the archive's metadata", got, err)
 		return d

@@ -206,7 +206,7 @@ func Open(ctx context.Context, cfg Config) (*Host, error) {
 	version := cfg.Archive.Version()
 	redo := -1
 	for i, e := range entries {
-		if entryVersion(e, cfg.Archive) <= version {
+		if entryVersion(e) <= version {
 			redo = i + 1
 		}
 	}
@@ -215,7 +215,7 @@ func Open(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	if redo > 0 {
 		last := entries[redo-1]
-		if got := entryVersion(last, cfg.Archive); got != version {
+		if got := entryVersion(last); got != version {
 			return nil, fmt.Errorf("%w: the archive is at version %d, which no log entry reached (entry %d is at %d)", ErrState, version, redo-1, got)
 		}
 		if err := checkRoot(cfg.Archive, last.FilesRoot); err != nil {
@@ -267,15 +267,19 @@ func Open(ctx context.Context, cfg Config) (*Host, error) {
 	return start(cfg, m), nil
 }
 
-// entryVersion is the archive version an entry left: its result's, or for
-// an init entry without one, what its root says.
-func entryVersion(e *Entry, a *hyperdrive.Archive) uint64 {
+// entryVersion is the archive version an entry left: its result's, or, for
+// an init entry of a script without an init export, the version deploy's two
+// files make.
+func entryVersion(e *Entry) uint64 {
 	if e.Result != nil {
 		return e.Result.FilesVersion
 	}
-	// An init entry without an init export: deploy wrote two files.
-	return 2
+	return deployVersion
 }
+
+// deployVersion is the archive's version after deploy: the index, then
+// /dat.json and /backend.js.
+const deployVersion = 2
 
 // checkRoot checks the archive's tree hashes against a logged root.
 func checkRoot(a *hyperdrive.Archive, want *FilesRoot) error {

@@ -50,7 +50,7 @@ func (m *Monitor) Waiting() bool {
 		return false
 	}
 	c := m.archive.Content()
-	return m.archive.Metadata().Length() < entryVersion(e, m.archive)+1 || c == nil || c.Length() < e.FilesRoot.ContentLength
+	return m.archive.Metadata().Length() < entryVersion(e)+1 || c == nil || c.Length() < e.FilesRoot.ContentLength
 }
 
 // Advance checks the entries that arrived since the last call, up to the
