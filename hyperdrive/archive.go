@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
 	"sort"
 	"sync"
@@ -576,11 +577,7 @@ func (a *Archive) readdir(name string) ([]string, error) {
 
 // ReadFile returns the bytes of the file name.
 func (a *Archive) ReadFile(name string) ([]byte, error) {
-	st, err := a.Stat(name)
-	if err != nil {
-		return nil, err
-	}
-	return a.ReadRange(name, 0, st.Size)
+	return a.ReadRange(name, 0, math.MaxUint64)
 }
 
 // ReadRange returns up to n bytes of the file name from byte off.

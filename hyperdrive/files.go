@@ -65,9 +65,6 @@ type Files struct {
 // Files returns the DatArchive-style API of a.
 func (a *Archive) Files() *Files { return &Files{a: a} }
 
-// Archive returns the archive under f.
-func (f *Files) Archive() *Archive { return f.a }
-
 // Info is what GetInfo reports.
 type Info struct {
 	Key         string `json:"key"`

@@ -64,13 +64,16 @@ func (l *level) find(comp string, n int) int {
 	return -1
 }
 
-// componentAt is an entry's component k, or noComponent.
-func (e *entry) componentAt(k int) string {
-	if k < len(e.parts) {
-		return e.parts[k]
+// componentOf is names[k], or noComponent past the end.
+func componentOf(names []string, k int) string {
+	if k < len(names) {
+		return names[k]
 	}
 	return noComponent
 }
+
+// componentAt is an entry's component k, or noComponent.
+func (e *entry) componentAt(k int) string { return componentOf(e.parts, k) }
 
 // entries reads and caches the tree entries of a metadata feed. Names and
 // values are kept for every entry read (a listing of n children touches n of
@@ -320,10 +323,7 @@ func (t *tree) lookup(names []string) (e *entry, ok bool, err error) {
 		if n > 0 && index.seqs[n-1] == e.seq {
 			n--
 		}
-		target := noComponent
-		if cmp < len(names) {
-			target = names[cmp]
-		}
+		target := componentOf(names, cmp)
 		i := index.find(target, n)
 		if i < 0 {
 			return nil, false, nil
@@ -389,10 +389,7 @@ func (t *tree) put(seq uint64, names []string, value []byte) (treeNode, error) {
 	raw := make([][]uint64, 0, len(names)+1)
 	levels := make([]*level, 0, len(names)+1)
 	for i := 0; i <= len(names); i++ {
-		target := noComponent
-		if i < len(names) {
-			target = names[i]
-		}
+		target := componentOf(names, i)
 		lv := &level{}
 		if head != nil {
 			list, err := t.listAt(head, names[:i])
@@ -466,10 +463,7 @@ func (t *tree) del(seq uint64, names []string) (n treeNode, ok bool, err error) 
 		if err != nil {
 			return treeNode{}, false, err
 		}
-		target := noComponent
-		if i < len(names) {
-			target = names[i]
-		}
+		target := componentOf(names, i)
 		out := make([]uint64, 0, len(nodes)+1)
 		for j, x := range nodes {
 			if lv.comps[j] != target && x.name != ignore {
