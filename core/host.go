@@ -298,7 +298,7 @@ func checkRoot(a *hyperdrive.Archive, want *FilesRoot) error {
 }
 
 func start(cfg Config, m *machine) *Host {
-	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{})}
+	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
 	go h.loop()
 	return h
 }

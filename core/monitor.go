@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -38,9 +37,9 @@ func NewMonitor(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Ar
 // Verified is how far the monitor has checked: entries [0, Verified()).
 func (m *Monitor) Verified() uint64 { return uint64(len(m.entries)) }
 
-// Waiting reports whether the next entry's archive data has not arrived
+// waiting reports whether the next entry's archive data has not arrived
 // yet (its roots name blocks the replica does not have).
-func (m *Monitor) Waiting() bool {
+func (m *Monitor) waiting() bool {
 	n := m.Verified()
 	if n >= m.log.Length() || !m.log.Has(n) {
 		return true
@@ -66,7 +65,7 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 			return m.r.verdict, nil
 		}
 	}
-	for !m.Waiting() {
+	for !m.waiting() {
 		i := m.Verified()
 		e, err := readEntry(m.log, i)
 		if err != nil {
@@ -97,7 +96,3 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 
 // Close releases the monitor's replay.
 func (m *Monitor) Close() error { return m.r.Close() }
-
-func (m *Monitor) String() string {
-	return fmt.Sprintf("monitor at entry %d of %d", m.Verified(), m.log.Length())
-}
