@@ -23,14 +23,14 @@ func CheckArchive(entries []*Entry, archive *hyperdrive.Archive) *Divergence {
 		if e.FilesRoot != nil {
 			last = e
 		}
-		if d := checkArchiveEntry(uint64(i), e, archive); d != nil {
-			if d.Field == "filesRoot (content)" && e != lastRoot {
-				// A replica of a folder-backed archive lacks replaced
-				// files' blocks, and with them the nodes of some older
-				// roots; the metadata, which names every block, was
-				// checked.
-				continue
-			}
+		d, lacksNodes := checkArchiveEntry(uint64(i), e, archive)
+		if lacksNodes && e != lastRoot {
+			// A replica of a folder-backed archive lacks replaced files'
+			// blocks, and with them the nodes of some older roots; the
+			// metadata, which names every block, was checked.
+			continue
+		}
+		if d != nil {
 			return d
 		}
 	}
@@ -66,38 +66,38 @@ func describeHash(what, got string, err error) string {
 	return what + " " + got
 }
 
-// checkArchiveEntry holds the archive to one entry's roots. A content root
-// the replica lacks the nodes for is reported with the field "filesRoot
-// (content)".
-func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) *Divergence {
+// checkArchiveEntry holds the archive to one entry's roots. lacksNodes says
+// the content root could not be computed because the replica lacks the nodes
+// (the divergence then describes that).
+func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) (d *Divergence, lacksNodes bool) {
 	if e.FilesRoot == nil {
-		return nil
+		return nil, false
 	}
 	meta, content := archive.Metadata(), archive.Content()
 	method := TypeInit
 	if e.Call != nil {
 		method = e.Call.MethodName
 	}
-	d := &Divergence{Block: block, Method: method, Field: "filesRoot", Kind: KindTampering}
+	d = &Divergence{Block: block, Method: method, Field: "filesRoot", Kind: KindTampering}
 	if content == nil {
 		d.Logged, d.Replayed = e.FilesRoot.Metadata, "an archive without its content feed"
-		return d
+		return d, false
 	}
 	got, err := treeHash(meta, entryVersion(e)+1)
 	if err != nil || got != e.FilesRoot.Metadata {
 		d.Logged, d.Replayed = e.FilesRoot.Metadata, describeHash("the archive's metadata", got, err)
-		return d
+		return d, false
 	}
 	got, err = treeHash(content, e.FilesRoot.ContentLength)
 	if errors.Is(err, hypercore.ErrNotFound) {
-		d.Field, d.Logged, d.Replayed = "filesRoot (content)", e.FilesRoot.Content, "a replica without those nodes"
-		return d
+		d.Logged, d.Replayed = e.FilesRoot.Content, "a replica without the nodes of the content root"
+		return d, true
 	}
 	if err != nil || got != e.FilesRoot.Content {
 		d.Logged, d.Replayed = e.FilesRoot.Content, describeHash("the archive's content", got, err)
-		return d
+		return d, false
 	}
-	return nil
+	return nil, false
 }
 
 func lastWithRoot(entries []*Entry) *Entry {

@@ -60,7 +60,7 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 		return m.r.verdict, nil
 	}
 	if len(m.entries) == 1 && m.r.verdict.Calls == 0 {
-		if d := checkArchiveEntry(0, m.entries[0], m.archive); d != nil && d.Field != "filesRoot (content)" {
+		if d, lacksNodes := checkArchiveEntry(0, m.entries[0], m.archive); d != nil && !lacksNodes {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}
@@ -82,7 +82,7 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 		if d := m.r.verdict.Divergence; d != nil {
 			return m.r.verdict, nil
 		}
-		if d := checkArchiveEntry(uint64(len(m.entries)-1), e, m.archive); d != nil && d.Field != "filesRoot (content)" {
+		if d, lacksNodes := checkArchiveEntry(uint64(len(m.entries)-1), e, m.archive); d != nil && !lacksNodes {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}
