@@ -804,7 +804,11 @@ func (f *Feed) read(i uint64, check bool) ([]byte, error) {
 	}
 	// Check the bytes against the block's tree node, so that data damaged
 	// or edited on disk is reported instead of served. Empty blocks too: a
-	// damaged tree can claim size 0 for a block that had bytes.
+	// damaged tree can claim size 0 for a block that had bytes. The leaf
+	// must be one the tree index claims, as Node requires.
+	if !f.treeBits.Get(2 * i) {
+		return nil, fmt.Errorf("%w: block %d: its leaf is not in the tree index", ErrCorrupt, i)
+	}
 	leaf, err := f.node(2 * i)
 	if err != nil {
 		return nil, fmt.Errorf("%w: block %d: %v", ErrCorrupt, i, err)
