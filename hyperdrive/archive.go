@@ -605,7 +605,9 @@ func (a *Archive) ReadRange(name string, off, n uint64) ([]byte, error) {
 	if a.content == nil {
 		return nil, fmt.Errorf("%w: content feed not yet known", ErrNotFound)
 	}
-	out := make([]byte, 0, n)
+	// The Stat's size comes from the metadata, which a peer wrote: grow
+	// with the blocks actually read rather than trust it up front.
+	out := make([]byte, 0, min(n, 1<<20))
 	pos := uint64(0) // file offset of the current block
 	for b := st.Offset; b < st.Offset+st.Blocks && uint64(len(out)) < n; b++ {
 		blk, err := a.content.Get(b)
