@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 
 	"golang.org/x/crypto/salsa20/salsa"
+
+	"github.com/nodevms/nodevms/internal/salsa20"
 )
 
 // NonceSize is the size of the nonce each side sends in its first Feed
@@ -15,7 +17,8 @@ const NonceSize = 24
 // side sends after its first Feed message, as libsodium's
 // crypto_stream_xor_instance does. It is built on x/crypto's Salsa20 core:
 // HSalsa20 derives the subkey from the first 16 nonce bytes, then Salsa20
-// runs with the last 8 as its nonce and a block counter.
+// (internal/salsa20, 16 blocks at a time where the CPU allows) runs with the
+// last 8 as its nonce and a block counter.
 type xsalsa20 struct {
 	key     [32]byte
 	counter [16]byte // the Salsa20 nonce, then the little-endian block counter
@@ -54,7 +57,7 @@ func (s *xsalsa20) XORKeyStream(dst, src []byte) {
 		dst, src = dst[1:], src[1:]
 	}
 	if full := len(src) / 64 * 64; full > 0 {
-		salsa.XORKeyStream(dst[:full], src[:full], &s.counter, &s.key)
+		salsa20.XORKeyStream(dst[:full], src[:full], &s.counter, &s.key)
 		s.advance(uint64(full / 64))
 		dst, src = dst[full:], src[full:]
 	}
