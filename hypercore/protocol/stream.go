@@ -79,7 +79,10 @@ type Stream struct {
 	mu        sync.Mutex // guards the writing side and everything below
 	writeErr  error
 	xor       interface{ XORKeyStream(dst, src []byte) }
-	queue     [][]byte // encrypted frames waiting for the writer goroutine
+	queue     [][]byte // frames waiting for the writer goroutine, which encrypts them
+	plain     int      // how many of queue's first entries go out unencrypted
+	open      bool     // queue's last entry is a batch that takes more small frames
+	spare     []byte   // a batch buffer the writer handed back for reuse
 	queued    int
 	wake      chan struct{}
 	key       []byte // public key of the first feed: the encryption key
@@ -233,22 +236,43 @@ func (s *Stream) sendLocked(ch *channel, m wire.Message) {
 	s.writeLocked(wire.EncodeFrame(uint64(ch.localID), m))
 }
 
-// writeLocked encrypts b (after the first frame) and queues it for the
-// writer goroutine, so that the loop never blocks on a slow peer.
+// smallFrame is the size under which a frame is copied into a batch with
+// its neighbours rather than queued on its own: the cipher and the system
+// call then work on kilobytes at a time, not on each small message.
+const smallFrame = 4 << 10
+
+// writeLocked queues frame b, which the stream now owns, for the writer
+// goroutine. Frames after the first Feed message are encrypted by the
+// writer, in order, so that the loop never blocks on a slow peer and
+// encryption runs beside it.
 func (s *Stream) writeLocked(b []byte) {
 	if s.writeErr != nil {
 		return
-	}
-	if s.xor != nil {
-		s.xor.XORKeyStream(b, b)
 	}
 	if s.queued+len(b) > maxQueued {
 		s.writeErr = ErrPeerNotReading
 		s.conn.Close()
 		return
 	}
-	s.queue = append(s.queue, b)
 	s.queued += len(b)
+	switch {
+	case s.xor == nil:
+		s.queue = append(s.queue, b)
+		s.plain++
+		s.open = false
+	case len(b) < smallFrame:
+		if !s.open {
+			batch := s.spare[:0]
+			s.spare = nil
+			s.queue = append(s.queue, batch)
+			s.open = true
+		}
+		last := &s.queue[len(s.queue)-1]
+		*last = append(*last, b...)
+	default:
+		s.queue = append(s.queue, b)
+		s.open = false
+	}
 }
 
 // wakeWriter tells the writer there is something queued. The loop calls it
@@ -270,16 +294,22 @@ func (s *Stream) write() {
 			return
 		}
 		s.mu.Lock()
-		q := s.queue
-		s.queue = nil
+		q, plain, xor := s.queue, s.plain, s.xor
+		s.queue, s.plain, s.open = nil, 0, false
 		s.mu.Unlock()
 		if len(q) == 0 {
 			continue
 		}
 		n := 0
-		for _, b := range q {
+		for i, b := range q {
 			n += len(b)
+			if i >= plain {
+				xor.XORKeyStream(b, b)
+			}
 		}
+		// Written below, the last buffer can be reused for the next batch
+		// (WriteTo clears the slice's entries as it goes).
+		reuse := q[len(q)-1]
 		// One write (writev on TCP) for everything queued: a syscall per
 		// frame would cost more than the frames.
 		bufs := net.Buffers(q)
@@ -293,6 +323,9 @@ func (s *Stream) write() {
 		}
 		s.mu.Lock()
 		s.queued -= n
+		if c := cap(reuse); c >= smallFrame && c <= 1<<20 {
+			s.spare = reuse
+		}
 		s.mu.Unlock()
 	}
 }
