@@ -121,7 +121,10 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		Create:         !existing,
 		AnnounceOnSync: true,
 		LineLog:        true, // one fsync per commit: the data file is the write-ahead record
-		NoFsync:        f.sync == "none",
+		// Signed every few milliseconds, not every group: a signature
+		// costs more than most calls (core.Config.SignEvery).
+		DeferSignatures: true,
+		NoFsync:         f.sync == "none",
 	})
 	if err != nil {
 		return fmt.Errorf("opening the call log in %s: %w", datDir, err)

@@ -39,8 +39,14 @@ type Config struct {
 	// Archive is the backend's files archive; writable.
 	Archive *hyperdrive.Archive
 	// Log is the call log: a writable feed, best opened with
-	// AnnounceOnSync so that peers only see durable entries.
+	// AnnounceOnSync so that peers only see durable entries, and with
+	// DeferSignatures so that a busy host signs every SignEvery rather
+	// than every group.
 	Log *hypercore.Feed
+	// SignEvery is how long new entries of a DeferSignatures log may wait
+	// for their signature, and so for peers to see them (5ms if zero).
+	// Callers are answered without waiting for it.
+	SignEvery time.Duration
 	// Limits bound each call.
 	Limits sandbox.Limits
 	// QueueSize bounds the calls waiting to run (1000 if zero); more get
@@ -67,6 +73,9 @@ func (c *Config) defaults() {
 	if c.MaxGroup == 0 {
 		c.MaxGroup = 256
 	}
+	if c.SignEvery == 0 {
+		c.SignEvery = 5 * time.Millisecond
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -84,8 +93,10 @@ func (c *Config) defaults() {
 // Calls that arrive together share a group commit: each runs in its own
 // archive transaction inside the group's (so that an aborted call can be
 // taken back alone), their entries are appended to the log in one batch
-// with one signature and flushed with one Sync, and only then are the
-// group's archive blocks shown to peers and the callers answered.
+// and flushed with one Sync, and only then are the group's archive blocks
+// shown to peers and the callers answered. A log opened with
+// DeferSignatures is signed, and its new entries shown to peers, at most
+// SignEvery later, once for all the groups in between.
 type Host struct {
 	cfg   Config
 	m     *machine
@@ -170,6 +181,10 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 	}
 	init.FilesRoot = &out.filesRoot
 	if err := appendEntries(cfg.Log, []*Entry{init}); err != nil {
+		cfg.Archive.Rollback()
+		return nil, err
+	}
+	if err := cfg.Log.Sign(); err != nil { // peers see a new backend at once
 		cfg.Archive.Rollback()
 		return nil, err
 	}
@@ -373,10 +388,41 @@ func (h *Host) Close() error {
 	return err
 }
 
-// loop runs calls, a group at a time.
+// loop runs calls, a group at a time, and signs the log at most every
+// SignEvery: a signature costs more than a counter's call, and only peers
+// wait for it.
 func (h *Host) loop() {
 	defer close(h.done)
-	for p := range h.queue {
+	signTimer := time.NewTimer(time.Hour)
+	signTimer.Stop()
+	var lastSign time.Time
+	unsigned, armed := false, false
+	sign := func() {
+		if err := h.cfg.Log.Sign(); err != nil {
+			h.cfg.Logger.Error("signing the call log", "error", err)
+		}
+		lastSign, unsigned = time.Now(), false
+	}
+	defer func() {
+		if unsigned {
+			sign()
+		}
+	}()
+	for {
+		var p *pending
+		select {
+		case q, ok := <-h.queue:
+			if !ok {
+				return
+			}
+			p = q
+		case <-signTimer.C:
+			armed = false
+			if unsigned {
+				sign()
+			}
+			continue
+		}
 		group := []*pending{p}
 	more:
 		for len(group) < h.cfg.MaxGroup {
@@ -390,7 +436,15 @@ func (h *Host) loop() {
 				break more
 			}
 		}
-		h.runGroup(group)
+		if h.runGroup(group) {
+			unsigned = true
+			if wait := h.cfg.SignEvery - time.Since(lastSign); wait <= 0 {
+				sign()
+			} else if !armed {
+				signTimer.Reset(wait)
+				armed = true
+			}
+		}
 		if time.Since(h.lastArchiveSync) > archiveSyncEvery {
 			if err := h.cfg.Archive.Sync(); err != nil {
 				h.cfg.Logger.Error("flushing the files archive", "error", err)
@@ -401,14 +455,15 @@ func (h *Host) loop() {
 }
 
 // runGroup runs calls in one outer archive transaction, appends their
-// entries in one batch, flushes the log, shows the archive, and answers.
-func (h *Host) runGroup(group []*pending) {
+// entries in one batch, flushes the log, shows the archive, and answers. It
+// reports whether it appended to the log.
+func (h *Host) runGroup(group []*pending) bool {
 	a := h.cfg.Archive
 	if err := a.Begin(); err != nil {
 		for _, p := range group {
 			p.reply <- reply{err: err}
 		}
-		return
+		return false
 	}
 	var entries []*Entry
 	var done []*pending
@@ -443,6 +498,7 @@ func (h *Host) runGroup(group []*pending) {
 		e := entries[i]
 		p.reply <- reply{resp: Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: first + uint64(i)}}
 	}
+	return err == nil && len(entries) > 0
 }
 
 // runCall runs one call; earlier are the entries of the group so far, not

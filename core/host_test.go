@@ -32,7 +32,8 @@ func openStores(t *testing.T, dir string, create bool) (*hyperdrive.Archive, *hy
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, hyperdrive.DatDir), Prefix: "call-log."}, Create: create, AnnounceOnSync: true})
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, hyperdrive.DatDir), Prefix: "call-log."}, Create: create,
+		AnnounceOnSync: true, LineLog: true, DeferSignatures: true}) // as the command opens it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +147,29 @@ func TestCounterConcurrentCalls(t *testing.T) {
 	}
 	if _, err := b.host.Call(context.Background(), Request{Method: "init"}); !errors.Is(err, ErrNotCallable) {
 		t.Errorf("calling init: %v", err)
+	}
+}
+
+// TestLogSignedSoon: callers are answered before the log is signed, and
+// the signature, which shows the entries to peers, follows within
+// SignEvery.
+func TestLogSignedSoon(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	if b.log.Published() != 1 {
+		t.Fatalf("after deploy: published %d, want the init entry", b.log.Published())
+	}
+	for range 3 {
+		b.call(t, "increment", nil)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.log.Published() != b.log.Length() {
+		if time.Now().After(deadline) {
+			t.Fatalf("published %d of %d entries", b.log.Published(), b.log.Length())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, at, err := b.log.Signature(b.log.Length() - 1); err != nil || at != b.log.Length()-1 {
+		t.Errorf("the last entry: signature at %d (%v), want one at the end", at, err)
 	}
 }
 

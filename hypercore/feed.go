@@ -72,6 +72,14 @@ type Config struct {
 	// feeds only.
 	LineLog bool
 
+	// DeferSignatures makes Append leave the tree unsigned and unshown to
+	// peers until Sign, which signs everything appended since, once; Close
+	// signs too. For a writer that appends far more often than anyone needs
+	// to see a new signed head: NodeVMS's call log, which appends every
+	// group of calls and signs every few milliseconds. A line log only,
+	// since after a crash Open re-signs the unsigned lines from the data.
+	DeferSignatures bool
+
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
 	// too. Use it when the data file can change behind the feed's back (a
 	// hyperdrive whose content lives in ordinary files that anyone can
@@ -97,6 +105,7 @@ type Feed struct {
 	checkAllReads bool
 	unsigned      bool // appends without signatures (Config.UnsignedWrites)
 	lineLog       bool // see Config.LineLog
+	deferSign     bool // see Config.DeferSignatures
 	keysDurable   bool // the key files have been synced
 
 	bitfield *bitfield.Bitfield
@@ -116,6 +125,8 @@ type Feed struct {
 	announceOnSync bool
 	noFsync        bool
 	synced         uint64 // the length at the last Sync
+	signedLength   uint64 // the length whose tree is signed (DeferSignatures)
+	rollbacks      uint64 // Rollbacks so far, so that Sign can tell its tree was undone
 
 	changed chan struct{} // closed and dropped whenever the feed changes; made on demand
 }
@@ -232,6 +243,13 @@ func (f *Feed) open(cfg Config) error {
 		}
 	} else if err != nil {
 		return err
+	}
+	if cfg.DeferSignatures {
+		if !f.lineLog {
+			return errors.New("hypercore: DeferSignatures needs a writable line log")
+		}
+		f.deferSign = true
+		f.signedLength = f.length // Open checked, or recoverLines made, its signature
 	}
 
 	if f.readOnly {
@@ -544,7 +562,7 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		// During a hold nothing is shown, so only the tree the hold ends
 		// with needs a signature (Release signs it): a group of calls
 		// costs one signature, not one per write.
-		if f.privateKey != nil && len(f.held) == 0 {
+		if f.privateKey != nil && len(f.held) == 0 && !f.deferSign {
 			sig = ed25519.Sign(f.privateKey, th[:])
 		}
 		close(signed)
@@ -581,7 +599,7 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	f.length += n
 	f.byteLength = byteLength
 	f.syncNeeded = true
-	if len(f.held) == 0 && !f.announceOnSync {
+	if len(f.held) == 0 && !f.announceOnSync && !f.deferSign {
 		f.notify()
 	}
 	return start, nil
@@ -700,7 +718,13 @@ func (f *Feed) Close() error {
 	if f.closed {
 		return nil
 	}
-	err := f.sync()
+	var err error
+	if f.deferSign && len(f.held) == 0 && f.failed == nil {
+		err = f.signLocked()
+	}
+	if serr := f.sync(); err == nil {
+		err = serr
+	}
 	f.closed = true
 	if cerr := f.closeFiles(); err == nil {
 		err = cerr

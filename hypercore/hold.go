@@ -63,7 +63,7 @@ func (f *Feed) Release() {
 		outer.cleared = append(outer.cleared, h.cleared...)
 		return
 	}
-	if f.length > h.length {
+	if f.length > h.length && !f.deferSign {
 		if f.privateKey != nil {
 			// Appends during the hold were not signed: sign the tree they
 			// built, once.
@@ -133,6 +133,8 @@ func (f *Feed) Rollback() error {
 	}
 	f.length, f.byteLength = h.length, h.byteLength
 	f.synced = min(f.synced, f.length)
+	f.signedLength = min(f.signedLength, f.length)
+	f.rollbacks++
 	f.nodes = nodeCache{}
 	roots, err := f.rootsOf(f.length)
 	if err != nil {
@@ -155,8 +157,64 @@ func (f *Feed) publishedLocked() uint64 {
 	if f.announceOnSync {
 		n = f.synced
 	}
+	if f.deferSign {
+		n = min(n, f.signedLength)
+	}
 	if len(f.held) > 0 {
 		n = min(n, f.held[0].length)
 	}
 	return n
+}
+
+// Sign signs the tree of everything appended so far, once, and shows it to
+// peers (after Sync too, with AnnounceOnSync). Only a feed opened with
+// DeferSignatures has anything to sign; for others Sign does nothing. The
+// signing itself runs without the feed's lock, so appends go on meanwhile.
+func (f *Feed) Sign() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return ErrClosed
+	case f.failed != nil:
+		return f.failed
+	case !f.deferSign || f.length == f.signedLength:
+		return nil
+	case len(f.held) > 0:
+		return ErrHeld
+	}
+	n, rollbacks, th, key := f.length, f.rollbacks, f.gen.TreeHash(), f.privateKey
+	f.mu.Unlock()
+	sig := ed25519.Sign(key, th[:])
+	f.mu.Lock()
+	switch {
+	case f.closed:
+		return ErrClosed
+	case f.failed != nil:
+		return f.failed
+	case f.rollbacks != rollbacks || n <= f.signedLength:
+		return nil // undone meanwhile, or signed further by another Sign
+	}
+	return f.storeSignature(sig, n)
+}
+
+// signLocked signs the current tree if it is not signed yet.
+func (f *Feed) signLocked() error {
+	if f.length == f.signedLength {
+		return nil
+	}
+	th := f.gen.TreeHash()
+	return f.storeSignature(ed25519.Sign(f.privateKey, th[:]), f.length)
+}
+
+// storeSignature writes sig, the signature of the tree of the first n
+// blocks, and shows those blocks to peers.
+func (f *Feed) storeSignature(sig []byte, n uint64) error {
+	if err := f.writeSignature(sig, n-1); err != nil {
+		return f.fail(err)
+	}
+	f.signedLength = n
+	f.syncNeeded = true
+	f.notify()
+	return nil
 }

@@ -2,6 +2,7 @@ package hypercore_test
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -110,5 +111,102 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDeferSignatures: appends stay unsigned and unshown until Sign, which
+// signs once; Close signs what is left; a crash before Sign loses nothing,
+// since Open re-signs the lines from the data.
+func TestDeferSignatures(t *testing.T) {
+	kp := seedKey(5)
+	dir := t.TempDir()
+	open := func(dir string) *hypercore.Feed {
+		t.Helper()
+		f, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true,
+			LineLog: true, AnnounceOnSync: true, DeferSignatures: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	signedAt := func(f *hypercore.Feed, length uint64) {
+		t.Helper()
+		sig, at, err := f.Signature(length - 1)
+		if err != nil || at != length-1 {
+			t.Fatalf("signature of length %d: at %d, %v", length, at, err)
+		}
+		th, err := f.TreeHash(length)
+		if err != nil || !ed25519.Verify(f.PublicKey(), th[:], sig) {
+			t.Fatalf("the signature of length %d does not verify (%v)", length, err)
+		}
+	}
+	line := func(i int) []byte { return fmt.Appendf(nil, `{"n":%d}`+"\n", i) }
+
+	f := open(dir)
+	for i := range 3 {
+		if _, err := f.Append(line(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Length() != 3 || f.Published() != 0 {
+		t.Fatalf("before Sign: length %d, published %d; want 3, 0", f.Length(), f.Published())
+	}
+	if _, _, err := f.Signature(0); err == nil {
+		t.Fatal("a block has a signature before Sign")
+	}
+	if err := f.Sign(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Published() != 3 {
+		t.Fatalf("after Sign: published %d, want 3", f.Published())
+	}
+	signedAt(f, 3)
+
+	if err := f.Hold(); err != nil {
+		t.Fatal(err)
+	}
+	f.Append(line(99))
+	if err := f.Sign(); !errors.Is(err, hypercore.ErrHeld) {
+		t.Errorf("Sign during a hold: %v, want ErrHeld", err)
+	}
+	if err := f.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A crash after two more synced appends: the files as they are now.
+	f.Append(line(3), line(4))
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	crashed := t.TempDir()
+	for _, name := range []string{"key", "secret_key", "tree", "data", "bitfield", "signatures"} {
+		copyFile(t, filepath.Join(dir, name), filepath.Join(crashed, name))
+	}
+	g := open(crashed)
+	if g.Length() != 5 || g.Published() != 5 {
+		t.Fatalf("after a crash: length %d, published %d; want 5, 5", g.Length(), g.Published())
+	}
+	signedAt(g, 5)
+	g.Close()
+
+	// A clean close signs; a plain reader then opens it.
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Length() != 5 {
+		t.Fatalf("reopened at length %d, want 5", r.Length())
+	}
+	signedAt(r, 5)
+
+	if _, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), Create: true, DeferSignatures: true}); err == nil {
+		t.Error("DeferSignatures without LineLog was accepted")
 	}
 }
