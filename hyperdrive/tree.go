@@ -154,8 +154,14 @@ func (c *entries) add(seq uint64, n treeNode) *entry {
 	n.Value = append([]byte(nil), n.Value...)
 	e := &entry{seq: seq, name: n.Name, parts: split(n.Name), node: n}
 	c.mu.Lock()
-	if seq >= uint64(len(c.byseq)) {
-		grown := make([]*entry, seq+1, max(2*len(c.byseq), int(seq)+1))
+	switch {
+	case seq < uint64(len(c.byseq)):
+	case seq < uint64(cap(c.byseq)):
+		c.byseq = c.byseq[:seq+1]
+	default:
+		// Doubling keeps a run of appends linear: growing by one each time
+		// copied the whole index on every write.
+		grown := make([]*entry, seq+1, max(2*cap(c.byseq), int(seq)+1))
 		copy(grown, c.byseq)
 		c.byseq = grown
 	}
