@@ -111,6 +111,8 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	archive, err := hyperdrive.Open(hyperdrive.Options{
 		Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")),
 		Create:  !existing,
+		// Signed with the call log, every few milliseconds.
+		DeferSignatures: true,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the files archive in %s: %w", dir, err)

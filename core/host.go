@@ -39,13 +39,13 @@ type Config struct {
 	// Archive is the backend's files archive; writable.
 	Archive *hyperdrive.Archive
 	// Log is the call log: a writable feed, best opened with
-	// AnnounceOnSync so that peers only see durable entries, and with
-	// DeferSignatures so that a busy host signs every SignEvery rather
-	// than every group.
+	// AnnounceOnSync so that peers only see durable entries, and (like the
+	// archive) with DeferSignatures so that a busy host signs every
+	// SignEvery rather than every group.
 	Log *hypercore.Feed
-	// SignEvery is how long new entries of a DeferSignatures log may wait
-	// for their signature, and so for peers to see them (5ms if zero).
-	// Callers are answered without waiting for it.
+	// SignEvery is how long new entries of a DeferSignatures log (and
+	// archive) may wait for their signature, and so for peers to see them
+	// (5ms if zero). Callers are answered without waiting for it.
 	SignEvery time.Duration
 	// Limits bound each call.
 	Limits sandbox.Limits
@@ -184,11 +184,14 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 		cfg.Archive.Rollback()
 		return nil, err
 	}
-	if err := cfg.Log.Sign(); err != nil { // peers see a new backend at once
-		cfg.Archive.Rollback()
+	if err := cfg.Archive.Commit(); err != nil {
 		return nil, err
 	}
-	if err := cfg.Archive.Commit(); err != nil {
+	// Peers see a new backend at once.
+	if err := cfg.Archive.Sign(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Log.Sign(); err != nil {
 		return nil, err
 	}
 	return start(cfg, m), nil
@@ -398,6 +401,10 @@ func (h *Host) loop() {
 	var lastSign time.Time
 	unsigned, armed := false, false
 	sign := func() {
+		// The archive first: an entry a peer can see has its files there.
+		if err := h.cfg.Archive.Sign(); err != nil {
+			h.cfg.Logger.Error("signing the files archive", "error", err)
+		}
 		if err := h.cfg.Log.Sign(); err != nil {
 			h.cfg.Logger.Error("signing the call log", "error", err)
 		}

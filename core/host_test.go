@@ -28,7 +28,7 @@ type backend struct {
 
 func openStores(t *testing.T, dir string, create bool) (*hyperdrive.Archive, *hypercore.Feed) {
 	t.Helper()
-	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: create})
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: create, DeferSignatures: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,21 +150,22 @@ func TestCounterConcurrentCalls(t *testing.T) {
 	}
 }
 
-// TestLogSignedSoon: callers are answered before the log is signed, and
-// the signature, which shows the entries to peers, follows within
-// SignEvery.
+// TestLogSignedSoon: callers are answered before the log and the archive
+// are signed, and the signatures, which show the changes to peers, follow
+// within SignEvery.
 func TestLogSignedSoon(t *testing.T) {
-	b := deployScript(t, script(t, "counter.js"), nil)
-	if b.log.Published() != 1 {
-		t.Fatalf("after deploy: published %d, want the init entry", b.log.Published())
+	b := deployScript(t, script(t, "persistent-counter.js"), nil)
+	meta := b.archive.Metadata()
+	if b.log.Published() != 1 || meta.Published() != meta.Length() {
+		t.Fatalf("after deploy: published %d log entries and %d of %d archive blocks", b.log.Published(), meta.Published(), meta.Length())
 	}
 	for range 3 {
 		b.call(t, "increment", nil)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for b.log.Published() != b.log.Length() {
+	for b.log.Published() != b.log.Length() || meta.Published() != meta.Length() {
 		if time.Now().After(deadline) {
-			t.Fatalf("published %d of %d entries", b.log.Published(), b.log.Length())
+			t.Fatalf("published %d of %d entries, %d of %d archive blocks", b.log.Published(), b.log.Length(), meta.Published(), meta.Length())
 		}
 		time.Sleep(time.Millisecond)
 	}

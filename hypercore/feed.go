@@ -72,12 +72,14 @@ type Config struct {
 	// feeds only.
 	LineLog bool
 
-	// DeferSignatures makes Append leave the tree unsigned and unshown to
-	// peers until Sign, which signs everything appended since, once; Close
-	// signs too. For a writer that appends far more often than anyone needs
-	// to see a new signed head: NodeVMS's call log, which appends every
-	// group of calls and signs every few milliseconds. A line log only,
-	// since after a crash Open re-signs the unsigned lines from the data.
+	// DeferSignatures makes Append (and Release) leave the tree unsigned
+	// and unshown to peers until Sign, which signs everything appended
+	// since, once. For a writer that appends far more often than anyone
+	// needs to see a new signed head: NodeVMS's call log and files archive,
+	// changed by every group of calls and signed every few milliseconds.
+	// Sync and Close sign first, so the files are signed at their end,
+	// except a line log's Sync: after a crash, Open re-signs its lines from
+	// the data. Writable feeds only.
 	DeferSignatures bool
 
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
@@ -244,10 +246,7 @@ func (f *Feed) open(cfg Config) error {
 	} else if err != nil {
 		return err
 	}
-	if cfg.DeferSignatures {
-		if !f.lineLog {
-			return errors.New("hypercore: DeferSignatures needs a writable line log")
-		}
+	if cfg.DeferSignatures && f.privateKey != nil && !f.readOnly {
 		f.deferSign = true
 		f.signedLength = f.length // Open checked, or recoverLines made, its signature
 	}
@@ -679,6 +678,12 @@ func (f *Feed) sync() error {
 	}
 	if f.readOnly || !f.syncNeeded {
 		return nil
+	}
+	if f.deferSign && !f.lineLog {
+		// What the bitfield claims on disk must end with a signature.
+		if err := f.signLocked(); err != nil {
+			return err
+		}
 	}
 	for _, file := range []File{f.data, f.tree, f.signatures, f.key, f.secretKey} {
 		keyFile := file == f.key || file == f.secretKey

@@ -198,6 +198,14 @@ func (f *Feed) Sign() error {
 	return f.storeSignature(sig, n)
 }
 
+// DefersSignatures reports whether the feed was opened with
+// DeferSignatures and can sign (so Sign has work to do).
+func (f *Feed) DefersSignatures() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deferSign
+}
+
 // signLocked signs the current tree if it is not signed yet.
 func (f *Feed) signLocked() error {
 	if f.length == f.signedLength {

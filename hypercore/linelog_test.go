@@ -206,7 +206,35 @@ func TestDeferSignatures(t *testing.T) {
 	}
 	signedAt(r, 5)
 
-	if _, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), Create: true, DeferSignatures: true}); err == nil {
-		t.Error("DeferSignatures without LineLog was accepted")
+
+	// Any other feed is signed by Sync, so its files always end signed.
+	other := t.TempDir()
+	p, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: other}, SecretKey: kp.SecretKey, Create: true, DeferSignatures: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	p.Append([]byte("a"), []byte("b"))
+	if p.Published() != 0 {
+		t.Fatalf("before Sync: published %d", p.Published())
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Published() != 2 {
+		t.Fatalf("after Sync: published %d", p.Published())
+	}
+	p.Append([]byte("c"))
+	p.Release() // no hold: nothing to do
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: other}, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if q.Length() != 3 {
+		t.Fatalf("reopened at length %d, want 3", q.Length())
+	}
+	signedAt(q, 3)
 }

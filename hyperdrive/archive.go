@@ -42,6 +42,10 @@ type Options struct {
 	// writer's content feed key, is then needed to start one.
 	Unsigned   bool
 	ContentKey ed25519.PublicKey
+	// DeferSignatures leaves a writer's changes unsigned, and unshown to
+	// peers, until Sign or Sync (hypercore.Config.DeferSignatures): for a
+	// writer that commits far more often than peers need a new version.
+	DeferSignatures bool
 }
 
 // Archive is a hyperdrive: a metadata feed (the index block, then one
@@ -82,12 +86,13 @@ func Open(opts Options) (*Archive, error) {
 		key, secret = kp.PublicKey, kp.SecretKey
 	}
 	meta, err := hypercore.Open(hypercore.Config{
-		Storage:        opts.Storage.metadata(),
-		PublicKey:      key,
-		SecretKey:      secret,
-		Create:         opts.Create,
-		ReadOnly:       opts.ReadOnly,
-		UnsignedWrites: opts.Unsigned,
+		Storage:         opts.Storage.metadata(),
+		PublicKey:       key,
+		SecretKey:       secret,
+		Create:          opts.Create,
+		ReadOnly:        opts.ReadOnly,
+		UnsignedWrites:  opts.Unsigned,
+		DeferSignatures: opts.DeferSignatures,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hyperdrive: metadata: %w", err)
@@ -125,7 +130,8 @@ func (a *Archive) openContent() error {
 	if a.content != nil {
 		return nil
 	}
-	cfg := hypercore.Config{DiscardSecretKey: true, ReadOnly: a.readOnly, Create: !a.readOnly, UnsignedWrites: a.unsigned}
+	cfg := hypercore.Config{DiscardSecretKey: true, ReadOnly: a.readOnly, Create: !a.readOnly, UnsignedWrites: a.unsigned,
+		DeferSignatures: a.metadata.DefersSignatures()}
 	var contentKP *hypercore.KeyPair
 	switch {
 	case a.metadata.SecretKey() != nil:
@@ -697,6 +703,23 @@ func (a *Archive) Sync() error {
 		return ErrInTransaction
 	}
 	return a.syncLocked()
+}
+
+// Sign signs what was committed since the last signature, content first,
+// and shows it to peers; it does nothing unless the archive was opened
+// with DeferSignatures. Sync signs too.
+func (a *Archive) Sign() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.txn) > 0 {
+		return ErrInTransaction
+	}
+	if a.content != nil {
+		if err := a.content.Sign(); err != nil {
+			return err
+		}
+	}
+	return a.metadata.Sign()
 }
 
 func (a *Archive) syncLocked() error {
