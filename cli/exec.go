@@ -111,8 +111,10 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	archive, err := hyperdrive.Open(hyperdrive.Options{
 		Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")),
 		Create:  !existing,
-		// Signed with the call log, every few milliseconds.
+		// Signed with the call log, every few milliseconds; flushed
+		// every second (a crash is redone from the log).
 		DeferSignatures: true,
+		WriteBack:       true,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the files archive in %s: %w", dir, err)
@@ -126,6 +128,7 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		// Signed every few milliseconds, not every group: a signature
 		// costs more than most calls (core.Config.SignEvery).
 		DeferSignatures: true,
+		WriteBack:       true, // tree, bitfield and signatures: rebuilt from the data after a crash
 		NoFsync:         f.sync == "none",
 	})
 	if err != nil {

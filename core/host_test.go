@@ -28,12 +28,12 @@ type backend struct {
 
 func openStores(t *testing.T, dir string, create bool) (*hyperdrive.Archive, *hypercore.Feed) {
 	t.Helper()
-	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: create, DeferSignatures: true})
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: create, DeferSignatures: true, WriteBack: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, hyperdrive.DatDir), Prefix: "call-log."}, Create: create,
-		AnnounceOnSync: true, LineLog: true, DeferSignatures: true}) // as the command opens it
+		AnnounceOnSync: true, LineLog: true, DeferSignatures: true, WriteBack: true}) // as the command opens it
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,6 +82,13 @@ type Config struct {
 	// the data. Writable feeds only.
 	DeferSignatures bool
 
+	// WriteBack keeps a writer's writes to the tree, signatures and
+	// bitfield files in memory and writes them out together: at Sync, or
+	// for a line log (whose Sync makes only the data durable) when Sign
+	// signs and at Close. Appends then cost one write to the data file
+	// instead of three or four small ones. Reads see pending writes.
+	WriteBack bool
+
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
 	// too. Use it when the data file can change behind the feed's back (a
 	// hyperdrive whose content lives in ordinary files that anyone can
@@ -105,10 +112,12 @@ type Feed struct {
 	discoveryKey [DiscoveryKeySize]byte
 
 	checkAllReads bool
-	unsigned      bool // appends without signatures (Config.UnsignedWrites)
-	lineLog       bool // see Config.LineLog
-	deferSign     bool // see Config.DeferSignatures
-	keysDurable   bool // the key files have been synced
+	unsigned      bool         // appends without signatures (Config.UnsignedWrites)
+	lineLog       bool         // see Config.LineLog
+	deferSign     bool         // see Config.DeferSignatures
+	writeBack     bool         // see Config.WriteBack
+	writeBacks    []*writeBack // the files it wraps
+	keysDurable   bool         // the key files have been synced
 
 	bitfield *bitfield.Bitfield
 	treeBits *bitfield.TreeIndex
@@ -230,6 +239,7 @@ func (f *Feed) open(cfg Config) error {
 	}
 
 	f.unsigned = cfg.UnsignedWrites && f.privateKey == nil && !f.readOnly
+	f.writeBack = cfg.WriteBack && f.privateKey != nil && !f.readOnly
 	if err := f.openSleepFiles(isNew); err != nil {
 		return err
 	}
@@ -312,6 +322,16 @@ func (f *Feed) openSleepFiles(isNew bool) error {
 	}
 	if !isNew && (f.tree == nil || f.signatures == nil || f.bits == nil) {
 		return fmt.Errorf("%w: the key is stored but tree, signatures or bitfield is missing", ErrCorrupt)
+	}
+	if f.writeBack && f.tree != nil {
+		for _, file := range []*File{&f.tree, &f.signatures, &f.bits} {
+			w, err := newWriteBack(*file)
+			if err != nil {
+				return err
+			}
+			*file = w
+			f.writeBacks = append(f.writeBacks, w)
+		}
 	}
 	if f.tree == nil { // read-only, nothing stored
 		return ErrNoFeed
@@ -441,6 +461,15 @@ func (f *Feed) DiscoveryKey() [DiscoveryKeySize]byte { return f.discoveryKey }
 // TreeHash returns the hash of the tree of the first length blocks: what
 // the writer signs.
 func (f *Feed) TreeHash(length uint64) ([32]byte, error) {
+	f.mu.Lock()
+	if f.gen != nil && length == f.length {
+		// A writer's own head, asked for after every call by NodeVMS: the
+		// generator holds its roots.
+		th := f.gen.TreeHash()
+		f.mu.Unlock()
+		return th, nil
+	}
+	f.mu.Unlock()
 	roots, err := f.Roots(length)
 	if err != nil {
 		return [32]byte{}, err
@@ -685,6 +714,13 @@ func (f *Feed) sync() error {
 			return err
 		}
 	}
+	if !f.lineLog {
+		// The tree and signatures reach the file before the bitfield
+		// that claims them.
+		if err := f.flushWriteBacks(); err != nil {
+			return f.fail(fmt.Errorf("sync: %w", err))
+		}
+	}
 	for _, file := range []File{f.data, f.tree, f.signatures, f.key, f.secretKey} {
 		keyFile := file == f.key || file == f.secretKey
 		if file == nil || f.noFsync || f.lineLog && file != f.data && !(keyFile && !f.keysDurable) {
@@ -698,6 +734,11 @@ func (f *Feed) sync() error {
 		off := sleep.HeaderSize + int64(pg.Number)*int64(f.bitfield.PageSize())
 		if _, err := f.bits.WriteAt(pg.Bytes, off); err != nil {
 			return f.fail(fmt.Errorf("write bitfield: %w", err))
+		}
+	}
+	if !f.lineLog {
+		if err := f.flushWriteBacks(); err != nil { // the bitfield pages
+			return f.fail(fmt.Errorf("sync: %w", err))
 		}
 	}
 	if !f.noFsync && !f.lineLog {

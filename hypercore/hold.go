@@ -224,5 +224,22 @@ func (f *Feed) storeSignature(sig []byte, n uint64) error {
 	f.signedLength = n
 	f.syncNeeded = true
 	f.notify()
+	if f.lineLog {
+		// A line log's Sync leaves these pending; a signature is the
+		// moment to write them (every few milliseconds at most).
+		if err := f.flushWriteBacks(); err != nil {
+			return f.fail(err)
+		}
+	}
+	return nil
+}
+
+// flushWriteBacks writes out what Config.WriteBack kept pending.
+func (f *Feed) flushWriteBacks() error {
+	for _, w := range f.writeBacks {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
 	return nil
 }

@@ -24,10 +24,14 @@ func TestLineLogRecovers(t *testing.T) {
 		}
 		return out
 	}
-	for _, damage := range []string{"lost", "torn bitfield", "tail only"} {
-		t.Run(damage, func(t *testing.T) {
+	for _, c := range []struct {
+		damage    string
+		writeBack bool
+	}{{"lost", false}, {"torn bitfield", false}, {"tail only", false}, {"lost", true}, {"tail only", true}} {
+		damage := c.damage
+		t.Run(fmt.Sprintf("%s/writeback=%v", damage, c.writeBack), func(t *testing.T) {
 			dir := t.TempDir()
-			cfg := hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true, LineLog: true}
+			cfg := hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true, LineLog: true, WriteBack: c.writeBack}
 			f, err := hypercore.Open(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -123,7 +127,7 @@ func TestDeferSignatures(t *testing.T) {
 	open := func(dir string) *hypercore.Feed {
 		t.Helper()
 		f, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true,
-			LineLog: true, AnnounceOnSync: true, DeferSignatures: true})
+			LineLog: true, AnnounceOnSync: true, DeferSignatures: true, WriteBack: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,10 +210,9 @@ func TestDeferSignatures(t *testing.T) {
 	}
 	signedAt(r, 5)
 
-
 	// Any other feed is signed by Sync, so its files always end signed.
 	other := t.TempDir()
-	p, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: other}, SecretKey: kp.SecretKey, Create: true, DeferSignatures: true})
+	p, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: other}, SecretKey: kp.SecretKey, Create: true, DeferSignatures: true, WriteBack: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,9 @@ type Options struct {
 	// peers, until Sign or Sync (hypercore.Config.DeferSignatures): for a
 	// writer that commits far more often than peers need a new version.
 	DeferSignatures bool
+	// WriteBack batches a writer's small writes to the feeds' tree,
+	// signatures and bitfield files until Sync (hypercore.Config.WriteBack).
+	WriteBack bool
 }
 
 // Archive is a hyperdrive: a metadata feed (the index block, then one
@@ -63,6 +66,7 @@ type Archive struct {
 	now        func() time.Time
 	readOnly   bool
 	unsigned   bool              // see Options.Unsigned
+	writeBack  bool              // see Options.WriteBack
 	contentKey ed25519.PublicKey // Options.ContentKey
 
 	checkoutOf *Archive        // for a checkout: the archive it views
@@ -93,6 +97,7 @@ func Open(opts Options) (*Archive, error) {
 		ReadOnly:        opts.ReadOnly,
 		UnsignedWrites:  opts.Unsigned,
 		DeferSignatures: opts.DeferSignatures,
+		WriteBack:       opts.WriteBack,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hyperdrive: metadata: %w", err)
@@ -104,6 +109,7 @@ func Open(opts Options) (*Archive, error) {
 		now:        opts.Now,
 		readOnly:   opts.ReadOnly,
 		unsigned:   opts.Unsigned,
+		writeBack:  opts.WriteBack,
 		contentKey: opts.ContentKey,
 	}
 	a.tree = tree{entries: a.entries, version: -1}
@@ -131,7 +137,7 @@ func (a *Archive) openContent() error {
 		return nil
 	}
 	cfg := hypercore.Config{DiscardSecretKey: true, ReadOnly: a.readOnly, Create: !a.readOnly, UnsignedWrites: a.unsigned,
-		DeferSignatures: a.metadata.DefersSignatures()}
+		DeferSignatures: a.metadata.DefersSignatures(), WriteBack: a.writeBack}
 	var contentKP *hypercore.KeyPair
 	switch {
 	case a.metadata.SecretKey() != nil:

@@ -1,0 +1,200 @@
+package hypercore
+
+import (
+	"errors"
+	"io"
+	"slices"
+	"sync"
+)
+
+// writeBack keeps a file's writes in memory, in pages, until flush, so that
+// the small writes of many appends (a tree entry here, a bitfield page
+// there) reach the file as a few large writes: see Config.WriteBack. Reads
+// see the pending writes.
+type writeBack struct {
+	File
+
+	mu    sync.Mutex
+	dirty map[int64][]byte // page number -> the page as it is to be
+	base  int64            // the size of the file underneath
+	end   int64            // the file's size, counting pending writes
+	err   error            // a failed flush: the file is broken from then on
+}
+
+const (
+	writeBackPage = 4 << 10
+	// writeBackLimit bounds the pages a file keeps before it flushes on
+	// its own.
+	writeBackLimit = 1024
+)
+
+func newWriteBack(f File) (*writeBack, error) {
+	n, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	return &writeBack{File: f, dirty: map[int64][]byte{}, base: n, end: n}, nil
+}
+
+// page returns page i for writing, read from the file the first time.
+func (w *writeBack) page(i int64) ([]byte, error) {
+	if pg, ok := w.dirty[i]; ok {
+		return pg, nil
+	}
+	pg := make([]byte, writeBackPage)
+	if i*writeBackPage < w.base {
+		if _, err := w.File.ReadAt(pg, i*writeBackPage); err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+	}
+	w.dirty[i] = pg
+	return pg, nil
+}
+
+func (w *writeBack) WriteAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if off < 0 {
+		return 0, errors.New("hypercore: write at a negative offset")
+	}
+	for n := 0; n < len(p); {
+		pos := off + int64(n)
+		pg, err := w.page(pos / writeBackPage)
+		if err != nil {
+			return n, err
+		}
+		n += copy(pg[pos%writeBackPage:], p[n:])
+	}
+	w.end = max(w.end, off+int64(len(p)))
+	if len(w.dirty) >= writeBackLimit {
+		if err := w.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (w *writeBack) ReadAt(p []byte, off int64) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if off < 0 {
+		return 0, errors.New("hypercore: read at a negative offset")
+	}
+	if off >= w.end {
+		return 0, io.EOF
+	}
+	n := int(min(int64(len(p)), w.end-off))
+	first, last := off/writeBackPage, (off+int64(n)-1)/writeBackPage
+	clean := false
+	for i := first; i <= last && !clean; i++ {
+		_, ok := w.dirty[i]
+		clean = !ok
+	}
+	if clean {
+		// Some of it is only in the file (or a hole, which reads as zeros).
+		m := 0
+		if off < w.base {
+			var err error
+			m, err = w.File.ReadAt(p[:min(int64(n), w.base-off)], off)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return m, err
+			}
+		}
+		clear(p[m:n])
+	}
+	for i := first; i <= last; i++ {
+		if pg, ok := w.dirty[i]; ok {
+			lo, hi := max(off, i*writeBackPage), min(off+int64(n), (i+1)*writeBackPage)
+			copy(p[lo-off:hi-off], pg[lo-i*writeBackPage:hi-i*writeBackPage])
+		}
+	}
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (w *writeBack) Size() (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.end, w.err
+}
+
+// flush writes the pending pages to the file, a run of consecutive pages
+// in one write.
+func (w *writeBack) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+func (w *writeBack) flushLocked() error {
+	if w.err != nil || len(w.dirty) == 0 {
+		return w.err
+	}
+	pages := make([]int64, 0, len(w.dirty))
+	for i := range w.dirty {
+		pages = append(pages, i)
+	}
+	slices.Sort(pages)
+	var run []byte
+	for k, i := range pages {
+		run = append(run, w.dirty[i]...)
+		if k+1 < len(pages) && pages[k+1] == i+1 {
+			continue
+		}
+		start := (i+1)*writeBackPage - int64(len(run))
+		run = run[:min(int64(len(run)), w.end-start)] // not past the end
+		if _, err := w.File.WriteAt(run, start); err != nil {
+			w.err = err
+			return err
+		}
+		run = run[:0]
+	}
+	clear(w.dirty)
+	w.base = max(w.base, w.end)
+	return nil
+}
+
+func (w *writeBack) Sync() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.File.Sync()
+}
+
+func (w *writeBack) Close() error {
+	err := w.flush()
+	if cerr := w.File.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Truncate cuts the file back, where the file underneath can be.
+func (w *writeBack) Truncate(size int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.flushLocked(); err != nil {
+		return err
+	}
+	t, ok := w.File.(truncater)
+	if !ok {
+		return nil
+	}
+	if err := t.Truncate(size); err != nil {
+		return err
+	}
+	n, err := w.File.Size()
+	if err != nil {
+		return err
+	}
+	w.base, w.end = n, n
+	return nil
+}

@@ -1,0 +1,87 @@
+package hypercore
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestWriteBackMatchesFile: random writes, reads, truncations and flushes
+// through a writeBack read back exactly as the same operations on a plain
+// file, before and after the pending writes reach it.
+func TestWriteBackMatchesFile(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		under, want := &memFile{}, &memFile{}
+		w, err := newWriteBack(under)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for step := range 400 {
+			switch op := rng.IntN(10); {
+			case op < 5:
+				// Mostly appends, some rewrites further back, some holes.
+				size, _ := want.Size()
+				off := size
+				switch rng.IntN(4) {
+				case 0:
+					off = rng.Int64N(size + 1)
+				case 1:
+					off = size + rng.Int64N(100)
+				}
+				p := make([]byte, 1+rng.IntN(300))
+				for i := range p {
+					p[i] = byte(rng.Uint32())
+				}
+				want.WriteAt(p, off)
+				if _, err := w.WriteAt(p, off); err != nil {
+					t.Fatal(err)
+				}
+			case op < 8:
+				size, _ := want.Size()
+				off, n := rng.Int64N(size+50), rng.IntN(600)
+				got, exp := make([]byte, n), make([]byte, n)
+				gn, gerr := w.ReadAt(got, off)
+				en, eerr := want.ReadAt(exp, off)
+				if gn != en || !bytes.Equal(got[:gn], exp[:en]) || errors.Is(gerr, io.EOF) != errors.Is(eerr, io.EOF) {
+					t.Fatalf("seed %d step %d: read %d at %d: got %d bytes (%v), want %d (%v)", seed, step, n, off, gn, gerr, en, eerr)
+				}
+			case op < 9:
+				if err := w.flush(); err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(fileBytes(under), fileBytes(want)) {
+					t.Fatalf("seed %d step %d: the file after a flush differs", seed, step)
+				}
+			default:
+				size, _ := want.Size()
+				cut := rng.Int64N(size + 1)
+				want.Truncate(cut)
+				if err := w.Truncate(cut); err != nil {
+					t.Fatal(err)
+				}
+			}
+			gs, _ := w.Size()
+			ws, _ := want.Size()
+			if gs != ws {
+				t.Fatalf("seed %d step %d: size %d, want %d", seed, step, gs, ws)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(fileBytes(under), fileBytes(want)) {
+			t.Fatalf("seed %d: the file after Close differs", seed)
+		}
+	}
+}
+
+func fileBytes(f *memFile) []byte {
+	size, _ := f.Size()
+	b := make([]byte, size)
+	f.ReadAt(b, 0)
+	return b
+}
