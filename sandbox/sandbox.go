@@ -350,6 +350,7 @@ func (s *Script) watch(ctx context.Context) (stop func() error) {
 	})
 	base := heapBytes()
 	var memory *time.Timer
+	mu.Lock() // the callback reads memory under mu: it may fire before AfterFunc returns
 	memory = time.AfterFunc(memoryCheckEvery, func() {
 		if used := heapBytes(); used > base && used-base > s.limits.Memory {
 			interrupt(fmt.Errorf("%w (%d MiB)", ErrMemoryBudget, s.limits.Memory>>20))
@@ -361,6 +362,7 @@ func (s *Script) watch(ctx context.Context) (stop func() error) {
 		}
 		mu.Unlock()
 	})
+	mu.Unlock()
 	cancel := context.AfterFunc(ctx, func() {
 		interrupt(fmt.Errorf("%w: %w", ErrCanceled, ctx.Err()))
 	})
