@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -132,14 +133,9 @@ type Response struct {
 }
 
 type pending struct {
-	ctx   context.Context
-	req   Request
-	reply chan reply
-}
-
-type reply struct {
-	resp Response
-	err  error
+	ctx  context.Context
+	req  Request
+	done func(Response, error)
 }
 
 // Deploy starts a new backend: the archive and the log must be empty. It
@@ -335,41 +331,64 @@ func (h *Host) Methods() []string {
 // Call queues a call and waits for its answer, which comes once its entry
 // is durable. A full queue answers ErrBusy at once. If ctx ends while the
 // call waits in the queue, it is not run; once it has started it runs to
-// its end (or its budget) whatever ctx does.
+// its end (or its budget) whatever ctx does, and Call returns ctx's error
+// without waiting.
 func (h *Host) Call(ctx context.Context, req Request) (Response, error) {
-	if req.Method == "init" || !h.m.script.HasMethod(req.Method) {
-		return Response{}, fmt.Errorf("%w: %q", ErrNotCallable, req.Method)
+	type reply struct {
+		resp Response
+		err  error
 	}
-	if req.Args == nil {
-		req.Args = json.RawMessage("[]")
-	}
-	var args []json.RawMessage
-	if err := json.Unmarshal(req.Args, &args); err != nil {
-		return Response{}, fmt.Errorf("core: arguments must be a JSON array: %w", err)
-	}
-	p := &pending{ctx: ctx, req: req, reply: make(chan reply, 1)}
-	h.mu.Lock()
-	if h.closing {
-		h.mu.Unlock()
-		return Response{}, ErrClosed
-	}
-	h.wg.Add(1)
-	h.mu.Unlock()
-	defer h.wg.Done()
+	ch := make(chan reply, 1)
+	h.Submit(ctx, req, func(resp Response, err error) { ch <- reply{resp, err} })
 	select {
-	case h.queue <- p:
-	default:
-		return Response{}, ErrBusy
-	}
-	select {
-	case r := <-p.reply:
+	case r := <-ch:
 		return r.resp, r.err
-	case <-h.done:
-		return Response{}, ErrClosed
 	case <-ctx.Done():
 		// The call may still run (and be logged) if it was already taken.
 		return Response{}, ctx.Err()
 	}
+}
+
+// Submit queues a call without waiting: done gets its answer, once, as
+// Call would return it. done runs on the host's goroutine (or, for a call
+// refused at once, on the caller's), so it must be quick and must not
+// block: hand the answer to another goroutine. A server uses Submit to
+// answer many calls without a goroutine waiting for each.
+func (h *Host) Submit(ctx context.Context, req Request, done func(Response, error)) {
+	if req.Method == "init" || !h.m.script.HasMethod(req.Method) {
+		done(Response{}, fmt.Errorf("%w: %q", ErrNotCallable, req.Method))
+		return
+	}
+	if req.Args == nil {
+		req.Args = json.RawMessage("[]")
+	}
+	if !isJSONArray(req.Args) {
+		done(Response{}, errors.New("core: arguments must be a JSON array"))
+		return
+	}
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		done(Response{}, ErrClosed)
+		return
+	}
+	h.wg.Add(1) // Close waits until every call has its answer
+	h.mu.Unlock()
+	p := &pending{ctx: ctx, req: req, done: func(r Response, err error) {
+		done(r, err)
+		h.wg.Done()
+	}}
+	select {
+	case h.queue <- p:
+	default:
+		p.done(Response{}, ErrBusy)
+	}
+}
+
+// isJSONArray reports whether b is one JSON array.
+func isJSONArray(b []byte) bool {
+	b = bytes.TrimSpace(b)
+	return len(b) > 0 && b[0] == '[' && json.Valid(b)
 }
 
 // Close stops taking calls, answers those queued, and flushes everything.
@@ -468,7 +487,7 @@ func (h *Host) runGroup(group []*pending) bool {
 	a := h.cfg.Archive
 	if err := a.Begin(); err != nil {
 		for _, p := range group {
-			p.reply <- reply{err: err}
+			p.done(Response{}, err)
 		}
 		return false
 	}
@@ -476,12 +495,12 @@ func (h *Host) runGroup(group []*pending) bool {
 	var done []*pending
 	for _, p := range group {
 		if err := p.ctx.Err(); err != nil {
-			p.reply <- reply{err: fmt.Errorf("%w: %w", ErrAborted, err)}
+			p.done(Response{}, fmt.Errorf("%w: %w", ErrAborted, err))
 			continue
 		}
 		e, err := h.runCall(p, entries)
 		if err != nil {
-			p.reply <- reply{err: err}
+			p.done(Response{}, err)
 			continue
 		}
 		entries = append(entries, e)
@@ -499,11 +518,11 @@ func (h *Host) runGroup(group []*pending) bool {
 	}
 	for i, p := range done {
 		if err != nil {
-			p.reply <- reply{err: err}
+			p.done(Response{}, err)
 			continue
 		}
 		e := entries[i]
-		p.reply <- reply{resp: Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: first + uint64(i)}}
+		p.done(Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: first + uint64(i)}, nil)
 	}
 	return err == nil && len(entries) > 0
 }

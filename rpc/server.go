@@ -166,19 +166,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.conns.Add(1)
 	defer s.conns.Add(-1)
-	c := &conn{s: s, b: b, ws: ws, user: user, out: make(chan []byte, 256), slots: make(chan struct{}, s.opts.MaxInFlight)}
+	c := &conn{s: s, b: b, ws: ws, user: user, out: make(chan []byte, 256),
+		answers: make(chan answer, s.opts.MaxInFlight), slots: make(chan struct{}, s.opts.MaxInFlight)}
 	c.serve(r.Context())
 }
 
 // conn is one RPC connection.
 type conn struct {
-	s     *Server
-	b     *mounted
-	ws    *websocket.Conn
-	user  string
-	out   chan []byte   // answers for the writer
-	slots chan struct{} // calls in flight
-	wg    sync.WaitGroup
+	s       *Server
+	b       *mounted
+	ws      *websocket.Conn
+	user    string
+	out     chan []byte   // messages for the writer
+	answers chan answer   // calls' answers for the writer: never full, one slot per call in flight
+	slots   chan struct{} // calls in flight
+	wg      sync.WaitGroup
+}
+
+// answer is a call's outcome on its way to the writer, which encodes it:
+// the host hands it over without waiting.
+type answer struct {
+	req  request
+	resp core.Response
+	err  error
 }
 
 func (c *conn) serve(parent context.Context) {
@@ -197,7 +207,7 @@ func (c *conn) serve(parent context.Context) {
 	// The client is gone: calls still queued are dropped (ctx), calls
 	// running finish, and nothing more is written.
 	cancel()
-	c.wg.Wait()
+	c.wg.Wait() // every call's answer is in c.answers
 	close(c.out)
 	<-writerDone
 	c.ws.Close()
@@ -206,12 +216,14 @@ func (c *conn) serve(parent context.Context) {
 	}
 }
 
+// write sends the reader's messages and the calls' answers until serve
+// closes c.out.
 func (c *conn) write(done chan<- struct{}) {
 	defer close(done)
 	broken := false
-	for msg := range c.out {
+	send := func(msg []byte) {
 		if broken {
-			continue // drain, so that no sender blocks
+			return // drain, so that no sender blocks
 		}
 		c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if err := c.ws.WriteMessage(websocket.TextMessage, msg); err != nil {
@@ -219,9 +231,35 @@ func (c *conn) write(done chan<- struct{}) {
 			c.ws.Close()
 		}
 	}
+	answer := func(a answer) {
+		<-c.slots
+		if msg := replyMessage(a.req, a.resp, a.err); msg != nil {
+			send(msg)
+		}
+	}
+	for {
+		select {
+		case msg, ok := <-c.out:
+			if !ok {
+				for { // the client is gone: nobody to answer
+					select {
+					case <-c.answers:
+						<-c.slots
+					default:
+						return
+					}
+				}
+			}
+			send(msg)
+		case a := <-c.answers:
+			answer(a)
+		}
+	}
 }
 
-func (c *conn) send(r response) {
+func (c *conn) send(r response) { c.out <- encodeResponse(r) }
+
+func encodeResponse(r response) []byte {
 	r.JSONRPC = "2.0"
 	if r.ID == nil {
 		r.ID = json.RawMessage("null")
@@ -230,7 +268,7 @@ func (c *conn) send(r response) {
 	if err != nil {
 		b, _ = json.Marshal(response{JSONRPC: "2.0", ID: r.ID, Error: &wireError{Code: codeInternal, Message: err.Error()}})
 	}
-	c.out <- b
+	return b
 }
 
 func (c *conn) fail(id json.RawMessage, code int, msg string) {
@@ -286,15 +324,10 @@ func (c *conn) handleRequest(ctx context.Context, data []byte) {
 		return
 	}
 	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		defer func() { <-c.slots }()
-		resp, err := c.b.Host.Call(ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth})
-		if ctx.Err() != nil {
-			return // nobody to answer
-		}
-		c.reply(req, resp, err)
-	}()
+	c.b.Host.Submit(ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth}, func(resp core.Response, err error) {
+		c.answers <- answer{req, resp, err} // a slot is held, so there is room
+		c.wg.Done()
+	})
 }
 
 // identify works out who is calling: a signed call's key, the debug-mode
@@ -348,8 +381,16 @@ func (c *conn) handshake() Handshake {
 }
 
 func (c *conn) reply(req request, result any, err error) {
+	if msg := replyMessage(req, result, err); msg != nil {
+		c.out <- msg
+	}
+}
+
+// replyMessage encodes the answer to req, or returns nil for a
+// notification, which gets none.
+func replyMessage(req request, result any, err error) []byte {
 	if req.ID == nil {
-		return // a notification
+		return nil
 	}
 	if err != nil {
 		code, msg := codeInternal, err.Error()
@@ -363,8 +404,7 @@ func (c *conn) reply(req request, result any, err error) {
 		case errors.Is(err, core.ErrClosed):
 			code = CodeUnavailable
 		}
-		c.fail(req.ID, code, msg)
-		return
+		return encodeResponse(response{ID: req.ID, Error: &wireError{Code: code, Message: msg}})
 	}
 	if resp, ok := result.(core.Response); ok {
 		if resp.Err != nil {
@@ -373,18 +413,15 @@ func (c *conn) reply(req request, result any, err error) {
 			if msg == "" {
 				msg = resp.Err.Name
 			}
-			c.send(response{ID: req.ID, Error: &wireError{Code: CodeScriptError, Message: msg, Data: data}})
-			return
+			return encodeResponse(response{ID: req.ID, Error: &wireError{Code: CodeScriptError, Message: msg, Data: data}})
 		}
-		c.send(response{ID: req.ID, Result: resp.Res})
-		return
+		return encodeResponse(response{ID: req.ID, Result: resp.Res})
 	}
 	raw, err := json.Marshal(result)
 	if err != nil {
-		c.fail(req.ID, codeInternal, err.Error())
-		return
+		return encodeResponse(response{ID: req.ID, Error: &wireError{Code: codeInternal, Message: err.Error()}})
 	}
-	c.send(response{ID: req.ID, Result: raw})
+	return encodeResponse(response{ID: req.ID, Result: raw})
 }
 
 // serveReplication carries the Dat protocol over binary WebSocket frames.
