@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +252,53 @@ func TestSeveralBackends(t *testing.T) {
 	}
 	if _, err := Dial(context.Background(), ts.URL+"/three", ClientOptions{}); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("an unknown path: %v", err)
+	}
+}
+
+// TestBatchedAnswers: many calls in flight on one connection each get
+// their own answer (the writer sends what is ready in one write), and a
+// ping on an idle connection is answered at once, not held for a batch.
+func TestBatchedAnswers(t *testing.T) {
+	ts, _ := serve(t, Options{})
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(ts.URL, "http", "ws", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	const n = 200
+	for i := range n {
+		if err := ws.WriteJSON(request{JSONRPC: "2.0", Method: "increment", Params: []byte("[]"), ID: []byte(strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		var r response
+		if err := ws.ReadJSON(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Error != nil {
+			if r.Error.Code == CodeBusy { // a queue of 4: some are refused, and say so
+				seen[string(r.ID)] = true
+				continue
+			}
+			t.Fatalf("call %s: %+v", r.ID, r.Error)
+		}
+		if seen[string(r.ID)] {
+			t.Fatalf("two answers to call %s", r.ID)
+		}
+		seen[string(r.ID)] = true
+	}
+
+	pong := make(chan struct{}, 1)
+	ws.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	go ws.NextReader() // the client reads control frames while it waits for a message
+	if err := ws.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-pong:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong to a ping on an idle connection")
 	}
 }

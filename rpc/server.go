@@ -160,13 +160,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "naming your user (?user= or Basic Auth) needs a server started with --debug; sign your calls instead", http.StatusForbidden)
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
 	s.conns.Add(1)
 	defer s.conns.Add(-1)
-	c := &conn{s: s, b: b, ws: ws, user: user, out: make(chan []byte, 256),
+	c := &conn{s: s, b: b, ws: ws, raw: hj.conn, user: user, out: make(chan []byte, 256),
 		answers: make(chan answer, s.opts.MaxInFlight), slots: make(chan struct{}, s.opts.MaxInFlight)}
 	c.serve(r.Context())
 }
@@ -176,6 +177,7 @@ type conn struct {
 	s       *Server
 	b       *mounted
 	ws      *websocket.Conn
+	raw     *batchConn // under ws: the writer sends what is ready in one write
 	user    string
 	out     chan []byte   // messages for the writer
 	answers chan answer   // calls' answers for the writer: never full, one slot per call in flight
@@ -238,24 +240,45 @@ func (c *conn) write(done chan<- struct{}) {
 		}
 	}
 	for {
+		// Wait for something to send, then send it with whatever else is
+		// ready in one write: answers to calls that shared a group commit
+		// arrive together. (Outside the batch, the library's own control
+		// frames go out at once.)
+		var first func()
 		select {
 		case msg, ok := <-c.out:
 			if !ok {
-				for { // the client is gone: nobody to answer
-					select {
-					case <-c.answers:
-						<-c.slots
-					default:
-						return
-					}
-				}
+				return // serve is done: the client is gone
 			}
-			send(msg)
+			first = func() { send(msg) }
 		case a := <-c.answers:
-			answer(a)
+			first = func() { answer(a) }
+		}
+		c.raw.begin()
+		first()
+	batch:
+		for n := 1; n < maxBatch; n++ {
+			select {
+			case msg, ok := <-c.out:
+				if !ok {
+					break batch
+				}
+				send(msg)
+			case a := <-c.answers:
+				answer(a)
+			default:
+				break batch
+			}
+		}
+		if err := c.raw.end(); err != nil && !broken {
+			broken = true
+			c.ws.Close()
 		}
 	}
 }
+
+// maxBatch bounds the messages one write carries.
+const maxBatch = 64
 
 func (c *conn) send(r response) { c.out <- encodeResponse(r) }
 
