@@ -83,16 +83,17 @@ func (e *entry) componentAt(k int) string { return componentOf(e.parts, k) }
 type entries struct {
 	feed *hypercore.Feed
 
-	mu     sync.Mutex
-	byseq  []*entry // by seq; nil where not read yet
-	levels map[uint64][]*level
-	order  []uint64 // insertion order of levels, for eviction
+	mu        sync.Mutex
+	recent    []*entry // the entry with seq s, if cached, at s % len(recent)
+	maxRecent int      // the most recent may hold
+	levels    map[uint64][]*level
+	order     []uint64 // insertion order of levels, for eviction
 }
 
 const maxCachedLevels = 64
 
 func newEntries(feed *hypercore.Feed) *entries {
-	return &entries{feed: feed, levels: map[uint64][]*level{}}
+	return &entries{feed: feed, levels: map[uint64][]*level{}, maxRecent: maxRecent}
 }
 
 // get returns entry seq (seq >= 1).
@@ -106,9 +107,16 @@ func (c *entries) get(seq uint64) (*entry, error) {
 	return c.read(seq)
 }
 
+// maxRecent bounds the entries kept decoded, so that an archive's memory
+// does not grow with its history (a counter file rewritten a million
+// times); older ones are read again when a walk needs them.
+const maxRecent = 1 << 16
+
 func (c *entries) cachedLocked(seq uint64) *entry {
-	if seq < uint64(len(c.byseq)) {
-		return c.byseq[seq]
+	if n := uint64(len(c.recent)); n > 0 {
+		if e := c.recent[seq%n]; e != nil && e.seq == seq {
+			return e
+		}
 	}
 	return nil
 }
@@ -154,20 +162,28 @@ func (c *entries) add(seq uint64, n treeNode) *entry {
 	n.Value = append([]byte(nil), n.Value...)
 	e := &entry{seq: seq, name: n.Name, parts: split(n.Name), node: n}
 	c.mu.Lock()
-	switch {
-	case seq < uint64(len(c.byseq)):
-	case seq < uint64(cap(c.byseq)):
-		c.byseq = c.byseq[:seq+1]
-	default:
-		// Doubling keeps a run of appends linear: growing by one each time
-		// copied the whole index on every write.
-		grown := make([]*entry, seq+1, max(2*cap(c.byseq), int(seq)+1))
-		copy(grown, c.byseq)
-		c.byseq = grown
+	if n := uint64(len(c.recent)); seq >= n && n < uint64(c.maxRecent) {
+		// Grow by doubling (a run of appends stays linear), placing the
+		// cached entries by their seq in the larger ring.
+		grown := make([]*entry, min(uint64(c.maxRecent), max(64, 2*n, nextPow2(seq+1))))
+		for _, old := range c.recent {
+			if old != nil {
+				grown[old.seq%uint64(len(grown))] = old
+			}
+		}
+		c.recent = grown
 	}
-	c.byseq[seq] = e
+	c.recent[seq%uint64(len(c.recent))] = e
 	c.mu.Unlock()
 	return e
+}
+
+func nextPow2(n uint64) uint64 {
+	p := uint64(1)
+	for p < n {
+		p <<= 1
+	}
+	return p
 }
 
 // levelsOf returns e's pointer levels.
@@ -218,9 +234,10 @@ func (c *entries) levelsOf(e *entry) ([]*level, error) {
 func (c *entries) truncate(length uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if length < uint64(len(c.byseq)) {
-		clear(c.byseq[length:])
-		c.byseq = c.byseq[:length]
+	for i, e := range c.recent {
+		if e != nil && e.seq >= length {
+			c.recent[i] = nil
+		}
 	}
 	kept := c.order[:0]
 	for _, seq := range c.order {

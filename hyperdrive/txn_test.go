@@ -3,6 +3,7 @@ package hyperdrive
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -224,5 +225,41 @@ func TestSyncJournal(t *testing.T) {
 			t.Errorf("the journal is still there: %v", err)
 		}
 		b.Close()
+	}
+}
+
+// TestFewRecentEntries: with room for only a few decoded entries, an
+// archive whose walks need older ones reads them again and gives the same
+// answers (the cache bounds memory; it must not change results).
+func TestFewRecentEntries(t *testing.T) {
+	a, err := Open(Options{Storage: MemoryStorage(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.entries.maxRecent = 4
+	want := map[string]string{}
+	for i := range 300 {
+		name := fmt.Sprintf("/d%d/f%d", i%7, i%23)
+		text := fmt.Sprint(i)
+		if err := a.WriteFile(name, []byte(text), WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = text
+	}
+	if len(a.entries.recent) > 4 {
+		t.Fatalf("%d recent entries kept, want at most 4", len(a.entries.recent))
+	}
+	for name, text := range want {
+		got, err := a.ReadFile(name)
+		if err != nil || string(got) != text {
+			t.Errorf("%s: %q, %v; want %q", name, got, err, text)
+		}
+	}
+	for d := range 7 {
+		names, err := a.Readdir(fmt.Sprintf("/d%d", d))
+		if err != nil || len(names) == 0 {
+			t.Errorf("readdir /d%d: %v, %v", d, names, err)
+		}
 	}
 }
