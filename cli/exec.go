@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -72,6 +73,12 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(pos) < 1 || len(pos) > 2 {
 		fmt.Fprintf(stderr, "nodevms: exec needs a script (and optionally a folder)\nrun 'nodevms --help' for usage\n")
 		return exitUsage
+	}
+	if os.Getenv("GOGC") == "" {
+		// A server's live heap is small and its garbage is per call:
+		// collecting at five times the live heap rather than twice saves
+		// a tenth of the CPU (more with files) for a few megabytes.
+		debug.SetGCPercent(400)
 	}
 	if len(pos) == 2 {
 		f.dir = pos[1]
