@@ -19,10 +19,14 @@
 //	err = h.Close()
 //	h, err = core.Open(ctx, cfg) // after a restart
 //
-// Calls run one at a time, in arrival order, from a bounded queue. A
-// call's answer leaves only once its entry is durable; calls that arrive
-// together share one log append and one flush (group commit), and the
-// archive blocks they wrote are shown to peers only then. A call that
+// Calls run one at a time, in arrival order, from a bounded queue (Submit
+// queues one with a callback, Call waits for it). A call's answer leaves
+// only once its entry is durable; calls that arrive together share one log
+// append and one flush (group commit), and the archive blocks they wrote
+// are shown to peers only then. With a log and an archive opened with
+// DeferSignatures (as the command opens them), the host signs both every
+// Config.SignEvery (5 ms) rather than every group, and peers see new
+// entries and files when they are signed. A call that
 // throws is logged with its error and its writes stay; a call the host
 // stops (a sandbox budget) leaves no trace: its writes are rolled back and
 // the script's memory is rebuilt by replaying the log. The archive is

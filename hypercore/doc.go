@@ -39,6 +39,14 @@
 // (what reached the disk is then unknown); reopening it continues from the
 // last Sync.
 //
+// A busy writer can do less per append. DeferSignatures leaves appends
+// unsigned, and unshown to peers, until Sign (or Sync, or Close) signs
+// them all at once. WriteBack keeps the small writes to the tree,
+// signatures and bitfield in memory until they can go out together. A line
+// log (LineLog: every block one line, such as a JSON log) needs only its
+// data file for durability: Sync is one fsync, and Open rebuilds the rest
+// from the data after a crash.
+//
 // # Reading and replicating
 //
 // Get reads a block, Wait waits for one. A replica is opened with just the
