@@ -410,9 +410,9 @@ func (h *Host) Close() error {
 	return err
 }
 
-// loop runs calls, a group at a time, and signs the log at most every
-// SignEvery: a signature costs more than a counter's call, and only peers
-// wait for it.
+// loop runs calls, a group at a time, and signs the archive and the log at
+// most every SignEvery: a signature costs more than a counter's call, and
+// only peers wait for it.
 func (h *Host) loop() {
 	defer close(h.done)
 	signTimer := time.NewTimer(time.Hour)
