@@ -764,12 +764,9 @@ func (f *Feed) Close() error {
 	if f.closed {
 		return nil
 	}
-	var err error
-	if f.deferSign && len(f.held) == 0 && f.failed == nil {
+	err := f.sync() // first: a signature must never cover what a crash could lose
+	if err == nil && f.deferSign && len(f.held) == 0 {
 		err = f.signLocked()
-	}
-	if serr := f.sync(); err == nil {
-		err = serr
 	}
 	f.closed = true
 	if cerr := f.closeFiles(); err == nil {

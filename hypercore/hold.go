@@ -167,23 +167,39 @@ func (f *Feed) publishedLocked() uint64 {
 }
 
 // Sign signs the tree of everything appended so far, once, and shows it to
-// peers (after Sync too, with AnnounceOnSync). Only a feed opened with
+// peers. With AnnounceOnSync it signs only what is synced: a block that a
+// crash could still lose is never signed, so a crash cannot make the writer
+// sign two different trees of one length. Only a feed opened with
 // DeferSignatures has anything to sign; for others Sign does nothing. The
 // signing itself runs without the feed's lock, so appends go on meanwhile.
 func (f *Feed) Sign() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	n := f.length
+	if f.announceOnSync {
+		n = min(n, f.synced)
+	}
 	switch {
 	case f.closed:
 		return ErrClosed
 	case f.failed != nil:
 		return f.failed
-	case !f.deferSign || f.length == f.signedLength:
+	case !f.deferSign || n <= f.signedLength:
 		return nil
-	case len(f.held) > 0:
+	case len(f.held) > 0 && n > f.held[0].length:
 		return ErrHeld
 	}
-	n, rollbacks, th, key := f.length, f.rollbacks, f.gen.TreeHash(), f.privateKey
+	var th [32]byte
+	if n == f.length {
+		th = f.gen.TreeHash()
+	} else {
+		roots, err := f.rootsOf(n)
+		if err != nil {
+			return fmt.Errorf("hypercore: roots of length %d: %w", n, err)
+		}
+		th = merkle.NewHasher().Tree(roots)
+	}
+	rollbacks, key := f.rollbacks, f.privateKey
 	f.mu.Unlock()
 	sig := ed25519.Sign(key, th[:])
 	f.mu.Lock()
