@@ -302,3 +302,45 @@ func TestBatchedAnswers(t *testing.T) {
 		t.Fatal("no pong to a ping on an idle connection")
 	}
 }
+
+// TestConcurrentClientCalls: calls made at once on one client share writes;
+// each still gets its own answer, and signed ones reach the server in the
+// order of their sequence numbers (none is refused as a replay).
+func TestConcurrentClientCalls(t *testing.T) {
+	ts, _ := serve(t, Options{})
+	_, key, _ := ed25519.GenerateKey(nil)
+	for _, opts := range []ClientOptions{{}, {Key: key}} {
+		c := dial(t, ts.URL, opts)
+		const n = 100
+		got := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					res, err := c.Call(context.Background(), "increment")
+					var ce *CallError
+					if errors.As(err, &ce) && ce.Code == CodeBusy {
+						time.Sleep(time.Millisecond) // a queue of 4
+						continue
+					}
+					got[i], errs[i] = string(res), err
+					return
+				}
+			}()
+		}
+		wg.Wait()
+		seen := map[string]bool{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("signed=%v: call %d: %v", opts.Key != nil, i, errs[i])
+			}
+			if seen[got[i]] {
+				t.Fatalf("signed=%v: two calls got %s", opts.Key != nil, got[i])
+			}
+			seen[got[i]] = true
+		}
+	}
+}
