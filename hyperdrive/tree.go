@@ -85,7 +85,7 @@ type entries struct {
 
 	mu        sync.Mutex
 	recent    []*entry // the entry with seq s, if cached, at s % len(recent)
-	maxRecent int      // the most recent may hold
+	maxRecent int      // the size recent may grow to
 	levels    map[uint64][]*level
 	order     []uint64 // insertion order of levels, for eviction
 }
