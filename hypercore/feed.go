@@ -115,8 +115,7 @@ type Feed struct {
 	unsigned      bool         // appends without signatures (Config.UnsignedWrites)
 	lineLog       bool         // see Config.LineLog
 	deferSign     bool         // see Config.DeferSignatures
-	writeBack     bool         // see Config.WriteBack
-	writeBacks    []*writeBack // the files it wraps
+	writeBacks    []*writeBack // the files Config.WriteBack wraps
 	keysDurable   bool         // the key files have been synced
 
 	bitfield *bitfield.Bitfield
@@ -239,8 +238,7 @@ func (f *Feed) open(cfg Config) error {
 	}
 
 	f.unsigned = cfg.UnsignedWrites && f.privateKey == nil && !f.readOnly
-	f.writeBack = cfg.WriteBack && f.privateKey != nil && !f.readOnly
-	if err := f.openSleepFiles(isNew); err != nil {
+	if err := f.openSleepFiles(isNew, cfg.WriteBack && f.privateKey != nil && !f.readOnly); err != nil {
 		return err
 	}
 	f.lineLog = cfg.LineLog && f.privateKey != nil && !f.readOnly
@@ -305,8 +303,9 @@ func readWhole(file File, name string, size int) ([]byte, error) {
 }
 
 // openSleepFiles opens tree, signatures and bitfield, checking their headers
-// or writing them to new files.
-func (f *Feed) openSleepFiles(isNew bool) error {
+// or writing them to new files; with writeBack it wraps them (see
+// Config.WriteBack).
+func (f *Feed) openSleepFiles(isNew, writeBack bool) error {
 	var err error
 	if f.tree, err = f.openFile("tree", true); err != nil {
 		return err
@@ -323,7 +322,7 @@ func (f *Feed) openSleepFiles(isNew bool) error {
 	if !isNew && (f.tree == nil || f.signatures == nil || f.bits == nil) {
 		return fmt.Errorf("%w: the key is stored but tree, signatures or bitfield is missing", ErrCorrupt)
 	}
-	if f.writeBack && f.tree != nil {
+	if writeBack && f.tree != nil {
 		for _, file := range []*File{&f.tree, &f.signatures, &f.bits} {
 			w, err := newWriteBack(*file)
 			if err != nil {
