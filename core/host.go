@@ -183,11 +183,7 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 	if err := cfg.Archive.Commit(); err != nil {
 		return nil, err
 	}
-	// Peers see a new backend at once.
-	if err := cfg.Archive.Sign(); err != nil {
-		return nil, err
-	}
-	if err := cfg.Log.Sign(); err != nil {
+	if err := signArchiveAndLog(cfg); err != nil { // peers see a new backend at once
 		return nil, err
 	}
 	return start(cfg, m), nil
@@ -420,12 +416,8 @@ func (h *Host) loop() {
 	var lastSign time.Time
 	unsigned, armed := false, false
 	sign := func() {
-		// The archive first: an entry a peer can see has its files there.
-		if err := h.cfg.Archive.Sign(); err != nil {
-			h.cfg.Logger.Error("signing the files archive", "error", err)
-		}
-		if err := h.cfg.Log.Sign(); err != nil {
-			h.cfg.Logger.Error("signing the call log", "error", err)
+		if err := signArchiveAndLog(h.cfg); err != nil {
+			h.cfg.Logger.Error("signing", "error", err)
 		}
 		lastSign, unsigned = time.Now(), false
 	}
@@ -478,6 +470,19 @@ func (h *Host) loop() {
 			h.lastArchiveSync = time.Now()
 		}
 	}
+}
+
+// signArchiveAndLog signs what is new in the archive, then in the log (both
+// DeferSignatures; Sign does nothing otherwise): the archive first, so that
+// an entry a peer can see has its files there.
+func signArchiveAndLog(cfg Config) error {
+	if err := cfg.Archive.Sign(); err != nil {
+		return fmt.Errorf("core: signing the files archive: %w", err)
+	}
+	if err := cfg.Log.Sign(); err != nil {
+		return fmt.Errorf("core: signing the call log: %w", err)
+	}
+	return nil
 }
 
 // runGroup runs calls in one outer archive transaction, appends their
