@@ -16,6 +16,7 @@ type writeBack struct {
 
 	mu    sync.Mutex
 	dirty map[int64][]byte // page number -> the page as it is to be
+	clean map[int64][]byte // pages as the last flush wrote them: see keepClean
 	base  int64            // the size of the file underneath
 	end   int64            // the file's size, counting pending writes
 	err   error            // a failed flush: the file is broken from then on
@@ -26,6 +27,10 @@ const (
 	// writeBackLimit bounds the pages a file keeps before it flushes on
 	// its own.
 	writeBackLimit = 1024
+	// keepClean is how many of the pages it last wrote a flush keeps: the
+	// next appends change the same tail pages, which then need not be
+	// read back from the file.
+	keepClean = 8
 )
 
 func newWriteBack(f File) (*writeBack, error) {
@@ -33,12 +38,17 @@ func newWriteBack(f File) (*writeBack, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &writeBack{File: f, dirty: map[int64][]byte{}, base: n, end: n}, nil
+	return &writeBack{File: f, dirty: map[int64][]byte{}, clean: map[int64][]byte{}, base: n, end: n}, nil
 }
 
 // page returns page i for writing, read from the file the first time.
 func (w *writeBack) page(i int64) ([]byte, error) {
 	if pg, ok := w.dirty[i]; ok {
+		return pg, nil
+	}
+	if pg, ok := w.clean[i]; ok {
+		delete(w.clean, i)
+		w.dirty[i] = pg
 		return pg, nil
 	}
 	pg := make([]byte, writeBackPage)
@@ -93,8 +103,7 @@ func (w *writeBack) ReadAt(p []byte, off int64) (int, error) {
 	first, last := off/writeBackPage, (off+int64(n)-1)/writeBackPage
 	clean := false
 	for i := first; i <= last && !clean; i++ {
-		_, ok := w.dirty[i]
-		clean = !ok
+		clean = w.cached(i) == nil
 	}
 	if clean {
 		// Some of it is only in the file (or a hole, which reads as zeros).
@@ -109,7 +118,7 @@ func (w *writeBack) ReadAt(p []byte, off int64) (int, error) {
 		clear(p[m:n])
 	}
 	for i := first; i <= last; i++ {
-		if pg, ok := w.dirty[i]; ok {
+		if pg := w.cached(i); pg != nil {
 			lo, hi := max(off, i*writeBackPage), min(off+int64(n), (i+1)*writeBackPage)
 			copy(p[lo-off:hi-off], pg[lo-i*writeBackPage:hi-i*writeBackPage])
 		}
@@ -118,6 +127,14 @@ func (w *writeBack) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// cached returns page i if it is in memory, pending or clean.
+func (w *writeBack) cached(i int64) []byte {
+	if pg, ok := w.dirty[i]; ok {
+		return pg
+	}
+	return w.clean[i]
 }
 
 func (w *writeBack) Size() (int64, error) {
@@ -157,6 +174,10 @@ func (w *writeBack) flushLocked() error {
 		}
 		run = run[:0]
 	}
+	clear(w.clean)
+	for _, i := range pages[max(0, len(pages)-keepClean):] {
+		w.clean[i] = w.dirty[i]
+	}
 	clear(w.dirty)
 	w.base = max(w.base, w.end)
 	return nil
@@ -188,6 +209,7 @@ func (w *writeBack) Truncate(size int64) error {
 	if !ok {
 		return nil
 	}
+	clear(w.clean) // they may hold what is cut
 	if err := t.Truncate(size); err != nil {
 		return err
 	}

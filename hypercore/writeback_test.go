@@ -85,3 +85,46 @@ func fileBytes(f *memFile) []byte {
 	f.ReadAt(b, 0)
 	return b
 }
+
+// countingFile counts the reads that reach the file.
+type countingFile struct {
+	File
+	reads int
+}
+
+func (c *countingFile) ReadAt(p []byte, off int64) (int, error) {
+	c.reads++
+	return c.File.ReadAt(p, off)
+}
+
+// TestWriteBackKeepsTailPages: appends after a flush change the pages it
+// just wrote, and must not read them back from the file.
+func TestWriteBackKeepsTailPages(t *testing.T) {
+	t.Parallel()
+	under := &countingFile{File: &memFile{}}
+	w, err := newWriteBack(under)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := bytes.Repeat([]byte{7}, 40)
+	for i := range 1000 {
+		if _, err := w.WriteAt(block, int64(i*len(block))); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			if err := w.flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if under.reads != 0 {
+		t.Fatalf("%d reads of the file underneath, want none", under.reads)
+	}
+	got := make([]byte, 1000*len(block))
+	if _, err := w.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.Repeat(block, 1000)) {
+		t.Fatal("the appends read back wrong")
+	}
+}
