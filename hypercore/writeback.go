@@ -101,11 +101,11 @@ func (w *writeBack) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n := int(min(int64(len(p)), w.end-off))
 	first, last := off/writeBackPage, (off+int64(n)-1)/writeBackPage
-	clean := false
-	for i := first; i <= last && !clean; i++ {
-		clean = w.cached(i) == nil
+	missing := false
+	for i := first; i <= last && !missing; i++ {
+		missing = w.cached(i) == nil
 	}
-	if clean {
+	if missing {
 		// Some of it is only in the file (or a hole, which reads as zeros).
 		m := 0
 		if off < w.base {
