@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -394,14 +395,26 @@ exports.ping = () => 'pong'`), 0o644)
 		wg.Wait()
 		return busy
 	}
-	c, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{Timeout: 30 * time.Second})
-	if err != nil {
-		t.Fatal(err)
+	// Two clients at once: while one's calls run, the other's wait in the
+	// queue.
+	var busy atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		c, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{Timeout: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			busy.Add(int64(flood(c, 20)))
+		}()
 	}
-	if busy := flood(c, 20); busy == 0 {
-		t.Error("a flood of 20 calls on a queue of 2 got no busy answer")
+	wg.Wait()
+	if busy.Load() == 0 {
+		t.Error("a flood of 2 x 20 calls on a queue of 2 got no busy answer")
 	}
-	c.Close()
 	d, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{Timeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodevms/nodevms/hypercore"
@@ -99,15 +101,24 @@ func (c *Config) defaults() {
 // DeferSignatures is signed, and its new entries shown to peers, at most
 // SignEvery later, once for all the groups in between.
 type Host struct {
-	cfg   Config
-	m     *machine
-	queue chan *pending
-	done  chan struct{}
+	cfg     Config
+	m       *machine
+	methods []string // what callers may call: fixed at start
+	queue   chan *pending
+	done    chan struct{}
 
 	mu      sync.Mutex
 	closing bool
 	wg      sync.WaitGroup
 
+	// run is held while a group runs or the host signs: by the loop, or by
+	// a caller running its own batch (SubmitBatch). What follows is under
+	// it.
+	run             sync.Mutex
+	queued          atomic.Int64 // calls queued and not yet run (not under run)
+	signTimer       *time.Timer
+	armed, unsigned bool
+	lastSign        time.Time
 	lastArchiveSync time.Time
 }
 
@@ -183,7 +194,7 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 	if err := cfg.Archive.Commit(); err != nil {
 		return nil, err
 	}
-	if err := signArchiveAndLog(cfg); err != nil { // peers see a new backend at once
+	if err := signArchiveAndLog(cfg.Archive, cfg.Log); err != nil { // peers see a new backend at once
 		return nil, err
 	}
 	return start(cfg, m), nil
@@ -308,21 +319,29 @@ func checkRoot(a *hyperdrive.Archive, want *FilesRoot) error {
 }
 
 func start(cfg Config, m *machine) *Host {
-	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
+	h := newHost(cfg, m)
 	go h.loop()
 	return h
 }
 
-// Methods lists the methods callers may call (init is not one).
-func (h *Host) Methods() []string {
-	var out []string
-	for _, m := range h.m.script.Methods() {
-		if m != "init" {
-			out = append(out, m)
+// newHost returns a host whose loop is not running yet.
+func newHost(cfg Config, m *machine) *Host {
+	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
+	// The script is replaced when a call aborts (rebuild), while callers
+	// are being checked on their own goroutines; its exports are the
+	// same.
+	for _, name := range m.script.Methods() {
+		if name != "init" {
+			h.methods = append(h.methods, name)
 		}
 	}
-	return out
+	h.signTimer = time.NewTimer(time.Hour)
+	h.signTimer.Stop()
+	return h
 }
+
+// Methods lists the methods callers may call (init is not one).
+func (h *Host) Methods() []string { return slices.Clone(h.methods) }
 
 // Call queues a call and waits for its answer, which comes once its entry
 // is durable. A full queue answers ErrBusy at once. If ctx ends while the
@@ -351,33 +370,98 @@ func (h *Host) Call(ctx context.Context, req Request) (Response, error) {
 // block: hand the answer to another goroutine. A server uses Submit to
 // answer many calls without a goroutine waiting for each.
 func (h *Host) Submit(ctx context.Context, req Request, done func(Response, error)) {
-	if req.Method == "init" || !h.m.script.HasMethod(req.Method) {
+	if p := h.prepare(ctx, req, done); p != nil {
+		h.enqueue(p)
+	}
+}
+
+// prepare checks a call and counts it for Close; nil if it was refused
+// (and answered).
+func (h *Host) prepare(ctx context.Context, req Request, done func(Response, error)) *pending {
+	if !slices.Contains(h.methods, req.Method) {
 		done(Response{}, fmt.Errorf("%w: %q", ErrNotCallable, req.Method))
-		return
+		return nil
 	}
 	if req.Args == nil {
 		req.Args = json.RawMessage("[]")
 	}
 	if !isJSONArray(req.Args) {
 		done(Response{}, errors.New("core: arguments must be a JSON array"))
-		return
+		return nil
 	}
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		done(Response{}, ErrClosed)
-		return
+		return nil
 	}
 	h.wg.Add(1) // Close waits until every call has its answer
 	h.mu.Unlock()
-	p := &pending{ctx: ctx, req: req, done: func(r Response, err error) {
+	return &pending{ctx: ctx, req: req, done: func(r Response, err error) {
 		done(r, err)
 		h.wg.Done()
 	}}
+}
+
+func (h *Host) enqueue(p *pending) {
+	h.queued.Add(1)
 	select {
 	case h.queue <- p:
 	default:
+		h.queued.Add(-1)
 		p.done(Response{}, ErrBusy)
+	}
+}
+
+// Batch collects calls for SubmitBatch. Its zero value is empty; it is
+// not safe for concurrent use.
+type Batch struct {
+	calls []*pending
+}
+
+// Len is the number of calls in b.
+func (b *Batch) Len() int { return len(b.calls) }
+
+// Add checks a call as Submit does and adds it to b; done gets its answer
+// as with Submit (at once, if the call is refused).
+func (h *Host) Add(b *Batch, ctx context.Context, req Request, done func(Response, error)) {
+	if p := h.prepare(ctx, req, done); p != nil {
+		b.calls = append(b.calls, p)
+	}
+}
+
+// SubmitBatch submits b's calls, in order, and empties b. If the host is
+// idle and no call is queued, they run at once on the caller's goroutine,
+// as one group; otherwise they are queued as Submit queues them, behind
+// the calls already there. Running on the caller's goroutine saves handing
+// the calls to the host's, and their answers back: on machines where
+// waking another thread is costly, that is most of a small call's cost.
+// done callbacks may then run on the caller's goroutine, before
+// SubmitBatch returns.
+func (h *Host) SubmitBatch(b *Batch) {
+	if len(b.calls) == 0 {
+		return
+	}
+	defer func() {
+		clear(b.calls)
+		b.calls = b.calls[:0]
+	}()
+	if h.queued.Load() == 0 && h.run.TryLock() {
+		// Checked again under the lock: a queued call must not be
+		// overtaken (it may be the same caller's earlier one).
+		if h.queued.Load() == 0 {
+			for calls := b.calls; len(calls) > 0; {
+				n := min(len(calls), h.cfg.MaxGroup)
+				h.runGroupAndSign(calls[:n])
+				calls = calls[n:]
+			}
+			h.run.Unlock()
+			return
+		}
+		h.run.Unlock()
+	}
+	for _, p := range b.calls {
+		h.enqueue(p)
 	}
 }
 
@@ -411,20 +495,12 @@ func (h *Host) Close() error {
 // only peers wait for it.
 func (h *Host) loop() {
 	defer close(h.done)
-	signTimer := time.NewTimer(time.Hour)
-	signTimer.Stop()
-	var lastSign time.Time
-	unsigned, armed := false, false
-	sign := func() {
-		if err := signArchiveAndLog(h.cfg); err != nil {
-			h.cfg.Logger.Error("signing", "error", err)
-		}
-		lastSign, unsigned = time.Now(), false
-	}
 	defer func() {
-		if unsigned {
-			sign()
+		h.run.Lock()
+		if h.unsigned {
+			h.sign()
 		}
+		h.run.Unlock()
 	}()
 	for {
 		var p *pending
@@ -434,52 +510,78 @@ func (h *Host) loop() {
 				return
 			}
 			p = q
-		case <-signTimer.C:
-			armed = false
-			if unsigned {
-				sign()
+		case <-h.signTimer.C:
+			h.run.Lock()
+			h.armed = false
+			if h.unsigned {
+				h.sign()
 			}
+			h.run.Unlock()
 			continue
 		}
-		group := []*pending{p}
-	more:
-		for len(group) < h.cfg.MaxGroup {
-			select {
-			case q, ok := <-h.queue:
-				if !ok {
-					break more
-				}
-				group = append(group, q)
-			default:
-				break more
+		// The lock first, then the group: calls queued while a caller ran
+		// its own batch join this group.
+		h.run.Lock()
+		group := h.takeQueued([]*pending{p})
+		h.runGroupAndSign(group)
+		h.queued.Add(-int64(len(group)))
+		h.run.Unlock()
+	}
+}
+
+// takeQueued adds queued calls to group, up to MaxGroup, without waiting.
+func (h *Host) takeQueued(group []*pending) []*pending {
+	for len(group) < h.cfg.MaxGroup {
+		select {
+		case q, ok := <-h.queue:
+			if !ok {
+				return group
 			}
-		}
-		if h.runGroup(group) {
-			unsigned = true
-			if wait := h.cfg.SignEvery - time.Since(lastSign); wait <= 0 {
-				sign()
-			} else if !armed {
-				signTimer.Reset(wait)
-				armed = true
-			}
-		}
-		if time.Since(h.lastArchiveSync) > archiveSyncEvery {
-			if err := h.cfg.Archive.Sync(); err != nil {
-				h.cfg.Logger.Error("flushing the files archive", "error", err)
-			}
-			h.lastArchiveSync = time.Now()
+			group = append(group, q)
+		default:
+			return group
 		}
 	}
+	return group
+}
+
+// runGroupAndSign runs a group, then signs if SignEvery has passed since
+// the last signature (or sets the timer for it), and flushes the archive
+// if archiveSyncEvery has. h.run is held.
+func (h *Host) runGroupAndSign(group []*pending) {
+	if h.runGroup(group) {
+		h.unsigned = true
+		if wait := h.cfg.SignEvery - time.Since(h.lastSign); wait <= 0 {
+			h.sign()
+		} else if !h.armed {
+			h.signTimer.Reset(wait)
+			h.armed = true
+		}
+	}
+	if time.Since(h.lastArchiveSync) > archiveSyncEvery {
+		if err := h.cfg.Archive.Sync(); err != nil {
+			h.cfg.Logger.Error("flushing the files archive", "error", err)
+		}
+		h.lastArchiveSync = time.Now()
+	}
+}
+
+// sign signs the archive and the log. h.run is held.
+func (h *Host) sign() {
+	if err := signArchiveAndLog(h.cfg.Archive, h.cfg.Log); err != nil {
+		h.cfg.Logger.Error("signing", "error", err)
+	}
+	h.lastSign, h.unsigned = time.Now(), false
 }
 
 // signArchiveAndLog signs what is new in the archive, then in the log (both
 // DeferSignatures; Sign does nothing otherwise): the archive first, so that
 // an entry a peer can see has its files there.
-func signArchiveAndLog(cfg Config) error {
-	if err := cfg.Archive.Sign(); err != nil {
+func signArchiveAndLog(archive *hyperdrive.Archive, log *hypercore.Feed) error {
+	if err := archive.Sign(); err != nil {
 		return fmt.Errorf("core: signing the files archive: %w", err)
 	}
-	if err := cfg.Log.Sign(); err != nil {
+	if err := log.Sign(); err != nil {
 		return fmt.Errorf("core: signing the call log: %w", err)
 	}
 	return nil

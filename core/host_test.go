@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nodevms/nodevms/examples"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -366,6 +367,74 @@ func TestBusyQueue(t *testing.T) {
 	wg.Wait()
 	if busy == 0 {
 		t.Error("no call was refused with ErrBusy")
+	}
+}
+
+// TestSubmitBatchRunsAtOnce: an idle host runs a batch on the caller's
+// goroutine, as one group: every call is answered, in order, before
+// SubmitBatch returns, and the log replays.
+func TestSubmitBatchRunsAtOnce(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	var batch Batch
+	var got []string
+	for range 5 {
+		b.host.Add(&batch, context.Background(), Request{Method: "increment"}, func(r Response, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			got = append(got, string(r.Res))
+		})
+	}
+	if batch.Len() != 5 {
+		t.Fatalf("the batch holds %d calls, want 5", batch.Len())
+	}
+	start := b.log.Length()
+	b.host.SubmitBatch(&batch)
+	if diff := cmp.Diff([]string{"1", "2", "3", "4", "5"}, got); diff != "" {
+		t.Errorf("answers before SubmitBatch returned (-want +got):\n%s", diff)
+	}
+	if batch.Len() != 0 || b.log.Length() != start+5 {
+		t.Errorf("after SubmitBatch: %d calls left in the batch, log length %d, want 0 and %d", batch.Len(), b.log.Length(), start+5)
+	}
+	b.verify(t)
+}
+
+// TestSubmitBatchKeepsOrder: a batch submitted while a call is queued
+// (here, before the host's loop has even started) is queued behind it,
+// not run ahead of it on the caller's goroutine.
+func TestSubmitBatchKeepsOrder(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	h := newHost(b.host.cfg, b.host.m)
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	record := func(r Response, err error) {
+		defer wg.Done()
+		if err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		order = append(order, string(r.Res))
+		mu.Unlock()
+	}
+	wg.Add(4)
+	h.Submit(context.Background(), Request{Method: "increment"}, record)
+	var batch Batch
+	for range 3 {
+		h.Add(&batch, context.Background(), Request{Method: "increment"}, record)
+	}
+	h.SubmitBatch(&batch)
+	mu.Lock()
+	ran := len(order)
+	mu.Unlock()
+	if ran != 0 {
+		t.Fatalf("%d calls ran ahead of the queued one", ran)
+	}
+	go h.loop()
+	defer h.Close()
+	wg.Wait()
+	if diff := cmp.Diff([]string{"1", "2", "3", "4"}, order); diff != "" {
+		t.Errorf("the order calls ran in (-want +got):\n%s", diff)
 	}
 }
 

@@ -16,9 +16,20 @@ import (
 type batchConn struct {
 	net.Conn
 
+	beforeRead func() // called by Read before it reads
+
 	mu       sync.Mutex
 	batching bool
 	buf      []byte
+}
+
+// Read is called by the WebSocket library's reader only, when it has used
+// up what it read before.
+func (b *batchConn) Read(p []byte) (int, error) {
+	if b.beforeRead != nil {
+		b.beforeRead()
+	}
+	return b.Conn.Read(p)
 }
 
 func (b *batchConn) Write(p []byte) (int, error) {
@@ -58,7 +69,8 @@ func (b *batchConn) end() error {
 // connection.
 type hijacker struct {
 	http.ResponseWriter
-	conn *batchConn
+	conn       *batchConn
+	beforeRead func()
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -70,6 +82,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = &batchConn{Conn: c}
+	h.conn = &batchConn{Conn: c, beforeRead: h.beforeRead}
 	return h.conn, brw, nil
 }
