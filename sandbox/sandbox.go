@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"runtime/metrics"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dop251/goja"
@@ -83,8 +81,9 @@ type Script struct {
 	stringify, parse, promiseResolve goja.Callable
 	errorCtor                        goja.Value
 
-	call   *callState // the call in progress, or nil
-	broken error
+	call     *callState // the call in progress, or nil
+	watchdog *watchdog
+	broken   error
 }
 
 //go:embed lib/path.js
@@ -101,6 +100,7 @@ var builtins = map[string]string{"path": pathJS, "assert": assertJS}
 // module.exports = function, callable as "default") becomes the methods.
 func Load(code string, opts Options) (*Script, error) {
 	s := &Script{rt: goja.New(), limits: opts.Limits.withDefaults(), log: opts.Logger}
+	s.watchdog = &watchdog{rt: s.rt, limits: s.limits}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -283,7 +283,7 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Value, error), result *Result) error {
 	s.call = st
 	defer func() { s.call = nil }()
-	stop := s.watch(ctx)
+	stop := s.watchdog.begin(ctx)
 	v, err := start()
 	if err == nil {
 		v, err = s.settle(st, v)
@@ -327,69 +327,6 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 	}
 	result.Value = raw
 	return nil
-}
-
-// watch interrupts the runtime when ctx ends or a budget runs out. The
-// returned stop ends the watch and says which, if any, interrupted. Timers
-// rather than a goroutine per call: most calls take microseconds, and a
-// replay makes a hundred thousand of them a second.
-func (s *Script) watch(ctx context.Context) (stop func() error) {
-	var mu sync.Mutex
-	var why error
-	stopped := false
-	interrupt := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if why == nil && !stopped {
-			why = err
-			s.rt.Interrupt(err)
-		}
-	}
-	deadline := time.AfterFunc(s.limits.Time, func() {
-		interrupt(fmt.Errorf("%w (%v)", ErrTimeBudget, s.limits.Time))
-	})
-	base := heapBytes()
-	var memory *time.Timer
-	mu.Lock() // the callback reads memory under mu: it may fire before AfterFunc returns
-	memory = time.AfterFunc(memoryCheckEvery, func() {
-		if used := heapBytes(); used > base && used-base > s.limits.Memory {
-			interrupt(fmt.Errorf("%w (%d MiB)", ErrMemoryBudget, s.limits.Memory>>20))
-			return
-		}
-		mu.Lock()
-		if !stopped {
-			memory.Reset(memoryCheckEvery)
-		}
-		mu.Unlock()
-	})
-	mu.Unlock()
-	cancel := context.AfterFunc(ctx, func() {
-		interrupt(fmt.Errorf("%w: %w", ErrCanceled, ctx.Err()))
-	})
-	return func() error {
-		cancel()
-		mu.Lock()
-		stopped = true
-		deadline.Stop()
-		memory.Stop()
-		err := why
-		mu.Unlock()
-		s.rt.ClearInterrupt()
-		return err
-	}
-}
-
-// memoryCheckEvery is how often a running call's heap growth is checked.
-const memoryCheckEvery = 5 * time.Millisecond
-
-// heapBytes is the Go heap's live objects, as the runtime last measured.
-func heapBytes() uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(sample)
-	if sample[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return sample[0].Value.Uint64()
 }
 
 // toJSON is JSON.stringify(v), with undefined (and functions) as null.

@@ -259,3 +259,35 @@ func TestSystemFiles(t *testing.T) {
 		t.Errorf("without an archive: %s", got)
 	}
 }
+
+// TestWatchdogAcrossCalls: one timer watches every call. Quick calls are
+// never interrupted by it, it rests while no call runs, and a call that
+// begins long after the last check still gets its whole time budget, and
+// no more than a check interval past it.
+func TestWatchdogAcrossCalls(t *testing.T) {
+	s, err := Load(`exports.quick = () => 1; exports.spin = () => { for (;;) {} }`, Options{Limits: Limits{Time: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if _, err := s.Call(context.Background(), Call{Method: "quick"}); err != nil {
+			t.Fatalf("quick call %d: %v", i, err)
+		}
+	}
+	time.Sleep(3 * memoryCheckEvery)
+	s.watchdog.mu.Lock()
+	armed := s.watchdog.armed
+	s.watchdog.mu.Unlock()
+	if armed {
+		t.Error("the watchdog's timer is still armed with no call running")
+	}
+	start := time.Now()
+	_, err = s.Call(context.Background(), Call{Method: "spin"})
+	took := time.Since(start)
+	if !errors.Is(err, ErrTimeBudget) {
+		t.Fatalf("spin: %v, want ErrTimeBudget", err)
+	}
+	if took < 100*time.Millisecond || took > time.Second {
+		t.Errorf("spin was stopped after %v, want just past its 100ms budget", took)
+	}
+}

@@ -1,0 +1,123 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"runtime/metrics"
+	"sync"
+	"time"
+
+	"github.com/dop251/goja"
+)
+
+// watchdog interrupts a script's runtime when the call in progress runs
+// past its time budget, grows the heap past its memory budget, or its
+// context ends.
+//
+// One timer serves every call of the script: a call that starts while it
+// is idle arms it, and it re-arms itself while calls run, every
+// memoryCheckEvery (sooner for a deadline nearer than that), so a budget
+// is enforced at most that late. Arming timers for each call cost more
+// than a small call itself: a timer earlier than any other wakes the
+// thread that sleeps in the network poller, and on virtual machines such a
+// wake-up costs tens of microseconds.
+type watchdog struct {
+	rt     *goja.Runtime
+	limits Limits
+
+	mu      sync.Mutex
+	timer   *time.Timer // nil until the first call
+	armed   bool
+	running bool
+	seq     uint64    // calls begun
+	start   time.Time // when the running call began
+	base    uint64    // the heap at the running call's first check; 0 before it
+	why     error     // what interrupted the running call
+}
+
+// memoryCheckEvery is how often a running call's budgets are checked.
+const memoryCheckEvery = 5 * time.Millisecond
+
+// begin watches a call until the returned end, which says what, if
+// anything, interrupted it.
+func (w *watchdog) begin(ctx context.Context) (end func() error) {
+	w.mu.Lock()
+	w.running = true
+	w.seq++
+	seq := w.seq
+	w.start = time.Now()
+	w.base, w.why = 0, nil
+	if !w.armed {
+		w.armed = true
+		first := min(memoryCheckEvery, w.limits.Time)
+		if w.timer == nil {
+			w.timer = time.AfterFunc(first, w.check)
+		} else {
+			w.timer.Reset(first)
+		}
+	}
+	w.mu.Unlock()
+	stopCtx := func() bool { return false }
+	if ctx.Done() != nil {
+		stopCtx = context.AfterFunc(ctx, func() {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.interrupt(seq, fmt.Errorf("%w: %w", ErrCanceled, ctx.Err()))
+		})
+	}
+	return func() error {
+		stopCtx()
+		w.mu.Lock()
+		w.running = false
+		err := w.why
+		w.mu.Unlock()
+		w.rt.ClearInterrupt()
+		return err
+	}
+}
+
+// interrupt stops call seq, if it is still the one running, for err.
+// w.mu is held.
+func (w *watchdog) interrupt(seq uint64, err error) {
+	if w.running && w.seq == seq && w.why == nil {
+		w.why = err
+		w.rt.Interrupt(err)
+	}
+}
+
+// check is the timer's: it checks the running call's budgets and re-arms,
+// or, with no call running, lets the timer rest.
+func (w *watchdog) check() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
+		w.armed = false
+		return
+	}
+	elapsed := time.Since(w.start)
+	if elapsed >= w.limits.Time {
+		w.interrupt(w.seq, fmt.Errorf("%w (%v)", ErrTimeBudget, w.limits.Time))
+	} else if used := heapBytes(); w.base == 0 {
+		// The growth counts from here: at most memoryCheckEvery of the
+		// call's allocations go unseen, against a budget of many
+		// megabytes.
+		w.base = used
+	} else if used > w.base && used-w.base > w.limits.Memory {
+		w.interrupt(w.seq, fmt.Errorf("%w (%d MiB)", ErrMemoryBudget, w.limits.Memory>>20))
+	}
+	next := memoryCheckEvery
+	if rest := w.limits.Time - elapsed; rest > 0 && rest < next {
+		next = rest
+	}
+	w.timer.Reset(next)
+}
+
+// heapBytes is the Go heap's live objects, as the runtime last measured.
+func heapBytes() uint64 {
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
+}
