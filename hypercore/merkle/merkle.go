@@ -118,6 +118,11 @@ type Generator struct {
 	blocks  uint64
 	hasher  *Hasher
 	scratch []Node // AppendBatch's node levels, reused
+
+	// treeHash caches TreeHash until the roots change: a writer is asked
+	// for it after every call, appended to or not.
+	treeHash    [HashSize]byte
+	treeHashSet bool
 }
 
 // NewGenerator returns a generator for a feed whose current roots are roots
@@ -145,6 +150,7 @@ func (g *Generator) Roots() []Node { return g.roots }
 func (g *Generator) Next(data []byte, nodes []Node) []Node {
 	leaf := Node{Index: 2 * g.blocks, Hash: g.hasher.Leaf(data), Size: uint64(len(data))}
 	g.blocks++
+	g.treeHashSet = false
 	g.roots = append(g.roots, leaf)
 	nodes = append(nodes, leaf)
 	for len(g.roots) > 1 {
@@ -166,7 +172,12 @@ func (g *Generator) Next(data []byte, nodes []Node) []Node {
 }
 
 // TreeHash returns the hash over the current roots.
-func (g *Generator) TreeHash() [HashSize]byte { return g.hasher.Tree(g.roots) }
+func (g *Generator) TreeHash() [HashSize]byte {
+	if !g.treeHashSet {
+		g.treeHash, g.treeHashSet = g.hasher.Tree(g.roots), true
+	}
+	return g.treeHash
+}
 
 // parallelThreshold is the batch size from which AppendBatch hashes on
 // several goroutines; below it the goroutines cost more than they save.
@@ -303,6 +314,7 @@ func (g *Generator) AppendBatch(blocks [][]byte, parallel int, visit func(Node))
 	}
 	g.roots = newRoots
 	g.blocks = end
+	g.treeHashSet = false
 }
 
 // parallelForShares calls fn on the parts [k*share, (k+1)*share) of

@@ -67,3 +67,28 @@ func TestHashesOfKnownValues(t *testing.T) {
 		t.Error("ParentHash depends on argument order")
 	}
 }
+
+// TestGeneratorTreeHashFollowsRoots: the generator's cached tree hash is
+// the hash over its roots after every kind of growth.
+func TestGeneratorTreeHashFollowsRoots(t *testing.T) {
+	t.Parallel()
+	g := NewGenerator(nil)
+	check := func(when string) {
+		t.Helper()
+		if got, want := g.TreeHash(), TreeHash(g.Roots()); got != want {
+			t.Fatalf("%s: the cached tree hash is stale", when)
+		}
+	}
+	check("empty")
+	for i := range 40 {
+		g.Next([]byte{byte(i)}, nil)
+		check("after Next")
+		check("asked again")
+		batch := make([][]byte, i%7)
+		for k := range batch {
+			batch[k] = []byte{byte(i), byte(k)}
+		}
+		g.AppendBatch(batch, 1, func(Node) {})
+		check("after AppendBatch")
+	}
+}
