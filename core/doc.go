@@ -20,7 +20,12 @@
 //	h, err = core.Open(ctx, cfg) // after a restart
 //
 // Calls run one at a time, in arrival order, from a bounded queue (Submit
-// queues one with a callback, Call waits for it). A call's answer leaves
+// queues one with a callback, Call waits for it). A server collects the
+// calls it reads in a Batch and hands them over with SubmitBatch: if the
+// host is idle and nothing is queued, they run at once on the server's
+// goroutine, which saves handing them to the host's (on virtual machines
+// a wake-up of another thread costs more than a small call); otherwise
+// they are queued behind the others. A call's answer leaves
 // only once its entry is durable; calls that arrive together share one log
 // append and one flush (group commit), and the archive blocks they wrote
 // are shown to peers only then. With a log and an archive opened with

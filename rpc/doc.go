@@ -27,6 +27,13 @@
 // package core). Over a limit the caller gets CodeBusy and the server
 // carries on. A client that goes away with calls queued has them dropped.
 //
+// A connection hands the calls it has read to the host when it is about
+// to wait for more input, so that calls that arrived together share a
+// group commit. When the host is idle they run on the connection's own
+// goroutine, which then sends their answers itself; meanwhile it reads
+// nothing more, so a flood on one connection waits in TCP rather than in
+// the queue, which fills when the host is busy with other connections.
+//
 // # Replication
 //
 // Each backend's files archive and call log also replicate over a
