@@ -67,6 +67,13 @@ async function download ([port, key]) {
   await promisify(feed.ready.bind(feed))()
   const start = process.hrtime.bigint()
   const socket = net.connect(Number(port), '127.0.0.1')
+  let done = false
+  socket.on('error', (err) => {
+    // After the download, the other side closing early (EPIPE) is no news.
+    if (done) return
+    console.error('download: ' + err.message)
+    process.exit(1)
+  })
   socket.pipe(feed.replicate()).pipe(socket)
   await promisify(feed.update.bind(feed))(1)
   // Count downloads (feed.downloaded() scans the bitfield: too slow here).
@@ -76,6 +83,7 @@ async function download ([port, key]) {
     feed.on('download', () => { if (++have === feed.length) resolve() })
   })
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  done = true
   socket.destroy()
   process.stdout.write(JSON.stringify({ blocks: feed.length, bytes: feed.byteLength, seconds, crypto: crypto() }) + '\n', () => process.exit(0))
 }
