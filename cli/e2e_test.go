@@ -21,6 +21,7 @@ import (
 	"github.com/creack/pty"
 
 	"github.com/nodevms/nodevms/examples"
+	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/rpc"
 )
 
@@ -195,7 +196,21 @@ func TestServeAndCall(t *testing.T) {
 			t.Errorf("repl output lacks %q:\n%s", w, b)
 		}
 	}
+	// The call log's data file grows ahead of the log while serving
+	// (hypercore's Preallocate), and is cut back to it at shutdown.
+	logData := filepath.Join(dir, ".dat", "call-log.data")
+	if st, err := os.Stat(logData); err != nil || st.Size() < 1<<20 {
+		t.Errorf("while serving, call-log.data: %v, %v; want it preallocated", st, err)
+	}
 	s.stop(t)
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, ".dat"), Prefix: "call-log."}, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(logData); err != nil || uint64(st.Size()) != log.ByteLength() {
+		t.Errorf("after shutdown, call-log.data: %v, %v; want the log's %d bytes", st, err, log.ByteLength())
+	}
+	log.Close()
 
 	// Files: backend.js, dat.json and .dat/ with the archive and the log.
 	for _, name := range []string{"backend.js", "dat.json", ".dat/metadata.key", ".dat/content.key", ".dat/call-log.key"} {

@@ -137,6 +137,10 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		DeferSignatures: true,
 		WriteBack:       true, // tree, bitfield and signatures: rebuilt from the data after a crash
 		NoFsync:         f.sync == "none",
+		// An fsync that need not grow the file is about 1.6 times as
+		// fast. A 1 MiB step is a few thousand calls' entries; writing it
+		// costs about 1.5 ms, once per step.
+		Preallocate: 1 << 20,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the call log in %s: %w", datDir, err)

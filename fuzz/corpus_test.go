@@ -92,6 +92,49 @@ func sourceFeed(tb testing.TB) (*hypercore.Feed, [][]byte) {
 	return feed, blocks
 }
 
+// lineLogStates returns the files of a line log as a crash could leave
+// them: synced but not closed, with preallocated zeros; the same with an
+// unsynced line half in them; and closed.
+func lineLogStates(tb testing.TB) []map[string][]byte {
+	tb.Helper()
+	st := hypercore.NewMemoryStorage()
+	feed, err := openLineLog(st, true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	snapshot := func() map[string][]byte {
+		files := map[string][]byte{}
+		for _, name := range []string{"tree", "bitfield", "signatures", "data"} {
+			files[name] = bytes.Clone(st.Bytes(name))
+		}
+		return files
+	}
+	for i := range 5 {
+		var lines [][]byte
+		for j := range i + 1 {
+			lines = append(lines, fmt.Appendf(nil, `{"i":%d,"j":%d}`+"\n", i, j))
+		}
+		if _, err := feed.Append(lines...); err != nil {
+			tb.Fatal(err)
+		}
+		if err := feed.Sync(); err != nil {
+			tb.Fatal(err)
+		}
+		if i == 2 {
+			if err := feed.Sign(); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	open := snapshot()
+	torn := snapshot()
+	copy(torn["data"][feed.ByteLength():], `{"torn":`)
+	if err := feed.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return []map[string][]byte{open, torn, snapshot()}
+}
+
 // seedCorpus returns, per fuzz target, the seed inputs made from the vectors.
 func seedCorpus(t *testing.T) map[string][][]any {
 	v := loadVectors(t)
@@ -126,6 +169,9 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	add("FuzzOpenFiles", files("tree"), files("bitfield"), files("signatures"), files("data"))
 	add("FuzzOpenFiles", files("tree")[:len(files("tree"))-40], files("bitfield"), files("signatures"), files("data"))
 	add("FuzzOpenFiles", []byte{}, []byte{}, []byte{}, []byte{})
+	for _, st := range lineLogStates(t) {
+		add("FuzzOpenLineLog", st["tree"], st["bitfield"], st["signatures"], st["data"])
+	}
 
 	wv := loadWireVectors(t)
 	var stream []byte

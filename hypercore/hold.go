@@ -128,6 +128,9 @@ func (f *Feed) Rollback() error {
 				if err := t.Truncate(c.size); err != nil {
 					return f.fail(fmt.Errorf("rollback: %w", err))
 				}
+				if c.file == f.data {
+					f.dataEnd = uint64(c.size)
+				}
 			}
 		}
 	}

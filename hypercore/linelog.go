@@ -11,7 +11,8 @@ import (
 )
 
 // A line log (Config.LineLog) is a feed whose blocks are lines: each ends
-// with "\n" and holds no other. Its data file then records where blocks
+// with "\n" and holds no other, and no NUL byte either (JSON never does), so
+// that zeros past its end, preallocated or left by a crash, end it too. Its data file then records where blocks
 // start and end by itself, so Sync makes only the data file durable (one
 // fsync) and writes the tree, signatures and bitfield without waiting: a
 // crash can lose or tear them, and Open redoes them from the data, which
@@ -21,11 +22,11 @@ import (
 
 // errNotLine is returned by Append on a line log for a block that is not a
 // line.
-var errNotLine = errors.New("hypercore: a line log's blocks must each end with one newline and hold no other")
+var errNotLine = errors.New("hypercore: a line log's blocks must each end with one newline and hold no other, nor any NUL byte")
 
 func checkLines(blocks [][]byte) error {
 	for _, b := range blocks {
-		if len(b) == 0 || b[len(b)-1] != '\n' || bytes.IndexByte(b[:len(b)-1], '\n') >= 0 {
+		if len(b) == 0 || b[len(b)-1] != '\n' || bytes.IndexByte(b[:len(b)-1], '\n') >= 0 || bytes.IndexByte(b, 0) >= 0 {
 			return errNotLine
 		}
 	}
@@ -49,12 +50,19 @@ func (f *Feed) recoverLines(stateErr error) error {
 	if err != nil {
 		return err
 	}
+	f.dataEnd = uint64(size)
 	if uint64(size) <= f.byteLength {
 		return nil
 	}
 	rest := make([]byte, uint64(size)-f.byteLength)
 	if _, err := f.data.ReadAt(rest, int64(f.byteLength)); err != nil {
 		return fmt.Errorf("hypercore: reading the data past the log's end: %w", err)
+	}
+	if i := bytes.IndexByte(rest, 0); i >= 0 {
+		// Preallocated zeros, or a page a crash left unwritten: nothing
+		// from here on was synced (a synced append holds no NUL, and
+		// everything before it was synced first).
+		rest = rest[:i]
 	}
 	var lines [][]byte
 	for len(rest) > 0 {
@@ -65,16 +73,20 @@ func (f *Feed) recoverLines(stateErr error) error {
 		lines = append(lines, rest[:i+1])
 		rest = rest[i+1:]
 	}
-	if len(lines) == 0 {
-		return nil
+	if len(lines) > 0 {
+		f.mu.Unlock()
+		_, err = f.Append(lines...)
+		if err == nil {
+			err = f.Sync()
+		}
+		f.mu.Lock()
+		if err != nil {
+			return err
+		}
 	}
-	f.mu.Unlock()
-	_, err = f.Append(lines...)
-	if err == nil {
-		err = f.Sync()
-	}
-	f.mu.Lock()
-	return err
+	// What is left past the lines was never synced, so never answered or
+	// shown: cut it off, so that the file holds the log and nothing else.
+	return f.cutData()
 }
 
 // resetFromData empties the tree, signatures and bitfield, so that

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/nodevms/nodevms/hypercore"
@@ -250,4 +251,147 @@ func TestDeferSignatures(t *testing.T) {
 		t.Fatalf("reopened at length %d, want 3", q.Length())
 	}
 	signedAt(q, 3)
+}
+
+// TestPreallocate: a line log that preallocates keeps zeros past its end
+// while open, and its files are byte for byte those of one that does not
+// once closed; after a crash the zeros, and any unsynced line in them, are
+// not blocks, and Open cuts them off.
+func TestPreallocate(t *testing.T) {
+	kp := seedKey(5)
+	batch := func(round, n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = fmt.Appendf(nil, `{"round":%d,"i":%d,"pad":"%s"}`+"\n", round, i, bytes.Repeat([]byte("x"), round*7))
+		}
+		return out
+	}
+	open := func(t *testing.T, dir string, prealloc int64, create bool) *hypercore.Feed {
+		t.Helper()
+		f, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: create,
+			LineLog: true, WriteBack: true, DeferSignatures: true, Preallocate: prealloc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	// write appends rounds [from, to) and syncs after each; round 3 is
+	// rolled back.
+	write := func(t *testing.T, f *hypercore.Feed, from, to int) {
+		t.Helper()
+		for r := from; r < to; r++ {
+			if r == 3 {
+				if err := f.Hold(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := f.Append(batch(r, r%4+1)...); err != nil {
+				t.Fatal(err)
+			}
+			if r == 3 {
+				if err := f.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dataSize := func(t *testing.T, dir string) int64 {
+		t.Helper()
+		st, err := os.Stat(filepath.Join(dir, "data"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	files := []string{"data", "tree", "signatures", "bitfield", "key", "secret_key"}
+	sameFiles := func(t *testing.T, got, want string, names []string) {
+		t.Helper()
+		for _, name := range names {
+			a, _ := os.ReadFile(filepath.Join(got, name))
+			b, _ := os.ReadFile(filepath.Join(want, name))
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: %d bytes differ from the %d written without preallocating", name, len(a), len(b))
+			}
+		}
+	}
+
+	plain := t.TempDir()
+	f := open(t, plain, 0, true)
+	write(t, f, 0, 12)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("closed", func(t *testing.T) {
+		dir := t.TempDir()
+		f := open(t, dir, 100, true) // small chunks: many grow steps
+		write(t, f, 0, 12)
+		if n := dataSize(t, dir); uint64(n) <= f.ByteLength() {
+			t.Errorf("open, the data file has %d bytes for a %d-byte log: nothing preallocated", n, f.ByteLength())
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		sameFiles(t, dir, plain, files)
+	})
+
+	for _, tail := range []string{"zeros", "torn line", "line after a gap"} {
+		t.Run("crash/"+tail, func(t *testing.T) {
+			dir, crashed := t.TempDir(), t.TempDir()
+			f := open(t, dir, 4096, true)
+			write(t, f, 0, 6)
+			length, byteLength := f.Length(), f.ByteLength()
+			// A crash now: what the files hold, with the feed still open.
+			for _, name := range files {
+				copyFile(t, filepath.Join(dir, name), filepath.Join(crashed, name))
+			}
+			f.Close()
+			df, err := os.OpenFile(filepath.Join(crashed, "data"), os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch tail {
+			case "torn line": // an unsynced append, partly written
+				df.WriteAt([]byte(`{"torn":`), int64(byteLength))
+			case "line after a gap": // its first page lost, its second written
+				df.WriteAt([]byte("{\"late\":1}\n"), int64(byteLength)+100)
+			}
+			df.Close()
+			if n := dataSize(t, crashed); uint64(n) <= byteLength {
+				t.Fatalf("the crashed data file has %d bytes, no zeros past the log's %d", n, byteLength)
+			}
+
+			g := open(t, crashed, 4096, false)
+			if g.Length() != length {
+				t.Fatalf("reopened at length %d, want %d", g.Length(), length)
+			}
+			if n := dataSize(t, crashed); uint64(n) != byteLength {
+				t.Errorf("reopened, the data file has %d bytes, want the log's %d", n, byteLength)
+			}
+			write(t, g, 6, 12)
+			if err := g.Sign(); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := g.Signature(g.Length() - 1); err != nil {
+				t.Error(err)
+			}
+			if err := g.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Not the signatures: Open signed the recovered lines, where the
+			// plain feed signed at each Sync.
+			sameFiles(t, crashed, plain, slices.DeleteFunc(slices.Clone(files), func(n string) bool { return n == "signatures" }))
+		})
+	}
+
+	t.Run("NUL refused", func(t *testing.T) {
+		f := open(t, t.TempDir(), 4096, true)
+		defer f.Close()
+		if _, err := f.Append([]byte("{\"a\":\"\x00\"}\n")); err == nil {
+			t.Error("a line log took a block holding a NUL byte")
+		}
+	})
 }
