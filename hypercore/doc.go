@@ -45,7 +45,8 @@
 // signatures and bitfield in memory until they can go out together. A line
 // log (LineLog: every block one line, such as a JSON log) needs only its
 // data file for durability: Sync is one fsync, and Open rebuilds the rest
-// from the data after a crash.
+// from the data after a crash. Preallocate makes that fsync cheaper still,
+// by growing the data file ahead of the log so that it writes data only.
 //
 // # Reading and replicating
 //
