@@ -93,9 +93,9 @@ type Config struct {
 	DeferSignatures bool
 
 	// WriteBack keeps a writer's writes to the tree, signatures and
-	// bitfield files in memory and writes them out together: at Sync, or
-	// for a line log (whose Sync makes only the data durable) when Sign
-	// signs and at Close. Appends then cost one write to the data file
+	// bitfield files in memory and writes them out together: when Sign
+	// signs (the tree and signatures), at Sync (except for a line log,
+	// whose Sync makes only the data durable) and at Close. Appends then cost one write to the data file
 	// instead of three or four small ones. Reads see pending writes.
 	WriteBack bool
 

@@ -243,12 +243,14 @@ func (f *Feed) storeSignature(sig []byte, n uint64) error {
 	f.signedLength = n
 	f.syncNeeded = true
 	f.notify()
-	if f.lineLog {
-		// A line log's Sync leaves these pending; a signature is the
-		// moment to write them (every few milliseconds at most).
-		if err := f.flushWriteBacks(); err != nil {
-			return f.fail(err)
-		}
+	// A signature is the moment to write what WriteBack keeps (every few
+	// milliseconds at most): a line log's Sync leaves it pending, and
+	// another feed's Sync would otherwise write it all at once, holding
+	// the feed meanwhile. The tree and signatures may reach the files
+	// early: only the bitfield claims blocks, and its pages are written at
+	// Sync, after the rest is durable.
+	if err := f.flushWriteBacks(); err != nil {
+		return f.fail(err)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/sleep"
 )
 
 // TestLineLogRecovers: a line log whose tree, signatures and bitfield were
@@ -394,4 +395,66 @@ func TestPreallocate(t *testing.T) {
 			t.Error("a line log took a block holding a NUL byte")
 		}
 	})
+}
+
+// TestSignWritesPendingPages: with WriteBack, Sign writes the tree and
+// signature pages kept since the last Sync (so that Sync has less to write
+// at once), but not the bitfield: a crash after Sign and before Sync
+// reopens at the synced length.
+func TestSignWritesPendingPages(t *testing.T) {
+	kp := seedKey(6)
+	dir, crashed := t.TempDir(), t.TempDir()
+	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true,
+		DeferSignatures: true, WriteBack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	block := func(i int) []byte { return fmt.Appendf(nil, "block %d", i) }
+	for i := range 10 {
+		if _, err := f.Append(block(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 10; i < 300; i++ {
+		if _, err := f.Append(block(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sign(); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{
+		"tree":       sleep.TreeOffset(2*300-2) + sleep.TreeEntrySize,
+		"signatures": sleep.HeaderSize + 300*hypercore.SignatureSize,
+	} {
+		if st, err := os.Stat(filepath.Join(dir, name)); err != nil || st.Size() < want {
+			t.Errorf("after Sign, %s: %v, %v; want %d bytes written", name, st.Size(), err, want)
+		}
+	}
+	for _, name := range []string{"data", "tree", "signatures", "bitfield", "key", "secret_key"} {
+		copyFile(t, filepath.Join(dir, name), filepath.Join(crashed, name))
+	}
+	g, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: crashed}, SecretKey: kp.SecretKey, DeferSignatures: true, WriteBack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.Length() != 10 {
+		t.Fatalf("after a crash between Sign and Sync, length %d, want the synced 10", g.Length())
+	}
+	for i := range uint64(10) {
+		if b, err := g.Get(i); err != nil || !bytes.Equal(b, block(int(i))) {
+			t.Fatalf("block %d: %q, %v", i, b, err)
+		}
+	}
+	if _, err := g.Append(block(10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sync(); err != nil {
+		t.Fatal(err)
+	}
 }
