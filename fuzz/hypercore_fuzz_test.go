@@ -93,6 +93,25 @@ func FuzzBitfieldPages(f *testing.F) {
 	})
 }
 
+// storageWith returns a memory storage holding kp and the given files.
+func storageWith(t *testing.T, kp hypercore.KeyPair, tree, bits, sigs, data []byte) *hypercore.MemoryStorage {
+	t.Helper()
+	st := hypercore.NewMemoryStorage()
+	for name, content := range map[string][]byte{
+		"key": kp.PublicKey, "secret_key": kp.SecretKey,
+		"tree": tree, "bitfield": bits, "signatures": sigs, "data": data,
+	} {
+		file, err := st.Open(name, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := file.WriteAt(content, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
 // FuzzOpenFiles opens a feed whose tree, bitfield, signatures and data files
 // are arbitrary bytes (behind a real key pair): Open and every read must
 // fail cleanly or succeed, and whatever Get returns must be the block the
@@ -100,19 +119,7 @@ func FuzzBitfieldPages(f *testing.F) {
 func FuzzOpenFiles(f *testing.F) {
 	kp := hypercore.KeyPairFromSeed(loadVectors(f).Feeds[sourceScenario].Seed)
 	f.Fuzz(func(t *testing.T, tree, bits, sigs, data []byte) {
-		st := hypercore.NewMemoryStorage()
-		for name, content := range map[string][]byte{
-			"key": kp.PublicKey, "secret_key": kp.SecretKey,
-			"tree": tree, "bitfield": bits, "signatures": sigs, "data": data,
-		} {
-			file, err := st.Open(name, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := file.WriteAt(content, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
+		st := storageWith(t, kp, tree, bits, sigs, data)
 		feed, err := hypercore.Open(hypercore.Config{Storage: st})
 		if err != nil {
 			return
@@ -153,19 +160,7 @@ func openLineLog(st hypercore.Storage, create bool) (*hypercore.Feed, error) {
 // file holds the log and nothing past it, and which appends and reopens.
 func FuzzOpenLineLog(f *testing.F) {
 	f.Fuzz(func(t *testing.T, tree, bits, sigs, data []byte) {
-		st := hypercore.NewMemoryStorage()
-		for name, content := range map[string][]byte{
-			"key": lineLogKey.PublicKey, "secret_key": lineLogKey.SecretKey,
-			"tree": tree, "bitfield": bits, "signatures": sigs, "data": data,
-		} {
-			file, err := st.Open(name, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := file.WriteAt(content, 0); err != nil {
-				t.Fatal(err)
-			}
-		}
+		st := storageWith(t, lineLogKey, tree, bits, sigs, data)
 		feed, err := openLineLog(st, false)
 		if err != nil {
 			return
