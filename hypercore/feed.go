@@ -75,11 +75,12 @@ type Config struct {
 	// Preallocate, for a line log that fsyncs, grows the data file ahead of
 	// the appends, this many zero bytes at a time, so that the fsync after
 	// an append has only data to write. An fsync that must also record a
-	// larger file commits the file system's journal: on ext4 here that made
-	// it about 1.6 times as slow (260 against 165 us). Its lines hold no NUL
-	// byte, so after a crash Open reads the zeros as the log's end; Open
-	// and Close cut them off, so a closed feed's data file is its data and
-	// nothing else, as the reference writes it.
+	// larger file writes the inode too (or commits the journal): on our
+	// ext4 disks that made it about 1.6 times as slow (260 against 165 us).
+	// A line log's lines hold no NUL byte, so after a crash Open reads the
+	// zeros as the log's end; Open and Close cut them off, so a closed
+	// feed's data file is its data and nothing else, as the reference
+	// writes it.
 	Preallocate int64
 
 	// DeferSignatures makes Append (and Release) leave the tree unsigned
@@ -95,8 +96,9 @@ type Config struct {
 	// WriteBack keeps a writer's writes to the tree, signatures and
 	// bitfield files in memory and writes them out together: when Sign
 	// signs (the tree and signatures), at Sync (except for a line log,
-	// whose Sync makes only the data durable) and at Close. Appends then cost one write to the data file
-	// instead of three or four small ones. Reads see pending writes.
+	// whose Sync makes only the data durable) and at Close. Appends then
+	// cost one write to the data file instead of three or four small ones.
+	// Reads see pending writes.
 	WriteBack bool
 
 	// CheckAllReads makes GetUnchecked check blocks against their hashes

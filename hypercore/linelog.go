@@ -11,14 +11,14 @@ import (
 )
 
 // A line log (Config.LineLog) is a feed whose blocks are lines: each ends
-// with "\n" and holds no other, and no NUL byte either (JSON never does), so
-// that zeros past its end, preallocated or left by a crash, end it too. Its data file then records where blocks
-// start and end by itself, so Sync makes only the data file durable (one
-// fsync) and writes the tree, signatures and bitfield without waiting: a
-// crash can lose or tear them, and Open redoes them from the data, which
-// gives the same tree and, Ed25519 being deterministic, the same
-// signatures for the same batches. NodeVMS's call log is one: its entries
-// are JSON lines.
+// with "\n" and holds no other, and no NUL byte either (JSON never does),
+// so that zeros past its end, preallocated or left by a crash, end it too.
+// Its data file then records where blocks start and end by itself, so Sync
+// makes only the data file durable (one fsync) and writes the tree,
+// signatures and bitfield without waiting: a crash can lose or tear them,
+// and Open redoes them from the data, which gives the same tree and,
+// Ed25519 being deterministic, the same signatures for the same batches.
+// NodeVMS's call log is one: its entries are JSON lines.
 
 // errNotLine is returned by Append on a line log for a block that is not a
 // line.
