@@ -80,7 +80,8 @@ type Config struct {
 	// A line log's lines hold no NUL byte, so after a crash Open reads the
 	// zeros as the log's end; Open and Close cut them off, so a closed
 	// feed's data file is its data and nothing else, as the reference
-	// writes it.
+	// writes it. If the zeros do not fit on the disk, the feed stops
+	// preallocating rather than fail the append.
 	Preallocate int64
 
 	// DeferSignatures makes Append (and Release) leave the tree unsigned
@@ -691,7 +692,10 @@ func (f *Feed) writeData(data []byte) error {
 		// records the new size once for the appends of a whole chunk.
 		grown := end + uint64(f.preallocate)
 		if _, err := f.data.WriteAt(make([]byte, grown-f.dataEnd), int64(f.dataEnd)); err != nil {
-			return fmt.Errorf("hypercore: preallocate data: %w", err)
+			// A full disk may still hold the append itself: go on
+			// without preallocating. Whatever zeros were written are
+			// past the log's end, and cutData cuts them off.
+			f.preallocate = 0
 		}
 		f.dataEnd = grown
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/nodevms/nodevms/hypercore"
@@ -456,5 +457,74 @@ func TestSignWritesPendingPages(t *testing.T) {
 	}
 	if err := g.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// limitedStorage is a memory storage whose data file refuses writes that
+// would end past limit bytes, as a full disk does.
+type limitedStorage struct {
+	*hypercore.MemoryStorage
+	limit int64
+}
+
+func (s limitedStorage) Open(name string, create bool) (hypercore.File, error) {
+	f, err := s.MemoryStorage.Open(name, create)
+	if err != nil || name != "data" {
+		return f, err
+	}
+	return limitedFile{f, s.limit}, nil
+}
+
+type limitedFile struct {
+	hypercore.File
+	limit int64
+}
+
+func (f limitedFile) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > f.limit {
+		return 0, fmt.Errorf("write of %d bytes at %d: %w", len(p), off, syscall.ENOSPC)
+	}
+	return f.File.WriteAt(p, off)
+}
+
+func (f limitedFile) Truncate(size int64) error {
+	return f.File.(interface{ Truncate(int64) error }).Truncate(size)
+}
+
+// TestPreallocateOnAFullDisk: when the zeros do not fit, appends that do
+// go on, without preallocating, and Close still leaves only the log.
+func TestPreallocateOnAFullDisk(t *testing.T) {
+	kp := seedKey(8)
+	st := limitedStorage{hypercore.NewMemoryStorage(), 4096}
+	f, err := hypercore.Open(hypercore.Config{Storage: st, SecretKey: kp.SecretKey, Create: true, LineLog: true, Preallocate: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := []byte(`{"a":"line"}` + "\n")
+	n := 0
+	for ; (n+1)*len(line) <= 4096; n++ {
+		if _, err := f.Append(line); err != nil {
+			t.Fatalf("append %d, %d bytes in all: %v", n, (n+1)*len(line), err)
+		}
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Append(line); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("an append past the disk's end: %v, want ENOSPC", err)
+	}
+	if err := f.Close(); !errors.Is(err, hypercore.ErrFailed) {
+		t.Errorf("closing after the failed append: %v, want ErrFailed", err)
+	}
+	if got, want := len(st.Bytes("data")), n*len(line); got != want {
+		t.Errorf("the data file has %d bytes, want the %d synced", got, want)
+	}
+	g, err := hypercore.Open(hypercore.Config{Storage: st, SecretKey: kp.SecretKey, LineLog: true, Preallocate: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.Length() != uint64(n) {
+		t.Errorf("reopened at length %d, want %d", g.Length(), n)
 	}
 }
