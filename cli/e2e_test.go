@@ -199,16 +199,16 @@ func TestServeAndCall(t *testing.T) {
 	// The call log's data file grows ahead of the log while serving
 	// (hypercore's Preallocate), and is cut back to it at shutdown.
 	logData := filepath.Join(dir, ".dat", "call-log.data")
-	if st, err := os.Stat(logData); err != nil || st.Size() < 1<<20 {
-		t.Errorf("while serving, call-log.data: %v, %v; want it preallocated", st, err)
+	if size := fileSize(t, logData); size < 1<<20 {
+		t.Errorf("while serving, call-log.data has %d bytes; want at least 1 MiB preallocated", size)
 	}
 	s.stop(t)
 	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, ".dat"), Prefix: "call-log."}, ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := os.Stat(logData); err != nil || uint64(st.Size()) != log.ByteLength() {
-		t.Errorf("after shutdown, call-log.data: %v, %v; want the log's %d bytes", st, err, log.ByteLength())
+	if size := fileSize(t, logData); uint64(size) != log.ByteLength() {
+		t.Errorf("after shutdown, call-log.data has %d bytes; want the log's %d", size, log.ByteLength())
 	}
 	log.Close()
 
@@ -228,6 +228,15 @@ func TestServeAndCall(t *testing.T) {
 	if _, errOut, err := runNodevms(t, "-e", other, dir, "--port", "0", "--dat-port", "0"); err == nil || !strings.Contains(errOut, "serves another script") {
 		t.Errorf("redeploying another script: %v %q", err, errOut)
 	}
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }
 
 // TestDebugUsersFromTheREPL: --debug lets the REPL name its user; without
