@@ -128,7 +128,7 @@ type Feed struct {
 	unsigned      bool         // appends without signatures (Config.UnsignedWrites)
 	lineLog       bool         // see Config.LineLog
 	preallocate   int64        // see Config.Preallocate; 0 unless a line log that fsyncs
-	dataEnd       uint64       // the data file's size, zeros past byteLength included, while preallocating
+	dataEnd       uint64       // how far the data file may reach past byteLength (Preallocate's zeros); cutData cuts it back
 	deferSign     bool         // see Config.DeferSignatures
 	writeBacks    []*writeBack // the files Config.WriteBack wraps
 	keysDurable   bool         // the key files have been synced
