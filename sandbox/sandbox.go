@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	_ "embed"
@@ -10,7 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -247,20 +250,9 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 	if fn == nil {
 		return Result{}, fmt.Errorf("%w: %q", ErrNoMethod, c.Method)
 	}
-	var args []goja.Value
-	if len(c.Args) > 0 {
-		parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(c.Args)))
-		if err != nil {
-			return Result{}, fmt.Errorf("sandbox: arguments are not JSON: %v", err)
-		}
-		arr, ok := parsed.Export().([]any)
-		if !ok {
-			return Result{}, errors.New("sandbox: arguments must be a JSON array")
-		}
-		obj := parsed.ToObject(s.rt)
-		for i := range arr {
-			args = append(args, obj.Get(fmt.Sprint(i)))
-		}
+	args, err := s.arguments(c.Args)
+	if err != nil {
+		return Result{}, err
 	}
 	st := &callState{
 		time:       c.Time,
@@ -272,10 +264,39 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 	}
 	s.setCaller(c.CallerID)
 	var result Result
-	err := s.run(ctx, st, func() (goja.Value, error) {
+	err = s.run(ctx, st, func() (goja.Value, error) {
 		return fn(s.exports, args...)
 	}, &result)
 	return result, err
+}
+
+// arguments parses a call's JSON array of arguments into JavaScript
+// values, as JSON.parse makes them.
+func (s *Script) arguments(raw []byte) ([]goja.Value, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || isEmptyArray(raw) {
+		return nil, nil // most calls: no parse, no array to build and take apart
+	}
+	parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: arguments are not JSON: %v", err)
+	}
+	arr, ok := parsed.(*goja.Object)
+	if !ok || arr.ClassName() != "Array" {
+		return nil, errors.New("sandbox: arguments must be a JSON array")
+	}
+	n := arr.Get("length").ToInteger()
+	args := make([]goja.Value, n)
+	for i := range args {
+		args[i] = arr.Get(strconv.Itoa(i))
+	}
+	return args, nil
+}
+
+// isEmptyArray reports whether b, trimmed, is [] with only white space
+// inside.
+func isEmptyArray(b []byte) bool {
+	return len(b) >= 2 && b[0] == '[' && b[len(b)-1] == ']' && len(bytes.TrimSpace(b[1:len(b)-1])) == 0
 }
 
 // run runs start in the call's environment, then its virtual event loop
@@ -329,8 +350,15 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 	return nil
 }
 
+var int64Type = reflect.TypeFor[int64]()
+
 // toJSON is JSON.stringify(v), with undefined (and functions) as null.
 func (s *Script) toJSON(v goja.Value) (json.RawMessage, error) {
+	if _, obj := v.(*goja.Object); !obj && v != nil && v.ExportType() == int64Type {
+		// An integer (a counter's answer): what JSON.stringify would
+		// write, without calling into the runtime for it.
+		return strconv.AppendInt(nil, v.ToInteger(), 10), nil
+	}
 	out, err := s.stringify(goja.Undefined(), v)
 	if err != nil {
 		return nil, err

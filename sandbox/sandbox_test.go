@@ -61,6 +61,58 @@ func TestModuleShapes(t *testing.T) {
 	}
 }
 
+// TestArguments: the argument array as JSON.parse makes it, whatever its
+// shape, and a clear error for anything that is not one.
+func TestArguments(t *testing.T) {
+	s := load(t, `exports.echo = (...args) => [args.length, ...args]`)
+	for _, tt := range []struct{ args, want string }{
+		{``, `[0]`},
+		{`[]`, `[0]`},
+		{" [ \n\t ] ", `[0]`},
+		{`[1]`, `[1,1]`},
+		{` [null, "two", {"a": [3]}, -0.5, true] `, `[5,null,"two",{"a":[3]},-0.5,true]`},
+		{`[[], {}]`, `[2,[],{}]`},
+	} {
+		if got := call(t, s, Call{Method: "echo", Args: json.RawMessage(tt.args)}); got != tt.want {
+			t.Errorf("arguments %q: got %s, want %s", tt.args, got, tt.want)
+		}
+	}
+	for _, args := range []string{`{}`, `1`, `"[]"`, `[`, `[1,]`, `null`} {
+		_, err := s.Call(context.Background(), Call{Method: "echo", Args: json.RawMessage(args)})
+		if err == nil || !strings.Contains(err.Error(), "arguments") {
+			t.Errorf("arguments %q: got error %v, want one about the arguments", args, err)
+		}
+	}
+}
+
+// TestResultIsStringified: integers take a shortcut past JSON.stringify;
+// every result must read as JSON.stringify writes it.
+func TestResultIsStringified(t *testing.T) {
+	for _, expr := range []string{
+		"0", "-0", "1", "-1", "2147483648", "-2147483649", "2**53", "2**53 + 1", "2**62", "-(2**63)", "2**64",
+		"1.5", "1e21", "1/3", "NaN", "Infinity", "'text'", "true", "null", "undefined",
+		"[1, 2]", "({a: 1})", "new Date(5)", "Symbol('x')", "() => 1", "7n",
+	} {
+		s := load(t, "exports.f = () => "+expr+"\nexports.g = () => JSON.stringify("+expr+")")
+		got, stringified := call(t, s, Call{Method: "f"}), call(t, s, Call{Method: "g"})
+		want := "null" // JSON.stringify gave undefined
+		switch {
+		case strings.HasPrefix(stringified, "error: "):
+			if !strings.HasPrefix(got, "error: ") {
+				t.Errorf("%s: got %s, want an error as JSON.stringify's: %s", expr, got, stringified)
+			}
+			continue
+		case stringified != "null":
+			if err := json.Unmarshal([]byte(stringified), &want); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got != want {
+			t.Errorf("%s: got %s, want %s", expr, got, want)
+		}
+	}
+}
+
 func TestErrors(t *testing.T) {
 	s := load(t, `
 		exports.throws = () => { throw new Error('You are not my owner!') }
