@@ -44,6 +44,40 @@ func FuzzDecodeEntry(f *testing.F) {
 	})
 }
 
+// FuzzEncodeEntry: EncodeEntry writes exactly what encoding/json's Encoder
+// (HTML escaping off) writes, which every log held before it was written by
+// hand, for any strings (invalid UTF-8 too) and any raw JSON fields (which
+// both must refuse when they are not JSON).
+func FuzzEncodeEntry(f *testing.F) {
+	f.Fuzz(func(t *testing.T, text, args, res []byte, n uint64) {
+		s := string(text)
+		e := &core.Entry{Type: s, Code: s, FilesArchiveURL: s, Title: s, Schema: int(int8(n)), Time: int64(n), Seed: s}
+		if n&1 != 0 {
+			e.Call = &core.CallRecord{UserID: &s, MethodName: s, Args: args}
+			e.Result = &core.ResultRecord{Res: res, Err: &s, FilesVersion: n}
+		}
+		if n&2 != 0 {
+			e.Oracles = []sandbox.OracleValue{{Value: res}, {Error: &sandbox.ScriptError{Name: s}}, {}}
+			e.Error = &sandbox.ScriptError{Name: s, Message: s}
+		}
+		if n&4 != 0 {
+			e.FilesRoot = &core.FilesRoot{Metadata: s, Content: s, ContentLength: n}
+			e.Auth = &core.Auth{Key: s, Signature: s, Seq: n}
+		}
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		werr := enc.Encode(e)
+		got, gerr := core.EncodeEntry(e)
+		if (werr != nil) != (gerr != nil) {
+			t.Fatalf("encoding/json's error %v, EncodeEntry's %v", werr, gerr)
+		}
+		if werr == nil && !bytes.Equal(want.Bytes(), got) {
+			t.Fatalf("EncodeEntry wrote\n%q\nencoding/json\n%q", got, want.Bytes())
+		}
+	})
+}
+
 // normalize compares entries as JSON values (raw JSON fields may differ in
 // spacing).
 func normalize(t *testing.T, e *core.Entry) any {

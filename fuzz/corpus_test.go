@@ -250,6 +250,10 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	}
 	add("FuzzDecodeEntry", []byte(`{"type":"call"}`))
 	add("FuzzDecodeEntry", []byte("{}\n{}"))
+	add("FuzzEncodeEntry", []byte("increment"), []byte(`[]`), []byte(`1`), uint64(1))
+	add("FuzzEncodeEntry", []byte("\x00\b\f\n\r\t\x1f\"\\<&>\x7f \u2028\u2029 \xff\xe2\x80 \xed\xa0\x80 é😀"),
+		[]byte(" [ 1 , {\"a\" : \"x\"} ]\n"), []byte(`"<&>"`), uint64(7))
+	add("FuzzEncodeEntry", []byte(""), []byte(`[1,`), []byte(``), uint64(3))
 	return corpus
 }
 

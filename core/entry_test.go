@@ -1,0 +1,63 @@
+package core
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+// referenceEncoding is what EncodeEntry must write: encoding/json's
+// Encoder with HTML escaping off, which wrote every log before.
+func referenceEncoding(e *Entry) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(e)
+	return buf.Bytes(), err
+}
+
+// encodeEntryMatches fails t unless EncodeEntry(e) is the reference
+// encoding, or both fail. (FuzzEncodeEntry checks the same on any bytes.)
+func encodeEntryMatches(t testing.TB, e *Entry) {
+	t.Helper()
+	want, werr := referenceEncoding(e)
+	got, gerr := EncodeEntry(e)
+	if (werr != nil) != (gerr != nil) {
+		t.Fatalf("encoding/json's error %v, EncodeEntry's %v", werr, gerr)
+	}
+	if werr != nil {
+		return
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Fatalf("EncodeEntry (-encoding/json +EncodeEntry):\n%s", diff)
+	}
+}
+
+func TestEncodeEntryMatchesEncodingJSON(t *testing.T) {
+	str := func(s string) *string { return &s }
+	for name, e := range map[string]*Entry{
+		"empty": {},
+		"init": {Type: TypeInit, Schema: SchemaVersion, Code: "exports.f = () => '<b>&</b>'\n", FilesArchiveURL: "dat://ab", FilesContentKey: "cd", Title: "t",
+			Time: 1700000000000, Seed: "0123456789abcdef", FilesRoot: &FilesRoot{Metadata: "aa", Content: "bb", ContentLength: 7}},
+		"call": {Type: TypeCall, Call: &CallRecord{UserID: str("bob"), MethodName: "increment", Args: json.RawMessage(`[]`)},
+			Result: &ResultRecord{Res: json.RawMessage(`1`), FilesVersion: 3}, Time: -5, Seed: "00"},
+		"anonymous, null raw fields": {Type: TypeCall, Call: &CallRecord{}, Result: &ResultRecord{}},
+		"spaced raw fields": {Type: TypeCall, Call: &CallRecord{MethodName: "m", Args: json.RawMessage(" [ 1 , {\"a\" : \"x y\"} ]\n")},
+			Result: &ResultRecord{Res: json.RawMessage("\t\"<&>\" ")}},
+		"thrown": {Type: TypeCall, Result: &ResultRecord{Res: json.RawMessage(`null`), Err: str("TypeError")},
+			Error: &sandbox.ScriptError{Name: "TypeError", Message: "x is \"not\" a function\u2028"}},
+		"oracles": {Type: TypeCall, Oracles: []sandbox.OracleValue{{Value: json.RawMessage(`{"k": 1}`)}, {}, {Error: &sandbox.ScriptError{Message: "m"}}}},
+		"auth":    {Type: TypeCall, Auth: &Auth{Key: "k", Signature: "s", Seq: 1<<64 - 1}},
+		"escapes": {Type: "\x00\x01\b\f\n\r\t\x1f\x7f\"\\/<>&\u2028\u2029\u2027é😀", Seed: "bad \xff\xfe utf-8 \xe2\x80 and \xed\xa0\x80 surrogate"},
+		"bad raw": {Type: TypeCall, Call: &CallRecord{Args: json.RawMessage(`[1,`)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			encodeEntryMatches(t, e)
+		})
+	}
+}
