@@ -27,14 +27,20 @@ type backend struct {
 	host    *Host
 }
 
-func openStores(t *testing.T, dir string, create bool) (*hyperdrive.Archive, *hypercore.Feed) {
+func openStores(t testing.TB, dir string, create bool) (*hyperdrive.Archive, *hypercore.Feed) {
+	t.Helper()
+	return openStoresFsync(t, dir, create, true)
+}
+
+// openStoresFsync opens the stores, without fsyncs if fsync is false.
+func openStoresFsync(t testing.TB, dir string, create, fsync bool) (*hyperdrive.Archive, *hypercore.Feed) {
 	t.Helper()
 	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: create, DeferSignatures: true, WriteBack: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(dir, hyperdrive.DatDir), Prefix: "call-log."}, Create: create,
-		AnnounceOnSync: true, LineLog: true, DeferSignatures: true, WriteBack: true}) // as the command opens it
+		AnnounceOnSync: true, LineLog: true, DeferSignatures: true, WriteBack: true, NoFsync: !fsync}) // as the command opens it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +112,7 @@ func (b *backend) verify(t *testing.T) Verdict {
 	return v
 }
 
-func script(t *testing.T, name string) string {
+func script(t testing.TB, name string) string {
 	t.Helper()
 	code, err := examples.Script(name)
 	if err != nil {
