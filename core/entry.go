@@ -94,7 +94,14 @@ type Auth struct {
 // version); they are written by hand because reflection was a fifth of a
 // small call's cost.
 func EncodeEntry(e *Entry) ([]byte, error) {
-	w := entryWriter{buf: make([]byte, 0, 256+len(e.Code))}
+	size := 512 + len(e.Code) // a call's entry with its files root is about 350 bytes
+	if e.Call != nil {
+		size += len(e.Call.Args)
+	}
+	if e.Result != nil {
+		size += len(e.Result.Res)
+	}
+	w := entryWriter{buf: make([]byte, 0, size)}
 	w.entry(e)
 	if w.err != nil {
 		return nil, fmt.Errorf("core: encode entry: %w", w.err)
