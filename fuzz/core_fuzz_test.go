@@ -16,6 +16,7 @@ import (
 	"github.com/nodevms/nodevms/examples"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/internal/jsonrpc"
 	"github.com/nodevms/nodevms/sandbox"
 )
 
@@ -74,6 +75,26 @@ func FuzzEncodeEntry(f *testing.F) {
 		}
 		if werr == nil && !bytes.Equal(want.Bytes(), got) {
 			t.Fatalf("EncodeEntry wrote\n%q\nencoding/json\n%q", got, want.Bytes())
+		}
+	})
+}
+
+// FuzzParseRequest: a JSON-RPC request from a client reads exactly as
+// json.Unmarshal reads it (the same request, or the same error), whichever
+// path it takes.
+func FuzzParseRequest(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, gerr := jsonrpc.ParseRequest(data)
+		var want jsonrpc.Request
+		werr := json.Unmarshal(data, &want)
+		if werr != nil || gerr != nil {
+			if werr == nil || gerr == nil || werr.Error() != gerr.Error() {
+				t.Fatalf("%q: error %v, Unmarshal's %v", data, gerr, werr)
+			}
+			return
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("%q (-Unmarshal +ParseRequest):\n%s", data, diff)
 		}
 	})
 }

@@ -254,6 +254,16 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	add("FuzzEncodeEntry", []byte("\x00\b\f\n\r\t\x1f\"\\<&>\x7f \u2028\u2029 \xff\xe2\x80 \xed\xa0\x80 é😀"),
 		[]byte(" [ 1 , {\"a\" : \"x\"} ]\n"), []byte(`"<&>"`), uint64(7))
 	add("FuzzEncodeEntry", []byte(""), []byte(`[1,`), []byte(``), uint64(3))
+	for _, req := range []string{
+		`{"jsonrpc":"2.0","method":"increment","params":[],"id":1}`,
+		`{"jsonrpc":"2.0","method":"add","params":[1,"two",{"three":[3,{"]":"}"}]}],"id":"x\"y"}`,
+		`{"jsonrpc":"2.0","method":"m","params":null,"id":null,"auth":{"key":"ab","signature":"cd","seq":3}}`,
+		" {\n\t\"method\" : \"m\" , \"id\" : -1.5e3 , \"extra\": [true, false, null] } ",
+		`{"Method":"m","method":"\u0061","me\u0074hod":1}`,
+		"{\"\u212a\":1,\"method\":\"\xff\"}",
+	} {
+		add("FuzzParseRequest", []byte(req))
+	}
 	return corpus
 }
 

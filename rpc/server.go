@@ -343,8 +343,8 @@ func (c *conn) handleMessage(ctx context.Context, data []byte) {
 }
 
 func (c *conn) handleRequest(ctx context.Context, data []byte) {
-	var req request
-	if err := json.Unmarshal(data, &req); err != nil {
+	req, err := parseRequest(data)
+	if err != nil {
 		c.fail(nil, codeParse, "invalid JSON-RPC request: "+err.Error())
 		return
 	}

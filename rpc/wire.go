@@ -2,6 +2,9 @@ package rpc
 
 import (
 	"encoding/json"
+	"fmt"
+
+	"github.com/nodevms/nodevms/internal/jsonrpc"
 )
 
 // The wire format is JSON-RPC 2.0 over a WebSocket, one message per text
@@ -69,4 +72,21 @@ type Handshake struct {
 	// address (host:port) and a WebSocket path on this server.
 	ReplicationAddr string `json:"replicationAddr,omitempty"`
 	ReplicationPath string `json:"replicationPath,omitempty"`
+}
+
+// parseRequest decodes a request as json.Unmarshal into a request would
+// (internal/jsonrpc does the common shape without reflection).
+func parseRequest(data []byte) (request, error) {
+	r, err := jsonrpc.ParseRequest(data)
+	if err != nil {
+		return request{}, err
+	}
+	req := request{JSONRPC: r.JSONRPC, Method: r.Method, Params: r.Params, ID: r.ID}
+	if len(r.Auth) > 0 && string(r.Auth) != "null" {
+		req.Auth = new(CallAuth)
+		if err := json.Unmarshal(r.Auth, req.Auth); err != nil {
+			return request{}, fmt.Errorf("auth: %w", err)
+		}
+	}
+	return req, nil
 }

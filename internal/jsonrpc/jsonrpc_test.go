@@ -1,0 +1,90 @@
+package jsonrpc
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// matchesUnmarshal fails t unless ParseRequest(data) is what
+// json.Unmarshal gives: the same request, or the same error.
+func matchesUnmarshal(t *testing.T, data []byte) {
+	t.Helper()
+	got, gerr := ParseRequest(data)
+	var want Request
+	werr := json.Unmarshal(data, &want)
+	if werr != nil || gerr != nil {
+		if werr == nil || gerr == nil || werr.Error() != gerr.Error() {
+			t.Fatalf("%q: error %v, Unmarshal's %v", data, gerr, werr)
+		}
+		return
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("%q (-Unmarshal +ParseRequest):\n%s", data, diff)
+	}
+}
+
+func TestParseRequest(t *testing.T) {
+	for _, tt := range []struct {
+		in    string
+		plain bool // read without Unmarshal
+	}{
+		// What nodevms-client (rpc-websockets) and the Go client send.
+		{`{"jsonrpc":"2.0","method":"increment","params":[],"id":1}`, true},
+		{`{"jsonrpc":"2.0","method":"add","params":[1,"two",{"three":[3,{"]":"}"}]}],"id":"x\"y"}`, true},
+		{`{"jsonrpc":"2.0","method":"m","params":null,"id":null,"auth":{"key":"ab","signature":"cd","seq":3}}`, true},
+		{" {\n\t\"method\" : \"m\" ,\r \"id\" : -1.5e3 , \"extra\": [true, false, null] } ", true},
+		{`{"jsonrpc":"2.0","method":"notify","params":[]}`, true},
+		{`{}`, true},
+		{`{"id":2}`, true},
+		{`{"id":{}}`, true},
+		{`{"params":"\\"}`, true},
+		// Left to Unmarshal.
+		{`{"Method":"m"}`, false},
+		{`{"METHOD":"m","jsonRPC":"2.0"}`, false},
+		{`{"method":"a","method":"b"}`, false},
+		{`{"method":"\u0061"}`, false},
+		{`{"me\u0074hod":"a"}`, false},
+		{`{"method":1}`, false},
+		{`{"method":null}`, false},
+		{`{"jsonrpc":["2.0"]}`, false},
+		{`{"auth":{"a":1},"auth":null}`, false},
+		{"{\"\u212a\":1}", false},
+		{`[{"method":"m"}]`, false},
+		{`null`, false},
+		{`"x"`, false},
+		{``, false},
+		{`{"method":"m"`, false},
+		{`{"method":"m"} {}`, false},
+		{`{"method":"m",}`, false},
+		{"{\"method\":\"\xff\"}", false},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			matchesUnmarshal(t, []byte(tt.in))
+			if _, plain := parsePlain([]byte(tt.in)); plain != tt.plain {
+				t.Errorf("read without Unmarshal: %v, want %v", plain, tt.plain)
+			}
+		})
+	}
+}
+
+func BenchmarkParseRequest(b *testing.B) {
+	data := []byte(`{"jsonrpc":"2.0","method":"increment","params":[],"id":12345}`)
+	b.Run("ParseRequest", func(b *testing.B) {
+		for range b.N {
+			if _, err := ParseRequest(data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Unmarshal", func(b *testing.B) {
+		for range b.N {
+			var req Request
+			if err := json.Unmarshal(data, &req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
