@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -315,11 +316,32 @@ func encodeResponse(r response) []byte {
 	if r.ID == nil {
 		r.ID = json.RawMessage("null")
 	}
+	if r.Error == nil && len(r.Result) > 0 && plainJSON(r.ID) && plainJSON(r.Result) {
+		// An answer, written as json.Marshal would write it (there is
+		// nothing to compact or escape) without its reflection.
+		b := make([]byte, 0, len(`{"jsonrpc":"2.0","id":,"result":}`)+len(r.ID)+len(r.Result))
+		b = append(b, `{"jsonrpc":"2.0","id":`...)
+		b = append(b, r.ID...)
+		b = append(b, `,"result":`...)
+		b = append(b, r.Result...)
+		return append(b, '}')
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		b, _ = json.Marshal(response{JSONRPC: "2.0", ID: r.ID, Error: &wireError{Code: codeInternal, Message: err.Error()}})
 	}
 	return b
+}
+
+// plainJSON reports whether raw is valid JSON that json.Marshal copies as
+// it is: ASCII, no white space to compact, no <, > or & to escape.
+func plainJSON(raw []byte) bool {
+	for _, c := range raw {
+		if c <= ' ' || c >= utf8.RuneSelf || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return json.Valid(raw)
 }
 
 func (c *conn) fail(id json.RawMessage, code int, msg string) {
