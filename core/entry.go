@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -366,7 +367,12 @@ func (e *Entry) seed() (uint64, error) {
 	return s, nil
 }
 
-func seedString(s uint64) string { return fmt.Sprintf("%016x", s) }
+// seedString is s as 16 hex digits (big-endian, as seed reads it).
+func seedString(s uint64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], s)
+	return hex.EncodeToString(b[:])
+}
 
 // errString is libvms's err: the error's name, or its message.
 func errString(e *sandbox.ScriptError) *string {

@@ -3,6 +3,7 @@ package core
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -59,5 +60,17 @@ func TestEncodeEntryMatchesEncodingJSON(t *testing.T) {
 			t.Parallel()
 			encodeEntryMatches(t, e)
 		})
+	}
+}
+
+func TestSeedString(t *testing.T) {
+	for _, s := range []uint64{0, 1, 0xabcdef, 1<<64 - 1, 0x0123456789abcdef} {
+		e := &Entry{Seed: seedString(s)}
+		if want := fmt.Sprintf("%016x", s); e.Seed != want {
+			t.Errorf("seedString(%#x) = %s, want %s", s, e.Seed, want)
+		}
+		if back, err := e.seed(); err != nil || back != s {
+			t.Errorf("seed of %s: %#x, %v", e.Seed, back, err)
+		}
 	}
 }
