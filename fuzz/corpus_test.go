@@ -261,6 +261,8 @@ func seedCorpus(t *testing.T) map[string][][]any {
 		" {\n\t\"method\" : \"m\" , \"id\" : -1.5e3 , \"extra\": [true, false, null] } ",
 		`{"Method":"m","method":"\u0061","me\u0074hod":1}`,
 		"{\"\u212a\":1,\"method\":\"\xff\"}",
+		`{"id":1 x"method":"m","params":[}`,
+		`{"method"x"m"}x`,
 	} {
 		add("FuzzParseRequest", []byte(req))
 	}

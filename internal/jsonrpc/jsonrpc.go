@@ -39,11 +39,10 @@ func ParseRequest(data []byte) (Request, error) {
 }
 
 // parsePlain reads data if it is valid JSON of the usual shape; ok is
-// false otherwise.
+// false otherwise. It checks the object's structure and plain strings
+// itself, and leaves only the other values to json.Valid: checking the
+// whole request with json.Valid cost as much as reading it.
 func parsePlain(data []byte) (req Request, ok bool) {
-	if !json.Valid(data) {
-		return Request{}, false
-	}
 	d := skipSpace(data)
 	if len(d) == 0 || d[0] != '{' {
 		return Request{}, false
@@ -51,38 +50,41 @@ func parsePlain(data []byte) (req Request, ok bool) {
 	fields := [...]string{"jsonrpc", "method", "params", "id", "auth"}
 	var seen uint8
 	d = skipSpace(d[1:])
-	for len(d) > 0 && d[0] != '}' {
+	if len(d) > 0 && d[0] == '}' {
+		return req, len(skipSpace(d[1:])) == 0
+	}
+	for {
 		key, rest, plain := plainString(d)
 		if !plain {
 			return Request{}, false
 		}
 		d = skipSpace(rest)
-		d = skipSpace(d[1:]) // the colon: the JSON is valid
-		value, rest := splitValue(d)
-		d = skipSpace(rest)
-		if len(d) > 0 && d[0] == ',' {
-			d = skipSpace(d[1:])
+		if len(d) == 0 || d[0] != ':' {
+			return Request{}, false
 		}
+		value, rest := splitValue(skipSpace(d[1:]))
+		if len(value) == 0 {
+			return Request{}, false
+		}
+		d = skipSpace(rest)
 		field := -1
 		for i, name := range fields {
 			if string(key) == name {
 				field = i
-			} else if bytes.EqualFold(key, []byte(name)) {
+			} else if len(key) == len(name) && bytes.EqualFold(key, []byte(name)) {
 				return Request{}, false // Unmarshal matches names case-insensitively
 			}
 		}
-		if field < 0 {
-			if !isASCII(key) {
-				return Request{}, false // Unmarshal folds some other letters to ASCII ones
+		switch {
+		case field < 0:
+			// Unmarshal folds some other letters to ASCII ones, and
+			// checks the value though it drops it.
+			if !isASCII(key) || !json.Valid(value) {
+				return Request{}, false
 			}
-			continue
-		}
-		if seen&(1<<field) != 0 {
+		case seen&(1<<field) != 0:
 			return Request{}, false // a repeated member: leave it to Unmarshal
-		}
-		seen |= 1 << field
-		switch field {
-		case 0, 1:
+		case field <= 1:
 			s, rest, plain := plainString(value)
 			if !plain || len(rest) != 0 {
 				return Request{}, false
@@ -92,15 +94,33 @@ func parsePlain(data []byte) (req Request, ok bool) {
 			} else {
 				req.Method = string(s)
 			}
-		case 2:
-			req.Params = value
-		case 3:
-			req.ID = value
-		case 4:
-			req.Auth = value
+		default:
+			if !json.Valid(value) {
+				return Request{}, false
+			}
+			switch field {
+			case 2:
+				req.Params = value
+			case 3:
+				req.ID = value
+			case 4:
+				req.Auth = value
+			}
 		}
+		if field >= 0 {
+			seen |= 1 << field
+		}
+		if len(d) == 0 {
+			return Request{}, false
+		}
+		if d[0] == '}' {
+			return req, len(skipSpace(d[1:])) == 0
+		}
+		if d[0] != ',' {
+			return Request{}, false
+		}
+		d = skipSpace(d[1:])
 	}
-	return req, true
 }
 
 // skipSpace drops leading JSON white space.
@@ -111,20 +131,30 @@ func skipSpace(b []byte) []byte {
 	return b
 }
 
-// plainString reads the JSON string b starts with, if it has no escapes
-// and is valid UTF-8 (Unmarshal replaces what is not).
+// plainString reads the JSON string b starts with, if it is valid and
+// plain: no escapes, and valid UTF-8 (which Unmarshal would change).
 func plainString(b []byte) (s, rest []byte, ok bool) {
 	if len(b) == 0 || b[0] != '"' {
 		return nil, nil, false
 	}
 	i := bytes.IndexByte(b[1:], '"')
-	if i < 0 || bytes.IndexByte(b[1:1+i], '\\') >= 0 || !utf8.Valid(b[1:1+i]) {
+	if i < 0 {
 		return nil, nil, false
 	}
-	return b[1 : 1+i], b[2+i:], true
+	s = b[1 : 1+i]
+	for _, c := range s {
+		if c < ' ' || c == '\\' {
+			return nil, nil, false // a control character (invalid) or an escape
+		}
+	}
+	if !utf8.Valid(s) {
+		return nil, nil, false
+	}
+	return s, b[2+i:], true
 }
 
-// splitValue splits b, which starts with a valid JSON value, after it.
+// splitValue splits b after the JSON value it starts with, if that is
+// valid; json.Valid must check the value.
 func splitValue(b []byte) (value, rest []byte) {
 	depth, inString := 0, false
 	for i := 0; i < len(b); i++ {

@@ -59,6 +59,24 @@ func TestParseRequest(t *testing.T) {
 		{`{"method":"m"} {}`, false},
 		{`{"method":"m",}`, false},
 		{"{\"method\":\"\xff\"}", false},
+		// Invalid, in ways the direct reading must see itself.
+		{`{"method":"m" "id":1}`, false},
+		{`{"method" "m"}`, false},
+		{`{"method"x"m"}`, false},
+		{`{"id":1;"method":"m"}`, false},
+		{`{"id":1 x"method":"m"}`, false},
+		{`{"method":"m"}x`, false},
+		{`{"a":tru}`, false},
+		{`{"a":[}`, false},
+		{`{"a":1]}`, false},
+		{`{"id":[1,2}`, false},
+		{`{"id":}`, false},
+		{`{,}`, false},
+		{`{"id":1,,"method":"m"}`, false},
+		{"{\"a\n\":1}", false},
+		{"{\"method\":\"a\tb\"}", false},
+		{`{"params":"unterminated}`, false},
+		{`{"params":"\"}`, false},
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			t.Parallel()
