@@ -643,11 +643,19 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	}
 	now := h.cfg.Now().UnixMilli()
 	env := callEnv{method: p.req.Method, args: p.req.Args, callerID: p.req.CallerID, time: now, seed: seed}
-	rec := &sandbox.Record{}
+	// An entry and its parts in one allocation: a small call's entry was
+	// five.
+	ce := &struct {
+		Entry
+		call   CallRecord
+		result ResultRecord
+		root   FilesRoot
+		rec    sandbox.Record
+	}{}
 	// The caller going away does not stop a call that has started: only
 	// the budgets do (stopping it would cost a rebuild, which a client
 	// could otherwise force at will).
-	out, err := h.m.run(context.Background(), env, rec)
+	out, err := h.m.run(context.Background(), env, &ce.rec)
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)
 		if rerr := h.rebuild(earlier); rerr != nil {
@@ -656,17 +664,21 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrAborted, err)
 	}
-	return &Entry{
+	ce.call = CallRecord{UserID: p.req.CallerID, MethodName: p.req.Method, Args: p.req.Args}
+	ce.result = ResultRecord{Res: out.res, Err: errString(out.err), FilesVersion: out.filesVersion}
+	ce.root = out.filesRoot
+	ce.Entry = Entry{
 		Type:      TypeCall,
-		Call:      &CallRecord{UserID: p.req.CallerID, MethodName: p.req.Method, Args: p.req.Args},
-		Result:    &ResultRecord{Res: out.res, Err: errString(out.err), FilesVersion: out.filesVersion},
+		Call:      &ce.call,
+		Result:    &ce.result,
 		Time:      now,
 		Seed:      seedString(seed),
-		Oracles:   rec.Values,
+		Oracles:   ce.rec.Values,
 		Error:     out.err,
-		FilesRoot: &out.filesRoot,
+		FilesRoot: &ce.root,
 		Auth:      p.req.Auth,
-	}, nil
+	}
+	return &ce.Entry, nil
 }
 
 // rebuild replaces the script's runtime, which an aborted call left in an
