@@ -86,14 +86,22 @@ func TestArguments(t *testing.T) {
 }
 
 // TestResultIsStringified: integers take a shortcut past JSON.stringify;
-// every result must read as JSON.stringify writes it.
+// every result must read as JSON.stringify writes it, also when the script
+// gives numbers a toJSON (which JSON.stringify ignores for primitives).
 func TestResultIsStringified(t *testing.T) {
+	for _, prelude := range []string{"", "Number.prototype.toJSON = function () { return 'n' + this }\n", "Object.prototype.toJSON = () => 'o'\n"} {
+		resultIsStringified(t, prelude)
+	}
+}
+
+func resultIsStringified(t *testing.T, prelude string) {
+	t.Helper()
 	for _, expr := range []string{
 		"0", "-0", "1", "-1", "2147483648", "-2147483649", "2**53", "2**53 + 1", "2**62", "-(2**63)", "2**64",
 		"1.5", "1e21", "1/3", "NaN", "Infinity", "'text'", "true", "null", "undefined",
 		"[1, 2]", "({a: 1})", "new Date(5)", "Symbol('x')", "() => 1", "7n",
 	} {
-		s := load(t, "exports.f = () => "+expr+"\nexports.g = () => JSON.stringify("+expr+")")
+		s := load(t, prelude+"exports.f = () => "+expr+"\nexports.g = () => JSON.stringify("+expr+")")
 		got, stringified := call(t, s, Call{Method: "f"}), call(t, s, Call{Method: "g"})
 		want := "null" // JSON.stringify gave undefined
 		switch {
@@ -108,7 +116,7 @@ func TestResultIsStringified(t *testing.T) {
 			}
 		}
 		if got != want {
-			t.Errorf("%s: got %s, want %s", expr, got, want)
+			t.Errorf("%s%s: got %s, want %s", prelude, expr, got, want)
 		}
 	}
 }
