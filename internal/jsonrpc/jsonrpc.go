@@ -13,6 +13,8 @@ package jsonrpc
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"unicode/utf8"
 )
 
@@ -36,6 +38,24 @@ func ParseRequest(data []byte) (Request, error) {
 	var req Request
 	err := json.Unmarshal(data, &req)
 	return req, err
+}
+
+// CheckAgainstUnmarshal reports how ParseRequest and json.Unmarshal
+// disagree on data (in result or error), or nil if they agree. It is for
+// tests and fuzzing.
+func CheckAgainstUnmarshal(data []byte) error {
+	got, gerr := ParseRequest(data)
+	var want Request
+	werr := json.Unmarshal(data, &want)
+	switch {
+	case werr == nil && gerr == nil:
+		if !reflect.DeepEqual(want, got) {
+			return fmt.Errorf("%q: read as %+v, Unmarshal read %+v", data, got, want)
+		}
+	case werr == nil || gerr == nil || werr.Error() != gerr.Error():
+		return fmt.Errorf("%q: error %v, Unmarshal's %v", data, gerr, werr)
+	}
+	return nil
 }
 
 // parsePlain reads data if it is valid JSON of the usual shape; ok is

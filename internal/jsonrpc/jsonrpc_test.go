@@ -3,27 +3,7 @@ package jsonrpc
 import (
 	"encoding/json"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 )
-
-// matchesUnmarshal fails t unless ParseRequest(data) is what
-// json.Unmarshal gives: the same request, or the same error.
-func matchesUnmarshal(t *testing.T, data []byte) {
-	t.Helper()
-	got, gerr := ParseRequest(data)
-	var want Request
-	werr := json.Unmarshal(data, &want)
-	if werr != nil || gerr != nil {
-		if werr == nil || gerr == nil || werr.Error() != gerr.Error() {
-			t.Fatalf("%q: error %v, Unmarshal's %v", data, gerr, werr)
-		}
-		return
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Fatalf("%q (-Unmarshal +ParseRequest):\n%s", data, diff)
-	}
-}
 
 func TestParseRequest(t *testing.T) {
 	for _, tt := range []struct {
@@ -80,7 +60,9 @@ func TestParseRequest(t *testing.T) {
 	} {
 		t.Run(tt.in, func(t *testing.T) {
 			t.Parallel()
-			matchesUnmarshal(t, []byte(tt.in))
+			if err := CheckAgainstUnmarshal([]byte(tt.in)); err != nil {
+				t.Fatal(err)
+			}
 			if _, plain := parsePlain([]byte(tt.in)); plain != tt.plain {
 				t.Errorf("read without Unmarshal: %v, want %v", plain, tt.plain)
 			}
