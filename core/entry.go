@@ -95,19 +95,30 @@ type Auth struct {
 // version); they are written by hand because reflection was a fifth of a
 // small call's cost.
 func EncodeEntry(e *Entry) ([]byte, error) {
-	size := 512 + len(e.Code) // a call's entry with its files root is about 350 bytes
+	return appendEntry(make([]byte, 0, entrySize(e)), e)
+}
+
+// appendEntry appends EncodeEntry(e) to dst.
+func appendEntry(dst []byte, e *Entry) ([]byte, error) {
+	w := entryWriter{buf: dst}
+	w.entry(e)
+	if w.err != nil {
+		return dst, fmt.Errorf("core: encode entry: %w", w.err)
+	}
+	return append(w.buf, '\n'), nil
+}
+
+// entrySize is room enough for most entries: a call's entry with its files
+// root is about 350 bytes.
+func entrySize(e *Entry) int {
+	size := 512 + len(e.Code)
 	if e.Call != nil {
 		size += len(e.Call.Args)
 	}
 	if e.Result != nil {
 		size += len(e.Result.Res)
 	}
-	w := entryWriter{buf: make([]byte, 0, size)}
-	w.entry(e)
-	if w.err != nil {
-		return nil, fmt.Errorf("core: encode entry: %w", w.err)
-	}
-	return append(w.buf, '\n'), nil
+	return size
 }
 
 // entryWriter appends an entry's JSON. Its first error (a raw field that is

@@ -120,6 +120,7 @@ type Host struct {
 	armed, unsigned bool
 	lastSign        time.Time
 	lastArchiveSync time.Time
+	encoded         []byte // the last group's entries, encoded: its buffer is reused
 }
 
 // archiveSyncEvery is how often the host flushes the archive. The log is
@@ -187,7 +188,7 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 		init.Error, init.Oracles = out.err, rec.Values
 	}
 	init.FilesRoot = &out.filesRoot
-	if err := appendEntries(cfg.Log, []*Entry{init}); err != nil {
+	if err := appendEntries(cfg.Log, []*Entry{init}, nil); err != nil {
 		cfg.Archive.Rollback()
 		return nil, err
 	}
@@ -614,7 +615,7 @@ func (h *Host) runGroup(group []*pending) bool {
 		done = append(done, p)
 	}
 	first := h.cfg.Log.Length()
-	err := appendEntries(h.cfg.Log, entries)
+	err := appendEntries(h.cfg.Log, entries, &h.encoded)
 	if err != nil {
 		a.Rollback()
 		// The entries are lost, and with them the state the calls made:
@@ -704,18 +705,32 @@ func (h *Host) rebuild(pendingEntries []*Entry) error {
 	return nil
 }
 
-// appendEntries appends entries as one batch and makes them durable.
-func appendEntries(log *hypercore.Feed, entries []*Entry) error {
+// appendEntries appends entries as one batch and makes them durable. buf,
+// if not nil, is a buffer to encode them in, kept for the next batch: the
+// feed copies what it writes.
+func appendEntries(log *hypercore.Feed, entries []*Entry, buf *[]byte) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	blocks := make([][]byte, len(entries))
+	var data []byte
+	if buf != nil {
+		data = (*buf)[:0]
+	}
+	ends := make([]int, len(entries))
 	for i, e := range entries {
-		b, err := EncodeEntry(e)
-		if err != nil {
+		var err error
+		if data, err = appendEntry(data, e); err != nil {
 			return err
 		}
-		blocks[i] = b
+		ends[i] = len(data)
+	}
+	if buf != nil && cap(data) <= 1<<20 {
+		*buf = data // (a burst of large entries does not keep its buffer)
+	}
+	blocks := make([][]byte, len(entries))
+	for i, start := 0, 0; i < len(entries); i++ {
+		blocks[i] = data[start:ends[i]:ends[i]]
+		start = ends[i]
 	}
 	if _, err := log.Append(blocks...); err != nil {
 		return err
