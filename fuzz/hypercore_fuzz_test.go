@@ -85,11 +85,12 @@ func FuzzBitfieldPages(f *testing.F) {
 			t.Fatalf("node %d not set after Set", 2*probe)
 		}
 		_ = n
-		for _, pg := range b.TakeDirty() {
-			if len(pg.Bytes) != pageSize {
-				t.Fatalf("dirty page of %d bytes", len(pg.Bytes))
+		b.WriteDirty(func(_ uint64, page []byte) error {
+			if len(page) != pageSize {
+				t.Fatalf("dirty page of %d bytes", len(page))
 			}
-		}
+			return nil
+		})
 	})
 }
 

@@ -777,11 +777,12 @@ func (f *Feed) sync() error {
 			return f.fail(fmt.Errorf("sync: %w", err))
 		}
 	}
-	for _, pg := range f.bitfield.TakeDirty() {
-		off := sleep.HeaderSize + int64(pg.Number)*int64(f.bitfield.PageSize())
-		if _, err := f.bits.WriteAt(pg.Bytes, off); err != nil {
-			return f.fail(fmt.Errorf("write bitfield: %w", err))
-		}
+	pageSize := int64(f.bitfield.PageSize())
+	if err := f.bitfield.WriteDirty(func(n uint64, page []byte) error {
+		_, err := f.bits.WriteAt(page, sleep.HeaderSize+int64(n)*pageSize)
+		return err
+	}); err != nil {
+		return f.fail(fmt.Errorf("write bitfield: %w", err))
 	}
 	if !f.lineLog {
 		if err := f.flushWriteBacks(); err != nil { // the bitfield pages

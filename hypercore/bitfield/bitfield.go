@@ -14,7 +14,7 @@
 // the index touches depends on the exact order of its updates. Bitfield
 // reproduces that algorithm step for step, so that the pages it produces for
 // the same appends are byte-identical to the reference's. Changed pages are
-// tracked so that a caller can write out just those (see TakeDirty).
+// tracked so that a caller can write out just those (see WriteDirty).
 package bitfield
 
 import (
@@ -111,21 +111,21 @@ func (b *Bitfield) Set(i uint64, present bool) bool {
 // Tree returns the tree-node bits as a TreeIndex over this bitfield.
 func (b *Bitfield) Tree() *TreeIndex { return &TreeIndex{bits: b.tree} }
 
-// DirtyPage is a page that changed since the last TakeDirty.
-type DirtyPage struct {
-	Number uint64 // page number: the page lives at 32 + Number*PageSize in the file
-	Bytes  []byte // a copy of the whole page
-}
-
-// TakeDirty returns the pages changed since the last call and forgets them.
-func (b *Bitfield) TakeDirty() []DirtyPage {
-	out := make([]DirtyPage, 0, len(b.pages.dirty))
-	for _, pg := range b.pages.dirty {
+// WriteDirty calls write for each page changed since the last call, with
+// its number (the page lives at 32 + number*PageSize in the file) and its
+// bytes, which write must not keep (as io.WriterAt must not). A page is
+// forgotten once written; on write's first error WriteDirty returns it,
+// and the pages not written yet stay dirty.
+func (b *Bitfield) WriteDirty(write func(number uint64, page []byte) error) error {
+	for i, pg := range b.pages.dirty {
+		if err := write(pg.n, pg.buf); err != nil {
+			b.pages.dirty = append(b.pages.dirty[:0], b.pages.dirty[i:]...)
+			return err
+		}
 		pg.dirty = false
-		out = append(out, DirtyPage{Number: pg.n, Bytes: append([]byte(nil), pg.buf...)})
 	}
 	b.pages.dirty = b.pages.dirty[:0]
-	return out
+	return nil
 }
 
 // PageCount returns one past the highest page number in use.
