@@ -20,6 +20,11 @@ type writeBack struct {
 	base  int64            // the size of the file underneath
 	end   int64            // the file's size, counting pending writes
 	err   error            // a failed flush: the file is broken from then on
+
+	// Kept between flushes, so that a feed signing every few milliseconds
+	// does not allocate them anew each time.
+	run  []byte   // a flush's run of adjacent pages
+	free [][]byte // pages a flush wrote and did not keep, for page to reuse
 }
 
 const (
@@ -31,6 +36,10 @@ const (
 	// next appends change the same tail pages, which then need not be
 	// read back from the file.
 	keepClean = 8
+	// maxFreePages and maxKeptRun bound the memory a file keeps between
+	// flushes for reuse: a few milliseconds' worth of appends.
+	maxFreePages = 64
+	maxKeptRun   = 1 << 20
 )
 
 func newWriteBack(f File) (*writeBack, error) {
@@ -51,7 +60,13 @@ func (w *writeBack) page(i int64) ([]byte, error) {
 		w.dirty[i] = pg
 		return pg, nil
 	}
-	pg := make([]byte, writeBackPage)
+	var pg []byte
+	if n := len(w.free); n > 0 {
+		pg, w.free = w.free[n-1], w.free[:n-1]
+		clear(pg)
+	} else {
+		pg = make([]byte, writeBackPage)
+	}
 	if i*writeBackPage < w.base {
 		if _, err := w.File.ReadAt(pg, i*writeBackPage); err != nil && !errors.Is(err, io.EOF) {
 			return nil, err
@@ -160,7 +175,12 @@ func (w *writeBack) flushLocked() error {
 		pages = append(pages, i)
 	}
 	slices.Sort(pages)
-	var run []byte
+	run := w.run[:0]
+	defer func() {
+		if cap(run) <= maxKeptRun {
+			w.run = run[:0]
+		}
+	}()
 	for k, i := range pages {
 		run = append(run, w.dirty[i]...)
 		if k+1 < len(pages) && pages[k+1] == i+1 {
@@ -174,13 +194,28 @@ func (w *writeBack) flushLocked() error {
 		}
 		run = run[:0]
 	}
+	for _, pg := range w.clean {
+		w.recycle(pg)
+	}
 	clear(w.clean)
-	for _, i := range pages[max(0, len(pages)-keepClean):] {
+	kept := pages[max(0, len(pages)-keepClean):]
+	for _, i := range kept {
 		w.clean[i] = w.dirty[i]
+	}
+	for _, i := range pages[:len(pages)-len(kept)] {
+		w.recycle(w.dirty[i])
 	}
 	clear(w.dirty)
 	w.base = max(w.base, w.end)
 	return nil
+}
+
+// recycle keeps a page no longer in use for page to reuse, up to
+// maxFreePages.
+func (w *writeBack) recycle(pg []byte) {
+	if len(w.free) < maxFreePages {
+		w.free = append(w.free, pg)
+	}
 }
 
 func (w *writeBack) Sync() error {
