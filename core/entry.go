@@ -197,7 +197,8 @@ func (w *entryWriter) entry(e *Entry) {
 
 func (w *entryWriter) open() { w.buf, w.sep = append(w.buf, '{'), false }
 
-// close ends an object; it is never empty, so a member follows.
+// close ends an object: the value of a member of the one around it, where
+// the next member needs a comma.
 func (w *entryWriter) close() { w.buf, w.sep = append(w.buf, '}'), true }
 
 func (w *entryWriter) key(k string) {
