@@ -80,9 +80,9 @@ func (q *timerQueue) next() (*timer, bool) {
 // Promise reactions run as goja finishes each call into JavaScript; timers
 // run here, in due order.
 func (s *Script) settle(st *callState, v goja.Value) (goja.Value, error) {
-	p, ok := s.promiseOf(v)
-	if !ok {
-		return v, nil
+	p, ok, err := s.promiseOf(v)
+	if err != nil || !ok {
+		return v, err
 	}
 	for {
 		switch p.State() {
@@ -111,24 +111,31 @@ func (s *Script) settle(st *callState, v goja.Value) (goja.Value, error) {
 }
 
 // promiseOf returns v as a promise if it is a thenable (a foreign thenable
-// is adopted as Promise.resolve does).
-func (s *Script) promiseOf(v goja.Value) (*goja.Promise, bool) {
-	obj, ok := v.(*goja.Object)
-	if !ok {
-		return nil, false
+// is adopted as Promise.resolve does). Reading then may run the script's
+// code: err is what that threw (or a budget).
+func (s *Script) promiseOf(v goja.Value) (p *goja.Promise, ok bool, err error) {
+	obj, isObj := v.(*goja.Object)
+	if !isObj {
+		return nil, false, nil
 	}
-	if _, ok := goja.AssertFunction(obj.Get("then")); !ok {
-		return nil, false
+	var then goja.Value
+	if err := s.guard(func() {
+		then = obj.Get("then")
+		if _, thenable := goja.AssertFunction(then); thenable && obj.ClassName() == "Promise" {
+			p, ok = obj.Export().(*goja.Promise) // a promise itself: no script code runs
+		}
+	}); err != nil || ok {
+		return p, ok, err
 	}
-	if p, ok := obj.Export().(*goja.Promise); ok {
-		return p, true
+	if _, thenable := goja.AssertFunction(then); !thenable {
+		return nil, false, nil
 	}
-	resolved, err := s.promiseResolve(s.rt.Get("Promise"), v)
+	resolved, err := s.promiseResolve(s.promiseCtor, v)
 	if err != nil {
-		return nil, false
+		return nil, false, err
 	}
-	p, ok := resolved.Export().(*goja.Promise)
-	return p, ok
+	p, ok = resolved.Export().(*goja.Promise)
+	return p, ok, nil
 }
 
 // setTimer is setTimeout, setInterval and setImmediate.

@@ -81,8 +81,17 @@ type Script struct {
 	limits  Limits
 	log     *slog.Logger
 
+	// The built-ins the sandbox itself uses, taken before the script runs:
+	// a script may replace or delete the globals, and must not break (or
+	// crash) the sandbox by doing so.
 	stringify, parse, promiseResolve goja.Callable
-	errorCtor                        goja.Value
+	errorCtor, promiseCtor           goja.Value
+	uint8ArrayCtor, dateCtor         goja.Value
+	callerObj, envObj                *goja.Object // System.caller and env as installed
+	// listExports reads the script's exports in JavaScript, so that a
+	// getter (or a Proxy) that throws or loops is the script's own error
+	// under its budgets, never a panic of the sandbox.
+	listExports goja.Callable
 
 	call     *callState // the call in progress, or nil
 	watchdog *watchdog
@@ -124,7 +133,13 @@ func Load(code string, opts Options) (*Script, error) {
 	s.parse, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
 	s.promiseResolve, _ = goja.AssertFunction(rt.Get("Promise").ToObject(rt).Get("resolve"))
 	s.errorCtor = rt.Get("Error")
+	s.promiseCtor = rt.Get("Promise")
+	s.uint8ArrayCtor = rt.Get("Uint8Array")
+	s.dateCtor = rt.Get("Date")
 	if err := s.installGlobals(); err != nil {
+		return nil, err
+	}
+	if err := s.compileHelpers(); err != nil {
 		return nil, err
 	}
 
@@ -150,25 +165,111 @@ func Load(code string, opts Options) (*Script, error) {
 	if result.Error != nil {
 		return nil, fmt.Errorf("sandbox: the script threw while loading: %s", result.Error)
 	}
-	s.exports = module.Get("exports")
-	s.methods = s.listMethods()
+	var listed goja.Value
+	err = s.run(context.Background(), &callState{time: opts.Time, rng: newRand(opts.Seed)}, func() (goja.Value, error) {
+		v, err := s.listExports(goja.Undefined(), module)
+		listed = v
+		return goja.Undefined(), err
+	}, &result)
+	if err != nil {
+		return nil, err
+	}
+	if result.Error != nil {
+		return nil, fmt.Errorf("sandbox: the script threw while its exports were read: %s", result.Error)
+	}
+	// listed is the helper's own array: [exports, [method names]].
+	pair := listed.ToObject(rt)
+	s.exports = pair.Get("0")
+	for _, name := range pair.Get("1").Export().([]any) {
+		s.methods = append(s.methods, name.(string))
+	}
+	sort.Strings(s.methods)
 	return s, nil
 }
 
-func (s *Script) listMethods() []string {
-	var out []string
-	if _, ok := goja.AssertFunction(s.exports); ok {
-		out = append(out, "default")
-	}
-	if obj, ok := s.exports.(*goja.Object); ok {
-		for _, k := range obj.Keys() {
-			if _, ok := goja.AssertFunction(obj.Get(k)); ok {
-				out = append(out, k)
+// compileHelpers makes listExports, before the script runs: it holds on
+// to the built-ins it uses, which the script may replace.
+func (s *Script) compileHelpers() error {
+	v, err := s.rt.RunString(`(function (keys) {
+	return function (module) {
+		const e = module.exports
+		const names = typeof e === 'function' ? ['default'] : []
+		if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
+			const ks = keys(e)
+			for (let i = 0; i < ks.length; i++) {
+				if (typeof e[ks[i]] === 'function') names[names.length] = ks[i]
 			}
 		}
+		return [e, names]
 	}
-	sort.Strings(out)
-	return out
+})(Object.keys)`)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	s.listExports, _ = goja.AssertFunction(v)
+	return nil
+}
+
+// method looks up an exported method at call time, as libvms did (a script
+// may replace its methods). A getter or a Proxy on the exports runs here:
+// what it throws is the call's error, and a budget that stops it stops the
+// call; neither panics.
+func (s *Script) method(name string) (goja.Callable, error) {
+	fv := s.exports
+	if name != "default" {
+		obj, ok := s.exports.(*goja.Object)
+		if !ok {
+			return nil, s.typeError("exports is not an object")
+		}
+		if err := s.guard(func() { fv = obj.Get(name) }); err != nil {
+			return nil, err
+		}
+	}
+	fn, ok := goja.AssertFunction(fv)
+	if !ok {
+		return nil, s.typeError("exports." + name + " is not a function")
+	}
+	return fn, nil
+}
+
+// guard runs f, which reads script values from Go (a property, a
+// conversion to string), and may so run the script's getters, Proxy traps
+// and toString: what they throw comes back as a *goja.Exception, and a
+// budget's interrupt or a stack overflow as its error, instead of a panic
+// through the sandbox. Call it while the call's budgets hold.
+func (s *Script) guard(f func()) (err error) {
+	defer func() {
+		// Try has unwound the runtime to its frame before an uncatchable
+		// error goes on as a panic.
+		switch x := recover().(type) {
+		case nil:
+		case *goja.InterruptedError:
+			err = x
+		case *goja.StackOverflowError:
+			err = x
+		default:
+			panic(x)
+		}
+	}()
+	if ex := s.rt.Try(f); ex != nil {
+		return ex
+	}
+	return nil
+}
+
+// errorText is err.Error(), which for an exception converts the thrown
+// value to a string, so runs script code: under guard.
+func (s *Script) errorText(err error) string {
+	var text string
+	if s.guard(func() { text = err.Error() }) != nil {
+		return "a value that cannot be converted to a string"
+	}
+	return text
+}
+
+// typeError is a TypeError thrown by the sandbox on the script's behalf.
+func (s *Script) typeError(msg string) error {
+	return s.rt.Try(func() { panic(s.rt.NewTypeError(msg)) })
 }
 
 // Methods lists the exported functions, sorted ("default" for a module
@@ -241,13 +342,7 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 	if s.broken != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrBroken, s.broken)
 	}
-	var fn goja.Callable
-	if c.Method == "default" {
-		fn, _ = goja.AssertFunction(s.exports)
-	} else if obj, ok := s.exports.(*goja.Object); ok && c.Method != "" {
-		fn, _ = goja.AssertFunction(obj.Get(c.Method))
-	}
-	if fn == nil {
+	if !s.HasMethod(c.Method) {
 		return Result{}, fmt.Errorf("%w: %q", ErrNoMethod, c.Method)
 	}
 	args, err := s.arguments(c.Args)
@@ -265,6 +360,12 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 	s.setCaller(c.CallerID)
 	var result Result
 	err = s.run(ctx, st, func() (goja.Value, error) {
+		// Looked up at each call, as libvms did: a script may replace its
+		// methods (one that is no longer a function throws a TypeError).
+		fn, err := s.method(c.Method)
+		if err != nil {
+			return nil, err
+		}
 		return fn(s.exports, args...)
 	}, &result)
 	return result, err
@@ -309,6 +410,24 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 	if err == nil {
 		v, err = s.settle(st, v)
 	}
+	// Reading what the call gave runs script code too (toJSON, the getters
+	// and toString of a thrown value): before the budgets end.
+	var raw json.RawMessage
+	var thrown, notJSON *ScriptError
+	var exc *goja.Exception
+	switch {
+	case err == nil:
+		var jerr error
+		if raw, jerr = s.toJSON(v); jerr != nil {
+			if errors.As(jerr, &exc) {
+				notJSON = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + s.errorText(jerr)}
+			} else {
+				err = jerr // a budget or a stack overflow
+			}
+		}
+	case errors.As(err, &exc):
+		thrown = s.scriptError(exc.Value())
+	}
 	if werr := stop(); werr != nil {
 		s.broken = werr
 		return werr
@@ -320,7 +439,6 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 	if err != nil {
 		var interrupted *goja.InterruptedError
 		var overflow *goja.StackOverflowError
-		var exc *goja.Exception
 		switch {
 		case errors.As(err, &interrupted):
 			s.broken = err
@@ -328,8 +446,8 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 		case errors.As(err, &overflow):
 			s.broken = ErrStackDepth
 			return ErrStackDepth
-		case errors.As(err, &exc):
-			result.Error = s.scriptError(exc.Value())
+		case thrown != nil:
+			result.Error = thrown
 			result.Value = json.RawMessage("null")
 			return nil
 		case errors.Is(err, errRejected):
@@ -340,9 +458,8 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 		s.broken = err
 		return err
 	}
-	raw, err := s.toJSON(v)
-	if err != nil {
-		result.Error = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + err.Error()}
+	if notJSON != nil {
+		result.Error = notJSON
 		result.Value = json.RawMessage("null")
 		return nil
 	}
@@ -369,8 +486,17 @@ func (s *Script) toJSON(v goja.Value) (json.RawMessage, error) {
 	return json.RawMessage(out.String()), nil
 }
 
-// scriptError describes a thrown value.
+// scriptError describes a thrown value. Its getters and toString are the
+// script's: run it while the call's budgets hold.
 func (s *Script) scriptError(v goja.Value) *ScriptError {
+	var e *ScriptError
+	if s.guard(func() { e = s.describe(v) }) != nil {
+		return &ScriptError{Name: "Error", Message: "the thrown value could not be read"}
+	}
+	return e
+}
+
+func (s *Script) describe(v goja.Value) *ScriptError {
 	if obj, ok := v.(*goja.Object); ok {
 		name, msg := obj.Get("name"), obj.Get("message")
 		if name != nil && !goja.IsUndefined(name) || msg != nil && !goja.IsUndefined(msg) {

@@ -121,6 +121,83 @@ func resultIsStringified(t *testing.T, prelude string) {
 	}
 }
 
+// TestHostileScripts: a script that replaces or deletes the globals the
+// sandbox uses, or whose exports throw or loop when read, gets a load error
+// or a script error, and never panics the process or hangs it.
+func TestHostileScripts(t *testing.T) {
+	for _, tt := range []struct{ code, want string }{
+		{"System = null; exports.f = () => typeof System", `"object"`},
+		{"delete globalThis.System; delete globalThis.env; exports.f = () => typeof System", `"undefined"`},
+		{"System.caller = undefined; env = 5; exports.f = () => 1", "1"},
+		{"Object.freeze(System.caller); exports.f = () => System.caller.id", "null"},
+		{"Promise = null; exports.f = async () => 1", "1"},
+		{"Promise = function () { throw new Error('no') }; exports.f = () => ({ then(r) { r(2) } })", "2"},
+		{"Uint8Array = null; exports.f = () => new TextEncoder().encode('x')[0]", "120"},
+		{"Date = null; exports.f = async () => typeof (await System.files.stat('/')).mtime", `"object"`},
+		{"JSON = null; Object.keys = null; TypeError = null; exports.f = (a) => a", "1"},
+		{"let n = 0; module.exports = { get f() { if (n++) throw new RangeError('later'); return () => 1 } }", "error: RangeError: later"},
+		{"exports.f = () => { exports.f = 5; return 1 }; exports.g = () => 1", "1"},
+		{"module.exports = { get f() { throw new Error('read') } }", "load: sandbox: the script threw while its exports were read: Error: read"},
+		{"module.exports = new Proxy({}, { ownKeys() { throw new Error('keys') } })", "load: sandbox: the script threw while its exports were read: Error: keys"},
+		{"Object.defineProperty(module, 'exports', { get() { throw new Error('module') } })", "load: sandbox: the script threw while its exports were read: Error: module"},
+		{"module.exports = { get f() { for (;;) {} } }", "load: " + ErrTimeBudget.Error() + " (200ms)"},
+		// What a call gives, read by the sandbox: a then getter, a thrown
+		// value's name, message and toString, toJSON, Proxy traps.
+		{"exports.f = () => ({ get then() { throw new Error('t') } })", "error: Error: t"},
+		{"exports.f = () => { throw { get name() { throw 1 } } }", "error: Error: the thrown value could not be read"},
+		{"exports.f = () => { throw { toString() { throw 1 } } }", "error: Error: the thrown value could not be read"},
+		{"exports.f = async () => { throw new Proxy({}, { get() { throw 1 } }) }", "error: Error: the thrown value could not be read"},
+		{"exports.f = () => new Proxy({}, { get() { throw 2 } })", "error: 2"},
+		{"exports.f = () => ({ toJSON() { throw { toString() { throw 1 } } } })", "error: TypeError: the result is not JSON: a value that cannot be converted to a string"},
+		{"exports.f = () => { const p = Proxy.revocable({}, {}); p.revoke(); return p.proxy }", "error: TypeError: Proxy already revoked"},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			t.Parallel()
+			s, err := Load(tt.code, Options{Limits: Limits{Time: 200 * time.Millisecond}})
+			if err != nil {
+				if got := "load: " + err.Error(); got != tt.want {
+					t.Errorf("got %s, want %s", got, tt.want)
+				}
+				return
+			}
+			a, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.MemoryStorage(), Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Call{Method: "f", Args: json.RawMessage("[1]"), Files: a.Files()}
+			if got := call(t, s, c); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			if got := call(t, s, c); strings.HasPrefix(tt.code, "exports.f = () => { exports.f = 5") && got != "error: TypeError: exports.f is not a function" {
+				t.Errorf("a replaced method: got %s", got)
+			}
+		})
+	}
+	// Script code that loops while the sandbox reads a call's method or
+	// result: the budget stops it, as it stops a method that loops.
+	for _, code := range []string{
+		"let n = 0; module.exports = { get f() { if (n++) for (;;) {} return () => 1 } }",
+		"exports.f = () => ({ toJSON() { for (;;) {} } })",
+		"exports.f = () => Promise.reject({ get message() { for (;;) {} } })",
+		"exports.f = () => { throw { toString() { for (;;) {} } } }",
+	} {
+		s, err := Load(code, Options{Limits: Limits{Time: 200 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Call(context.Background(), Call{Method: "f"}); !errors.Is(err, ErrTimeBudget) {
+			t.Errorf("%s: %v, want %v", code, err, ErrTimeBudget)
+		}
+	}
+	s, err := Load("let n = 0; module.exports = { get f() { return n++ ? this.f : () => 1 } }", Options{Limits: Limits{Time: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Call(context.Background(), Call{Method: "f"}); !errors.Is(err, ErrStackDepth) {
+		t.Errorf("a getter that recurses: %v, want %v", err, ErrStackDepth)
+	}
+}
+
 func TestErrors(t *testing.T) {
 	s := load(t, `
 		exports.throws = () => { throw new Error('You are not my owner!') }

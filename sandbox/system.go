@@ -64,12 +64,14 @@ func (s *Script) installGlobals() error {
 	caller := rt.NewObject()
 	caller.Set("id", goja.Null())
 	system.Set("caller", caller)
+	s.callerObj = caller
 	system.Set("files", s.filesObject())
 	system.Set("oracle", s.oracle)
 	rt.Set("System", system)
 	env := rt.NewObject()
 	env.Set("callerId", goja.Null())
 	rt.Set("env", env)
+	s.envObj = env
 
 	console := rt.NewObject()
 	for _, level := range []string{"log", "info", "warn", "error", "debug"} {
@@ -131,14 +133,16 @@ func (s *Script) installGlobals() error {
 	return err
 }
 
-// setCaller sets System.caller.id and env.callerId for a call.
+// setCaller sets System.caller.id and env.callerId for a call, on the
+// objects installed there: a script that replaced them (or froze them)
+// only changes what it sees itself, the same way in every replay.
 func (s *Script) setCaller(id *string) {
 	v := goja.Null()
 	if id != nil {
 		v = s.rt.ToValue(*id)
 	}
-	s.rt.Get("System").ToObject(s.rt).Get("caller").ToObject(s.rt).Set("id", v)
-	s.rt.Get("env").ToObject(s.rt).Set("callerId", v)
+	s.callerObj.Set("id", v)
+	s.envObj.Set("callerId", v)
 }
 
 // display is how console shows a value.
@@ -155,8 +159,13 @@ func (s *Script) display(v goja.Value) string {
 	return v.String()
 }
 
+// bytesValue is b as a Uint8Array. It runs in the script's native calls,
+// where a panic with a JavaScript value throws it.
 func (s *Script) bytesValue(b []byte) goja.Value {
-	u8, _ := s.rt.New(s.rt.Get("Uint8Array"), s.rt.ToValue(s.rt.NewArrayBuffer(b)))
+	u8, err := s.rt.New(s.uint8ArrayCtor, s.rt.ToValue(s.rt.NewArrayBuffer(b)))
+	if err != nil {
+		panic(s.rt.NewGoError(err))
+	}
 	return u8
 }
 
@@ -201,12 +210,21 @@ func (s *Script) oracle(call goja.FunctionCall) goja.Value {
 		case err != nil:
 			panic(err) // an interrupt: the call is being stopped
 		}
-		if _, ok := s.promiseOf(out); ok {
+		_, isPromise, err := s.promiseOf(out)
+		switch {
+		case errors.As(err, &exc):
+			return OracleValue{Error: s.scriptError(exc.Value())}
+		case err != nil:
+			panic(err)
+		case isPromise:
 			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's function must return a value, not a promise"}}
 		}
 		raw, err := s.toJSON(out)
-		if err != nil {
-			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's value is not JSON: " + err.Error()}}
+		switch {
+		case errors.As(err, &exc):
+			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's value is not JSON: " + s.errorText(err)}}
+		case err != nil:
+			panic(err)
 		}
 		return OracleValue{Value: raw}
 	})
@@ -372,8 +390,14 @@ func (s *Script) statObject(st hyperdrive.FileStat) *goja.Object {
 	obj.Set("size", st.Size)
 	obj.Set("blocks", st.Blocks)
 	obj.Set("downloaded", st.Blocks)
-	mtime, _ := rt.New(rt.Get("Date"), rt.ToValue(st.Mtime.UnixMilli()))
-	ctime, _ := rt.New(rt.Get("Date"), rt.ToValue(st.Ctime.UnixMilli()))
+	mtime, err := rt.New(s.dateCtor, rt.ToValue(st.Mtime.UnixMilli()))
+	if err != nil {
+		panic(rt.NewGoError(err)) // thrown: this runs in the script's native calls
+	}
+	ctime, err := rt.New(s.dateCtor, rt.ToValue(st.Ctime.UnixMilli()))
+	if err != nil {
+		panic(rt.NewGoError(err))
+	}
 	obj.Set("mtime", mtime)
 	obj.Set("ctime", ctime)
 	isFile, isDir := st.IsFile(), st.IsDirectory()
