@@ -39,4 +39,13 @@
 // (ErrBroken) and must be loaded again; the host rebuilds it by replaying
 // the log (package core). A script's own exceptions are ordinary results
 // (Result.Error), recorded like values.
+//
+// # Hostile scripts
+//
+// A script may replace or delete any global, and make its exports, its
+// results and what it throws out of getters, Proxies and toString methods
+// that throw or loop. None of that reaches the sandbox's own code: the
+// built-ins it uses are taken before the script runs, and script values are
+// read from Go only under guard and within the call's budgets, so the
+// worst a script can do is fail its own call (or, looping, break itself).
 package sandbox
