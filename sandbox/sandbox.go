@@ -418,12 +418,11 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 	switch {
 	case err == nil:
 		var jerr error
-		if raw, jerr = s.toJSON(v); jerr != nil {
-			if errors.As(jerr, &exc) {
-				notJSON = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + s.errorText(jerr)}
-			} else {
-				err = jerr // a budget or a stack overflow
-			}
+		var interrupted *goja.InterruptedError
+		if raw, jerr = s.toJSON(v); errors.As(jerr, &interrupted) {
+			err = jerr // a budget
+		} else if jerr != nil {
+			notJSON = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + s.errorText(jerr)}
 		}
 	case errors.As(err, &exc):
 		thrown = s.scriptError(exc.Value())

@@ -150,6 +150,7 @@ func TestHostileScripts(t *testing.T) {
 		{"exports.f = () => new Proxy({}, { get() { throw 2 } })", "error: 2"},
 		{"exports.f = () => ({ toJSON() { throw { toString() { throw 1 } } } })", "error: TypeError: the result is not JSON: a value that cannot be converted to a string"},
 		{"exports.f = () => { const p = Proxy.revocable({}, {}); p.revoke(); return p.proxy }", "error: TypeError: Proxy already revoked"},
+		{"exports.f = () => { const o = { toJSON() { return o.toJSON() } }; return o }", "error: TypeError: the result is not JSON:  at toJSON (backend.js:1:120(3))"},
 	} {
 		t.Run(tt.code, func(t *testing.T) {
 			t.Parallel()
