@@ -180,8 +180,11 @@ func Load(code string, opts Options) (*Script, error) {
 	// listed is the helper's own array: [exports, [method names]].
 	pair := listed.ToObject(rt)
 	s.exports = pair.Get("0")
-	for _, name := range pair.Get("1").Export().([]any) {
-		s.methods = append(s.methods, name.(string))
+	names, _ := pair.Get("1").Export().([]any)
+	for _, name := range names {
+		if name, ok := name.(string); ok {
+			s.methods = append(s.methods, name)
+		}
 	}
 	sort.Strings(s.methods)
 	return s, nil
