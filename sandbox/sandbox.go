@@ -219,7 +219,9 @@ func (s *Script) compileHelpers() error {
 // call; neither panics.
 func (s *Script) method(name string) (goja.Callable, error) {
 	fv := s.exports
-	if name != "default" {
+	if _, isFunc := goja.AssertFunction(s.exports); name != "default" || !isFunc {
+		// (A module that exports a function is "default"; an object may
+		// have a method named default too.)
 		obj, ok := s.exports.(*goja.Object)
 		if !ok {
 			return nil, s.typeError("exports is not an object")

@@ -137,6 +137,7 @@ func TestHostileScripts(t *testing.T) {
 		{"JSON = null; Object.keys = null; TypeError = null; exports.f = (a) => a", "1"},
 		{"let n = 0; module.exports = { get f() { if (n++) throw new RangeError('later'); return () => 1 } }", "error: RangeError: later"},
 		{"exports.f = () => { exports.f = 5; return 1 }; exports.g = () => 1", "1"},
+		{"exports.default = () => 'd'; exports.f = () => exports.default()", `"d"`},
 		{"module.exports = { get f() { throw new Error('read') } }", "load: sandbox: the script threw while its exports were read: Error: read"},
 		{"module.exports = new Proxy({}, { ownKeys() { throw new Error('keys') } })", "load: sandbox: the script threw while its exports were read: Error: keys"},
 		{"Object.defineProperty(module, 'exports', { get() { throw new Error('module') } })", "load: sandbox: the script threw while its exports were read: Error: module"},
@@ -196,6 +197,19 @@ func TestHostileScripts(t *testing.T) {
 	}
 	if _, err := s.Call(context.Background(), Call{Method: "f"}); !errors.Is(err, ErrStackDepth) {
 		t.Errorf("a getter that recurses: %v, want %v", err, ErrStackDepth)
+	}
+}
+
+// TestDefaultMethod: "default" is a module that exports a function, or else
+// an exported method of that name.
+func TestDefaultMethod(t *testing.T) {
+	for code, want := range map[string]string{
+		"exports.default = () => 'prop'": `"prop"`,
+		"module.exports = function () { return 'fn' }; module.exports.default = () => 'prop'": `"fn"`,
+	} {
+		if got := call(t, load(t, code), Call{Method: "default"}); got != want {
+			t.Errorf("%s: got %s, want %s", code, got, want)
+		}
 	}
 }
 
