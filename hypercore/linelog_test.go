@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/sleep"
 )
@@ -526,5 +527,95 @@ func TestPreallocateOnAFullDisk(t *testing.T) {
 	defer g.Close()
 	if g.Length() != uint64(n) {
 		t.Errorf("reopened at length %d, want %d", g.Length(), n)
+	}
+}
+
+// syncRecorder is a memory storage whose data file records the writeback
+// hints and syncs the feed asks of it.
+type syncRecorder struct {
+	*hypercore.MemoryStorage
+	data *recordingFile
+}
+
+func (s *syncRecorder) Open(name string, create bool) (hypercore.File, error) {
+	f, err := s.MemoryStorage.Open(name, create)
+	if err != nil || name != "data" {
+		return f, err
+	}
+	s.data = &recordingFile{File: f}
+	return s.data, nil
+}
+
+type recordingFile struct {
+	hypercore.File
+	writebacks       [][2]int64 // offset, length
+	syncs, dataSyncs int
+}
+
+func (f *recordingFile) StartWriteback(off, n int64) error {
+	f.writebacks = append(f.writebacks, [2]int64{off, n})
+	return nil
+}
+
+func (f *recordingFile) Sync() error     { f.syncs++; return f.File.Sync() }
+func (f *recordingFile) SyncData() error { f.dataSyncs++; return f.File.Sync() }
+
+func (f *recordingFile) Truncate(size int64) error {
+	return f.File.(interface{ Truncate(int64) error }).Truncate(size)
+}
+
+// TestLineLogStartsWriteback: a line log that fsyncs starts each append's
+// data on its way to the disk as soon as it is written, and Sync makes
+// the data file durable with SyncData (its size, not its times, matters).
+// Other feeds, and a line log without fsync, do neither.
+func TestLineLogStartsWriteback(t *testing.T) {
+	lines := func(round int) [][]byte {
+		return [][]byte{fmt.Appendf(nil, `{"r":%d}`+"\n", round), fmt.Appendf(nil, `{"r":%d,"b":"second"}`+"\n", round)}
+	}
+	for _, tc := range []struct {
+		name          string
+		cfg           hypercore.Config
+		wantWriteback bool
+	}{
+		{"line log", hypercore.Config{LineLog: true, WriteBack: true, DeferSignatures: true}, true},
+		{"preallocated line log", hypercore.Config{LineLog: true, WriteBack: true, Preallocate: 1 << 10}, true},
+		{"line log without fsync", hypercore.Config{LineLog: true, NoFsync: true}, false},
+		{"plain feed", hypercore.Config{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &syncRecorder{MemoryStorage: hypercore.NewMemoryStorage()}
+			cfg := tc.cfg
+			cfg.Storage, cfg.SecretKey, cfg.Create = st, seedKey(9).SecretKey, true
+			f, err := hypercore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want [][2]int64
+			for r := range 3 {
+				before := int64(f.ByteLength())
+				if _, err := f.Append(lines(r)...); err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, [2]int64{before, int64(f.ByteLength()) - before})
+				if err := f.Sync(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !tc.wantWriteback {
+				want = nil
+			}
+			if diff := cmp.Diff(want, st.data.writebacks); diff != "" {
+				t.Errorf("writebacks started (-want +got):\n%s", diff)
+			}
+			switch {
+			case tc.wantWriteback && (st.data.dataSyncs != 3 || st.data.syncs != 0):
+				t.Errorf("data file: %d SyncData and %d Sync, want 3 and 0", st.data.dataSyncs, st.data.syncs)
+			case !tc.wantWriteback && st.data.dataSyncs != 0:
+				t.Errorf("data file: %d SyncData, want none", st.data.dataSyncs)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
