@@ -17,19 +17,6 @@ type truncater interface {
 	Truncate(size int64) error
 }
 
-// writebackStarter is implemented by files that can start writing a range
-// out to the disk without waiting (on Linux, a DirStorage file).
-type writebackStarter interface {
-	StartWriteback(off, n int64) error
-}
-
-// dataSyncer is implemented by files that can make their data durable
-// without the metadata that reading it back does not need (on Linux, a
-// DirStorage file).
-type dataSyncer interface {
-	SyncData() error
-}
-
 // hold is what Hold recorded.
 type hold struct {
 	length, byteLength uint64

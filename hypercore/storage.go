@@ -21,6 +21,19 @@ type File interface {
 	Close() error
 }
 
+// writebackStarter is implemented by files that can start writing a range
+// out to the disk without waiting (on Linux, a DirStorage file).
+type writebackStarter interface {
+	StartWriteback(off, n int64) error
+}
+
+// dataSyncer is implemented by files that can make their data durable
+// without the metadata that reading it back does not need (on Linux, a
+// DirStorage file).
+type dataSyncer interface {
+	SyncData() error
+}
+
 // Storage opens the files of one feed by name: "key", "secret_key", "tree",
 // "data", "bitfield" and "signatures".
 type Storage interface {
