@@ -198,7 +198,7 @@ func TestHostileClients(t *testing.T) {
 			b := []byte{0x80, 0x80, 0x80, 0x05} // 9.5 MiB
 			xor.XORKeyStream(b, b)
 			conn.Write(b)
-		}, "larger than 8 MiB"},
+		}, "frame too large"},
 		{"a request for a block it cannot have", func(t *testing.T, conn net.Conn, xor cipher.Stream) {
 			b := wire.AppendFrame(nil, 0, &wire.Request{Index: 1 << 40})
 			xor.XORKeyStream(b, b)

@@ -8,12 +8,15 @@
 //
 //	varint(length) || varint(channel << 4 | type) || body
 //
-// A frame of length 0 is a keep-alive; frames are at most 8 MiB. Each side's
-// first frame is a Feed message in the clear carrying a 24-byte nonce;
-// everything that side sends afterwards is XORed with one continuous
-// XSalsa20 keystream keyed by the public key of the first feed, with that
-// nonce (NewStream). FrameReader reads frames and decrypts from the point it
-// is told to.
+// A frame of length 0 is a keep-alive; frames are at most 8 MiB
+// (FrameReader.MaxSize may set less). Each side's first frame is a Feed
+// message in the clear carrying a 24-byte nonce; everything that side sends
+// afterwards is XORed with one continuous XSalsa20 keystream keyed by the
+// public key of the first feed, with that nonce (NewStream). FrameReader
+// reads frames and decrypts from the point it is told to. It grows a
+// frame's buffer as the frame's bytes arrive, never to the length a peer
+// merely claims, and does not keep a large frame's buffer once the next
+// frame is asked for.
 //
 // The package holds no connection state: the protocol itself (channels,
 // handshakes, replication) is built on it elsewhere. Every decoder here

@@ -19,9 +19,15 @@ const MaxChannels = 256
 
 // Errors of the frame layer.
 var (
-	ErrFrameTooLarge = errors.New("wire: frame larger than 8 MiB")
+	ErrFrameTooLarge = errors.New("wire: frame too large")
 	ErrBadHeader     = errors.New("wire: invalid frame header")
 )
+
+// frameChunk is the most a frame's buffer holds before the frame's bytes
+// arrive. A larger frame's buffer grows, doubling, as they do, so that a
+// peer that claims 8 MiB and sends little costs little. 128 KiB takes a
+// 64 KiB block with its proof in one allocation, as before.
+const frameChunk = 128 << 10
 
 // AppendFrame appends one frame carrying m on channel:
 // varint(length) || varint(channel<<4 | type) || body.
@@ -80,9 +86,13 @@ type FrameReader struct {
 	// Fresh makes every frame's body a new slice that the caller may keep,
 	// instead of one reused by the next call.
 	Fresh bool
+	// MaxSize, if positive and below MaxFrameSize, is the largest frame
+	// Next accepts: a stream takes only small frames until the peer's
+	// handshake.
+	MaxSize int
 
 	r   *bufio.Reader
-	buf []byte
+	buf []byte // reused when not Fresh; at most frameChunk between calls
 }
 
 // NewFrameReader returns a FrameReader reading r.
@@ -114,7 +124,19 @@ func (fr *FrameReader) readByte() (byte, error) {
 // Frame with a nil Body and keepAlive set; frames of a single byte, which
 // the reference ignores, are skipped. Errors: io.EOF at a frame boundary,
 // io.ErrUnexpectedEOF inside one, ErrFrameTooLarge, ErrBadHeader.
+//
+// A frame's buffer grows as its bytes arrive, not to the length its
+// header claims.
 func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
+	if cap(fr.buf) > frameChunk {
+		// The last frame was large; its body is no longer valid, so let
+		// it go rather than hold it while the peer idles.
+		fr.buf = nil
+	}
+	limit := uint64(MaxFrameSize)
+	if fr.MaxSize > 0 && fr.MaxSize < MaxFrameSize {
+		limit = uint64(fr.MaxSize)
+	}
 	for {
 		var length uint64
 		for shift := uint(0); ; shift += 7 {
@@ -133,25 +155,14 @@ func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
 				break
 			}
 		}
-		if length > MaxFrameSize {
-			return Frame{}, false, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, length)
+		if length > limit {
+			return Frame{}, false, fmt.Errorf("%w: %d bytes (at most %d)", ErrFrameTooLarge, length, limit)
 		}
 		if length == 0 {
 			return Frame{}, true, nil
 		}
-		var buf []byte
-		if fr.Fresh {
-			buf = make([]byte, length)
-		} else {
-			if cap(fr.buf) < int(length) {
-				fr.buf = make([]byte, length)
-			}
-			buf = fr.buf[:length]
-		}
-		if _, err := io.ReadFull(fr.r, buf); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
+		buf, err := fr.readBody(int(length))
+		if err != nil {
 			return Frame{}, false, err
 		}
 		if length < 2 {
@@ -163,6 +174,43 @@ func (fr *FrameReader) Next() (f Frame, keepAlive bool, err error) {
 		}
 		return Frame{Channel: header >> 4, Type: Type(header & 15), Body: buf[n:]}, false, nil
 	}
+}
+
+// readBody reads a frame of n bytes into a buffer of at most frameChunk
+// bytes to start with, doubling it as it fills: memory follows the bytes
+// that arrive, at most twice over, not the length the peer claimed.
+func (fr *FrameReader) readBody(n int) ([]byte, error) {
+	size := min(n, frameChunk)
+	var buf []byte
+	if fr.Fresh {
+		buf = make([]byte, size)
+	} else {
+		if cap(fr.buf) < size {
+			fr.buf = make([]byte, size)
+		}
+		buf = fr.buf[:size]
+	}
+	got := 0
+	for {
+		m, err := io.ReadFull(fr.r, buf[got:])
+		got += m
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if got == n {
+			break
+		}
+		grown := make([]byte, min(2*len(buf), n))
+		copy(grown, buf[:got])
+		buf = grown
+	}
+	if !fr.Fresh {
+		fr.buf = buf // dropped by the next call if it grew past frameChunk
+	}
+	return buf, nil
 }
 
 // sizeHint is about the encoded size of m's body, so that a frame is
