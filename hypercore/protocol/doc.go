@@ -19,6 +19,17 @@
 // that does not verify, or a malformed message, is disconnected with the
 // reason logged. In live mode appends are announced as they happen.
 //
+// # Limits
+//
+// A peer's memory on this side follows what it sends, not what it claims:
+// frames are read as their bytes arrive (package wire), and until the
+// peer's Handshake only frames of up to 64 KiB are taken. A peer that has
+// not sent its Handshake within Options.HandshakeTimeout (10 s), however
+// many keep-alives it sends, is dropped, as is one silent for longer than
+// Options.Timeout allows. ServeListener serves at most Options.Peers peers
+// at once (DefaultMaxPeers if nil); one over the cap is closed as it
+// connects, with a log line at most every ten seconds saying how many were.
+//
 // Usage, serving feeds on Dat's port and downloading one:
 //
 //	ln, _ := net.Listen("tcp", ":3282")

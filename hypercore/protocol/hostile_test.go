@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -278,5 +280,294 @@ func TestHostileAnnouncements(t *testing.T) {
 	err := protocol.Replicate(ctx, clientSide, protocol.Options{}, dst)
 	if !errors.Is(err, protocol.ErrTooManyAnnounced) {
 		t.Fatalf("Replicate = %v, want ErrTooManyAnnounced", err)
+	}
+}
+
+// countingListener counts the bytes its connections' readers took and the
+// connections closed, so that a test knows when the server has read what
+// its peers sent.
+type countingListener struct {
+	net.Listener
+	read, closed atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &countingConn{Conn: c, l: l}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	l    *countingListener
+	once sync.Once
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.l.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Close() error {
+	c.once.Do(func() { c.l.closed.Add(1) })
+	return c.Conn.Close()
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
+
+// waitFor polls cond every 10 ms for up to d.
+func waitFor(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
+
+// TestClaimedFramesCostWhatArrives: peers that each claim an 8 MiB frame
+// and send 100 KiB of it, before or after their handshake, cost the server
+// about what they sent, not what they claimed. (Not parallel: it measures
+// the heap.)
+func TestClaimedFramesCostWhatArrives(t *testing.T) {
+	const (
+		peers = 32
+		part  = 100 << 10
+		// Per peer: two 64 KiB read buffers (the second decrypts), a frame
+		// buffer of at most 128 KiB, the stream's state, and room to spare.
+		// Claimed, it would be 8 MiB each.
+		perPeer = 1 << 20
+	)
+	src := writer(t, 12, blocksOf("c", 3))
+	claim := append([]byte{0x80, 0x80, 0x80, 0x04}, make([]byte, part)...) // 8 MiB, padded varint
+	tests := []struct {
+		name   string
+		opened bool // the peer sends Feed and Handshake first
+	}{
+		{"before the handshake", false},
+		{"after the handshake", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inner, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln := &countingListener{Listener: inner}
+			var logs logBuffer
+			ctx, cancel := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			opts := protocol.Options{Logger: logs.logger(), Timeout: 20 * time.Second, HandshakeTimeout: 20 * time.Second, Peers: protocol.NewPeerLimit(peers)}
+			start := heapInUse()
+			go func() { served <- protocol.ServeListener(ctx, ln, opts, lookupOf(src)) }()
+			var conns []net.Conn
+			var sent int64
+			for range peers {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+				b := bytes.Clone(claim)
+				if tt.opened {
+					xor := rawClient(t, c, src.PublicKey())
+					xor.XORKeyStream(b, b)
+				}
+				c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				// A refused peer's write may fail; the server read what it read.
+				if _, err := c.Write(b); err == nil && tt.opened {
+					sent += int64(len(b))
+				}
+			}
+			if tt.opened {
+				sent += int64(peers) * int64(len(openingOf(t, src.PublicKey())))
+				if !waitFor(10*time.Second, func() bool { return ln.read.Load() >= sent }) {
+					t.Errorf("the server read %d of the %d bytes sent", ln.read.Load(), sent)
+				}
+			} else if !waitFor(10*time.Second, func() bool { return ln.closed.Load() == peers }) {
+				t.Errorf("the server closed %d of %d peers that sent a large frame before their handshake", ln.closed.Load(), peers)
+			}
+			grew := heapInUse() - start
+			t.Logf("%d peers, each sent %d bytes of a claimed %d: heap grew %d bytes", peers, part, wire.MaxFrameSize, grew)
+			if grew > peers*perPeer {
+				t.Errorf("heap grew %d bytes, over %d (%d per peer); claimed frames would be %d", grew, peers*perPeer, perPeer, peers*wire.MaxFrameSize)
+			}
+			if tt.opened && ln.closed.Load() != 0 {
+				t.Errorf("%d peers were dropped while their frames were arriving", ln.closed.Load())
+			}
+			if !tt.opened && !strings.Contains(logs.String(), "frame too large") {
+				t.Errorf("no reason logged: %s", logs.String())
+			}
+			for _, c := range conns {
+				c.Close()
+			}
+			cancel()
+			select {
+			case <-served:
+			case <-time.After(10 * time.Second):
+				t.Fatal("ServeListener did not return")
+			}
+		})
+	}
+}
+
+// openingOf is what rawClient sends: a Feed and a Handshake.
+func openingOf(t *testing.T, key []byte) []byte {
+	t.Helper()
+	dk := hypercore.DiscoveryKey(key)
+	b := wire.AppendFrame(nil, 0, &wire.Feed{DiscoveryKey: dk[:], Nonce: bytes.Repeat([]byte{1}, wire.NonceSize)})
+	return wire.AppendFrame(b, 0, &wire.Handshake{ID: make([]byte, 32), Live: wire.Bool(true)})
+}
+
+// TestPeerLimit: with the cap reached, new peers are closed at once with
+// one log line for the lot; once a place is free an honest peer is served.
+func TestPeerLimit(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 13, blocksOf("p", 20))
+	tests := []struct {
+		name        string
+		limit, over int
+	}{
+		{"cap of one", 1, 3},
+		{"cap of four", 4, 6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs logBuffer
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			peers := protocol.NewPeerLimit(tt.limit)
+			opts := protocol.Options{Live: true, Logger: logs.logger(), Peers: peers}
+			go protocol.ServeListener(ctx, ln, opts, lookupOf(src))
+
+			var held []net.Conn
+			for range tt.limit {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				rawClient(t, c, src.PublicKey())
+				held = append(held, c)
+			}
+			if !waitFor(10*time.Second, func() bool { return peers.Peers() == tt.limit }) {
+				t.Fatalf("%d peers served, want %d", peers.Peers(), tt.limit)
+			}
+			for i := range tt.over {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := c.Read(make([]byte, 1))
+				c.Close()
+				var ne net.Error
+				if n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("peer %d over the cap: Read = %d, %v; want the connection closed", i, n, err)
+				}
+			}
+			if got := strings.Count(logs.String(), "at the peer limit"); got != 1 {
+				t.Errorf("%d log lines about the peer limit, want 1 for %d refusals: %s", got, tt.over, logs.String())
+			}
+
+			held[0].Close()
+			if !waitFor(10*time.Second, func() bool { return peers.Peers() == tt.limit-1 }) {
+				t.Fatalf("%d peers served after one left, want %d", peers.Peers(), tt.limit-1)
+			}
+			good := replicaOf(t, src)
+			if err := protocol.Dial(ctx, ln.Addr().String(), protocol.Options{}, good); err != nil {
+				t.Fatalf("honest peer under the cap: %v", err)
+			}
+			sameBlocks(t, src, good)
+		})
+	}
+}
+
+// TestOpening: a peer must open its stream (Feed, then Handshake) in time
+// and with small frames; keep-alives do not put that off.
+func TestOpening(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 14, blocksOf("o", 3))
+	key := src.PublicKey()
+	dk := src.DiscoveryKey()
+	nonce := bytes.Repeat([]byte{2}, wire.NonceSize)
+	feed := wire.AppendFrame(nil, 0, &wire.Feed{DiscoveryKey: dk[:], Nonce: nonce})
+	// keepAlives sends keep-alives (encrypted after the Feed) until the
+	// server hangs up, for at most five seconds.
+	keepAlives := func(conn net.Conn, xor cipher.Stream) {
+		for range 100 {
+			b := []byte{0}
+			if xor != nil {
+				xor.XORKeyStream(b, b)
+			}
+			if _, err := conn.Write(b); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	tests := []struct {
+		name  string
+		write func(conn net.Conn)
+		want  error
+	}{
+		{"keep-alives only", func(conn net.Conn) { keepAlives(conn, nil) }, protocol.ErrNoHandshake},
+		{"a Feed, then keep-alives", func(conn net.Conn) {
+			conn.Write(feed)
+			keepAlives(conn, wire.NewStream(key, nonce))
+		}, protocol.ErrNoHandshake},
+		{"a large first frame", func(conn net.Conn) {
+			conn.Write(wire.AppendRawFrame(nil, 0, wire.TypeFeed, make([]byte, 100<<10)))
+		}, wire.ErrFrameTooLarge},
+		{"a large frame before the Handshake", func(conn net.Conn) {
+			b := wire.AppendRawFrame(nil, 0, wire.TypeExtension, make([]byte, 100<<10))
+			wire.NewStream(key, nonce).XORKeyStream(b, b)
+			conn.Write(append(bytes.Clone(feed), b...))
+		}, wire.ErrFrameTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			client, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer client.Close()
+			server, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			go io.Copy(io.Discard, client)
+			go tt.write(client)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// The quiet-peer timeout (Timeout/4 checks, five of them) is
+			// shorter than the handshake's: keep-alives must not matter.
+			opts := protocol.Options{Timeout: 400 * time.Millisecond, HandshakeTimeout: time.Second}
+			began := time.Now()
+			err = protocol.Serve(ctx, server, opts, lookupOf(src))
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Serve = %v after %v, want %v", err, time.Since(began), tt.want)
+			}
+		})
 	}
 }

@@ -37,6 +37,14 @@ type Options struct {
 	// reference checks every Timeout/4, pings after three quiet checks and
 	// gives up after five. 5 seconds if zero.
 	Timeout time.Duration
+	// HandshakeTimeout is how long a peer has to send its Handshake, which
+	// keep-alives do not put off. 10 seconds if zero.
+	HandshakeTimeout time.Duration
+	// Peers, if set, caps the peers ServeListener serves at once; those
+	// over it are refused as they connect. Listeners (and package rpc's
+	// replication endpoint) may share one. If nil, ServeListener makes one
+	// of DefaultMaxPeers for itself.
+	Peers *PeerLimit
 	// MaxRequests bounds requests in flight per feed. If zero, the window
 	// is sized to keep about 16 MiB of blocks in flight, between 16
 	// requests (the reference's fixed number) and 256: large blocks need
@@ -66,7 +74,13 @@ var (
 	ErrDifferentFirst = errors.New("protocol: the first feed of both sides must be the same")
 	ErrTooManyFeeds   = errors.New("protocol: too many feeds on one stream")
 	ErrBadMessage     = errors.New("protocol: invalid message")
+	ErrNoHandshake    = errors.New("protocol: remote sent no handshake in time")
 )
+
+// maxOpeningFrame bounds the peer's frames until its Handshake: a Feed and
+// a Handshake are a few hundred bytes, so that a peer must open properly
+// before it may send a frame of up to 8 MiB.
+const maxOpeningFrame = 64 << 10
 
 // Stream is one replication connection: a sequence of channels, one per
 // feed, over an encrypted stream of frames.
@@ -116,6 +130,9 @@ type event struct {
 func NewStream(conn io.ReadWriteCloser, opts Options, lookup Lookup) *Stream {
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
+	}
+	if opts.HandshakeTimeout == 0 {
+		opts.HandshakeTimeout = 10 * time.Second
 	}
 	log := opts.Logger
 	if log == nil {
@@ -353,7 +370,9 @@ func (s *Stream) Run(ctx context.Context) error {
 	s.wakeWriter() // what AddFeed queued
 	ticker := time.NewTicker(s.opts.Timeout / 4)
 	defer ticker.Stop()
-	err := s.loop(ctx, ticker.C)
+	handshake := time.NewTimer(s.opts.HandshakeTimeout)
+	defer handshake.Stop()
+	err := s.loop(ctx, ticker.C, handshake.C)
 	if err == nil {
 		s.flush()
 	}
@@ -366,13 +385,23 @@ func (s *Stream) Run(ctx context.Context) error {
 	return err
 }
 
-func (s *Stream) loop(ctx context.Context, tick <-chan time.Time) error {
+func (s *Stream) loop(ctx context.Context, tick, handshake <-chan time.Time) error {
 	quietTicks, silentTicks := 0, 0
 	var lastReceived, lastSent uint64
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-handshake:
+			// Keep-alives keep a silent peer's stream open, so a peer that
+			// never finishes opening is dropped here instead.
+			s.mu.Lock()
+			opened := s.remoteID != nil
+			s.mu.Unlock()
+			if !opened {
+				return ErrNoHandshake
+			}
+			handshake = nil
 		case <-tick:
 			// The reference's timing: ping after three quiet checks (its
 			// keep-alive counter), time out after five silent ones.
@@ -457,6 +486,7 @@ func (s *Stream) doneLocked() bool {
 func (s *Stream) read() {
 	fr := wire.NewFrameReader(s.conn)
 	fr.Fresh = true // bodies go to the loop and must outlive the next read
+	fr.MaxSize = maxOpeningFrame
 	first := true
 	for {
 		f, keepAlive, err := fr.Next()
@@ -469,6 +499,9 @@ func (s *Stream) read() {
 		if err != nil {
 			s.deliver(event{err: err})
 			return
+		}
+		if fr.MaxSize != 0 && f.Type == wire.TypeHandshake {
+			fr.MaxSize = 0 // the peer has opened: frames of any size from here on
 		}
 		if !first {
 			// Hand over every frame already buffered in one event: one
@@ -485,6 +518,9 @@ func (s *Stream) read() {
 					return
 				}
 				if !keepAlive {
+					if fr.MaxSize != 0 && g.Type == wire.TypeHandshake {
+						fr.MaxSize = 0
+					}
 					frames = append(frames, decode(g))
 					size += len(g.Body)
 				}
