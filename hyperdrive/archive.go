@@ -279,7 +279,9 @@ func (a *Archive) Version() uint64 {
 }
 
 // Modified lists the files that were found changed on disk when the
-// archive opened (real-file storage only); reads of them fail.
+// archive opened, or that the folder could not hold (a symlink in their
+// place, a reserved or too long name: see DatStorage); real-file storage
+// only. Reads of them fail with ErrModified.
 func (a *Archive) Modified() []string {
 	base := a
 	if a.checkoutOf != nil {
@@ -287,8 +289,17 @@ func (a *Archive) Modified() []string {
 	}
 	base.mu.Lock()
 	defer base.mu.Unlock()
-	out := []string{}
+	set := map[string]bool{}
 	for name := range base.modified {
+		set[name] = true
+	}
+	if base.files != nil {
+		for _, name := range base.files.lostNames() {
+			set[name] = true
+		}
+	}
+	out := []string{}
+	for name := range set {
 		out = append(out, name)
 	}
 	sort.Strings(out)
@@ -357,6 +368,29 @@ func (a *Archive) writableLocked() error {
 // batch, as the reference's write stream does), then an entry with its
 // Stat to the metadata feed. Parents need not exist.
 func (a *Archive) WriteFile(name string, data []byte, o WriteOptions) error {
+	return a.writeFile(name, data, o, nil)
+}
+
+// grower is called, when not nil, with the bytes a change is about to add
+// to the feeds (content and metadata), before anything is written: an
+// error from it stops the change. Files' quota is one.
+type grower func(n uint64) error
+
+// growLocked asks grow whether the entry n, to be appended at seq, and
+// content more bytes of content may be written. The tree caches what it
+// computed for an entry at seq, so that is forgotten when the answer is no.
+func (a *Archive) growLocked(grow grower, seq uint64, n treeNode, content uint64) error {
+	if grow == nil {
+		return nil
+	}
+	if err := grow(content + uint64(len(n.encode()))); err != nil {
+		a.entries.truncate(seq)
+		return err
+	}
+	return nil
+}
+
+func (a *Archive) writeFile(name string, data []byte, o WriteOptions, grow grower) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.writableLocked(); err != nil {
@@ -364,36 +398,7 @@ func (a *Archive) WriteFile(name string, data []byte, o WriteOptions) error {
 	}
 	name = Normalize(name)
 	names := split(name)
-	if a.files != nil {
-		// The old bytes are about to be replaced on disk.
-		if old, ok, err := a.tree.get(names); err != nil {
-			return err
-		} else if ok && old.Size > 0 {
-			if err := a.content.Clear(old.Offset, old.Offset+old.Blocks); err != nil {
-				return err
-			}
-		}
-	}
-	offset, byteOffset := a.content.Length(), a.content.ByteLength()
-	if a.files != nil {
-		if err := a.files.begin(name, byteOffset); err != nil {
-			return err
-		}
-	}
-	var chunks [][]byte
-	for i := 0; i < len(data); i += ChunkSize {
-		chunks = append(chunks, data[i:min(i+ChunkSize, len(data))])
-	}
-	err := a.appendContent(chunks)
-	if a.files != nil {
-		if ferr := a.files.finish(err == nil); err == nil {
-			err = ferr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	delete(a.modified, name)
+	chunks := chunksOf(data)
 	mode := o.Mode
 	if mode == 0 {
 		mode = defaultFileMode
@@ -401,9 +406,66 @@ func (a *Archive) WriteFile(name string, data []byte, o WriteOptions) error {
 	mtime, ctime := a.times(o)
 	st := Stat{
 		Mode: mode | ModeFile, Size: uint64(len(data)), Blocks: uint64(len(chunks)),
-		Offset: offset, ByteOffset: byteOffset, Mtime: mtime, Ctime: ctime,
+		Offset: a.content.Length(), ByteOffset: a.content.ByteLength(), Mtime: mtime, Ctime: ctime,
+	}
+	// The entry does not depend on the content before it, so with a grow
+	// check it is made first, and sized, before anything is written.
+	seq := a.metadata.Length()
+	var sized *treeNode
+	if grow != nil {
+		n, err := a.tree.put(seq, names, st.encode())
+		if err != nil {
+			return err
+		}
+		if err := a.growLocked(grow, seq, n, uint64(len(data))); err != nil {
+			return err
+		}
+		sized = &n
+	}
+	err := a.writeContentLocked(name, names, chunks)
+	if err != nil {
+		if sized != nil {
+			a.entries.truncate(seq)
+		}
+		return err
+	}
+	delete(a.modified, name)
+	if sized != nil {
+		return a.appendEntry(seq, *sized)
 	}
 	return a.putLocked(names, st.encode())
+}
+
+// writeContentLocked appends a file's chunks to the content feed (and to
+// its real file), after clearing its old bytes, which it replaces on disk.
+func (a *Archive) writeContentLocked(name string, names []string, chunks [][]byte) error {
+	if a.files != nil {
+		if old, ok, err := a.tree.get(names); err != nil {
+			return err
+		} else if ok && old.Size > 0 {
+			if err := a.content.Clear(old.Offset, old.Offset+old.Blocks); err != nil {
+				return err
+			}
+		}
+		if err := a.files.begin(name, a.content.ByteLength()); err != nil {
+			return err
+		}
+	}
+	err := a.appendContent(chunks)
+	if a.files != nil {
+		if ferr := a.files.finish(err == nil); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func chunksOf(data []byte) [][]byte {
+	var chunks [][]byte
+	for i := 0; i < len(data); i += ChunkSize {
+		chunks = append(chunks, data[i:min(i+ChunkSize, len(data))])
+	}
+	return chunks
 }
 
 func (a *Archive) appendContent(chunks [][]byte) error {
@@ -441,6 +503,10 @@ func (a *Archive) appendEntry(seq uint64, n treeNode) error {
 // Mkdir writes a directory entry. Like the reference, it does not check
 // what is there already.
 func (a *Archive) Mkdir(name string, o WriteOptions) error {
+	return a.mkdir(name, o, nil)
+}
+
+func (a *Archive) mkdir(name string, o WriteOptions, grow grower) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err := a.writableLocked(); err != nil {
@@ -455,18 +521,30 @@ func (a *Archive) Mkdir(name string, o WriteOptions) error {
 		Mode: mode | ModeDir, Offset: a.content.Length(), ByteOffset: a.content.ByteLength(),
 		Mtime: mtime, Ctime: ctime,
 	}
-	return a.putLocked(split(Normalize(name)), st.encode())
+	seq := a.metadata.Length()
+	n, err := a.tree.put(seq, split(Normalize(name)), st.encode())
+	if err != nil {
+		return err
+	}
+	if err := a.growLocked(grow, seq, n, 0); err != nil {
+		return err
+	}
+	return a.appendEntry(seq, n)
 }
 
 // Unlink writes a deletion of name. Like the reference, it writes one even
 // when there is no such entry (unless the archive is empty).
 func (a *Archive) Unlink(name string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.delLocked(Normalize(name))
+	return a.unlink(name, nil)
 }
 
-func (a *Archive) delLocked(name string) error {
+func (a *Archive) unlink(name string, grow grower) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.delLocked(Normalize(name), grow)
+}
+
+func (a *Archive) delLocked(name string, grow grower) error {
 	if err := a.writableLocked(); err != nil {
 		return err
 	}
@@ -482,6 +560,9 @@ func (a *Archive) delLocked(name string) error {
 	seq := a.metadata.Length()
 	n, ok, err := a.tree.del(seq, names)
 	if err != nil || !ok {
+		return err
+	}
+	if err := a.growLocked(grow, seq, n, 0); err != nil {
 		return err
 	}
 	if err := a.appendEntry(seq, n); err != nil {
@@ -505,6 +586,10 @@ func (a *Archive) delLocked(name string) error {
 
 // Rmdir deletes the directory name, which must be empty.
 func (a *Archive) Rmdir(name string) error {
+	return a.rmdir(name, nil)
+}
+
+func (a *Archive) rmdir(name string, grow grower) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	name = Normalize(name)
@@ -515,7 +600,7 @@ func (a *Archive) Rmdir(name string) error {
 	if len(list) > 0 {
 		return fmt.Errorf("%w: %s", ErrNotEmpty, name)
 	}
-	if err := a.delLocked(name); err != nil {
+	if err := a.delLocked(name, grow); err != nil {
 		return err
 	}
 	if a.files != nil {
@@ -647,6 +732,9 @@ func (a *Archive) ReadRange(name string, off, n uint64) ([]byte, error) {
 // isModified reports whether the real file name was found changed at open
 // (and not rewritten since); a checkout asks its archive.
 func (a *Archive) isModified(name string) bool {
+	if a.files != nil && a.files.isLost(name) {
+		return true
+	}
 	if a.checkoutOf != nil {
 		a.checkoutOf.mu.Lock()
 		defer a.checkoutOf.mu.Unlock()

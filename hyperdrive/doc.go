@@ -49,6 +49,37 @@
 // at open, reads of it fail with ErrModified, and it is never served to
 // peers. FlatStorage reads and writes node-dat-archive's layout.
 //
+// # What the folder promises
+//
+// DatStorage never follows a symlink in the folder and never reads,
+// writes, renames or removes anything outside it: it reaches the folder
+// one component at a time through directory descriptors opened with
+// O_NOFOLLOW (its temporary files and journal in .dat too). A symlink, or
+// anything but a plain file or folder, found where the archive has one is
+// a change made outside the archive, reported as above. An entry the
+// folder cannot hold safely (one under .dat in any case, under the secret
+// key folder when that is inside the folder, with a name longer than
+// MaxNameBytes, or in a place a symlink holds) is kept in the archive but
+// not written to the folder; Modified lists it, reads of it fail with
+// ErrModified, and it never makes a Sync or a later Open fail.
+//
+// Files checks every path before anything is read or written: a path
+// under .dat (compared ignoring case), with a component longer than
+// MaxNameBytes, longer than MaxPathBytes, or with a NUL is an
+// InvalidPathError, whatever the storage, so that a script behaves alike
+// in memory and on disk. Archive stays as permissive as the reference.
+//
+// # Quotas
+//
+// Files.WithQuota returns a view whose writes are held to a Quota: a
+// bound on the archive's size (the byte length of both feeds) and one on
+// what the view's writes add together (the host takes a view per call).
+// Each write is charged exactly what it appends: its data and its
+// metadata entry, so that mkdir and unlink loops are bounded too. A write
+// that would pass a limit fails before anything is written, with a
+// QuotaExceededError wrapping ErrQuotaExceeded. Feeds only grow: deleting
+// frees nothing, and an archive at its quota takes no more changes.
+//
 // Replicate and Clone copy archives over the Dat protocol (both feeds on
 // one stream, metadata first), with JavaScript peers as with Go ones.
 package hyperdrive

@@ -22,4 +22,7 @@ var (
 	ErrModified = errors.New("hyperdrive: file changed outside the archive")
 	// ErrClosed: the archive was closed.
 	ErrClosed = errors.New("hyperdrive: archive is closed")
+	// ErrQuotaExceeded: a write through Files would take the archive or
+	// the call past its Quota. The *Error is a QuotaExceededError.
+	ErrQuotaExceeded = errors.New("hyperdrive: quota exceeded")
 )

@@ -15,11 +15,16 @@ import (
 
 // Error is an error of the DatArchive-style API, named as Beaker named
 // them so that scripts can branch on err.name. errors.Is matches an Error
-// against the sentinel of the same name (NotFoundError, ...).
+// against the sentinel of the same name (NotFoundError, ...), and against
+// the error it wraps, if any (ErrQuotaExceeded).
 type Error struct {
 	Name    string
 	Message string
+	err     error
 }
+
+// Unwrap returns the error e wraps, if any.
+func (e *Error) Unwrap() error { return e.err }
 
 func (e *Error) Error() string {
 	if e.Message == "" {
@@ -45,6 +50,7 @@ var (
 	InvalidPathError             = &Error{Name: "InvalidPathError"}
 	ArchiveNotWritableError      = &Error{Name: "ArchiveNotWritableError"}
 	InvalidEncodingError         = &Error{Name: "InvalidEncodingError"}
+	QuotaExceededError           = &Error{Name: "QuotaExceededError"}
 )
 
 func newError(sentinel *Error, format string, args ...any) *Error {
@@ -58,8 +64,14 @@ var validPath = regexp.MustCompile(`^[a-zA-Z0-9\-._~!$&'()*+,;=:@/]+$`)
 // sees as System.files. It adds Beaker's checks to the archive's raw
 // operations (a parent folder must exist, a folder is not overwritten by a
 // file, unlink only unlinks files, ...) and reports failures as *Error.
+//
+// Every path is checked first (checkName): one under .dat, in any case,
+// or with a component over MaxNameBytes, a length over MaxPathBytes or a
+// NUL, is an InvalidPathError, and nothing is read or written.
 type Files struct {
-	a *Archive
+	a     *Archive
+	quota Quota
+	used  uint64 // bytes this view has let its writes add (see WithQuota)
 }
 
 // Files returns the DatArchive-style API of a.
@@ -144,6 +156,9 @@ func (f *Files) stat(name string) (Stat, bool, error) {
 
 // Stat returns what name is.
 func (f *Files) Stat(name string) (FileStat, error) {
+	if err := checkName(name); err != nil {
+		return FileStat{}, err
+	}
 	st, err := f.a.Stat(name)
 	if err != nil {
 		return FileStat{}, translate(err, Normalize(name))
@@ -153,6 +168,9 @@ func (f *Files) Stat(name string) (FileStat, error) {
 
 // ReadFile returns the bytes of the file name.
 func (f *Files) ReadFile(name string) ([]byte, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
 	st, ok, err := f.stat(name)
 	if err != nil {
 		return nil, translate(err, name)
@@ -208,6 +226,9 @@ func (f *Files) WriteFile(name string, data []byte, o WriteOptions) error {
 	if err := checkPath(name); err != nil {
 		return err
 	}
+	if err := checkName(name); err != nil {
+		return err
+	}
 	existing, ok, err := f.stat(name)
 	if err != nil {
 		return err
@@ -221,7 +242,7 @@ func (f *Files) WriteFile(name string, data []byte, o WriteOptions) error {
 	if err := f.checkParent(name); err != nil {
 		return err
 	}
-	return translate(f.a.WriteFile(name, data, o), Normalize(name))
+	return translate(f.a.writeFile(name, data, o, f.grower()), Normalize(name))
 }
 
 // Mkdir makes the folder name; its parent must exist and name must not.
@@ -230,6 +251,9 @@ func (f *Files) Mkdir(name string, o WriteOptions) error {
 		return err
 	}
 	if err := checkPath(name); err != nil {
+		return err
+	}
+	if err := checkName(name); err != nil {
 		return err
 	}
 	_, ok, err := f.stat(name)
@@ -242,13 +266,21 @@ func (f *Files) Mkdir(name string, o WriteOptions) error {
 	if err := f.checkParent(name); err != nil {
 		return err
 	}
-	return translate(f.a.Mkdir(name, o), Normalize(name))
+	return translate(f.a.mkdir(name, o, f.grower()), Normalize(name))
 }
 
 // Readdir lists the folder name. With recursive, entries of sub-folders
 // follow their folder as slash-separated relative paths.
 func (f *Files) Readdir(name string, recursive bool) ([]string, error) {
-	name = Normalize(name)
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	return f.readdir(Normalize(name), recursive)
+}
+
+// readdir is Readdir of a checked name: below it, the archive's entries
+// are listed whatever their names.
+func (f *Files) readdir(name string, recursive bool) ([]string, error) {
 	st, ok, err := f.stat(name)
 	if err != nil {
 		return nil, translate(err, name)
@@ -271,7 +303,7 @@ func (f *Files) Readdir(name string, recursive bool) ([]string, error) {
 		}
 		sub := path.Join(name, c)
 		if st, ok, _ := f.stat(sub); ok && st.IsDir() {
-			below, err := f.Readdir(sub, true)
+			below, err := f.readdir(sub, true)
 			if err != nil {
 				return nil, err
 			}
@@ -288,6 +320,9 @@ func (f *Files) Unlink(name string) error {
 	if err := f.checkWritable(); err != nil {
 		return err
 	}
+	if err := checkName(name); err != nil {
+		return err
+	}
 	st, ok, err := f.stat(name)
 	if err != nil {
 		return err
@@ -298,7 +333,7 @@ func (f *Files) Unlink(name string) error {
 	if !st.IsFile() {
 		return newError(NotAFileError, "cannot unlink non-files (%s)", Normalize(name))
 	}
-	return translate(f.a.Unlink(name), Normalize(name))
+	return translate(f.a.unlink(name, f.grower()), Normalize(name))
 }
 
 // Rmdir deletes the folder name: an empty one, or with recursive, with
@@ -307,7 +342,30 @@ func (f *Files) Rmdir(name string, recursive bool) error {
 	if err := f.checkWritable(); err != nil {
 		return err
 	}
-	name = Normalize(name)
+	if err := checkName(name); err != nil {
+		return err
+	}
+	grow := f.grower()
+	if grow == nil || !recursive {
+		return f.rmdir(Normalize(name), recursive, grow)
+	}
+	// A quota can stop a recursive rmdir half way: it is taken back
+	// whole, so that a refused call leaves the archive as it was.
+	if err := f.a.Begin(); err != nil {
+		return translate(err, Normalize(name))
+	}
+	if err := f.rmdir(Normalize(name), recursive, grow); err != nil {
+		if rerr := f.a.Rollback(); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	return f.a.Commit()
+}
+
+// rmdir is Rmdir of a checked name: below it, the archive's entries are
+// deleted whatever their names.
+func (f *Files) rmdir(name string, recursive bool, grow grower) error {
 	st, ok, err := f.stat(name)
 	if err != nil {
 		return err
@@ -334,9 +392,9 @@ func (f *Files) Rmdir(name string, recursive bool) error {
 		switch {
 		case !ok:
 		case cst.IsDir():
-			err = f.Rmdir(sub, true)
+			err = f.rmdir(sub, true, grow)
 		default:
-			err = translate(f.a.Unlink(sub), sub)
+			err = translate(f.a.unlink(sub, grow), sub)
 		}
 		if err != nil {
 			return err
@@ -345,7 +403,7 @@ func (f *Files) Rmdir(name string, recursive bool) error {
 	if name == "/" {
 		return nil
 	}
-	return translate(f.a.Rmdir(name), name)
+	return translate(f.a.rmdir(name, grow), name)
 }
 
 // Change is one entry of History.

@@ -8,10 +8,13 @@ import (
 	"io"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/nodevms/nodevms/hypercore"
 )
@@ -84,8 +87,30 @@ const DatDir = ".dat"
 //
 // A file changed outside the archive no longer matches its hashes: reads
 // of it fail with ErrModified and it is not served to peers.
+//
+// The folder is only ever reached without following symlinks (see
+// folder.go), and an entry the folder cannot hold safely is never written
+// to it: one under .dat (in any case) or under the first folder of
+// secretDir when secretDir is inside dir, one whose name is too long for
+// it, or one whose place holds a symlink or a file where a folder should
+// be. Such an entry stays in the archive but is not materialised: Modified
+// lists it and reads of it fail with ErrModified, as for a file changed
+// outside the archive. Files refuses such names before anything is
+// written; an archive written through Archive, or made by another Dat
+// program, can have them.
 func DatStorage(dir, secretDir string) Storage {
-	return &datStorage{dir: dir, secretDir: secretDir, files: &realFiles{dir: dir}}
+	reserved := []string{DatDir}
+	if rel, err := filepath.Rel(absPath(dir), absPath(secretDir)); err == nil && rel != "." && filepath.IsLocal(rel) {
+		reserved = append(reserved, strings.Split(filepath.ToSlash(rel), "/")[0])
+	}
+	return &datStorage{dir: dir, secretDir: secretDir, files: &realFiles{folder: folder{dir}, reserved: reserved}}
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 func (s *datStorage) metadata() hypercore.Storage {
@@ -163,23 +188,25 @@ func (f osFile) Size() (int64, error) {
 // current files, derived from the metadata feed when the archive opens
 // (never stored), and kept up to date by the archive as it writes.
 type realFiles struct {
-	dir string
+	folder   folder
+	reserved []string // first components the host keeps for itself
 
 	mu        sync.Mutex
-	extents   []extent      // sorted by start, not overlapping
-	writing   *extent       // the file being appended, not yet in extents
-	out       *os.File      // its temporary file
-	end       uint64        // the content feed's byte length
-	sized     bool          // end is known (set by setExtents)
-	unflushed []string      // files moved into place and not yet flushed
-	held      []*folderHold // open holds, outermost first
-	unsynced  []folderOp    // committed changes the next Sync makes
+	extents   []extent        // sorted by start, not overlapping
+	writing   *extent         // the file being appended, not yet in extents
+	out       *os.File        // its temporary file
+	end       uint64          // the content feed's byte length
+	sized     bool            // end is known (set by setExtents)
+	unflushed []string        // files moved into place and not yet flushed
+	held      []*folderHold   // open holds, outermost first
+	unsynced  []folderOp      // committed changes the next Sync makes
+	lost      map[string]bool // files the folder could not hold (see DatStorage)
 }
 
 type extent struct {
 	start, end uint64
 	name       string      // archive path, "/a/b"
-	tmp        string      // a file not yet moved into place: read from here
+	tmp        string      // a file in .dat/tmp not yet moved into place: read from here
 	mem        *fileBuffer // or its bytes, not yet written anywhere
 }
 
@@ -192,8 +219,37 @@ type fileBuffer struct{ b []byte }
 // temporary file at once.
 const maxBuffered = 4 << 20
 
-func (r *realFiles) path(name string) string {
-	return filepath.Join(r.dir, filepath.FromSlash(strings.TrimPrefix(name, "/")))
+// parts returns the components of the archive path name in the folder, or
+// why the folder cannot hold it.
+func (r *realFiles) parts(name string) ([]string, error) {
+	parts, err := folderParts(name, r.reserved)
+	if err == nil && len(parts) == 0 {
+		err = errors.New("the root is not a file")
+	}
+	return parts, err
+}
+
+// tmpDir is where files are written before they are moved into place.
+func tmpDir() []string { return []string{DatDir, "tmp"} }
+
+func tmpParts(name string) []string { return []string{DatDir, "tmp", name} }
+
+// isLost reports whether the file name could not be put in the folder.
+func (r *realFiles) isLost(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost[name]
+}
+
+// lostNames lists the files that could not be put in the folder.
+func (r *realFiles) lostNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for name := range r.lost {
+		out = append(out, name)
+	}
+	return out
 }
 
 // setExtents replaces the known extents (at open).
@@ -215,22 +271,19 @@ func (r *realFiles) begin(name string, start uint64) error {
 	return nil
 }
 
-// tempFile creates a temporary file holding b.
-func (r *realFiles) tempFile(b []byte) (*os.File, error) {
-	tmpDir := filepath.Join(r.dir, DatDir, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.CreateTemp(tmpDir, "write-*")
+// tempFile creates a temporary file in .dat/tmp holding b; it returns the
+// file and its name there.
+func (r *realFiles) tempFile(b []byte) (*os.File, string, error) {
+	f, name, err := r.folder.createTemp(tmpDir(), "write-")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := f.Write(b); err != nil {
 		f.Close()
-		os.Remove(f.Name())
-		return nil, err
+		r.folder.remove(tmpParts(name))
+		return nil, "", err
 	}
-	return f, nil
+	return f, name, nil
 }
 
 // finish ends the file being written: with ok, it becomes the file name
@@ -247,17 +300,18 @@ func (r *realFiles) finish(ok bool) error {
 	if !ok {
 		if f != nil {
 			f.Close()
-			os.Remove(w.tmp)
+			r.folder.remove(tmpParts(w.tmp))
 		}
 		return nil
 	}
 	if f != nil {
 		if err := f.Close(); err != nil {
-			os.Remove(w.tmp)
+			r.folder.remove(tmpParts(w.tmp))
 			return err
 		}
 	}
 	r.dropLocked(w.name)
+	delete(r.lost, w.name) // until a Sync finds it cannot be put in place
 	if w.end > w.start {
 		i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].start >= w.start })
 		r.extents = append(r.extents, extent{})
@@ -291,20 +345,24 @@ func (r *realFiles) doLocked(op folderOp) error {
 	return nil
 }
 
+// applyLocked makes the change op to the folder. A file the folder cannot
+// hold safely (see DatStorage) is left out of it and noted as lost, rather
+// than failing the Sync, and with it every later open.
 func (r *realFiles) applyLocked(op folderOp) error {
-	dst := r.path(op.name)
+	parts, perr := r.parts(op.name)
 	switch op.kind {
 	case opMove:
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
+		err := perr
+		if err == nil {
+			if st, serr := r.folder.lstat(parts); serr == nil && isDir(st) {
+				// The archive allows a file where a directory was; the
+				// folder cannot show both, so the directory stays and the
+				// file is only in the archive (and in its temporary file).
+				return nil
+			}
+			err = r.folder.rename(tmpParts(op.tmp), parts)
 		}
-		if fi, err := os.Stat(dst); err == nil && fi.IsDir() {
-			// The archive allows a file where a directory was; the folder
-			// cannot show both, so the directory stays and the file is
-			// only in the archive (and in its temporary file).
-			return nil
-		}
-		if err := os.Rename(op.tmp, dst); err != nil {
+		if err != nil && perr == nil && !unsafe(err) {
 			return err
 		}
 		for i := range r.extents {
@@ -312,14 +370,24 @@ func (r *realFiles) applyLocked(op folderOp) error {
 				r.extents[i].tmp = ""
 			}
 		}
-		r.unflushed = append(r.unflushed, dst)
+		if err != nil {
+			r.folder.remove(tmpParts(op.tmp))
+			if r.lost == nil {
+				r.lost = map[string]bool{}
+			}
+			r.lost[op.name] = true
+			return nil
+		}
+		delete(r.lost, op.name)
+		r.unflushed = append(r.unflushed, op.name)
 	case opRemove:
-		if fi, err := os.Stat(dst); err == nil && !fi.IsDir() {
-			os.Remove(dst)
+		delete(r.lost, op.name)
+		if perr == nil {
+			r.folder.remove(parts)
 		}
 	case opRemoveDir:
-		if op.name != "/" {
-			os.Remove(dst) // fails, as it should, unless empty
+		if perr == nil {
+			r.folder.removeDir(parts) // fails, as it should, unless empty
 		}
 	}
 	return nil
@@ -370,7 +438,7 @@ func (r *realFiles) rollback(end uint64) {
 	r.held = r.held[:n-1]
 	for _, op := range h.ops {
 		if op.kind == opMove && op.tmp != "" {
-			os.Remove(op.tmp)
+			r.folder.remove(tmpParts(op.tmp))
 		}
 	}
 	r.extents, r.end = h.extents, end
@@ -397,13 +465,13 @@ type jsonOp struct {
 	Tmp  string `json:"tmp,omitempty"`
 }
 
-func (r *realFiles) journalPath() string { return filepath.Join(r.dir, DatDir, "pending.json") }
+func journalParts() []string { return []string{DatDir, "pending.json"} }
 
 // prepareSync writes the journal of the changes the coming Sync makes and
 // returns them.
 func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 	r.mu.Lock()
-	ops := coalesce(r.unsynced)
+	ops := r.coalesce(r.unsynced)
 	r.unsynced = nil
 	r.mu.Unlock()
 	if len(ops) == 0 {
@@ -414,7 +482,7 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 		op := &ops[i]
 		if op.kind == opMove && op.mem != nil {
 			// The file's bytes go to disk now, once.
-			f, err := r.tempFile(op.mem.b)
+			f, name, err := r.tempFile(op.mem.b)
 			if err == nil {
 				err = f.Sync()
 				f.Close()
@@ -422,7 +490,7 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 			if err != nil {
 				return nil, err
 			}
-			op.tmp = f.Name()
+			op.tmp = name
 			r.mu.Lock()
 			for k := range r.extents {
 				if r.extents[k].mem == op.mem {
@@ -432,14 +500,14 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 			r.mu.Unlock()
 			op.mem = nil
 		} else if op.kind == opMove {
-			if err := syncPath(op.tmp); err != nil {
+			if err := r.folder.syncFile(tmpParts(op.tmp)); err != nil {
 				return nil, err
 			}
 		}
-		j.Ops = append(j.Ops, jsonOp{Kind: op.kind, Name: op.name, Tmp: filepath.Base(op.tmp)})
+		j.Ops = append(j.Ops, jsonOp{Kind: op.kind, Name: op.name, Tmp: op.tmp})
 	}
 	raw, _ := json.Marshal(j)
-	if err := writeDurably(r.journalPath(), raw); err != nil {
+	if err := r.folder.writeDurably(journalParts(), raw); err != nil {
 		return nil, err
 	}
 	return ops, nil
@@ -449,7 +517,7 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 // the last for each name (a file written a thousand times between flushes
 // is moved into place once); the temporary files of the others are
 // deleted, as nothing reads them any more.
-func coalesce(ops []folderOp) []folderOp {
+func (r *realFiles) coalesce(ops []folderOp) []folderOp {
 	last := map[string]int{}
 	for i, op := range ops {
 		last[op.name] = i
@@ -459,7 +527,7 @@ func coalesce(ops []folderOp) []folderOp {
 		if last[op.name] == i {
 			out = append(out, op)
 		} else if op.kind == opMove && op.tmp != "" {
-			os.Remove(op.tmp)
+			r.folder.remove(tmpParts(op.tmp))
 		}
 	}
 	return out
@@ -481,24 +549,28 @@ func (r *realFiles) finishSync(ops []folderOp) error {
 	r.unflushed = nil
 	r.mu.Unlock()
 	dirs := map[string]bool{}
-	for _, p := range list {
-		dirs[filepath.Dir(p)] = true
+	for _, name := range list {
+		dirs[path.Dir(name)] = true
 	}
 	for _, op := range ops {
-		dirs[filepath.Dir(r.path(op.name))] = true
+		dirs[path.Dir(op.name)] = true
 	}
 	for d := range dirs {
-		if err := syncPath(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+		parts, err := folderParts(d, nil)
+		if err == nil {
+			err = r.folder.syncDir(parts)
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !unsafe(err) {
 			return err
 		}
 	}
-	return os.Remove(r.journalPath())
+	return r.folder.remove(journalParts())
 }
 
 // recover finishes or throws away the changes of a Sync a crash cut short
 // (see above), and removes temporary files nothing refers to.
 func (r *realFiles) recover(metadataLength uint64) error {
-	raw, err := os.ReadFile(r.journalPath())
+	raw, err := r.folder.readFile(journalParts())
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -506,16 +578,21 @@ func (r *realFiles) recover(metadataLength uint64) error {
 	default:
 		var j journal
 		if err := json.Unmarshal(raw, &j); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, r.journalPath(), err)
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, r.folder.path(journalParts()...), err)
 		}
 		if metadataLength >= j.MetadataLength {
 			r.mu.Lock()
 			for _, op := range j.Ops {
-				tmp := filepath.Join(r.dir, DatDir, "tmp", filepath.Base(op.Tmp))
-				if _, err := os.Stat(tmp); op.Kind == opMove && err != nil {
-					continue // moved before the crash
+				if op.Kind == opMove {
+					// Only a file of .dat/tmp is ever moved into place.
+					if _, err := folderParts(op.Tmp, nil); err != nil || !strings.HasPrefix(op.Tmp, "write-") || strings.Contains(op.Tmp, "/") {
+						continue
+					}
+					if _, err := r.folder.lstat(tmpParts(op.Tmp)); err != nil {
+						continue // moved before the crash
+					}
 				}
-				if err := r.applyLocked(folderOp{kind: op.Kind, name: op.Name, tmp: tmp}); err != nil {
+				if err := r.applyLocked(folderOp{kind: op.Kind, name: op.Name, tmp: op.Tmp}); err != nil {
 					r.mu.Unlock()
 					return err
 				}
@@ -523,47 +600,17 @@ func (r *realFiles) recover(metadataLength uint64) error {
 			r.unflushed = nil
 			r.mu.Unlock()
 		}
-		if err := os.Remove(r.journalPath()); err != nil {
+		if err := r.folder.remove(journalParts()); err != nil {
 			return err
 		}
 	}
-	tmps, _ := filepath.Glob(filepath.Join(r.dir, DatDir, "tmp", "write-*"))
+	tmps, _ := r.folder.list(tmpDir())
 	for _, t := range tmps {
-		os.Remove(t)
+		if strings.HasPrefix(t, "write-") {
+			r.folder.remove(tmpParts(t))
+		}
 	}
 	return nil
-}
-
-func writeDurably(path string, data []byte) error {
-	tmp := path + ".new"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncPath(filepath.Dir(path))
-}
-
-func syncPath(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // remove forgets the file name and deletes it from the folder.
@@ -571,6 +618,7 @@ func (r *realFiles) remove(name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dropLocked(name)
+	delete(r.lost, name)
 	return r.doLocked(folderOp{kind: opRemove, name: name})
 }
 
@@ -595,11 +643,11 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	x := uint64(off)
 	var e extent
-	var file string
 	var mem []byte
+	inFolder := false
 	switch w := r.writing; {
 	case w != nil && x >= w.start && x < w.end:
-		e, file = *w, w.tmp
+		e = *w
 		if w.mem != nil {
 			mem = w.mem.b
 		}
@@ -610,24 +658,30 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 			return 0, fmt.Errorf("%w: no file holds content byte %d", ErrNotFound, x)
 		}
 		e = r.extents[i]
-		file = e.tmp
 		if e.mem != nil {
 			mem = e.mem.b
-		} else if file == "" {
-			file = r.path(e.name)
+		} else if e.tmp == "" {
+			inFolder = true
 		}
 	}
 	if x+uint64(len(p)) > e.end {
 		r.mu.Unlock()
 		return 0, fmt.Errorf("%w: content bytes %d..%d span two files", ErrCorrupt, x, x+uint64(len(p)))
 	}
-	if mem != nil || file == "" {
+	if mem != nil || (!inFolder && e.tmp == "") {
 		n := copy(p, mem[x-e.start:])
 		r.mu.Unlock()
 		return n, nil
 	}
 	r.mu.Unlock()
-	f, err := os.Open(file)
+	var f *os.File
+	parts, err := tmpParts(e.tmp), error(nil)
+	if inFolder {
+		parts, err = r.parts(e.name)
+	}
+	if err == nil {
+		f, err = r.folder.open(parts)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("%w: %s: %v", ErrModified, e.name, err)
 	}
@@ -652,11 +706,11 @@ func (r *realFiles) WriteAt(p []byte, off int64) (int, error) {
 	var err error
 	if w.mem != nil && uint64(off)+uint64(len(p))-w.start > maxBuffered {
 		// Too big to keep in memory: to a temporary file from here on.
-		f, ferr := r.tempFile(w.mem.b)
+		f, name, ferr := r.tempFile(w.mem.b)
 		if ferr != nil {
 			return 0, ferr
 		}
-		r.out, w.tmp, w.mem = f, f.Name(), nil
+		r.out, w.tmp, w.mem = f, name, nil
 	}
 	if w.mem != nil {
 		at := off - int64(w.start)
@@ -702,12 +756,17 @@ func (r *realFiles) Sync() error {
 func (r *realFiles) Close() error { return r.finish(false) }
 
 // checkSizes returns the current files whose size on disk is not the size
-// they were written with.
+// they were written with, or that are not plain files reached without a
+// symlink, or that the folder cannot hold.
 func (r *realFiles) checkSizes(sizes map[string]uint64) []string {
 	var bad []string
 	for name, size := range sizes {
-		fi, err := os.Stat(r.path(name))
-		if err != nil || fi.IsDir() || uint64(fi.Size()) != size {
+		parts, err := r.parts(name)
+		var st unix.Stat_t
+		if err == nil {
+			st, err = r.folder.lstat(parts)
+		}
+		if err != nil || !isRegular(st) || uint64(st.Size) != size {
 			bad = append(bad, name)
 		}
 	}
