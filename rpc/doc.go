@@ -26,6 +26,14 @@
 // Options.MaxInFlight calls waiting; the backend's queue is bounded (see
 // package core). Over a limit the caller gets CodeBusy and the server
 // carries on. A client that goes away with calls queued has them dropped.
+// Requests are read as their bytes arrive, never into a buffer sized by
+// the length a frame claims.
+//
+// At most Options.MaxConnections JSON-RPC connections (1024 by default)
+// and Options.Peers replication peers are served at once; one more gets
+// HTTP 503, with a body saying which limit, instead of the upgrade. The
+// refusals are logged at most once every ten seconds. The replication cap
+// may be shared with the Dat listener (protocol.Options.Peers).
 //
 // A connection hands the calls it has read to the host when it is about
 // to wait for more input, so that calls that arrived together share a
@@ -38,5 +46,7 @@
 //
 // Each backend's files archive and call log also replicate over a
 // WebSocket at PATH/.dat, binary frames carrying the Dat protocol stream
-// (WebSocketStream), for clients that cannot open TCP.
+// (WebSocketStream), for clients that cannot open TCP. A message there is
+// at most 16 MiB (the WebSocket's read limit); the Dat frames in it are
+// read, and limited, as package protocol reads any stream.
 package rpc

@@ -1,11 +1,15 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strconv"
@@ -19,6 +23,7 @@ import (
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hypercore/wire"
 	"github.com/nodevms/nodevms/hyperdrive"
 	"github.com/nodevms/nodevms/sandbox"
 )
@@ -353,5 +358,183 @@ func TestConcurrentClientCalls(t *testing.T) {
 			}
 			seen[got[i]] = true
 		}
+	}
+}
+
+// syncBuffer collects log records from the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestConnectionLimits: under a cap connections are served; over it the
+// upgrade is answered 503 with a body naming the limit, and the refusals
+// make one log line; once a connection ends another is served.
+func TestConnectionLimits(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     func() Options
+		path     string
+		held     int // connections to hold: the cap less what others hold
+		over     int
+		wantBody string
+	}{
+		{"rpc connections", func() Options { return Options{MaxConnections: 3} }, "/", 3, 4, "at its connection limit (3)"},
+		{"replication peers", func() Options { return Options{Peers: protocol.NewPeerLimit(2)} }, "/.dat", 2, 3, "at its Dat peer limit (2)"},
+		{"replication peers, a place taken by the Dat listener", func() Options {
+			peers := protocol.NewPeerLimit(2)
+			peers.Acquire() // as ServeListener does for a TCP peer
+			return Options{Peers: peers}
+		}, "/.dat", 1, 2, "at its Dat peer limit (2)"},
+		{"replication peers do not count as rpc connections", func() Options { return Options{MaxConnections: 1} }, "/.dat", 3, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs syncBuffer
+			opts := tt.opts()
+			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			ts, _ := serve(t, opts)
+			url := strings.Replace(ts.URL, "http", "ws", 1) + tt.path
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var held []*websocket.Conn
+			for i := range tt.held {
+				ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+				if err != nil {
+					t.Fatalf("connection %d, under the cap: %v", i, err)
+				}
+				defer ws.Close()
+				held = append(held, ws)
+			}
+			for i := range tt.over {
+				ws, resp, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+				if err == nil {
+					ws.Close()
+					t.Fatalf("connection %d over the cap was upgraded", i)
+				}
+				if resp == nil {
+					t.Fatalf("connection %d over the cap: %v, no HTTP answer", i, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), tt.wantBody) {
+					t.Fatalf("connection %d over the cap: %d %q, want 503 saying %q", i, resp.StatusCode, body, tt.wantBody)
+				}
+			}
+			if got, want := strings.Count(logs.String(), "at the limit"), min(tt.over, 1); got != want {
+				t.Errorf("%d log lines about the limit for %d refusals, want %d: %s", got, tt.over, want, logs.String())
+			}
+			if tt.over == 0 {
+				return
+			}
+			// One leaves: the next is served, once the server has seen it go.
+			held[0].Close()
+			for {
+				ws, _, err := websocket.DefaultDialer.DialContext(ctx, url, nil)
+				if err == nil {
+					ws.Close()
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("no connection served after one left: %v", err)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestMessageLimits: a message over the read limit, JSON-RPC or
+// replication, ends its connection with 1009 (message too big).
+func TestMessageLimits(t *testing.T) {
+	// datOpening opens a replication stream for b's call log, as a peer
+	// would, and returns the keystream for what follows: keep-alives (zero
+	// bytes, encrypted) are read one by one, so the stream takes them until
+	// the WebSocket's limit cuts it off.
+	datOpening := func(b Backend) ([]byte, cipher.Stream) {
+		dk := b.Log.DiscoveryKey()
+		nonce := bytes.Repeat([]byte{5}, wire.NonceSize)
+		first := wire.AppendFrame(nil, 0, &wire.Feed{DiscoveryKey: dk[:], Nonce: nonce})
+		hs := wire.AppendFrame(nil, 0, &wire.Handshake{ID: make([]byte, 32)})
+		xor := wire.NewStream(b.Log.PublicKey(), nonce)
+		xor.XORKeyStream(hs, hs)
+		return append(first, hs...), xor
+	}
+	tests := []struct {
+		name    string
+		path    string
+		kind    int
+		size    int
+		opening func(Backend) ([]byte, cipher.Stream)
+	}{
+		{"rpc request over MaxMessage", "/", websocket.TextMessage, 8 << 10, nil},
+		{"replication message over 16 MiB", "/.dat", websocket.BinaryMessage, 16<<20 + 64<<10, datOpening},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts, b := serve(t, Options{MaxMessage: 4 << 10})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			ws, _, err := websocket.DefaultDialer.DialContext(ctx, strings.Replace(ts.URL, "http", "ws", 1)+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			// Read whatever the server says until it closes the connection.
+			closed := make(chan error, 1)
+			go func() {
+				for {
+					if _, _, err := ws.ReadMessage(); err != nil {
+						closed <- err
+						return
+					}
+				}
+			}()
+			ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			piece := bytes.Repeat([]byte{' '}, 64<<10)
+			var xor cipher.Stream
+			if tt.opening != nil {
+				var first []byte
+				first, xor = tt.opening(b)
+				if err := ws.WriteMessage(tt.kind, first); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if w, err := ws.NextWriter(tt.kind); err == nil {
+				// Written in pieces, as a client streams a large message;
+				// the server may hang up before the end.
+				for sent := 0; sent < tt.size; sent += len(piece) {
+					p := piece[:min(len(piece), tt.size-sent)]
+					if xor != nil {
+						clear(p)
+						xor.XORKeyStream(p, p)
+					}
+					if _, err := w.Write(p); err != nil {
+						break
+					}
+				}
+				w.Close()
+			}
+			select {
+			case err = <-closed:
+			case <-ctx.Done():
+				t.Fatal("the server did not close the connection")
+			}
+			if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+				t.Errorf("ReadMessage = %v, want close 1009 (message too big)", err)
+			}
+		})
 	}
 }

@@ -36,6 +36,14 @@ type Options struct {
 	// MaxInFlight bounds one connection's calls waiting for answers (64 if
 	// zero); more are answered at once with CodeBusy.
 	MaxInFlight int
+	// MaxConnections caps the JSON-RPC connections open at once (1024 if
+	// zero; negative: no cap). One more is answered 503, not upgraded.
+	MaxConnections int
+	// Peers caps the replication peers at PATH/.dat; share it with the Dat
+	// listener's protocol.Options.Peers to cap both together. If nil, the
+	// server makes one of protocol.DefaultMaxPeers for itself. A peer over
+	// it is answered 503, not upgraded.
+	Peers *protocol.PeerLimit
 	// Version is reported by the handshake.
 	Version string
 	// ReplicationAddr is the TCP address where the feeds also replicate,
@@ -73,11 +81,40 @@ type Server struct {
 
 	mu       sync.RWMutex
 	backends map[string]*mounted
-	conns    atomic.Int64
+	conns    atomic.Int64 // JSON-RPC and replication connections
+	rpcConns atomic.Int64 // JSON-RPC connections, for MaxConnections
+	refusals refusals
+}
+
+// refusalLogEvery spaces the log lines about refused connections, so that
+// a flood of them cannot fill the operator's log.
+const refusalLogEvery = 10 * time.Second
+
+// refusals counts connections refused over a cap, to log them in bulk.
+type refusals struct {
+	last    atomic.Int64 // when the last line was logged, in Unix nanoseconds
+	pending atomic.Int64 // refusals not yet logged
+}
+
+// note counts one refusal and returns how many to log now: 0 while the
+// last line is recent.
+func (r *refusals) note(now time.Time) int64 {
+	r.pending.Add(1)
+	last := r.last.Load()
+	if now.UnixNano()-last < int64(refusalLogEvery) || !r.last.CompareAndSwap(last, now.UnixNano()) {
+		return 0
+	}
+	return r.pending.Swap(0)
 }
 
 // ReplicationSuffix is appended to a backend's path for replication.
 const ReplicationSuffix = "/.dat"
+
+// DefaultMaxConnections is the cap on JSON-RPC connections when
+// Options.MaxConnections is zero. An idle connection costs a few tens of
+// kilobytes (two goroutines, buffers, queues), one reading a request up to
+// MaxMessage more; 1024 serves many browsers and bounds that.
+const DefaultMaxConnections = 1024
 
 // NewServer returns a server with no backends.
 func NewServer(opts Options) *Server {
@@ -86,6 +123,12 @@ func NewServer(opts Options) *Server {
 	}
 	if opts.MaxInFlight == 0 {
 		opts.MaxInFlight = 64
+	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.Peers == nil {
+		opts.Peers = protocol.NewPeerLimit(protocol.DefaultMaxPeers)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -161,6 +204,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "naming your user (?user= or Basic Auth) needs a server started with --debug; sign your calls instead", http.StatusForbidden)
 		return
 	}
+	if limit := s.opts.MaxConnections; limit > 0 && !acquire(&s.rpcConns, int64(limit)) {
+		s.refuse(w, "connection", limit)
+		return
+	}
+	defer s.rpcConns.Add(-1)
 	c := &conn{s: s, b: b, user: user, out: make(chan []byte, 256),
 		answers: make(chan answer, s.opts.MaxInFlight), slots: make(chan struct{}, s.opts.MaxInFlight)}
 	hj := &hijacker{ResponseWriter: w, beforeRead: c.submit}
@@ -172,6 +220,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.conns.Add(-1)
 	c.ws, c.raw = ws, hj.conn
 	c.serve(r.Context())
+}
+
+// acquire counts one more on n, unless that would pass limit.
+func acquire(n *atomic.Int64, limit int64) bool {
+	for {
+		v := n.Load()
+		if v >= limit {
+			return false
+		}
+		if n.CompareAndSwap(v, v+1) {
+			return true
+		}
+	}
+}
+
+// refuse answers a connection over a cap with 503, before any upgrade, and
+// logs the refusals at most once every refusalLogEvery.
+func (s *Server) refuse(w http.ResponseWriter, what string, limit int) {
+	if n := s.refusals.note(time.Now()); n > 0 {
+		s.opts.Logger.Warn("refused connections: at the limit", "kind", what, "limit", limit, "refused", n)
+	}
+	w.Header().Set("Retry-After", "10")
+	http.Error(w, fmt.Sprintf("the server is at its %s limit (%d); try again later", what, limit), http.StatusServiceUnavailable)
 }
 
 // conn is one RPC connection.
@@ -537,6 +608,11 @@ func replyMessage(req request, result any, err error) []byte {
 
 // serveReplication carries the Dat protocol over binary WebSocket frames.
 func (s *Server) serveReplication(w http.ResponseWriter, r *http.Request, b *mounted) {
+	if !s.opts.Peers.Acquire() {
+		s.refuse(w, "Dat peer", s.opts.Peers.Max())
+		return
+	}
+	defer s.opts.Peers.Release()
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return
