@@ -45,9 +45,10 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 }
 
 type execFlags struct {
-	dir, host, title, sync string
-	port, datPort, queue   int
-	debug, requireSigned   bool
+	dir, host, title, sync   string
+	port, datPort, queue     int
+	maxConnections, maxPeers int
+	debug, requireSigned     bool
 }
 
 func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -62,6 +63,8 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.port, "p", 5555, "")
 	fs.IntVar(&f.datPort, "dat-port", 3282, "")
 	fs.IntVar(&f.queue, "queue", 1000, "")
+	fs.IntVar(&f.maxConnections, "max-connections", rpc.DefaultMaxConnections, "")
+	fs.IntVar(&f.maxPeers, "max-peers", protocol.DefaultMaxPeers, "")
 	fs.BoolVar(&f.debug, "debug", false, "")
 	fs.BoolVar(&f.debug, "d", false, "")
 	fs.BoolVar(&f.requireSigned, "require-signed", false, "")
@@ -85,6 +88,10 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if f.sync != "always" && f.sync != "none" {
 		fmt.Fprintf(stderr, "nodevms: --sync must be always or none, not %q\n", f.sync)
+		return exitUsage
+	}
+	if f.maxConnections < 0 || f.maxPeers < 0 {
+		fmt.Fprintf(stderr, "nodevms: --max-connections and --max-peers must be 0 (no cap) or more\n")
 		return exitUsage
 	}
 	if err := serve(ctx, pos[0], f, stdout, stderr); err != nil {
@@ -172,9 +179,17 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		return err
 	}
 	stats := &protocol.Stats{}
+	// One cap for Dat peers, over TCP and over the WebSocket at /.dat: they
+	// cost the same.
+	peers := protocol.NewPeerLimit(f.maxPeers)
+	maxConnections := f.maxConnections
+	if maxConnections == 0 {
+		maxConnections = -1 // the flag's 0 is no cap; the option's is the default
+	}
 	server := rpc.NewServer(rpc.Options{
 		Debug: f.debug, RequireSigned: f.requireSigned, Version: nodevms.Version,
 		ReplicationAddr: displayAddr(datLn.Addr()), Stats: stats, Logger: logger,
+		MaxConnections: maxConnections, Peers: peers,
 	})
 	if err := server.Mount("/", rpc.Backend{Host: host, Title: f.title, Archive: archive, Log: log}); err != nil {
 		return err
@@ -184,7 +199,7 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	lookup := archive.Lookup()
 	logDK := log.DiscoveryKey()
 	replCtx, stopRepl := context.WithCancel(context.Background())
-	go protocol.ServeListener(replCtx, datLn, protocol.Options{Live: true, Stats: stats, Logger: logger}, func(dk [32]byte) *hypercore.Feed {
+	go protocol.ServeListener(replCtx, datLn, protocol.Options{Live: true, Stats: stats, Logger: logger, Peers: peers}, func(dk [32]byte) *hypercore.Feed {
 		if dk == logDK {
 			return log
 		}

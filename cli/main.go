@@ -56,6 +56,12 @@ Serving (-e, exec):
   --sync MODE        always (default): answer a call once its log entry is
                      on disk; none: leave it to the operating system
   --queue N          calls that may wait (default 1000)
+  --max-connections N
+                     JSON-RPC connections served at once (default 1024;
+                     0: no cap); more are answered HTTP 503
+  --max-peers N      Dat peers served at once, over --dat-port and the
+                     WebSocket at /.dat together (default 128; 0: no cap);
+                     more are closed (TCP) or answered HTTP 503
 
 The REPL (-r, repl):
   --user NAME        call as NAME (servers in --debug mode)
