@@ -176,7 +176,7 @@ func TestDatStorageHoldsNoHostileNames(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(dir, DatDir, "call-log.data"), []byte("host log"), 0o600))
 	hostile := []string{
 		"/.dat/call-log.data", "/.DAT/x", "/.dat/tmp/x", "/.keys/ab/cd",
-		"/" + strings.Repeat("n", 300), "/dir/" + strings.Repeat("m", 256),
+		"/" + strings.Repeat("n", 300), "/dir/" + strings.Repeat("m", 256), "/" + strings.Repeat("l", 256) + "/x",
 	}
 	for _, p := range hostile {
 		must(t, a.WriteFile(p, []byte("evil"), WriteOptions{}))

@@ -556,11 +556,11 @@ func (r *realFiles) finishSync(ops []folderOp) error {
 		dirs[path.Dir(op.name)] = true
 	}
 	for d := range dirs {
-		parts, err := folderParts(d, nil)
-		if err == nil {
-			err = r.folder.syncDir(parts)
+		parts, err := folderParts(d, r.reserved)
+		if err != nil {
+			continue // nothing was put there
 		}
-		if err != nil && !errors.Is(err, os.ErrNotExist) && !unsafe(err) {
+		if err := r.folder.syncDir(parts); err != nil && !errors.Is(err, os.ErrNotExist) && !unsafe(err) {
 			return err
 		}
 	}
