@@ -323,3 +323,120 @@ func FuzzArchiveMetadata(f *testing.F) {
 		}
 	})
 }
+
+// datFiles are the names DatStorage keeps in .dat after a Sync.
+var datFiles = map[string]bool{
+	"metadata.key": true, "metadata.tree": true, "metadata.data": true, "metadata.bitfield": true,
+	"metadata.signatures": true, "metadata.ogd": true, "content.key": true, "content.tree": true,
+	"content.bitfield": true, "content.signatures": true, "tmp": true,
+}
+
+// FuzzFolderPath: whatever path a script passes to Files, it is refused
+// with an *Error or it names a place in the folder, outside .dat; and
+// whatever path an archive's entry has (written through Archive, as an
+// archive made by another program may), the folder is left inside its
+// bounds: nothing appears outside it or in .dat, and it opens again.
+func FuzzFolderPath(f *testing.F) {
+	for _, p := range []string{
+		"/a", "/.dat", "/.DAT/x", "//.dat/call-log.data", "/./.dat", "/a/../.dat", ".dat/",
+		"/../x", "/../../x", "/a/../../x", "/" + strings.Repeat("n", 255), "/" + strings.Repeat("n", 256),
+		"/a\x00b", "/.keys", "/a/./b", "/.dat/tmp/write-1", "/.dat/pending.json",
+	} {
+		f.Add([]byte(p))
+	}
+	f.Fuzz(func(t *testing.T, name []byte) {
+		if len(name) > 5000 {
+			return
+		}
+		p := string(name)
+		root := t.TempDir()
+		dir, secrets := filepath.Join(root, "site"), filepath.Join(root, "secrets")
+		if err := os.WriteFile(filepath.Join(root, "outside"), []byte("outside"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, secrets), Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := a.Key()
+		files := a.Files()
+		files.Stat(p)
+		files.ReadFile(p)
+		files.Readdir(p, true)
+		for _, err := range []error{
+			files.Mkdir(p, hyperdrive.WriteOptions{}),
+			files.WriteFile(p, []byte("x"), hyperdrive.WriteOptions{}),
+			files.WriteFile(p+"/f", []byte("y"), hyperdrive.WriteOptions{}),
+		} {
+			var e *hyperdrive.Error
+			if err != nil && !errors.As(err, &e) {
+				t.Fatalf("%q: %v is not an *Error", p, err)
+			}
+		}
+		for _, q := range []string{p, p + "/f"} {
+			if _, err := files.Stat(q); err != nil {
+				continue
+			}
+			n := hyperdrive.Normalize(q)
+			first, _, _ := strings.Cut(strings.TrimPrefix(n, "/"), "/")
+			if strings.EqualFold(first, ".dat") || len(n) > hyperdrive.MaxPathBytes+2 {
+				t.Fatalf("Files let %q be written as %q", q, n)
+			}
+			for _, c := range strings.Split(n, "/") {
+				if len(c) > hyperdrive.MaxNameBytes || strings.ContainsRune(c, 0) {
+					t.Fatalf("Files let %q be written", q)
+				}
+			}
+		}
+		// The archive itself takes any name.
+		a.WriteFile(p, []byte("raw"), hyperdrive.WriteOptions{})
+		a.WriteFile(p+"/sub", []byte("raw"), hyperdrive.WriteOptions{})
+		a.Unlink(p + "/.." + "/x")
+		if err := a.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		checkBounds(t, root, false)
+		a, err = hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, secrets), Key: key})
+		if err != nil {
+			t.Fatalf("reopen: %v", err)
+		}
+		a.Close()
+		checkBounds(t, root, true)
+	})
+}
+
+// checkBounds fails unless root holds only the folder site, the secret
+// key folder and the file outside as it was, and site/.dat only
+// DatStorage's own files; with reopened, no temporary file either (a
+// file the archive has where the folder has a folder keeps one until
+// then).
+func checkBounds(t *testing.T, root string, reopened bool) {
+	t.Helper()
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if n := e.Name(); n != "site" && n != "secrets" && n != "outside" {
+			t.Fatalf("%s written outside the folder", n)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "outside")); err != nil || string(b) != "outside" {
+		t.Fatalf("the file outside is %q (%v)", b, err)
+	}
+	dat, err := os.ReadDir(filepath.Join(root, "site", hyperdrive.DatDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range dat {
+		if !datFiles[e.Name()] {
+			t.Fatalf(".dat/%s written", e.Name())
+		}
+	}
+	tmp, _ := os.ReadDir(filepath.Join(root, "site", hyperdrive.DatDir, "tmp"))
+	for _, e := range tmp {
+		if reopened {
+			t.Fatalf(".dat/tmp/%s left", e.Name())
+		}
+	}
+}
