@@ -183,6 +183,12 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	}
 	add("FuzzFrameReader", stream, false)
 	add("FuzzFrameReader", append([]byte{0x80, 0x80, 0x80, 0x08}, stream...), false)
+	// Behind a frame that grows its buffer, in pieces of one byte and of
+	// 256, within limits that stop it at once, in the middle, or never.
+	add("FuzzFrameReaderDelivery", stream, uint64(300<<10), uint8(0), true, uint64(0))
+	add("FuzzFrameReaderDelivery", stream, uint64(200<<10), uint8(255), false, uint64(64<<10))
+	add("FuzzFrameReaderDelivery", stream, uint64(5), uint8(6), false, uint64(40))
+	add("FuzzFrameReaderDelivery", []byte{0x80, 0x80, 0x80, 0x04, 1, 2, 3}, uint64(1<<20-1), uint8(99), true, uint64(1<<20+8))
 	for _, r := range wv.RLE {
 		add("FuzzRLE", []byte(r.Encoded))
 	}

@@ -25,6 +25,10 @@ func FuzzServeStream(f *testing.F) {
 	f.Add(append(wire.AppendFrame(nil, 0, &wire.Request{Index: 3, Nodes: wire.Uint64(0)}),
 		wire.AppendFrame(nil, 0, &wire.Have{Start: 0, Bitfield: []byte{0x0f, 0x02, 0x07}})...))
 	f.Add(wire.AppendFrame(nil, 1, &wire.Feed{DiscoveryKey: dk[:]}))
+	// A frame that grows the reader's buffer as it arrives, and one that
+	// claims 8 MiB and ends early.
+	f.Add(wire.AppendRawFrame(nil, 0, wire.TypeExtension, make([]byte, 300<<10)))
+	f.Add(append([]byte{0x80, 0x80, 0x80, 0x04}, make([]byte, 200<<10)...))
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		server, client := net.Pipe()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
