@@ -28,7 +28,8 @@
 // many keep-alives it sends, is dropped, as is one silent for longer than
 // Options.Timeout allows. ServeListener serves at most Options.Peers peers
 // at once (DefaultMaxPeers if nil); one over the cap is closed as it
-// connects, with a log line at most every ten seconds saying how many were.
+// connects, with a log line at most every ten seconds saying how many were;
+// an Accept that fails for want of file descriptors is retried, not fatal.
 //
 // Usage, serving feeds on Dat's port and downloading one:
 //

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -569,5 +571,51 @@ func TestOpening(t *testing.T) {
 				t.Fatalf("Serve = %v after %v, want %v", err, time.Since(began), tt.want)
 			}
 		})
+	}
+}
+
+// flakyListener fails its first accepts as a process out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	failures atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.failures.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutOfFiles: ServeListener waits out accepts that fail for want
+// of file descriptors and goes on serving.
+func TestAcceptOutOfFiles(t *testing.T) {
+	t.Parallel()
+	src := writer(t, 15, blocksOf("f", 5))
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &flakyListener{Listener: inner}
+	ln.failures.Store(5)
+	var logs logBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- protocol.ServeListener(ctx, ln, protocol.Options{Logger: logs.logger()}, lookupOf(src))
+	}()
+	good := replicaOf(t, src)
+	if err := protocol.Dial(ctx, inner.Addr().String(), protocol.Options{}, good); err != nil {
+		t.Fatalf("peer after failed accepts: %v", err)
+	}
+	sameBlocks(t, src, good)
+	if got := strings.Count(logs.String(), "too many open files"); got != 1 {
+		t.Errorf("%d log lines about the failed accepts, want 1: %s", got, logs.String())
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("ServeListener = %v", err)
 	}
 }

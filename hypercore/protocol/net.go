@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nodevms/nodevms/hypercore"
@@ -27,8 +28,8 @@ type PeerLimit struct {
 	n   atomic.Int64
 }
 
-// NewPeerLimit returns a cap of max peers; max <= 0 is no cap.
-func NewPeerLimit(max int) *PeerLimit { return &PeerLimit{max: int64(max)} }
+// NewPeerLimit returns a cap of n peers; n <= 0 is no cap.
+func NewPeerLimit(n int) *PeerLimit { return &PeerLimit{max: int64(n)} }
 
 // Acquire takes a place for one more peer, unless the cap is reached.
 // Whoever gets one calls Release when the peer is gone.
@@ -53,15 +54,16 @@ func (l *PeerLimit) Peers() int { return int(l.n.Load()) }
 // Max is the cap; 0 is none.
 func (l *PeerLimit) Max() int { return int(max(l.max, 0)) }
 
-// refusalLogEvery spaces the log lines about refused peers, so that a
-// flood of connections cannot fill the operator's log.
+// refusalLogEvery spaces the log lines about refused peers (and failed
+// accepts), so that a flood of connections cannot fill the operator's log.
 const refusalLogEvery = 10 * time.Second
 
 // ServeListener accepts connections on ln and serves the feeds lookup finds
 // to each, until ctx ends; then it closes ln and waits for the connections'
 // streams to end. A stream's failure ends that stream only. A connection
 // over opts.Peers is closed at once; the refusals are logged at most once
-// every ten seconds, with how many there were.
+// every ten seconds, with how many there were. An Accept that fails for
+// want of file descriptors (or memory) is retried after a pause.
 func ServeListener(ctx context.Context, ln net.Listener, opts Options, lookup Lookup) error {
 	peers := opts.Peers
 	if peers == nil {
@@ -70,10 +72,25 @@ func ServeListener(ctx context.Context, ln net.Listener, opts Options, lookup Lo
 	var wg sync.WaitGroup
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	var lastLog time.Time
+	var lastLog, lastAcceptLog time.Time
 	refused := 0
+	var backoff time.Duration
 	for {
 		conn, err := ln.Accept()
+		if err != nil && ctx.Err() == nil && transientAccept(err) {
+			// Out of file descriptors, say, in a flood of connections:
+			// wait for some to close rather than stop serving for good.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if now := time.Now(); opts.Logger != nil && now.Sub(lastAcceptLog) >= refusalLogEvery {
+				opts.Logger.Warn("accepting peers", "reason", err, "retry_in", backoff)
+				lastAcceptLog = now
+			}
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			continue
+		}
 		if err != nil {
 			wg.Wait()
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
@@ -81,6 +98,7 @@ func ServeListener(ctx context.Context, ln net.Listener, opts Options, lookup Lo
 			}
 			return err
 		}
+		backoff = 0
 		if !peers.Acquire() {
 			conn.Close()
 			refused++
@@ -99,6 +117,18 @@ func ServeListener(ctx context.Context, ln net.Listener, opts Options, lookup Lo
 			}
 		}()
 	}
+}
+
+// transientAccept reports whether an Accept error passes: the listener
+// is fine, the process or the peer is not.
+func transientAccept(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.ECONNRESET} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Dial connects to a peer at addr (host:port over TCP) and replicates feeds
