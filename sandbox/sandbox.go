@@ -31,6 +31,9 @@ var (
 	ErrStackDepth   = errors.New("sandbox: the call nested deeper than the stack limit")
 	ErrCanceled     = errors.New("sandbox: the call was canceled")
 	ErrBroken       = errors.New("sandbox: the script was interrupted and must be reloaded")
+	// ErrQuota stops a call that would write past the archive's quota
+	// (hyperdrive.Quota); it wraps the archive's QuotaExceededError.
+	ErrQuota = errors.New("sandbox: the call was stopped at its disk quota")
 )
 
 // ErrNoMethod is returned by Call for a method the script does not export
@@ -42,6 +45,10 @@ type Limits struct {
 	Time       time.Duration // wall-clock time of the call; 5 s
 	Memory     uint64        // growth of the Go heap during the call, bytes; 256 MiB
 	StackDepth int           // nested JavaScript calls; 2000
+	// Retained caps what the script keeps between calls: the process's
+	// live heap after a call, bytes; 512 MiB. A call that leaves more is
+	// stopped (ErrMemoryBudget), so what it kept is dropped with it.
+	Retained uint64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -53,6 +60,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.StackDepth == 0 {
 		l.StackDepth = 2000
+	}
+	if l.Retained == 0 {
+		l.Retained = 512 << 20
 	}
 	return l
 }
@@ -128,6 +138,14 @@ func Load(code string, opts Options) (*Script, error) {
 	rt.SetRandSource(func() float64 { return s.random() })
 	for _, name := range []string{"WeakRef", "FinalizationRegistry"} {
 		rt.GlobalObject().Delete(name) // they would expose the garbage collector's timing
+	}
+	if err := refuseBigInt(code); err != nil {
+		return nil, err
+	}
+	// Guards first: what the sandbox captures below is the guarded
+	// built-ins (a result's JSON.stringify is limited like the script's).
+	if err := s.installGuards(); err != nil {
+		return nil, err
 	}
 	s.stringify, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("stringify"))
 	s.parse, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
@@ -435,6 +453,10 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 	if werr := stop(); werr != nil {
 		s.broken = werr
 		return werr
+	}
+	if rerr := s.checkRetained(); rerr != nil {
+		s.broken = rerr
+		return rerr
 	}
 	if st.fatal != nil {
 		s.broken = st.fatal

@@ -262,6 +262,12 @@ func (s *Script) filesObject() *goja.Object {
 				return rt.ToValue(promise)
 			}
 			v, err := fn(st.files, call)
+			if errors.Is(err, hyperdrive.ErrQuotaExceeded) {
+				// Not the script's to catch: a quota is the host's
+				// setting, and a replay under another one must not
+				// reach another outcome.
+				s.stopCall(fmt.Errorf("%w: %w", ErrQuota, err))
+			}
 			if err != nil {
 				name, msg := errorsName(err)
 				reject(s.newError(name, msg))

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"runtime/metrics"
 	"sync"
 	"time"
@@ -85,6 +86,35 @@ func (w *watchdog) interrupt(seq uint64, err error) {
 	}
 }
 
+// charge returns the error that stops the running call if an allocation
+// of n more bytes would take its heap growth past the memory budget.
+func (w *watchdog) charge(n float64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
+		return nil
+	}
+	used := heapBytes()
+	if w.base == 0 {
+		w.base = used
+	}
+	var growth uint64
+	if used > w.base {
+		growth = used - w.base
+	}
+	if !(n <= float64(w.limits.Memory)) || float64(growth)+n > float64(w.limits.Memory) {
+		return fmt.Errorf("%w (%d MiB): a built-in asked for %.0f MiB more", ErrMemoryBudget, w.limits.Memory>>20, n/(1<<20))
+	}
+	return nil
+}
+
+// stop interrupts the running call for err.
+func (w *watchdog) stop(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.interrupt(w.seq, err)
+}
+
 // check is the timer's: it checks the running call's budgets and re-arms,
 // or, with no call running, lets the timer rest.
 func (w *watchdog) check() {
@@ -112,12 +142,33 @@ func (w *watchdog) check() {
 	w.timer.Reset(next)
 }
 
-// heapBytes is the Go heap's live objects, as the runtime last measured.
-func heapBytes() uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+// heapBytes is the Go heap's objects, live and not yet collected.
+func heapBytes() uint64 { return readMetric("/memory/classes/heap/objects:bytes") }
+
+// liveHeapBytes is the heap that the last garbage collection found live.
+func liveHeapBytes() uint64 { return readMetric("/gc/heap/live:bytes") }
+
+func readMetric(name string) uint64 {
+	sample := []metrics.Sample{{Name: name}}
 	metrics.Read(sample)
 	if sample[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
 	return sample[0].Value.Uint64()
+}
+
+// checkRetained stops a call that leaves the heap's live objects above
+// the Retained cap. The heap is collected only when its objects, garbage
+// included, pass the cap, so a call that keeps little costs a metric
+// read.
+func (s *Script) checkRetained() error {
+	limit := s.limits.Retained
+	if heapBytes() <= limit && liveHeapBytes() <= limit {
+		return nil
+	}
+	runtime.GC()
+	if live := liveHeapBytes(); live > limit {
+		return fmt.Errorf("%w: the script keeps %d MiB, more than its cap of %d MiB", ErrMemoryBudget, live>>20, limit>>20)
+	}
+	return nil
 }
