@@ -25,6 +25,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore/protocol"
 	"github.com/nodevms/nodevms/hyperdrive"
 	"github.com/nodevms/nodevms/rpc"
+	"github.com/nodevms/nodevms/sandbox"
 )
 
 // parseInterleaved parses flags that may come before or after positional
@@ -49,6 +50,33 @@ type execFlags struct {
 	port, datPort, queue     int
 	maxConnections, maxPeers int
 	debug, requireSigned     bool
+	// What a backend may use: each call's time and memory, what it keeps,
+	// and its disk.
+	timeBudget                         time.Duration
+	memoryMiB, retainedMiB             int
+	archiveQuotaMiB, callWriteQuotaMiB int
+}
+
+// The defaults of what a backend may use.
+const (
+	defaultMemoryMiB         = 256
+	defaultRetainedMiB       = 512
+	defaultArchiveQuotaMiB   = 1024
+	defaultCallWriteQuotaMiB = 64
+)
+
+// limits are the sandbox's budgets the flags set.
+func (f execFlags) limits() sandbox.Limits {
+	return sandbox.Limits{
+		Time:     f.timeBudget,
+		Memory:   uint64(f.memoryMiB) << 20,
+		Retained: uint64(f.retainedMiB) << 20,
+	}
+}
+
+// quota is the archive's quota the flags set (0: none).
+func (f execFlags) quota() hyperdrive.Quota {
+	return hyperdrive.Quota{ArchiveBytes: int64(f.archiveQuotaMiB) << 20, CallBytes: int64(f.callWriteQuotaMiB) << 20}
 }
 
 func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -68,6 +96,11 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.debug, "debug", false, "")
 	fs.BoolVar(&f.debug, "d", false, "")
 	fs.BoolVar(&f.requireSigned, "require-signed", false, "")
+	fs.DurationVar(&f.timeBudget, "time-budget", 5*time.Second, "")
+	fs.IntVar(&f.memoryMiB, "max-memory", defaultMemoryMiB, "")
+	fs.IntVar(&f.retainedMiB, "max-retained", defaultRetainedMiB, "")
+	fs.IntVar(&f.archiveQuotaMiB, "max-archive", defaultArchiveQuotaMiB, "")
+	fs.IntVar(&f.callWriteQuotaMiB, "max-call-write", defaultCallWriteQuotaMiB, "")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
@@ -90,9 +123,19 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodevms: --sync must be always or none, not %q\n", f.sync)
 		return exitUsage
 	}
-	if f.maxConnections < 0 || f.maxPeers < 0 {
-		fmt.Fprintf(stderr, "nodevms: --max-connections and --max-peers must be 0 (no cap) or more\n")
+	if f.maxConnections < 0 || f.maxPeers < 0 || f.archiveQuotaMiB < 0 || f.callWriteQuotaMiB < 0 {
+		fmt.Fprintf(stderr, "nodevms: --max-connections, --max-peers, --max-archive and --max-call-write must be 0 (no cap) or more\n")
 		return exitUsage
+	}
+	if f.timeBudget <= 0 || f.memoryMiB <= 0 || f.retainedMiB <= 0 {
+		fmt.Fprintf(stderr, "nodevms: --time-budget, --max-memory and --max-retained must be more than 0\n")
+		return exitUsage
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The collector works harder as the heap nears what a backend may
+		// keep plus what one call may use, rather than letting garbage
+		// grow the process past them.
+		debug.SetMemoryLimit(int64(f.retainedMiB+f.memoryMiB)<<20 + 256<<20)
 	}
 	if err := serve(ctx, pos[0], f, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "nodevms: %v\n", err)
@@ -153,7 +196,7 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		return fmt.Errorf("opening the call log in %s: %w", datDir, err)
 	}
 	defer log.Close()
-	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger}
+	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger, Limits: f.limits(), Quota: f.quota()}
 	var host *core.Host
 	if existing {
 		if err := sameScript(log, code); err != nil {

@@ -62,6 +62,17 @@ Serving (-e, exec):
   --max-peers N      Dat peers served at once, over --dat-port and the
                      WebSocket at /.dat together (default 128; 0: no cap);
                      more are closed (TCP) or answered HTTP 503
+  --time-budget D    how long one call may run (default 5s)
+  --max-memory MIB   how much one call may allocate (default 256)
+  --max-retained MIB how much memory the backend may keep between calls
+                     (default 512)
+  --max-archive MIB  how large the files archive may grow, history
+                     included (default 1024; 0: no cap)
+  --max-call-write MIB
+                     how much one call may write to it (default 64;
+                     0: no cap)
+                     A call past any of these is stopped: the caller gets
+                     an error and the call leaves no trace in the log
 
 The REPL (-r, repl):
   --user NAME        call as NAME (servers in --debug mode)

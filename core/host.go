@@ -52,6 +52,11 @@ type Config struct {
 	SignEvery time.Duration
 	// Limits bound each call.
 	Limits sandbox.Limits
+	// Quota bounds what the backend's archive may hold and what one call
+	// may write (no limit if zero). A call that would pass it is stopped
+	// and leaves no trace (sandbox.ErrQuota), so that the quota, a setting
+	// of this host, never becomes an outcome that a replay would need.
+	Quota hyperdrive.Quota
 	// QueueSize bounds the calls waiting to run (1000 if zero); more get
 	// ErrBusy.
 	QueueSize int
@@ -328,6 +333,7 @@ func start(cfg Config, m *machine) *Host {
 // newHost returns a host whose loop is not running yet.
 func newHost(cfg Config, m *machine) *Host {
 	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
+	m.quota = cfg.Quota
 	// The script is replaced when a call aborts (rebuild), while callers
 	// are being checked on their own goroutines; its exports are the
 	// same.

@@ -496,3 +496,48 @@ func TestNondeterminismIsFound(t *testing.T) {
 		t.Fatalf("divergence %+v", d)
 	}
 }
+
+// TestQuotaStopsTheCall: a call that would write past the host's disk
+// quota is stopped like one past a budget: the caller gets the archive's
+// QuotaExceededError, nothing of it stays in the log or the archive (so
+// the quota, a setting of this host, never becomes an outcome that a
+// replay would need), and the script can neither catch it nor go on.
+func TestQuotaStopsTheCall(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		quota hyperdrive.Quota
+		size  int
+		limit string
+	}{
+		{"one call's writes", hyperdrive.Quota{CallBytes: 1 << 20}, 2 << 20, "write quota"},
+		{"the archive", hyperdrive.Quota{ArchiveBytes: 1 << 20}, 2 << 20, "archive"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b := deployScript(t, `
+				const fs = System.files
+				exports.write = async (n) => {
+					await fs.writeFile('/small', 'kept?')
+					try { await fs.writeFile('/big', 'x'.repeat(n)) } catch (e) { return 'caught ' + e.name }
+					return 'written'
+				}
+				exports.ok = () => 'ok'`, nil)
+			b.host.m.quota = tt.quota
+			before, version := b.log.Length(), b.archive.Version()
+			_, err := b.host.Call(context.Background(), Request{Method: "write", Args: []byte(fmt.Sprintf("[%d]", tt.size))})
+			if !errors.Is(err, ErrAborted) || !errors.Is(err, sandbox.ErrQuota) || !errors.Is(err, hyperdrive.ErrQuotaExceeded) ||
+				!strings.Contains(err.Error(), "QuotaExceededError") || !strings.Contains(err.Error(), tt.limit) {
+				t.Fatalf("got %v, want the call stopped at the %s quota", err, tt.limit)
+			}
+			if b.log.Length() != before || b.archive.Version() != version {
+				t.Errorf("the stopped call left a trace: log %d -> %d, archive %d -> %d", before, b.log.Length(), version, b.archive.Version())
+			}
+			if got, _ := b.call(t, "ok", nil); got != `"ok"` {
+				t.Errorf("after the stop: %s", got)
+			}
+			if got, _ := b.call(t, "write", nil, 10); got != `"written"` {
+				t.Errorf("a small write after the stop: %s", got)
+			}
+			b.verify(t)
+		})
+	}
+}

@@ -20,7 +20,9 @@ type machine struct {
 	archive *hyperdrive.Archive
 	files   *hyperdrive.Files
 	limits  sandbox.Limits
-	log     *slog.Logger
+	// quota, on a host, bounds each call's writes; replays have none.
+	quota hyperdrive.Quota
+	log   *slog.Logger
 	// unrecorded is the test-only nondeterministic Math.random (see
 	// sandbox.Call.UnrecordedRandom).
 	unrecorded func() float64
@@ -104,13 +106,17 @@ func (m *machine) run(ctx context.Context, env callEnv, oracles sandbox.Oracles)
 	if err := m.archive.Begin(); err != nil {
 		return outcome{}, err
 	}
+	files := m.files
+	if m.quota != (hyperdrive.Quota{}) {
+		files = files.WithQuota(m.quota)
+	}
 	r, err := m.script.Call(ctx, sandbox.Call{
 		Method:           env.method,
 		Args:             env.args,
 		CallerID:         env.callerID,
 		Time:             env.time,
 		Seed:             env.seed,
-		Files:            m.files,
+		Files:            files,
 		Oracles:          oracles,
 		UnrecordedRandom: m.unrecorded,
 	})

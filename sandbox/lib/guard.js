@@ -252,10 +252,8 @@
   replace(arrayProto, 'join', {
     join (separator) {
       if (this === null || this === undefined) return apply(arrayJoin, this, [separator])
-      const o = O(this)
-      const n = lengthOf(o)
       const sep = separator === undefined ? ',' : `${separator}`
-      return joinParts(o, sep, e => `${e}`, n)
+      return joinParts(this, sep, e => typeof e === 'string' ? e : `${e}`)
     }
   }.join)
   const arrayToLocaleString = arrayProto.toLocaleString

@@ -1,0 +1,179 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dop251/goja"
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestGuardsContainHostileCalls: each built-in that works in Go in
+// proportion to a number the script chooses either refuses with a
+// RangeError (a language limit: the same on every machine) or stops the
+// call at its budget, within the budget plus a small grace, instead of
+// crashing the process, running for minutes or taking gigabytes. Without
+// the guards each of these crashes the process, hangs it, or passes the
+// budget by seconds.
+func TestGuardsContainHostileCalls(t *testing.T) {
+	const budget = 2 * time.Second
+	const grace = 1500 * time.Millisecond
+	for _, tt := range []struct {
+		name, body string
+		thrown     string // a substring of the script error, or
+		stopped    error  // the error that stops the call
+	}{
+		{"huge ArrayBuffer", `return new ArrayBuffer(2**40).byteLength`, "RangeError: Array buffer allocation failed", nil},
+		{"ArrayBuffer over the memory budget", `return new ArrayBuffer(2**29).byteLength`, "", ErrMemoryBudget},
+		{"huge typed array", `return new Float64Array(2**28).length`, "RangeError", nil},
+		{"typed array from a long array-like", `return new Uint8Array({length: 2**30}).length`, "RangeError: Invalid array length", nil},
+		{"Array(1e9).fill", `new Array(1e9).fill(0); return 1`, "RangeError: Invalid array length", nil},
+		{"repeat", `return 'x'.repeat(2**31).length`, "RangeError: Invalid string length", nil},
+		{"repeat over the memory budget", `return 'x'.repeat(2**28).length`, "", ErrMemoryBudget},
+		{"padStart", `return ''.padStart(2**30).length`, "RangeError: Invalid string length", nil},
+		{"deep JSON.stringify", `var a = []; for (var i = 0; i < 100000; i++) a = [a]; return JSON.stringify(a).length`, "RangeError: JSON.stringify: value nested deeper", nil},
+		{"deep JSON.stringify with a property list", `var a = {}; for (var i = 0; i < 100000; i++) a = {a: a}; return JSON.stringify(a, ['a']).length`, "RangeError: JSON.stringify: value nested deeper", nil},
+		{"deep JSON.parse", `return JSON.parse('['.repeat(1e6) + ']'.repeat(1e6)).length`, "SyntaxError: JSON.parse: text nested deeper", nil},
+		{"catastrophic regexp", `return /^(a+)+(?=$)/.test('a'.repeat(26) + 'b')`, "", ErrTimeBudget},
+		{"catastrophic regexp through replace", `return 'a'.repeat(26).concat('b').replace(/^(a+)+(?=$)/, 'x')`, "", ErrTimeBudget},
+		{"includes over a long array-like", `return Array.prototype.includes.call({length: 2**40}, 1)`, "RangeError: Invalid array length", nil},
+		{"join of a sparse array", `var a = []; a.length = 2**32 - 1; return a.join('').length`, "RangeError: Invalid array length", nil},
+		{"join of one long string many times", `var a = new Array(4000).fill('x'.repeat(1 << 20)); return a.join('').length`, "RangeError: Invalid string length", nil},
+		{"apply with a long array-like", `return Array.apply(null, {length: 2**28}).length`, "RangeError: Too many arguments", nil},
+		{"String.fromCharCode.apply", `return String.fromCharCode.apply(null, {length: 2**28}).length`, "RangeError: Too many arguments", nil},
+		{"Array.from a long array-like", `return Array.from({length: 2**30}).length`, "RangeError: Invalid array length", nil},
+		{"spread of a sparse array", `var a = []; a.length = 2**32 - 1; return [...a].length`, "RangeError: Invalid array length", nil},
+		{"Map from a long iterator", `return new Map(new Array(2**24).entries()).size`, "RangeError: Invalid array length", nil},
+		{"forEach over a sparse array", `var a = []; a.length = 2**32 - 1; a.forEach(function () {}); return 1`, "RangeError: Invalid array length", nil},
+		{"quadratic replacement", "return 'x'.repeat(1e5).replaceAll('x', '$`').length", "", ErrMemoryBudget},
+		{"flat of one array many times", `var a = new Array(3000).fill(0); var b = new Array(3000).fill(a); return b.flat().length`, "RangeError: Invalid array length", nil},
+		{"Object.keys of a large typed array", `return Object.keys(new Uint8Array(2**26)).length`, "RangeError: Invalid array length", nil},
+		{"deep eval", `return eval('['.repeat(1e5) + ']'.repeat(1e5)).length`, "SyntaxError: code nested deeper", nil},
+		{"long prefix chain in Function", `return new Function('return ' + '!'.repeat(1e5) + '1')()`, "SyntaxError: code nested deeper", nil},
+		{"BigInt built at run time", `return eval('1n << 1099511627776n')`, "TypeError: sandbox: BigInt is not available", nil},
+		{"deep RegExp", `return new RegExp('('.repeat(1e5) + ')'.repeat(1e5)).source.length`, "SyntaxError: pattern nested deeper", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Load("exports.f = function () { "+tt.body+" }", Options{Limits: Limits{Time: budget}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			r, err := s.Call(context.Background(), Call{Method: "f"})
+			if took := time.Since(start); took > budget+grace {
+				t.Errorf("took %v, more than the budget %v and %v of grace", took, budget, grace)
+			}
+			switch {
+			case tt.stopped != nil:
+				if !errors.Is(err, tt.stopped) {
+					t.Errorf("got result %s, error %v; want the call stopped with %v", r.Value, err, tt.stopped)
+				}
+			case err != nil:
+				t.Errorf("stopped with %v; want a script error containing %q", err, tt.thrown)
+			case r.Error == nil || !strings.Contains(r.Error.Error(), tt.thrown):
+				t.Errorf("got result %s, script error %v; want one containing %q", r.Value, r.Error, tt.thrown)
+			}
+		})
+	}
+}
+
+// TestBigIntRefused: BigInt's operators allocate inside the runtime
+// without bound (1n << 2n**40n ends the process), so a script that uses
+// it is refused at load, and the built-ins that make BigInts are gone.
+func TestBigIntRefused(t *testing.T) {
+	if _, err := Load("exports.f = () => 1n", Options{}); !errors.Is(err, ErrBigInt) {
+		t.Errorf("a BigInt literal: got %v, want ErrBigInt", err)
+	}
+	s := load(t, `exports.f = () => [typeof BigInt, typeof BigInt64Array, typeof BigUint64Array, typeof new DataView(new ArrayBuffer(8)).getBigInt64]`)
+	if got := call(t, s, Call{Method: "f"}); got != `["undefined","undefined","undefined","undefined"]` {
+		t.Errorf("got %s", got)
+	}
+}
+
+// TestGuardsKeepSemantics: the guarded built-ins give what goja's own
+// give for the ordinary uses of them, compared in a runtime without the
+// guards.
+func TestGuardsKeepSemantics(t *testing.T) {
+	long := "'" + strings.Repeat("ab", 1500) + "'"
+	for _, expr := range []string{
+		`[1, null, undefined, 'x', {toString() { return 'o' }}].join()`,
+		`[1, [2, [3]]].join('-') + String([1, [2]])`,
+		`Array.prototype.join.call({length: 3, 0: 'a', 2: 'c'}, '+')`,
+		`[1.5, new Date(0)].toLocaleString().length > 0`,
+		`JSON.stringify({b: 1, a: [1, {c: 'x'}], d: undefined, f() {}})`,
+		`JSON.stringify({b: 1, a: [1, {c: 'x'}]}, null, 2)`,
+		`JSON.stringify({b: 1, a: 2, c: {a: 3, z: 4}}, ['a', 'c'])`,
+		`JSON.stringify({a: 1, b: 'two'}, (k, v) => typeof v === 'number' ? v * 2 : v)`,
+		`JSON.stringify({toJSON() { return {x: 1} }})`,
+		`JSON.stringify(new Date(0))`,
+		`JSON.parse('{"a":[1,2,{"b":null}]}', (k, v) => v === null ? 'n' : v)`,
+		`'abc'.replace('b', '[$&$$$\x60$\x27]')`,
+		`'a-b-c'.replace(/(\w)-(?<n>\w)/g, '$2$1$<n>')`,
+		long + `.replace(/(a)(b)/g, '$2$1$\x60').length`,
+		long + `.replaceAll('ab', '<$&$\x27>').length`,
+		long + `.replace(/(?<x>a)b/g, '$<x>$<y>$0$1$01$10$$').slice(0, 60)`,
+		`'aaa'.replace(/a/g, (m, i) => i)`,
+		`'x'.repeat(3) + 'y'.padStart(3, '-') + 'z'.padEnd(3, '.') + 'a'.concat(1, null)`,
+		`[1, 2, 3].map(x => x * 2).filter(x => x > 2).concat([7], 8, [[9]])`,
+		`[[1, [2, [3, [4]]]], 5].flat(2)`,
+		`[[1, [2, [3, [4]]]], 5].flat(Infinity)`,
+		`[1, 2].flatMap(x => [x, [x]])`,
+		`new Array(3).length + Array(2, 3).length + Array.of(1).length + Array.from('abc').length`,
+		`[3, 1, 2].sort() + '|' + [1, 2, 3].slice(1) + '|' + [1, 2, 3].indexOf(2)`,
+		`[...[1, 2, 3]].length + [...new Set([1, 1, 2])].length`,
+		`Math.max.apply(null, [1, 5, 3]) + Reflect.apply(Math.min, null, [4, 2])`,
+		`new Uint8Array([1, 2, 3]).join('-') + new Float64Array(2).length + new Uint8Array(new ArrayBuffer(4)).length`,
+		`new Uint8Array(4) instanceof Uint8Array && new ArrayBuffer(2) instanceof ArrayBuffer && [] instanceof Array`,
+		`(class extends Array {}).from([1, 2]).length + new (class X extends Uint8Array {})(3).length`,
+		`[].constructor === Array && new Uint8Array(1).constructor === Uint8Array && Array.name + Array.length`,
+		`Object.keys({a: 1, b: 2}) + Object.values(new Uint8Array(2))`,
+		`/a(b)/.exec('xab')[1] + /x/.test('x') + 'a1b2'.split(/\d/) + 'abc'.match(/b/).index + 'abab'.search(/b/)`,
+		`[...'a1b2'.matchAll(/\d/g)].map(m => m[0]).join()`,
+		`eval('1 + 2') + new Function('a', 'return a * 2')(4)`,
+		`new RegExp('a+', 'g').flags + String(/x/)`,
+		`typeof Function.prototype.apply + typeof [].join + [].join.name + [].join.length`,
+	} {
+		t.Run(expr, func(t *testing.T) {
+			want := plainGoja(t, expr)
+			s := load(t, "exports.f = () => JSON.stringify("+expr+")")
+			got := call(t, s, Call{Method: "f"})
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("guarded and plain differ (-plain +guarded):\n%s", diff)
+			}
+		})
+	}
+}
+
+// plainGoja is what a runtime without the sandbox's guards gives for
+// JSON.stringify(expr), as the sandbox reports a call's result.
+func plainGoja(t *testing.T, expr string) string {
+	t.Helper()
+	v, err := goja.New().RunString("JSON.stringify(JSON.stringify(" + expr + "))")
+	if err != nil {
+		t.Fatalf("plain goja: %v", err)
+	}
+	return v.String()
+}
+
+// TestRetainedMemoryCapped: a backend that keeps more than its cap
+// between calls has the call that went over stopped, and what that call
+// kept is dropped with it: the cap bounds what a script holds, not only
+// what one call allocates.
+func TestRetainedMemoryCapped(t *testing.T) {
+	s, err := Load(`var kept = []
+exports.keep = function (mib) { var a = new Uint8Array(mib * 1024 * 1024); a.fill(7); kept.push(a); return kept.length }`,
+		Options{Limits: Limits{Memory: 96 << 20, Retained: 160 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stopped error
+	for i := 1; i <= 4 && stopped == nil; i++ {
+		_, stopped = s.Call(context.Background(), Call{Method: "keep", Args: []byte("[64]")})
+	}
+	if !errors.Is(stopped, ErrMemoryBudget) || !strings.Contains(stopped.Error(), "keeps") {
+		t.Fatalf("got %v, want the call that went over the cap stopped", stopped)
+	}
+}
