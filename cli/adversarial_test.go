@@ -218,7 +218,8 @@ func TestAdversarialMatrix(t *testing.T) {
 		},
 		{name: "9 300 connections held, and --max-connections", run: advConnections},
 		{name: "10 Dat frames claiming 8 MiB", run: advDatFrames},
-		{name: "11 a folder replaced by a symlink", run: advSymlink},
+		{name: "11a a folder replaced by a symlink while stopped", run: advSymlink("sub", false)},
+		{name: "11b a folder replaced by a symlink while serving", run: advSymlink("live", true), ownServer: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -339,7 +340,7 @@ func (h *advHarness) startServer(t *testing.T) {
 			if !ok {
 				s.lines = append(s.lines, line)
 				if a, found := strings.CutPrefix(line, "Serving at "); found {
-					s.addr = a
+					s.addr = loopback(a)
 				}
 				if strings.Contains(line, "connections | Download") {
 					ok = true
@@ -360,6 +361,15 @@ func (h *advHarness) startServer(t *testing.T) {
 	}
 	h.reap()
 	t.Fatalf("the server did not start: %v\nstdout: %q\nstderr: %s", cmd.ProcessState, s.lines, h.stderr.tail(4000))
+}
+
+// loopback turns the banner's localhost:PORT into 127.0.0.1:PORT, where
+// the server listens, so that no dial tries ::1 first.
+func loopback(addr string) string {
+	if port, ok := strings.CutPrefix(addr, "localhost:"); ok {
+		return "127.0.0.1:" + port
+	}
+	return addr
 }
 
 // alive says whether the server is running (not exited, not a zombie).
@@ -868,7 +878,7 @@ func advDatFrames(t *testing.T, h *advHarness) {
 	datAddr := ""
 	for _, line := range h.srv.lines {
 		if a, ok := strings.CutPrefix(line, "Replicating at "); ok {
-			datAddr = a
+			datAddr = loopback(a)
 		}
 	}
 	if datAddr == "" {
@@ -935,51 +945,59 @@ func advDatFrames(t *testing.T, h *advHarness) {
 
 // advSymlink: the operator (or anyone with the folder) replaces a folder
 // of the archive with a symlink to a folder outside, while the server is
-// stopped; the server must start again, and writes through the archive
-// must not follow the symlink, then or when the folder is next written
-// (at shutdown).
-func advSymlink(t *testing.T, h *advHarness) {
-	c := h.dial(t)
-	for _, p := range [][]any{{"mkdir", "/sub"}, {"write", "/sub/a", "inside"}} {
-		if _, err := c.Call(context.Background(), p[0].(string), p[1:]...); err != nil {
-			t.Fatalf("%v: %v", p, err)
+// stopped or while it serves; the server must start again, and writes
+// through the archive must not follow the symlink, then or when the
+// folder is next written (at shutdown).
+func advSymlink(name string, live bool) func(t *testing.T, h *advHarness) {
+	return func(t *testing.T, h *advHarness) {
+		c := h.dial(t)
+		for _, p := range [][]any{{"mkdir", "/" + name}, {"write", "/" + name + "/a", "inside"}} {
+			if _, err := c.Call(context.Background(), p[0].(string), p[1:]...); err != nil {
+				t.Fatalf("%v: %v", p, err)
+			}
 		}
-	}
-	c.Close()
-	h.stopServer(t) // which writes the folder
-	sub := filepath.Join(h.dir, "sub")
-	if b, err := os.ReadFile(filepath.Join(sub, "a")); err != nil || string(b) != "inside" {
-		t.Fatalf("after a stop, the folder's sub/a = %q, %v; want %q", b, err, "inside")
-	}
-	if err := os.RemoveAll(sub); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(filepath.Join(h.outside, "target"), sub); err != nil {
-		t.Fatal(err)
-	}
-	h.startServer(t)
-	for i, call := range []advCall{
-		// Whether the host refuses a write or keeps it in the archive
-		// only, it must not write through the symlink.
-		{method: "write", args: []any{"/sub/x", "through the symlink"}, wantErr: []string{"Error"}, orOK: true},
-		{method: "write", args: []any{"/sub/a", "through the symlink"}, wantErr: []string{"Error"}, orOK: true},
-		{method: "mkdir", args: []any{"/sub/deep"}, wantErr: []string{"Error"}, orOK: true},
-		{method: "write", args: []any{"/sub/deep/y", "through the symlink"}, wantErr: []string{"Error"}, orOK: true},
-		{method: "read", args: []any{"/sub/a"}, wantErr: []string{"Error"}, orOK: true, notInResult: "outside"},
-	} {
-		h.runCall(t, i, call)
-	}
-	// The folder is written at shutdown: stop, look, and serve again.
-	h.stopServer(t)
-	got := hashTree(t, filepath.Join(h.outside, "target"), none, all)
-	sum := sha256.Sum256([]byte("outside the folder"))
-	if diff := cmp.Diff(map[string]string{"a": hex.EncodeToString(sum[:])}, got); diff != "" {
-		t.Errorf("writes through the archive reached the symlink's target (-want +got):\n%s", diff)
-	}
-	// What the host answered must still audit, from the folder as it is.
-	h.startServer(t)
-	if out, errOut, err := runNodevms(t, "-a", h.srv.addr); err != nil {
-		t.Errorf("nodevms -a after writes under the symlink: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+		c.Close()
+		sub := filepath.Join(h.dir, name)
+		if !live {
+			h.stopServer(t) // which writes the folder
+			if b, err := os.ReadFile(filepath.Join(sub, "a")); err != nil || string(b) != "inside" {
+				t.Fatalf("after a stop, the folder's %s/a = %q, %v; want %q", name, b, err, "inside")
+			}
+		}
+		if err := os.RemoveAll(sub); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(h.outside, "target"), sub); err != nil {
+			t.Fatal(err)
+		}
+		if !live {
+			h.startServer(t)
+		}
+		p := "/" + name
+		for i, call := range []advCall{
+			// Whether the host refuses a write or keeps it in the
+			// archive only, it must not write through the symlink.
+			{method: "write", args: []any{p + "/x", "through the symlink"}, wantErr: []string{"Error"}, orOK: true},
+			{method: "write", args: []any{p + "/a", "through the symlink"}, wantErr: []string{"Error"}, orOK: true},
+			{method: "mkdir", args: []any{p + "/deep"}, wantErr: []string{"Error"}, orOK: true},
+			{method: "write", args: []any{p + "/deep/y", "through the symlink"}, wantErr: []string{"Error"}, orOK: true},
+			{method: "read", args: []any{p + "/a"}, wantErr: []string{"Error"}, orOK: true, notInResult: "outside"},
+		} {
+			h.runCall(t, i, call)
+		}
+		// The folder is written at shutdown: stop, look, and serve again.
+		h.stopServer(t)
+		got := hashTree(t, filepath.Join(h.outside, "target"), none, all)
+		sum := sha256.Sum256([]byte("outside the folder"))
+		if diff := cmp.Diff(map[string]string{"a": hex.EncodeToString(sum[:])}, got); diff != "" {
+			t.Errorf("writes through the archive reached the symlink's target (-want +got):\n%s", diff)
+		}
+		// What the host answered must still audit, from the folder as
+		// it is.
+		h.startServer(t)
+		if out, errOut, err := runNodevms(t, "-a", h.srv.addr); err != nil {
+			t.Errorf("nodevms -a after writes under the symlink: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+		}
 	}
 }
 
