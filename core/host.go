@@ -280,6 +280,8 @@ func Open(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	m := r.m
 	m.unrecorded = cfg.UnrecordedRandom
+	m.limits = cfg.Limits
+	m.script.SetLimits(cfg.Limits)
 	if err := cfg.Archive.Sync(); err != nil {
 		return nil, err
 	}
@@ -708,6 +710,7 @@ func (h *Host) rebuild(pendingEntries []*Entry) error {
 		return fmt.Errorf("%w: %v", ErrState, d)
 	}
 	h.m.script = r.m.script
+	h.m.script.SetLimits(h.cfg.Limits)
 	return nil
 }
 

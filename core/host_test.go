@@ -541,3 +541,51 @@ func TestQuotaStopsTheCall(t *testing.T) {
 		})
 	}
 }
+
+// TestMemoryCapsAreNotOutcomes: a backend that keeps memory up to its cap
+// has the call that goes over stopped; the host then rebuilds the script
+// (letting go of the stopped one's memory first), keeps serving, restarts
+// and audits clean. The replays run under generous limits
+// (sandbox.Limits.ForReplay), since they reproduce calls the host already
+// accepted: before, the rebuild held both runtimes and stopped at the cap
+// itself, and the restart refused the log ("nondeterminism").
+func TestMemoryCapsAreNotOutcomes(t *testing.T) {
+	limits := sandbox.Limits{Time: 2 * time.Second, Memory: 80 << 20, Retained: 200 << 20}
+	b := &backend{dir: t.TempDir()}
+	b.archive, b.log = openStores(t, b.dir, true)
+	cfg := testConfig(b.archive, b.log)
+	cfg.Limits = limits
+	h, err := Deploy(context.Background(), cfg, `var kept = []
+exports.keep = function (mib) { var a = new Uint8Array(mib * 1024 * 1024); a.fill(7); kept.push(a); return kept.length }
+exports.count = function () { return kept.length }`, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.host = h
+	t.Cleanup(func() { b.close(t) })
+	var stopped error
+	kept := 0
+	for i := 0; i < 6 && stopped == nil; i++ {
+		_, stopped = b.host.Call(context.Background(), Request{Method: "keep", Args: []byte("[60]")})
+		if stopped == nil {
+			kept++
+		}
+	}
+	if !errors.Is(stopped, ErrAborted) || !errors.Is(stopped, sandbox.ErrMemoryBudget) || strings.Contains(stopped.Error(), "rebuilding failed") {
+		t.Fatalf("got %v after %d calls, want a call stopped at the retained cap and a rebuild that worked", stopped, kept)
+	}
+	if got, _ := b.call(t, "count", nil); got != fmt.Sprint(kept) {
+		t.Errorf("after the stop the script keeps %s arrays, want %d", got, kept)
+	}
+	b.close(t)
+	b.archive, b.log = openStores(t, b.dir, false)
+	cfg = testConfig(b.archive, b.log)
+	cfg.Limits = limits
+	if b.host, err = Open(context.Background(), cfg); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	if got, _ := b.call(t, "count", nil); got != fmt.Sprint(kept) {
+		t.Errorf("after the restart the script keeps %s arrays, want %d", got, kept)
+	}
+	b.verify(t)
+}

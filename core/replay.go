@@ -64,6 +64,9 @@ func (v Verdict) String() string {
 
 // ReplayOptions configure a replay.
 type ReplayOptions struct {
+	// Limits are the limits of the host that ran the log (the sandbox's
+	// defaults if zero). A replay runs under Limits.ForReplay: generous,
+	// so that a slower machine reproduces what the host did.
 	Limits sandbox.Limits
 	Logger *slog.Logger
 
@@ -119,7 +122,7 @@ func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replaye
 		oracles, caller = init.Oracles, init.Call.UserID
 	}
 	replay := &sandbox.Replay{Values: oracles}
-	m, out, err := deploy(ctx, archive, init, caller, opts.Limits, opts.Logger, replay, nil)
+	m, out, err := deploy(ctx, archive, init, caller, opts.Limits.ForReplay(), opts.Logger, replay, nil)
 	if err != nil {
 		if opts.archive == nil {
 			archive.Close()

@@ -40,6 +40,56 @@
 // the log (package core). A script's own exceptions are ordinary results
 // (Result.Error), recorded like values.
 //
+// What a script keeps between calls is capped too (Limits.Retained): a call
+// that leaves the process's live heap above it is stopped, and what it
+// kept goes with it. A call stopped for any reason leaves no trace; core
+// rebuilds the script.
+//
+// # Built-ins that work in Go
+//
+// The watchdog interrupts the runtime between instructions, never inside
+// a built-in: goja runs Array.prototype.fill, String.prototype.repeat,
+// JSON.stringify, a backtracking regular expression and the like in Go,
+// so new ArrayBuffer(2**40) ended the process, new Array(1e9).fill(0)
+// could not be stopped, and a deep JSON.stringify ran for a minute. Three
+// remedies were weighed: patching goja to check its budgets in every
+// native loop (a fork of a large, fast-moving dependency, in a build that
+// has no way to host one), running scripts in a worker process with
+// resource limits (robust, but every call and every System.files call
+// would cross a process boundary, several times the cost of a call
+// today), and checking at the boundary. The sandbox checks at the
+// boundary: lib/guard.js replaces, before the script runs, every built-in
+// that loops or allocates in Go in proportion to a number the script
+// chooses with one that checks that number first:
+//
+//   - Language limits, the same on every machine, throw a RangeError (or a
+//     SyntaxError for code): strings up to MaxStringLength, lists that a
+//     built-in walks or builds up to MaxListLength, argument lists up to
+//     MaxArguments, buffers up to MaxBufferBytes, nesting (JSON, code
+//     given to eval, Function and RegExp) up to MaxNesting. A join, a
+//     replacement with $-patterns or a flat is measured before it is
+//     built, since a short array may hold one long string many times.
+//   - An allocation that would take the call past its memory budget stops
+//     the call (ErrMemoryBudget): the budget is a cap on what a built-in
+//     may allocate, not only a sample of the heap.
+//   - A backtracking match runs at most RegexpTimeLimit; a match that ran
+//     that long stops the call (ErrTimeBudget) rather than answering "no
+//     match".
+//   - The array iterator's next is a JavaScript function, so that a
+//     built-in draining an iterator in Go (spread, new Set, Promise.all)
+//     runs an instruction each step, where the budgets can stop it.
+//   - BigInt is not available (ErrBigInt at load, and for code given to
+//     eval and Function): its operators allocate inside the runtime
+//     without bound, where nothing can check them.
+//
+// The wrappers cost a call from JavaScript into the original; ordinary
+// calls that use none of them cost nothing more. Their results are the
+// originals' (a differential test compares them with a plain runtime);
+// eval is always indirect (global scope). What the guards cannot reach is
+// growth through the runtime's own operators (string +, object literals),
+// which the sampled budget stops within a few milliseconds: a call may
+// briefly hold about twice its memory budget.
+//
 // # Hostile scripts
 //
 // A script may replace or delete any global, and make its exports, its

@@ -51,6 +51,31 @@ type Limits struct {
 	Retained uint64
 }
 
+// ForReplay is the limits for replaying calls that a host already ran
+// under l: four times the time and memory, the same stack depth (which
+// the runtime counts exactly). A replay on a slower or busier machine
+// than the host's must reproduce what the host did, not stop where the
+// host did not; its limits are there for safety against a log that no
+// honest host wrote.
+func (l Limits) ForReplay() Limits {
+	l = l.withDefaults()
+	l.Time *= 4
+	l.Memory *= 4
+	l.Retained *= 4
+	return l
+}
+
+// SetLimits changes the limits of the calls to come: a script rebuilt
+// by a replay (under ForReplay) serves under the host's.
+func (s *Script) SetLimits(l Limits) {
+	l = l.withDefaults()
+	s.limits = l
+	if s.broken == nil {
+		s.rt.SetMaxCallStackSize(l.StackDepth)
+	}
+	s.watchdog.setLimits(l)
+}
+
 func (l Limits) withDefaults() Limits {
 	if l.Time == 0 {
 		l.Time = 5 * time.Second
@@ -295,6 +320,18 @@ func (s *Script) typeError(msg string) error {
 	return s.rt.Try(func() { panic(s.rt.NewTypeError(msg)) })
 }
 
+// release lets go of a broken script's runtime, which may hold up to its
+// memory caps: the script that replaces it (core replays the log for one)
+// would otherwise be built beside it. A broken script only answers
+// ErrBroken.
+func (s *Script) release() {
+	s.rt, s.exports, s.listExports = nil, nil, nil
+	s.stringify, s.parse, s.promiseResolve = nil, nil, nil
+	s.errorCtor, s.promiseCtor, s.uint8ArrayCtor, s.dateCtor = nil, nil, nil, nil
+	s.callerObj, s.envObj = nil, nil
+	s.watchdog.release()
+}
+
 // Methods lists the exported functions, sorted ("default" for a module
 // that exports a function).
 func (s *Script) Methods() []string { return append([]string(nil), s.methods...) }
@@ -427,7 +464,12 @@ func isEmptyArray(b []byte) bool {
 // until the returned value (or promise) settles, under the budgets.
 func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Value, error), result *Result) error {
 	s.call = st
-	defer func() { s.call = nil }()
+	defer func() {
+		s.call = nil
+		if s.broken != nil {
+			s.release()
+		}
+	}()
 	stop := s.watchdog.begin(ctx)
 	v, err := start()
 	if err == nil {

@@ -108,6 +108,20 @@ func (w *watchdog) charge(n float64) error {
 	return nil
 }
 
+// setLimits changes the limits of the calls to come.
+func (w *watchdog) setLimits(l Limits) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.limits = l
+}
+
+// release drops the runtime of a broken script; no call runs again.
+func (w *watchdog) release() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rt = nil
+}
+
 // stop interrupts the running call for err.
 func (w *watchdog) stop(err error) {
 	w.mu.Lock()
