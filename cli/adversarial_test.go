@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -67,14 +66,19 @@ type advCase struct {
 	calls []advCall
 	run   func(t *testing.T, h *advHarness)
 	check func(t *testing.T, h *advHarness) // after the calls
-	// ownServer: the case runs on a server and folder of its own, which
-	// must then reopen and audit.
+	// ownServer: the case runs on a server and folder of its own, served
+	// with flags added, which must then reopen and audit.
 	ownServer bool
+	flags     []string
+	// maxOK, if not 0, is how many of the calls may succeed; okFirst:
+	// none may succeed after one has failed.
+	maxOK   int
+	okFirst bool
 }
 
 func TestAdversarialMatrix(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the adversarial matrix runs the real binary for a minute or more")
+		t.Skip("the adversarial matrix serves the real binary hostile calls")
 	}
 	if _, err := os.Stat("/proc/self/status"); err != nil {
 		t.Skip("reading the server's memory needs /proc")
@@ -194,16 +198,25 @@ func TestAdversarialMatrix(t *testing.T) {
 		},
 		{
 			// On a server of its own: what this case keeps must not
-			// decide the cases after it.
-			name:      "7 five calls keeping 256 MiB each",
+			// decide the cases after it. 256 MiB is also the default
+			// budget of one call, so any of the calls may fail on that
+			// budget; the cap on what the script keeps (512 MiB by
+			// default) must stop a third success.
+			name:      "7a five calls keeping 256 MiB each",
 			ownServer: true,
-			calls: []advCall{
-				{method: "keep", args: []any{1, 1 << 28}, wantErr: []string{"memory budget"}, orOK: true},
-				{method: "keep", args: []any{2, 1 << 28}, wantErr: []string{"memory budget"}, orOK: true},
-				{method: "keep", args: []any{3, 1 << 28}, wantErr: []string{"memory budget"}},
-				{method: "keep", args: []any{4, 1 << 28}, wantErr: []string{"memory budget"}},
-				{method: "keep", args: []any{5, 1 << 28}, wantErr: []string{"memory budget"}},
-			},
+			calls:     advKeepCalls(5, 1<<28),
+			maxOK:     2,
+		},
+		{
+			// Each call's budget well above what it allocates: only the
+			// cap on what the script keeps stops them, so the first
+			// calls succeed and the later ones fail.
+			name:      "7b five calls keeping 256 MiB each, a call's budget 768 MiB",
+			ownServer: true,
+			flags:     []string{"--max-memory", "768"},
+			calls:     advKeepCalls(5, 1<<28),
+			maxOK:     2,
+			okFirst:   true,
 		},
 		{
 			name: "8 100 MB written in one call",
@@ -227,7 +240,7 @@ func TestAdversarialMatrix(t *testing.T) {
 				h.runCase(t, c)
 				return
 			}
-			own := &advHarness{t: t, script: h.script, root: h.root, dir: filepath.Join(h.root, servedPrefix+strings.Fields(c.name)[0]), outside: h.outside, extra: h.extra, budget: h.budget, outHash: h.outHash}
+			own := &advHarness{t: t, script: h.script, root: h.root, dir: filepath.Join(h.root, servedPrefix+strings.Fields(c.name)[0]), outside: h.outside, extra: append(c.flags, h.extra...), budget: h.budget, outHash: h.outHash}
 			own.startServer(t)
 			own.runCase(t, c)
 			own.restartAndAudit(t)
@@ -511,11 +524,22 @@ func (h *advHarness) runCase(t *testing.T, c advCase) {
 	pid := h.srv.cmd.Process.Pid
 	hwmBefore := procStatus(pid, "VmHWM")
 	caseStart := time.Now()
+	var outcomes []string // "ok" or "failed", by call
 	for i, call := range c.calls {
-		h.runCall(t, i, call)
+		if h.runCall(t, i, call) {
+			outcomes = append(outcomes, "ok")
+		} else {
+			outcomes = append(outcomes, "failed")
+		}
 		if !h.alive() {
 			break
 		}
+	}
+	if n := strings.Count(strings.Join(outcomes, " "), "ok"); c.maxOK > 0 && n > c.maxOK {
+		t.Errorf("%d calls succeeded (%q); want at most %d", n, outcomes, c.maxOK)
+	}
+	if s := strings.Join(outcomes, " "); c.okFirst && strings.Contains(s, "failed") && strings.Contains(s[strings.Index(s, "failed"):], "ok") {
+		t.Errorf("a call succeeded after one had failed (%q); want the successes first", outcomes)
 	}
 	if c.run != nil {
 		c.run(t, h)
@@ -551,7 +575,7 @@ func (h *advHarness) runCase(t *testing.T, c advCase) {
 
 // runCall makes a hostile call while another connection pings: the
 // call must end as the table says within its budget, and the ping too.
-func (h *advHarness) runCall(t *testing.T, i int, call advCall) {
+func (h *advHarness) runCall(t *testing.T, i int, call advCall) (succeeded bool) {
 	t.Helper()
 	c, pinger := h.dial(t), h.dial(t)
 	defer c.Close()
@@ -618,10 +642,19 @@ func (h *advHarness) runCall(t *testing.T, i int, call advCall) {
 	if call.notInResult != "" && strings.Contains(string(out.res), call.notInResult) {
 		t.Errorf("%s returned %q, which it must not", what, out.res)
 	}
-	if !h.alive() {
-		return
+	if h.alive() {
+		h.ping(t, c, what+": the next call")
 	}
-	h.ping(t, c, what+": the next call")
+	return out.err == nil
+}
+
+// advKeepCalls: n calls, each keeping size bytes in a global of its own.
+func advKeepCalls(n, size int) []advCall {
+	var calls []advCall
+	for i := 1; i <= n; i++ {
+		calls = append(calls, advCall{method: "keep", args: []any{i, size}, wantErr: []string{"memory budget"}, orOK: true})
+	}
+	return calls
 }
 
 func briefOutcome(res json.RawMessage, err error) string {
@@ -1032,5 +1065,3 @@ func (b *advBuffer) tail(n int) string {
 	}
 	return s
 }
-
-var _ io.Writer = (*advBuffer)(nil)
