@@ -35,8 +35,10 @@ const (
 	// how deep code compiled at run time (eval, Function, RegExp) may
 	// nest its brackets: each of them recurses in Go.
 	MaxNesting = 1000
-	// MaxCodeLength is the longest source eval and Function compile.
-	MaxCodeLength = 1 << 20
+	// MaxCodeLength is the longest source eval and Function compile. The
+	// parser and compiler take time quadratic in some chains of operators
+	// (a+a+a..., x=>x=>...): at this length, a quarter of a second.
+	MaxCodeLength = 1 << 14
 )
 
 // RegexpTimeLimit is how long one match of a pattern that needs the
@@ -75,14 +77,23 @@ func (s *Script) installGuards() error {
 	}
 	host := rt.NewObject()
 	for name, v := range map[string]any{
-		"maxString":    MaxStringLength,
-		"maxList":      MaxListLength,
-		"maxArgs":      MaxArguments,
-		"maxBytes":     MaxBufferBytes,
-		"maxDepth":     MaxNesting,
-		"charge":       s.charge,
-		"timed":        s.timed,
-		"jsonDepth":    func(text string) int { return jsonDepth(text, MaxNesting) },
+		"maxString": MaxStringLength,
+		"maxList":   MaxListLength,
+		"maxArgs":   MaxArguments,
+		"maxBytes":  MaxBufferBytes,
+		"maxDepth":  MaxNesting,
+		"charge":    s.charge,
+		"timed":     s.timed,
+		"jsonDepth": func(text string) int { return jsonDepth(text, MaxNesting) },
+		// An Array's length is a data property: no getter, no Proxy trap.
+		"plainArray": func(v goja.Value) bool {
+			o, ok := v.(*goja.Object)
+			return ok && o.ClassName() == "Array"
+		},
+		"isArrayBuffer": func(v goja.Value) bool {
+			o, ok := v.(*goja.Object)
+			return ok && o.ExportType() == arrayBufferType
+		},
 		"patternDepth": func(pattern string) int { return sourceDepth(pattern, MaxNesting) },
 		"sourceDepth": func(code string) int {
 			if len(code) > MaxCodeLength {
@@ -235,6 +246,7 @@ func refuseBigInt(code string) error {
 }
 
 var bigIntType = reflect.TypeFor[*big.Int]()
+var arrayBufferType = reflect.TypeFor[goja.ArrayBuffer]()
 var numberLiteralType = reflect.TypeFor[*ast.NumberLiteral]()
 
 // hasBigInt walks a parsed program for a number literal whose value is a

@@ -34,6 +34,13 @@ var (
 	// ErrQuota stops a call that would write past the archive's quota
 	// (hyperdrive.Quota); it wraps the archive's QuotaExceededError.
 	ErrQuota = errors.New("sandbox: the call was stopped at its disk quota")
+	// ErrRuntimeFault stops a call during which the runtime itself failed
+	// (a panic in goja): the script is broken, the host is not.
+	ErrRuntimeFault = errors.New("sandbox: the script runtime failed")
+	// ErrHostFault stops a call whose System.files operation failed for a
+	// reason of the host's: its disk failed or filled, or its folder was
+	// changed behind the archive's back. It names no path of the host.
+	ErrHostFault = errors.New("sandbox: the host could not complete the call's file operation (see the host's log)")
 )
 
 // ErrNoMethod is returned by Call for a method the script does not export
@@ -471,26 +478,32 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 		}
 	}()
 	stop := s.watchdog.begin(ctx)
-	v, err := start()
-	if err == nil {
-		v, err = s.settle(st, v)
-	}
+	var v goja.Value
+	var err error
 	// Reading what the call gave runs script code too (toJSON, the getters
 	// and toString of a thrown value): before the budgets end.
 	var raw json.RawMessage
 	var thrown, notJSON *ScriptError
-	var exc *goja.Exception
-	switch {
-	case err == nil:
-		var jerr error
-		var interrupted *goja.InterruptedError
-		if raw, jerr = s.toJSON(v); errors.As(jerr, &interrupted) {
-			err = jerr // a budget
-		} else if jerr != nil {
-			notJSON = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + s.errorText(jerr)}
+	if perr := protect(func() {
+		v, err = start()
+		if err == nil {
+			v, err = s.settle(st, v)
 		}
-	case errors.As(err, &exc):
-		thrown = s.scriptError(exc.Value())
+		var exc *goja.Exception
+		switch {
+		case err == nil:
+			var jerr error
+			var interrupted *goja.InterruptedError
+			if raw, jerr = s.toJSON(v); errors.As(jerr, &interrupted) {
+				err = jerr // a budget
+			} else if jerr != nil {
+				notJSON = &ScriptError{Name: "TypeError", Message: "the result is not JSON: " + s.errorText(jerr)}
+			}
+		case errors.As(err, &exc):
+			thrown = s.scriptError(exc.Value())
+		}
+	}); perr != nil {
+		err, thrown, notJSON = perr, nil, nil
 	}
 	if werr := stop(); werr != nil {
 		s.broken = werr
@@ -532,6 +545,21 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 		return nil
 	}
 	result.Value = raw
+	return nil
+}
+
+// protect runs f, turning a panic that escapes the runtime into
+// ErrRuntimeFault: a script that finds a bug in goja (one crashed the
+// process from a sort comparator) stops its own call, never the host.
+// The runtime is then in an unknown state, so the caller breaks the
+// script.
+func protect(f func()) (err error) {
+	defer func() {
+		if x := recover(); x != nil {
+			err = fmt.Errorf("%w: %v", ErrRuntimeFault, x)
+		}
+	}()
+	f()
 	return nil
 }
 

@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
 	"strings"
 	"unicode/utf8"
 
@@ -53,6 +56,19 @@ func (r *Replay) Next(func() OracleValue) (OracleValue, error) {
 	}
 	r.Used++
 	return r.Values[r.Used-1], nil
+}
+
+// isHostFault reports whether a files operation failed for a reason of the
+// host's (its disk, or its folder changed behind the archive's back),
+// rather than with one of Beaker's errors, which are the script's
+// outcomes.
+func isHostFault(err error) bool {
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	var sysErr *os.SyscallError
+	var errno syscall.Errno
+	return errors.Is(err, hyperdrive.ErrModified) || errors.As(err, &pathErr) || errors.As(err, &linkErr) ||
+		errors.As(err, &sysErr) || errors.As(err, &errno)
 }
 
 // installGlobals gives scripts what they may use: System, env, console,
@@ -262,11 +278,20 @@ func (s *Script) filesObject() *goja.Object {
 				return rt.ToValue(promise)
 			}
 			v, err := fn(st.files, call)
-			if errors.Is(err, hyperdrive.ErrQuotaExceeded) {
+			switch {
+			case errors.Is(err, hyperdrive.ErrQuotaExceeded):
 				// Not the script's to catch: a quota is the host's
 				// setting, and a replay under another one must not
 				// reach another outcome.
 				s.stopCall(fmt.Errorf("%w: %w", ErrQuota, err))
+			case isHostFault(err):
+				// A disk that failed or filled, or a folder changed
+				// behind the archive's back, is the host's trouble: no
+				// replay could reproduce it, so it is never an outcome.
+				// The operator's log has the details (paths of the host
+				// machine); the caller does not.
+				s.log.Error("System.files failed on the host; the call is stopped", "method", name, "error", err)
+				s.stopCall(ErrHostFault)
 			}
 			if err != nil {
 				name, msg := errorsName(err)

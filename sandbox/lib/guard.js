@@ -29,6 +29,8 @@
   const jsonDepth = host.jsonDepth
   const sourceDepth = host.sourceDepth
   const patternDepth = host.patternDepth
+  const plainArray = host.plainArray
+  const isArrayBuffer = host.isArrayBuffer
 
   const O = Object
   const defineProperty = O.defineProperty
@@ -39,6 +41,7 @@
   const apply = Reflect.apply
   const construct = Reflect.construct
   const isArray = Array.isArray
+  const ProxyCtor = Proxy
   const RangeErrorCtor = RangeError
   const MapCtor = Map
   const mapGet = Map.prototype.get
@@ -54,8 +57,14 @@
   const stringReplace = String.prototype.replace
   const regexpProto = RegExp.prototype
   const symbolReplace = Symbol.replace
+  const symbolIterator = Symbol.iterator
+  const SyntaxErrorCtor = SyntaxError
+  const arraySlice = Array.prototype.slice
 
   function rangeError (message) { return new RangeErrorCtor(message) }
+
+  // str is ToString(v); a string as it is (a template literal copies it).
+  function str (v) { return typeof v === 'string' ? v : `${v}` }
 
   // toLength is ToLength(ToNumber(v)), for a length the script gave.
   function toLength (v) {
@@ -77,6 +86,29 @@
 
   function checkString (n) {
     if (n > MAX_STRING) throw rangeError('Invalid string length')
+  }
+
+  // stable returns what a built-in may walk in place of o, and its length,
+  // read once. A built-in reads an array-like's length itself, after the
+  // guard did: a getter (or a Proxy) could give the guard a small length
+  // and the built-in a huge one. An Array's length is a data property that
+  // nothing runs between the two reads to change, so an Array is walked as
+  // it is; anything else through a view whose length is fixed, and whose
+  // other properties are the object's.
+  function stable (o) {
+    if (o === null || o === undefined) return [o, 0]
+    if (plainArray(o)) {
+      const n = o.length
+      checkList(n)
+      return [o, n]
+    }
+    const obj = O(o)
+    const n = lengthOf(obj)
+    checkList(n)
+    const view = new ProxyCtor(obj, {
+      get (target, key) { return key === 'length' ? n : target[key] }
+    })
+    return [view, n]
   }
 
   // chargeBytes charges an allocation of n bytes to the call's budget.
@@ -154,35 +186,100 @@
   })
 
   const arrayProto = Array.prototype
-  // Every method that walks this.length in Go. Those that build a new
-  // array or fill holes are charged for it.
+  // arrayMethod guards a method that walks this.length in Go: the length
+  // is checked and held still (stable), and a method that builds a new
+  // array or fills holes is charged perElement bytes an element.
+  function arrayMethod (name, perElement) {
+    const original = arrayProto[name]
+    if (typeof original !== 'function') return
+    replace(arrayProto, name, {
+      [name] (...args) {
+        const st = stable(this)
+        const target = st[0]
+        const n = st[1]
+        chargeBytes(n * perElement)
+        const r = apply(original, target, args)
+        return r === target && target !== this ? O(this) : r
+      }
+    }[name])
+  }
   const walks = ['copyWithin', 'every', 'filter', 'find', 'findIndex', 'findLast', 'findLastIndex',
     'forEach', 'includes', 'indexOf', 'lastIndexOf', 'reduce', 'reduceRight', 'reverse', 'shift',
     'some', 'unshift', 'entries', 'keys', 'values']
-  for (let i = 0; i < walks.length; i++) {
-    method(arrayProto, walks[i], function (self) { checkList(lengthOf(self)) })
+  for (let i = 0; i < walks.length; i++) arrayMethod(walks[i], 0)
+  const builds = ['fill', 'map', 'slice', 'splice', 'toReversed', 'toSpliced', 'with']
+  for (let i = 0; i < builds.length; i++) arrayMethod(builds[i], 16)
+
+  // sort sorts a copy the guard owns and writes it back, as the language
+  // defines it: goja sorts the array in place, and a comparator that
+  // shortens it made goja index past its end (a panic of the process).
+  const arraySort = arrayProto.sort
+  function sortedItems (target, n, comparefn, holes) {
+    chargeBytes(n * 32)
+    const items = []
+    for (let i = 0; i < n; i++) {
+      if (holes || i in target) items[items.length] = target[i]
+    }
+    apply(arraySort, items, [comparefn])
+    return items
   }
-  const builds = ['fill', 'map', 'slice', 'sort', 'splice', 'toReversed', 'toSorted', 'toSpliced', 'with']
-  for (let i = 0; i < builds.length; i++) {
-    method(arrayProto, builds[i], function (self) {
-      const n = lengthOf(self)
-      checkList(n)
-      chargeBytes(n * 16)
-    })
+  replace(arrayProto, 'sort', {
+    sort (comparefn) {
+      if (comparefn !== undefined && typeof comparefn !== 'function') return apply(arraySort, [], [comparefn])
+      const o = O(this)
+      const st = stable(o)
+      const target = st[0]
+      const n = st[1]
+      const items = sortedItems(target, n, comparefn, false)
+      let i = 0
+      for (; i < items.length; i++) o[i] = items[i]
+      for (; i < n; i++) delete o[i]
+      return o
+    }
+  }.sort)
+  if (typeof arrayProto.toSorted === 'function') {
+    replace(arrayProto, 'toSorted', {
+      toSorted (comparefn) {
+        if (comparefn !== undefined && typeof comparefn !== 'function') return apply(arraySort, [], [comparefn])
+        const st = stable(O(this))
+        const target = st[0]
+        const n = st[1]
+        return sortedItems(target, n, comparefn, true)
+      }
+    }.toSorted)
   }
   // Array.prototype[Symbol.iterator] is the same function as values.
   if (getOwnPropertyDescriptor(arrayProto, Symbol.iterator)) {
     defineProperty(arrayProto, Symbol.iterator, { value: arrayProto.values, writable: true, enumerable: false, configurable: true })
   }
-  method(arrayProto, 'concat', function (self, args) {
-    let n = lengthOf(self)
-    for (let i = 0; i < args.length; i++) {
-      const a = args[i]
-      n += (a !== null && typeof a === 'object') ? lengthOf(a) : 1
+  const concat = arrayProto.concat
+  const isConcatSpreadable = Symbol.isConcatSpreadable
+  replace(arrayProto, 'concat', {
+    concat (...args) {
+      const st = stable(this)
+      const target = st[0]
+      const n0 = st[1]
+      let n = n0
+      for (let i = 0; i < args.length; i++) {
+        const a = args[i]
+        if (a !== null && typeof a === 'object') {
+          const spread = a[isConcatSpreadable]
+          if (spread === undefined ? isArray(a) : spread) {
+            const st = stable(a)
+            const view = st[0]
+            const m = st[1]
+            args[i] = view
+            n += m
+            continue
+          }
+        }
+        n++
+      }
+      checkList(n)
+      chargeBytes(n * 16)
+      return apply(concat, target, args)
     }
-    checkList(n)
-    chargeBytes(n * 16)
-  })
+  }.concat)
   method(arrayProto, 'push', function (self, args) { checkList(lengthOf(self) + args.length) })
 
   // flat's result can be far longer than what exists (one array
@@ -190,15 +287,20 @@
   method(arrayProto, 'flat', function (self, args) {
     const depth = args[0] === undefined ? 1 : NumberCtor(args[0])
     let total = 0
+    if (!plainArray(self)) checkList(lengthOf(self))
     const stack = [[O(self), 0, depth]]
     while (stack.length > 0) {
-      const [a, start, d] = stack[stack.length - 1]
+      const top = stack[stack.length - 1]
+      const a = top[0]
+      const start = top[1]
+      const d = top[2]
       const n = lengthOf(a)
       checkList(n)
       let i = start
       for (; i < n; i++) {
         const e = a[i]
         if (d >= 1 && isArray(e)) {
+          if (!plainArray(e)) throw rangeError('flat: cannot flatten a Proxy of an array')
           stack[stack.length - 1][1] = i + 1
           if (stack.length > MAX_DEPTH) throw rangeError('Array nested too deep to flatten')
           stack[stack.length] = [e, 0, d - 1]
@@ -219,12 +321,25 @@
         checkList(lengthOf(this))
         if (typeof callback !== 'function') return apply(flatMap, this, [callback, thisArg])
         let total = 0
-        return apply(flatMap, this, [function (...a) {
-          const r = apply(callback, this, a)
-          total += isArray(r) ? lengthOf(r) : 1
+        const st = stable(this)
+        const target = st[0]
+        const r = apply(flatMap, target, [function (...a) {
+          let r = apply(callback, this, a)
+          if (isArray(r) && !plainArray(r)) {
+            // flatMap reads its length again: give it a copy.
+            const st = stable(r)
+            const view = st[0]
+            const m = st[1]
+            const copy = []
+            for (let i = 0; i < m; i++) if (i in view) copy[i] = view[i]
+            copy.length = m
+            r = copy
+          }
+          total += isArray(r) ? r.length : 1
           checkList(total)
           return r
         }, thisArg])
+        return r
       }
     }.flatMap)
   }
@@ -253,7 +368,7 @@
     join (separator) {
       if (this === null || this === undefined) return apply(arrayJoin, this, [separator])
       const sep = separator === undefined ? ',' : `${separator}`
-      return joinParts(this, sep, e => typeof e === 'string' ? e : `${e}`)
+      return joinParts(this, sep, str)
     }
   }.join)
   const arrayToLocaleString = arrayProto.toLocaleString
@@ -266,9 +381,11 @@
 
   method(Array, 'from', function (_, args) {
     const items = args[0]
-    if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) {
-      const n = lengthOf(items)
-      checkList(n)
+    if (items !== null && items !== undefined && items[symbolIterator] === undefined) {
+      const st = stable(items)
+      const view = st[0]
+      const n = st[1]
+      args[0] = view
       chargeBytes(n * 16)
     }
   })
@@ -288,25 +405,33 @@
 
   // --- Calls with argument lists --------------------------------------
 
-  function checkArgs (list) {
+  // checkArgs checks the argument list args[i] and holds its length
+  // still.
+  function checkArgs (args, i) {
+    const list = args[i]
     if (list !== null && list !== undefined && typeof list === 'object') {
       const n = lengthOf(list)
       if (n > MAX_ARGS) throw rangeError('Too many arguments: ' + n + ' is more than the sandbox allows (' + MAX_ARGS + ')')
+      if (!plainArray(list)) args[i] = stable(list)[0]
     }
   }
-  method(Function.prototype, 'apply', function (_, args) { checkArgs(args[1]) })
-  method(Reflect, 'apply', function (_, args) { checkArgs(args[2]) })
-  method(Reflect, 'construct', function (_, args) { checkArgs(args[1]) })
+  method(Function.prototype, 'apply', function (_, args) { checkArgs(args, 1) })
+  method(Reflect, 'apply', function (_, args) { checkArgs(args, 2) })
+  method(Reflect, 'construct', function (_, args) { checkArgs(args, 1) })
 
   // --- Strings --------------------------------------------------------
 
   const stringProto = String.prototype
+  // Numbers are converted here, once, and handed on as numbers: a valueOf
+  // could otherwise give the guard one and the built-in another.
   method(stringProto, 'repeat', function (self, args) {
+    args[0] = NumberCtor(args[0])
     const n = `${self}`.length * toLength(args[0])
     checkString(n)
     chargeBytes(n * 2)
   })
   function checkPad (self, args) {
+    args[0] = NumberCtor(args[0])
     const n = toLength(args[0])
     if (n > `${self}`.length) {
       checkString(n)
@@ -324,10 +449,32 @@
     }
     chargeBytes(n * 2)
   })
-  method(String, 'raw', function (_, args) {
-    const t = args[0]
-    if (t !== null && t !== undefined) checkList(lengthOf(O(t).raw))
-  })
+  // String.raw is built here: its parts may be long, and many.
+  const stringRaw = String.raw
+  replace(String, 'raw', {
+    raw (template, ...substitutions) {
+      if (template === null || template === undefined) return apply(stringRaw, String, [template])
+      const st = stable(O(O(template).raw))
+      const raw = st[0]
+      const n = st[1]
+      const parts = []
+      let total = 0
+      for (let i = 0; i < n; i++) {
+        const p = str(raw[i])
+        total += p.length
+        checkString(total)
+        parts[parts.length] = p
+        if (i + 1 < n && i < substitutions.length) {
+          const q = str(substitutions[i])
+          total += q.length
+          checkString(total)
+          parts[parts.length] = q
+        }
+      }
+      chargeBytes(total * 2)
+      return apply(arrayJoin, parts, [''])
+    }
+  }.raw)
   method(String, 'fromCharCode', function (_, args) { checkString(args.length) })
   method(String, 'fromCodePoint', function (_, args) { checkString(args.length * 2) })
 
@@ -336,6 +483,7 @@
   // subject. When it could be long, the patterns are expanded by a
   // function instead: one call per match, which the budgets can stop.
   function substitution (replacement) {
+    if (apply(stringIndexOf, replacement, ['$']) < 0) return () => replacement
     return function (...a) {
       // a: match, captures..., position, subject[, groups]
       let groups = a[a.length - 1]
@@ -343,65 +491,98 @@
       if (typeof groups === 'string') { groups = undefined } else { k-- }
       const subject = a[k]
       const position = a[k - 1]
-      const captures = a.slice(1, k - 1)
+      const captures = apply(arraySlice, a, [1, k - 1])
       const match = a[0]
-      let out = ''
-      for (let i = 0; i < replacement.length; i++) {
-        const c = apply(stringCharCodeAt, replacement, [i])
-        if (c !== 36 || i + 1 >= replacement.length) { out += replacement[i]; continue }
+      const parts = []
+      let length = 0
+      function add (p) {
+        length += p.length
+        checkString(length)
+        parts[parts.length] = p
+      }
+      let from = 0
+      for (let i = apply(stringIndexOf, replacement, ['$']); i >= 0 && i + 1 < replacement.length; i = apply(stringIndexOf, replacement, ['$', from])) {
+        add(apply(stringSlice, replacement, [from, i]))
         const d = replacement[i + 1]
-        if (d === '$') { out += '$'; i++ } else if (d === '&') { out += match; i++ } else if (d === '`') {
-          out += apply(stringSlice, subject, [0, position]); i++
+        from = i + 2
+        if (d === '$') {
+          add('$')
+        } else if (d === '&') {
+          add(match)
+        } else if (d === '`') {
+          add(apply(stringSlice, subject, [0, position]))
         } else if (d === "'") {
-          out += apply(stringSlice, subject, [position + match.length]); i++
+          add(apply(stringSlice, subject, [position + match.length]))
         } else if (d >= '0' && d <= '9') {
           const two = replacement[i + 2]
           let n = NumberCtor(d)
-          let used = 1
           if (two >= '0' && two <= '9' && n * 10 + NumberCtor(two) >= 1 && n * 10 + NumberCtor(two) <= captures.length) {
             n = n * 10 + NumberCtor(two)
-            used = 2
+            from = i + 3
           }
           if (n >= 1 && n <= captures.length) {
             const cap = captures[n - 1]
-            out += cap === undefined ? '' : cap
-            i += used
+            add(cap === undefined ? '' : cap)
           } else {
-            out += '$'
+            add('$')
+            from = i + 1
           }
         } else if (d === '<' && groups !== undefined) {
           const end = apply(stringIndexOf, replacement, ['>', i + 2])
-          if (end < 0) { out += '$'; continue }
-          const v = groups[apply(stringSlice, replacement, [i + 2, end])]
-          out += v === undefined ? '' : `${v}`
-          i = end
+          if (end < 0) {
+            add('$')
+            from = i + 1
+          } else {
+            const v = groups[apply(stringSlice, replacement, [i + 2, end])]
+            add(v === undefined ? '' : `${v}`)
+            from = end + 1
+          }
         } else {
-          out += '$'
+          add('$')
+          from = i + 1
         }
-        checkString(out.length)
       }
-      return out
+      add(apply(stringSlice, replacement, [from]))
+      return apply(arrayJoin, parts, [''])
     }
   }
+  // mayGrow reports whether replacing in subject with the replacement
+  // string could give a long result: every position may match (an empty
+  // pattern), and each $-pattern may stand for the whole subject.
   function mayGrow (subject, replacement) {
     let refs = 0
     for (let i = apply(stringIndexOf, replacement, ['$']); i >= 0; i = apply(stringIndexOf, replacement, ['$', i + 1])) refs++
-    if (refs === 0) return false
     const s = subject.length
     return (s + 1) * (replacement.length + refs * s) > (1 << 20)
+  }
+  // bounded is the replacement to hand the built-in: a string that cannot
+  // make a long result, as it is; otherwise a function, called once a
+  // match (where the budgets can stop the call), that adds up the result's
+  // length as it grows. The built-in assembles the result in Go.
+  function bounded (subject, replacement) {
+    let fn = replacement
+    if (typeof replacement !== 'function') {
+      const r = `${replacement}`
+      if (!mayGrow(subject, r)) return r
+      fn = substitution(r)
+    }
+    let total = subject.length
+    return function (...a) {
+      const v = str(apply(fn, undefined, a))
+      total += v.length
+      checkString(total)
+      chargeBytes(v.length * 2)
+      return v
+    }
   }
   function guardReplace (name) {
     const original = stringProto[name]
     if (typeof original !== 'function') return
     replace(stringProto, name, {
       [name] (pattern, replacement) {
-        if (this !== null && this !== undefined && typeof replacement !== 'function') {
-          const subject = `${this}`
-          const r = `${replacement}`
-          if (mayGrow(subject, r)) return apply(original, subject, [pattern, substitution(r)])
-          return apply(original, subject, [pattern, r])
-        }
-        return apply(original, this, [pattern, replacement])
+        if (this === null || this === undefined) return apply(original, this, [pattern, replacement])
+        const subject = `${this}`
+        return apply(original, subject, [pattern, bounded(subject, replacement)])
       }
     }[name])
   }
@@ -411,19 +592,33 @@
   replace(regexpProto, symbolReplace, {
     [symbolReplace] (string, replacement) {
       const subject = `${string}`
-      if (typeof replacement !== 'function') {
-        const r = `${replacement}`
-        if (mayGrow(subject, r)) return apply(regexpReplace, this, [subject, substitution(r)])
-        return apply(regexpReplace, this, [subject, r])
-      }
-      return apply(regexpReplace, this, [subject, replacement])
+      return apply(regexpReplace, this, [subject, bounded(subject, replacement)])
     }
   }[symbolReplace])
   method(stringProto, 'split', function (self, args) {
     if (self === null || self === undefined) return
+    if (args[1] !== undefined) args[1] = NumberCtor(args[1])
     const n = `${self}`.length
     if (n >= SMALL) chargeBytes(mathMin(n + 1, args[1] === undefined ? n + 1 : toLength(args[1])) * 48)
   })
+  // Whole-string operations that are slow per character in Go, or expand.
+  const MAX_TEXT = 1 << 21
+  for (const name of ['normalize', 'localeCompare']) {
+    method(stringProto, name, function (self, args) {
+      if (self === null || self === undefined) return
+      const s = `${self}`
+      const other = name === 'localeCompare' ? `${args[0]}` : ''
+      if (name === 'localeCompare') args[0] = other
+      if (s.length + other.length > MAX_TEXT) throw rangeError(name + ': string longer than the sandbox allows (' + MAX_TEXT + ')')
+      chargeBytes((s.length + other.length) * 8)
+    })
+  }
+  for (const name of ['toUpperCase', 'toLowerCase', 'toLocaleUpperCase', 'toLocaleLowerCase']) {
+    method(stringProto, name, function (self) {
+      if (self === null || self === undefined) return
+      chargeBytes(`${self}`.length * 8)
+    })
+  }
 
   // --- Regular expressions -------------------------------------------
 
@@ -442,12 +637,20 @@
   // The pattern is compiled by recursive descent in Go.
   constructorProxy('RegExp', function (args) {
     const p = args[0]
-    if (typeof p === 'string' && patternDepth(p) > MAX_DEPTH) throw new SyntaxError('pattern nested deeper than ' + MAX_DEPTH)
+    if (typeof p === 'string' && patternDepth(p) > MAX_DEPTH) throw new SyntaxErrorCtor('pattern nested deeper than ' + MAX_DEPTH)
   })
 
   // --- Binary data ----------------------------------------------------
 
+  const typedArrayProto = getPrototypeOf(Uint8Array.prototype)
+  const typedArrayCtor = getPrototypeOf(Uint8Array)
+  // The originals' getters, taken now: the script may redefine them.
+  const typedArrayLength = getOwnPropertyDescriptor(typedArrayProto, 'length').get
+  const isView = ArrayBuffer.isView
+  function viewLength (o) { return apply(typedArrayLength, o, []) }
+
   constructorProxy('ArrayBuffer', function (args) {
+    args[0] = NumberCtor(args[0])
     const n = toLength(args[0])
     if (n > MAX_BYTES) throw rangeError('Array buffer allocation failed')
     chargeBytes(n)
@@ -460,15 +663,18 @@
   })
   for (const name of ['resize', 'transfer', 'transferToFixedLength']) {
     method(ArrayBuffer.prototype, name, function (_, args) {
+      args[0] = NumberCtor(args[0])
       const n = toLength(args[0])
       if (n > MAX_BYTES) throw rangeError('Array buffer allocation failed')
       chargeBytes(n)
     })
   }
+  const arrayBufferByteLength = getOwnPropertyDescriptor(ArrayBuffer.prototype, 'byteLength').get
+  method(ArrayBuffer.prototype, 'slice', function (self) {
+    if (isArrayBuffer(self)) chargeBytes(apply(arrayBufferByteLength, self, []))
+  })
   const typedArrays = ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array', 'Uint16Array',
     'Int32Array', 'Uint32Array', 'Float32Array', 'Float64Array', 'Float16Array']
-  const typedArrayProto = getPrototypeOf(Uint8Array.prototype)
-  const typedArrayCtor = getPrototypeOf(Uint8Array)
   for (let i = 0; i < typedArrays.length; i++) {
     const name = typedArrays[i]
     const ctor = global[name]
@@ -478,12 +684,20 @@
       const a = args[0]
       let n
       if (a === null || typeof a !== 'object') {
-        n = toLength(a)
-      } else if (a instanceof ArrayBuffer) {
+        args[0] = NumberCtor(a)
+        n = toLength(args[0])
+      } else if (isArrayBuffer(a)) {
         return // a view of memory that exists
+      } else if (isView(a)) {
+        n = viewLength(a)
+      } else if (a[symbolIterator] === undefined) {
+        const st = stable(a)
+        const view = st[0]
+        const m = st[1]
+        args[0] = view
+        n = m
       } else {
-        n = lengthOf(a) // an array-like (an iterable is drained through a checked iterator)
-        checkList(n)
+        return // an iterable, drained one step at a time through JavaScript
       }
       if (n * size > MAX_BYTES) throw rangeError('Array buffer allocation failed')
       chargeBytes(n * size)
@@ -493,27 +707,41 @@
   // the guarded constructors above (their originals are not reachable).
   method(typedArrayCtor, 'from', function (_, args) {
     const items = args[0]
-    if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) checkList(lengthOf(items))
+    if (items !== null && items !== undefined && !isView(items) && items[symbolIterator] === undefined) args[0] = stable(items)[0]
+  })
+  method(typedArrayProto, 'set', function (_, args) {
+    const src = args[0]
+    if (src !== null && typeof src === 'object' && !isView(src)) args[0] = stable(src)[0]
+  })
+  // A typed array sorts in Go, without a comparator out of the budgets'
+  // reach: its length is bounded like a list's.
+  for (const name of ['sort', 'toSorted']) {
+    method(typedArrayProto, name, function (self) {
+      if (isView(self)) checkList(viewLength(self))
+    })
+  }
+  method(typedArrayProto, 'slice', function (self) {
+    if (isView(self)) chargeBytes(viewLength(self) * 8)
   })
   // join on a typed array writes up to 25 characters an element.
   for (const name of ['join', 'toLocaleString']) {
     method(typedArrayProto, name, function (self, args) {
+      if (!isView(self)) return
       const sep = args[0] === undefined ? 1 : `${args[0]}`.length
-      let n = 0
-      try { n = self.length } catch (e) { return }
+      if (name === 'join' && args[0] !== undefined) args[0] = `${args[0]}`
+      const n = viewLength(self)
       checkString(n * (25 + sep))
       chargeBytes(n * (25 + sep) * 2)
     })
   }
 
   // Listing the keys of a typed array makes one string per element.
-  const isView = ArrayBuffer.isView
   function checkKeys (_, args) {
     for (let i = 0; i < args.length; i++) {
       const o = args[i]
-      if (o !== null && typeof o === 'object' && isView(o)) {
+      if (o !== null && typeof o === 'object' && isView(o) && !isArrayBuffer(o)) {
         let n = 0
-        try { n = toLength(o.length) } catch (e) { continue }
+        try { n = viewLength(o) } catch (e) { continue }
         checkList(n)
         chargeBytes(n * 48)
       }
@@ -598,7 +826,7 @@
   replace(JSON, 'parse', {
     parse (text, reviver) {
       const s = `${text}`
-      if (jsonDepth(s) > MAX_DEPTH) throw new SyntaxError('JSON.parse: text nested deeper than ' + MAX_DEPTH)
+      if (jsonDepth(s) > MAX_DEPTH) throw new SyntaxErrorCtor('JSON.parse: text nested deeper than ' + MAX_DEPTH)
       chargeBytes(s.length * 8)
       return apply(parse, JSON, [s, reviver])
     }
@@ -610,7 +838,7 @@
   // builds at run time is checked for depth before it is compiled.
   function checkSource (args) {
     for (let i = 0; i < args.length; i++) {
-      if (sourceDepth(`${args[i]}`) > MAX_DEPTH) throw new SyntaxError('code nested deeper than ' + MAX_DEPTH)
+      if (sourceDepth(`${args[i]}`) > MAX_DEPTH) throw new SyntaxErrorCtor('code nested deeper than ' + MAX_DEPTH)
     }
   }
   const evalOriginal = global.eval
