@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"syscall"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/dop251/goja"
