@@ -440,6 +440,11 @@ func (a *Archive) writeFile(name string, data []byte, o WriteOptions, grow growe
 // its real file), after clearing its old bytes, which it replaces on disk.
 func (a *Archive) writeContentLocked(name string, names []string, chunks [][]byte) error {
 	if a.files != nil {
+		// Refused before anything changes: content the folder cannot
+		// hold would be acknowledged and then lost.
+		if err := a.files.holdable(name); err != nil {
+			return err
+		}
 		if old, ok, err := a.tree.get(names); err != nil {
 			return err
 		} else if ok && old.Size > 0 {

@@ -260,6 +260,30 @@ func (r *realFiles) setExtents(list []extent, end uint64) {
 	r.mu.Unlock()
 }
 
+// holdable returns an error wrapping ErrModified if the folder, as it
+// stands, cannot hold the file name: a folder on its way is a symlink or
+// not a folder, or name is something other than a file. Names the folder
+// never holds (see DatStorage) are not its concern: they are left out of
+// the folder by design.
+func (r *realFiles) holdable(name string) error {
+	parts, err := r.parts(name)
+	if err != nil {
+		return nil
+	}
+	st, err := r.folder.lstat(parts)
+	switch {
+	case err == nil && isRegular(st):
+		return nil
+	case err == nil:
+		return fmt.Errorf("%w: %s is not a file in the folder", ErrModified, name)
+	case errors.Is(err, unix.ENOENT):
+		return nil // made when the file is moved into place
+	case unsafe(err):
+		return fmt.Errorf("%w: the folder cannot hold %s: %v", ErrModified, name, err)
+	}
+	return err
+}
+
 // begin starts the file name, whose bytes are appended from content byte
 // start on. They are kept in memory (or, past maxBuffered, in a temporary
 // file) until a Sync moves the file into place.
