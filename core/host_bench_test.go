@@ -5,15 +5,28 @@ import (
 	"encoding/json"
 	"sync"
 	"testing"
+
+	"github.com/nodevms/nodevms/hyperdrive"
 )
 
 // BenchmarkHostGroupOf8 is the host's own cost of a counter call, in groups
 // of 8 submitted together as a connection's reader submits them: run, log
 // entry, append (files on disk, no fsync, which would be most of the time).
-func BenchmarkHostGroupOf8(b *testing.B) {
+func BenchmarkHostGroupOf8(b *testing.B) { benchmarkGroupOf8(b, "counter.js") }
+
+// BenchmarkHostPersistentGroupOf8 is the same for the persistent counter,
+// which reads and writes its file on every call, under the default disk
+// quota.
+func BenchmarkHostPersistentGroupOf8(b *testing.B) {
+	benchmarkGroupOf8(b, "persistent-counter.js")
+}
+
+func benchmarkGroupOf8(b *testing.B, name string) {
 	dir := b.TempDir()
 	archive, log := openStoresFsync(b, dir, true, false)
-	h, err := Deploy(context.Background(), testConfig(archive, log), script(b, "counter.js"), "bench", nil)
+	cfg := testConfig(archive, log)
+	cfg.Quota = hyperdrive.Quota{ArchiveBytes: 1 << 30, CallBytes: 64 << 20}
+	h, err := Deploy(context.Background(), cfg, script(b, name), "bench", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -201,6 +201,10 @@ type realFiles struct {
 	held      []*folderHold   // open holds, outermost first
 	unsynced  []folderOp      // committed changes the next Sync makes
 	lost      map[string]bool // files the folder could not hold (see DatStorage)
+	// holds are the files holdable found the folder could hold since the
+	// folder was last written: a backend that writes one file on every
+	// call checks its folder once a flush, not once a call.
+	holds map[string]bool
 }
 
 type extent struct {
@@ -266,18 +270,30 @@ func (r *realFiles) setExtents(list []extent, end uint64) {
 // never holds (see DatStorage) are not its concern: they are left out of
 // the folder by design.
 func (r *realFiles) holdable(name string) error {
+	r.mu.Lock()
+	known := r.holds[name]
+	r.mu.Unlock()
+	if known {
+		return nil
+	}
 	parts, err := r.parts(name)
 	if err != nil {
 		return nil
 	}
 	st, err := r.folder.lstat(parts)
 	switch {
-	case err == nil && isRegular(st):
+	case err == nil && isRegular(st) || errors.Is(err, unix.ENOENT):
+		// (A missing file, or folder on its way, is made when the file is
+		// moved into place.)
+		r.mu.Lock()
+		if r.holds == nil {
+			r.holds = map[string]bool{}
+		}
+		r.holds[name] = true
+		r.mu.Unlock()
 		return nil
 	case err == nil:
 		return fmt.Errorf("%w: %s is not a file in the folder", ErrModified, name)
-	case errors.Is(err, unix.ENOENT):
-		return nil // made when the file is moved into place
 	case unsafe(err):
 		return fmt.Errorf("%w: the folder cannot hold %s: %v", ErrModified, name, err)
 	}
@@ -559,6 +575,9 @@ func (r *realFiles) coalesce(ops []folderOp) []folderOp {
 
 // finishSync makes the journaled changes once the feeds are flushed.
 func (r *realFiles) finishSync(ops []folderOp) error {
+	r.mu.Lock()
+	r.holds = nil // look at the folder afresh until the next flush
+	r.mu.Unlock()
 	if len(ops) == 0 {
 		return nil
 	}

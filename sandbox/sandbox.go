@@ -138,6 +138,11 @@ type Script struct {
 	call     *callState // the call in progress, or nil
 	watchdog *watchdog
 	broken   error
+
+	// heapSeen is the heap's objects when checkRetained last measured
+	// them, at heapSeenAt.
+	heapSeen   uint64
+	heapSeenAt time.Time
 }
 
 //go:embed lib/path.js
@@ -174,13 +179,15 @@ func Load(code string, opts Options) (*Script, error) {
 	if err := refuseBigInt(code); err != nil {
 		return nil, err
 	}
-	// Guards first: what the sandbox captures below is the guarded
+	// JSON.parse as it is, for the sandbox's own parsing: parseJSON checks
+	// the text's depth in Go first, which costs less than the guard.
+	s.parse, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
+	// Guards next: what the sandbox captures below is the guarded
 	// built-ins (a result's JSON.stringify is limited like the script's).
 	if err := s.installGuards(); err != nil {
 		return nil, err
 	}
 	s.stringify, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("stringify"))
-	s.parse, _ = goja.AssertFunction(rt.Get("JSON").ToObject(rt).Get("parse"))
 	s.promiseResolve, _ = goja.AssertFunction(rt.Get("Promise").ToObject(rt).Get("resolve"))
 	s.errorCtor = rt.Get("Error")
 	s.promiseCtor = rt.Get("Promise")
@@ -445,7 +452,7 @@ func (s *Script) arguments(raw []byte) ([]goja.Value, error) {
 	if len(raw) == 0 || isEmptyArray(raw) {
 		return nil, nil // most calls: no parse, no array to build and take apart
 	}
-	parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(raw)))
+	parsed, err := s.parseJSON(string(raw))
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: arguments are not JSON: %v", err)
 	}
@@ -459,6 +466,15 @@ func (s *Script) arguments(raw []byte) ([]goja.Value, error) {
 		args[i] = arr.Get(strconv.Itoa(i))
 	}
 	return args, nil
+}
+
+// parseJSON is JSON.parse(text), refused past MaxNesting, as the guarded
+// JSON.parse refuses it.
+func (s *Script) parseJSON(text string) (goja.Value, error) {
+	if jsonDepth(text, MaxNesting) > MaxNesting {
+		return nil, fmt.Errorf("JSON nested deeper than %d", MaxNesting)
+	}
+	return s.parse(goja.Undefined(), s.rt.ToValue(text))
 }
 
 // isEmptyArray reports whether b, trimmed, is [] with only white space

@@ -254,7 +254,7 @@ func (s *Script) oracle(call goja.FunctionCall) goja.Value {
 	if v.Error != nil {
 		reject(s.newError(v.Error.Name, v.Error.Message))
 	} else {
-		parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(v.Value)))
+		parsed, err := s.parseJSON(string(v.Value))
 		if err != nil {
 			reject(s.newError("Error", "recorded oracle value is not JSON"))
 		} else {
@@ -331,7 +331,7 @@ func (s *Script) filesObject() *goja.Object {
 			if !utf8.Valid(b) || !json.Valid(b) {
 				return nil, &hyperdrive.Error{Name: "InvalidEncodingError", Message: "the file is not JSON"}
 			}
-			return s.parse(goja.Undefined(), rt.ToValue(string(b)))
+			return s.parseJSON(string(b))
 		}
 		v, err := hyperdrive.DecodeContent(b, enc)
 		if err != nil {
@@ -411,7 +411,7 @@ func (s *Script) jsonValue(v any) (goja.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.parse(goja.Undefined(), s.rt.ToValue(string(raw)))
+	return s.parseJSON(string(raw))
 }
 
 func (s *Script) statObject(st hyperdrive.FileStat) *goja.Object {

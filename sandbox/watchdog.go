@@ -34,6 +34,7 @@ type watchdog struct {
 	start   time.Time // when the running call began
 	base    uint64    // the heap at the running call's first check; 0 before it
 	why     error     // what interrupted the running call
+	large   bool      // the running call was charged for an allocation
 }
 
 // memoryCheckEvery is how often a running call's budgets are checked.
@@ -47,7 +48,7 @@ func (w *watchdog) begin(ctx context.Context) (end func() error) {
 	w.seq++
 	seq := w.seq
 	w.start = time.Now()
-	w.base, w.why = 0, nil
+	w.base, w.why, w.large = 0, nil, false
 	if !w.armed {
 		w.armed = true
 		first := min(memoryCheckEvery, w.limits.Time)
@@ -94,6 +95,7 @@ func (w *watchdog) charge(n float64) error {
 	if !w.running {
 		return nil
 	}
+	w.large = true
 	used := heapBytes()
 	if w.base == 0 {
 		w.base = used
@@ -106,6 +108,13 @@ func (w *watchdog) charge(n float64) error {
 		return fmt.Errorf("%w (%d MiB): a built-in asked for %.0f MiB more", ErrMemoryBudget, w.limits.Memory>>20, n/(1<<20))
 	}
 	return nil
+}
+
+// charged reports whether the last call was charged for an allocation.
+func (w *watchdog) charged() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.large
 }
 
 // setLimits changes the limits of the calls to come.
@@ -172,16 +181,26 @@ func readMetric(name string) uint64 {
 }
 
 // checkRetained stops a call that leaves the heap's live objects above
-// the Retained cap. The heap is collected only when its objects, garbage
-// included, pass the cap, so a call that keeps little costs a metric
-// read.
+// the Retained cap. The heap is measured at most once a millisecond while
+// it is well below the cap and no call asked for a large allocation (no
+// more than a few megabytes can be allocated in a millisecond without
+// one), and collected only when its objects, garbage included, pass the
+// cap: a call that keeps little costs a clock read.
 func (s *Script) checkRetained() error {
 	limit := s.limits.Retained
-	if heapBytes() <= limit && liveHeapBytes() <= limit {
+	now := time.Now()
+	if s.heapSeen < limit/2 && now.Sub(s.heapSeenAt) < time.Millisecond && !s.watchdog.charged() {
+		return nil
+	}
+	used := heapBytes()
+	s.heapSeen, s.heapSeenAt = used, now
+	if used <= limit {
 		return nil
 	}
 	runtime.GC()
-	if live := liveHeapBytes(); live > limit {
+	live := liveHeapBytes()
+	s.heapSeen = live
+	if live > limit {
 		return fmt.Errorf("%w: the script keeps %d MiB, more than its cap of %d MiB", ErrMemoryBudget, live>>20, limit>>20)
 	}
 	return nil
