@@ -40,6 +40,11 @@ func VerifyAuth(a *Auth, callLogKey []byte, method string, args json.RawMessage)
 	if err != nil || len(key) != ed25519.PublicKeySize {
 		return "", fmt.Errorf("the key is not an Ed25519 public key in hex")
 	}
+	if hex.EncodeToString(key) != a.Key {
+		// One spelling per key: the key in hex is the caller's id, and
+		// sequence numbers are kept per id.
+		return "", fmt.Errorf("the key is not in lowercase hex")
+	}
 	sig, err := hex.DecodeString(a.Signature)
 	if err != nil || len(sig) != ed25519.SignatureSize {
 		return "", fmt.Errorf("the signature is not an Ed25519 signature in hex")

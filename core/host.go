@@ -30,6 +30,9 @@ var (
 	// ErrAborted wraps the sandbox's reason for stopping a call (a budget,
 	// or the caller's context): the call left no trace.
 	ErrAborted = errors.New("core: the call was aborted")
+	// ErrInvalidArguments: arguments a script cannot be given exactly
+	// (sandbox.CheckArguments); nothing ran.
+	ErrInvalidArguments = errors.New("core: invalid arguments")
 	// ErrNotCallable: init (run once, at deploy) and unknown methods.
 	ErrNotCallable = errors.New("core: method not supported")
 	// ErrState: the archive and the log disagree in a way the host cannot
@@ -665,6 +668,10 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	// the budgets do (stopping it would cost a rebuild, which a client
 	// could otherwise force at will).
 	out, err := h.m.run(context.Background(), env, &ce.rec)
+	if errors.Is(err, sandbox.ErrArguments) {
+		// Refused before anything ran: the script is as it was.
+		return nil, fmt.Errorf("%w: %w", ErrInvalidArguments, err)
+	}
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)
 		if rerr := h.rebuild(earlier); rerr != nil {

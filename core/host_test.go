@@ -589,3 +589,26 @@ exports.count = function () { return kept.length }`, "test", nil)
 	}
 	b.verify(t)
 }
+
+// TestInvalidArgumentsCostNothing: a call whose arguments a script
+// cannot be given exactly (1e999 would arrive as Infinity) is refused
+// with ErrInvalidArguments, leaves no trace, and does not rebuild the
+// script: before, the host took it for a stopped call and replayed its
+// whole log, under the lock, for anyone who sent one.
+func TestInvalidArgumentsCostNothing(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	b.call(t, "increment", nil)
+	before, script := b.log.Length(), b.host.m.script
+	for _, args := range []string{`[1e999]`, `["\ud800"]`, `[` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + `]`} {
+		_, err := b.host.Call(context.Background(), Request{Method: "increment", Args: json.RawMessage(args)})
+		if !errors.Is(err, ErrInvalidArguments) || errors.Is(err, ErrAborted) {
+			t.Errorf("%.20s: got %v, want ErrInvalidArguments", args, err)
+		}
+	}
+	if b.log.Length() != before || b.host.m.script != script {
+		t.Errorf("refused calls were logged (%d -> %d) or rebuilt the script", before, b.log.Length())
+	}
+	if got, _ := b.call(t, "increment", nil); got != "2" {
+		t.Errorf("after them: %s, want 2", got)
+	}
+}

@@ -3,6 +3,7 @@ package fuzz
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -94,6 +95,46 @@ func FuzzGuardedBuiltins(f *testing.F) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("guarded and plain differ (-plain +guarded):\n%s", diff)
+		}
+	})
+}
+
+// FuzzCheckArguments: any bytes a caller sends as arguments are either
+// refused with ErrArguments before anything runs, or are JSON that the
+// script receives whole (its answer is the arguments, unchanged in
+// meaning).
+func FuzzCheckArguments(f *testing.F) {
+	for _, seed := range []string{`[]`, `[1, "a", {"b": [null, true]}]`, `[1e999]`, `[1e-999]`, `["\ud800"]`, `["\ud83d\ude00"]`, `[[[[]]]]`, `[`, `{}`, "[\"\xff\"]"} {
+		f.Add([]byte(seed))
+	}
+	s, err := sandbox.Load("exports.echo = (...a) => a", sandbox.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, args []byte) {
+		err := sandbox.CheckArguments(args)
+		if err != nil {
+			if !errors.Is(err, sandbox.ErrArguments) {
+				t.Fatalf("error %v does not wrap ErrArguments", err)
+			}
+			return
+		}
+		if !json.Valid(args) {
+			t.Fatalf("accepted %q, which is not JSON", args)
+		}
+		r, err := s.Call(context.Background(), sandbox.Call{Method: "echo", Args: args})
+		if err != nil || r.Error != nil {
+			t.Fatalf("accepted %q, which the script could not take: %v %v", args, err, r.Error)
+		}
+		var sent, got any
+		if err := json.Unmarshal(args, &sent); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(r.Value, &got); err != nil {
+			t.Fatalf("the answer %s: %v", r.Value, err)
+		}
+		if diff := cmp.Diff(sent, got); diff != "" {
+			t.Fatalf("the script got other arguments (-sent +got):\n%s", diff)
 		}
 	})
 }

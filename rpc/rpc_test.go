@@ -129,12 +129,18 @@ func TestSignedCalls(t *testing.T) {
 	auth, _ := SignCall(key, b.Log.PublicKey(), "increment", []byte("[]"), 5)
 	bad := *auth
 	bad.Signature = strings.Repeat("00", 64)
+	// The same key spelt in capitals would be a second identity, with
+	// sequence numbers of its own: a signed call could be run twice.
+	later, _ := SignCall(key, b.Log.PublicKey(), "increment", []byte("[]"), 1<<62)
+	shouted := *later
+	shouted.Key = strings.ToUpper(shouted.Key)
 	for _, tt := range []struct {
 		auth *CallAuth
 		want string
 	}{
 		{&bad, "signature does not match"},
 		{auth, "sequence number"}, // 5 is before the client's, which used the clock
+		{&shouted, "lowercase"},
 	} {
 		ws.WriteJSON(request{JSONRPC: "2.0", Method: "increment", Params: []byte("[]"), ID: []byte("1"), Auth: tt.auth})
 		var r response
@@ -150,6 +156,31 @@ func TestSignedCalls(t *testing.T) {
 	e, _ := core.DecodeEntry(blk)
 	if e.Auth == nil || e.Auth.Key != hex.EncodeToString(pub) {
 		t.Errorf("logged auth %+v", e.Auth)
+	}
+}
+
+// TestInvalidParams: arguments a script could not be given exactly are
+// refused with -32602 before the call is queued.
+func TestInvalidParams(t *testing.T) {
+	ts, b := serve(t, Options{})
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(ts.URL, "http", "ws", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	before := b.Log.Length()
+	for _, params := range []string{`[1e999]`, `["\ud800"]`, strings.Repeat("[", 1001) + strings.Repeat("]", 1001)} {
+		ws.WriteJSON(request{JSONRPC: "2.0", Method: "increment", Params: []byte(params), ID: []byte("1")})
+		var r response
+		if err := ws.ReadJSON(&r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Error == nil || r.Error.Code != codeInvalidParams || !strings.Contains(r.Error.Message, "invalid arguments") {
+			t.Errorf("%.20s: answer %+v, want -32602", params, r.Error)
+		}
+	}
+	if b.Log.Length() != before {
+		t.Errorf("refused calls were logged")
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
 	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/sandbox"
 )
 
 // Options configure a Server.
@@ -456,6 +457,11 @@ func (c *conn) handleRequest(ctx context.Context, data []byte) {
 		c.fail(req.ID, codeInvalidParams, "params must be the array of arguments")
 		return
 	}
+	if err := sandbox.CheckArguments(args); err != nil {
+		// Refused here, before it is queued: such a call costs nothing.
+		c.fail(req.ID, codeInvalidParams, strings.TrimPrefix(err.Error(), "sandbox: "))
+		return
+	}
 	caller, auth, err := c.identify(&req, args)
 	if err != nil {
 		c.fail(req.ID, CodeAuth, err.Error())
@@ -579,6 +585,8 @@ func replyMessage(req request, result any, err error) []byte {
 		switch {
 		case errors.Is(err, core.ErrBusy):
 			code = CodeBusy
+		case errors.Is(err, core.ErrInvalidArguments):
+			code, msg = codeInvalidParams, strings.TrimPrefix(err.Error(), "core: ")
 		case errors.Is(err, core.ErrNotCallable):
 			code, msg = codeNoMethod, "RPC method not supported: "+req.Method
 		case errors.Is(err, core.ErrAborted):

@@ -452,13 +452,16 @@ func (s *Script) arguments(raw []byte) ([]goja.Value, error) {
 	if len(raw) == 0 || isEmptyArray(raw) {
 		return nil, nil // most calls: no parse, no array to build and take apart
 	}
+	if err := CheckArguments(raw); err != nil {
+		return nil, err
+	}
 	parsed, err := s.parseJSON(string(raw))
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: arguments are not JSON: %v", err)
+		return nil, fmt.Errorf("%w: %v", ErrArguments, err)
 	}
 	arr, ok := parsed.(*goja.Object)
 	if !ok || arr.ClassName() != "Array" {
-		return nil, errors.New("sandbox: arguments must be a JSON array")
+		return nil, fmt.Errorf("%w: not a JSON array", ErrArguments)
 	}
 	n := arr.Get("length").ToInteger()
 	args := make([]goja.Value, n)
