@@ -18,6 +18,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore/protocol"
 	"github.com/nodevms/nodevms/hyperdrive"
 	"github.com/nodevms/nodevms/rpc"
+	"github.com/nodevms/nodevms/sandbox"
 )
 
 // Exit codes of an audit.
@@ -38,6 +39,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&out, "out", "", "")
 	fs.BoolVar(&once, "once", false, "")
 	fs.IntVar(&datPort, "dat-port", 0, "")
+	// The host's budgets, if it was given more than the defaults: the
+	// replay runs under four times them.
+	var timeBudget time.Duration
+	var memoryMiB int
+	fs.DurationVar(&timeBudget, "time-budget", 5*time.Second, "")
+	fs.IntVar(&memoryMiB, "max-memory", defaultMemoryMiB, "")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		if err == nil {
@@ -46,7 +53,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
 		return exitUsage
 	}
-	a := &auditor{addr: pos[0], out: out, follow: out != "" && !once, datPort: datPort, stdout: stdout, stderr: stderr}
+	if timeBudget <= 0 || memoryMiB <= 0 {
+		fmt.Fprintf(stderr, "nodevms: --time-budget and --max-memory must be more than 0\n")
+		return exitUsage
+	}
+	a := &auditor{addr: pos[0], out: out, follow: out != "" && !once, datPort: datPort, stdout: stdout, stderr: stderr,
+		limits: sandbox.Limits{Time: timeBudget, Memory: uint64(memoryMiB) << 20}}
 	code, err := a.run(ctx, files, logURL)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodevms: could not audit: %v\n", err)
@@ -61,6 +73,7 @@ type auditor struct {
 	datPort        int
 	stdout, stderr io.Writer
 	info           rpc.Handshake
+	limits         sandbox.Limits // the host's; replays run under ForReplay
 }
 
 func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
@@ -99,7 +112,7 @@ func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("calls"),
 		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
 	v, err := core.Audit(ctx, log, archive, core.AuditOptions{
-		ReplayOptions: core.ReplayOptions{Progress: func(uint64) { bar.Add(1) }},
+		ReplayOptions: core.ReplayOptions{Limits: a.limits, Progress: func(uint64) { bar.Add(1) }},
 		Signed:        a.info.Auth == "signed",
 	})
 	bar.Finish()

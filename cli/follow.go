@@ -131,7 +131,7 @@ func (a *auditor) checkFork(ctx context.Context, local *hypercore.Feed) (string,
 // followHost keeps the replicas live, rehosts them, and checks each new
 // entry as it arrives, until ctx ends or something diverges.
 func (a *auditor) followHost(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive) int {
-	mon, err := core.NewMonitor(ctx, log, archive, core.AuditOptions{Signed: a.info.Auth == "signed"})
+	mon, err := core.NewMonitor(ctx, log, archive, core.AuditOptions{Signed: a.info.Auth == "signed", ReplayOptions: core.ReplayOptions{Limits: a.limits}})
 	if err != nil {
 		fmt.Fprintf(a.stderr, "nodevms: %v\n", err)
 		return auditFailed

@@ -92,6 +92,11 @@ Auditing (-a, verify):
                      call as it arrives and rehost both feeds, until Ctrl+C
   --once             with --out: audit once and exit
   --dat-port N       the port to rehost on while following (default: any)
+  --time-budget D, --max-memory MIB
+                     the host's budgets, if it was given more than the
+                     defaults: a replay runs under four times them, and a
+                     call it cannot finish within them could not be
+                     verified (exit 2), which is not a divergence
 `
 
 // run is main without the process, so that tests can drive it.

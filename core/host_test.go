@@ -612,3 +612,19 @@ func TestInvalidArgumentsCostNothing(t *testing.T) {
 		t.Errorf("after them: %s, want 2", got)
 	}
 }
+
+// TestReplayPastItsLimitsIsUnverifiable: a replay that cannot finish a
+// logged call within its own limits (a smaller machine, a busier one)
+// could not verify the log; that is not a divergence, which would accuse
+// an honest host. Before, it was reported as nondeterminism.
+func TestReplayPastItsLimitsIsUnverifiable(t *testing.T) {
+	b := deployScript(t, `exports.big = function () { var a = new Uint8Array(40 * 1024 * 1024); a.fill(1); return a.length }`, nil)
+	if got, _ := b.call(t, "big", nil); got != "41943040" {
+		t.Fatalf("big: %s", got)
+	}
+	_, err := Replay(context.Background(), b.log, ReplayOptions{Limits: sandbox.Limits{Memory: 8 << 20}})
+	if !errors.Is(err, ErrUnverifiable) || !errors.Is(err, sandbox.ErrMemoryBudget) {
+		t.Fatalf("a replay under a quarter of the memory: got %v, want ErrUnverifiable", err)
+	}
+	b.verify(t) // under the defaults it verifies
+}

@@ -17,6 +17,11 @@ import (
 	"github.com/nodevms/nodevms/sandbox"
 )
 
+// ErrUnverifiable: a replay could not finish a logged call within its
+// own limits. It says nothing about the host; an audit that meets it
+// could not audit (it is not a divergence).
+var ErrUnverifiable = errors.New("core: could not verify the log")
+
 // Kinds of divergence.
 const (
 	// KindNondeterminism: the script behaved differently on replay in a
@@ -131,7 +136,7 @@ func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replaye
 			r.verdict.Divergence = d
 			return r, nil
 		}
-		return nil, err
+		return nil, unverifiable(0, "init", err)
 	}
 	r.m = m
 	if init.Call != nil || init.Result != nil {
@@ -181,7 +186,7 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 			r.verdict.Divergence = d
 			return nil
 		}
-		return err
+		return unverifiable(block, e.Call.MethodName, err)
 	}
 	r.verdict.Calls++
 	r.verdict.FilesVersion, r.verdict.FilesRoot = out.filesVersion, out.filesRoot
@@ -193,8 +198,11 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 }
 
 // divergenceOf turns a call the replay could not finish into a divergence:
-// a call the host logged must replay within the budgets, with no more
-// oracle values than it recorded, and to a method that exists.
+// a call the host logged must use no more oracle values than it
+// recorded, call a method that exists, take arguments a script can be
+// given, and nest no deeper than the stack limit (which the runtime
+// counts exactly, the same on every machine). Running past the replay's
+// own time or memory is not a divergence (see unverifiable).
 func divergenceOf(block uint64, method string, err error) *Divergence {
 	d := &Divergence{Block: block, Method: method, Field: "result", Logged: "a result", Replayed: err.Error(), Kind: KindNondeterminism}
 	switch {
@@ -202,11 +210,26 @@ func divergenceOf(block uint64, method string, err error) *Divergence {
 		d.Field = "oracles"
 	case errors.Is(err, sandbox.ErrNoMethod):
 		d.Field, d.Kind = "methodName", KindTampering
-	case errors.Is(err, sandbox.ErrTimeBudget), errors.Is(err, sandbox.ErrMemoryBudget), errors.Is(err, sandbox.ErrStackDepth):
+	case errors.Is(err, sandbox.ErrArguments):
+		d.Field, d.Logged, d.Kind = "call.args", "arguments", KindInvalid
+	case errors.Is(err, sandbox.ErrStackDepth):
 	default:
 		return nil
 	}
 	return d
+}
+
+// unverifiable is the error of a replay that could not finish a logged
+// call within its own limits (time, memory: generous, but this machine's
+// and not the host's) or whose runtime failed: that says nothing about
+// the host, so it is not a divergence, and the replay stops.
+func unverifiable(block uint64, method string, err error) error {
+	switch {
+	case errors.Is(err, sandbox.ErrTimeBudget), errors.Is(err, sandbox.ErrMemoryBudget), errors.Is(err, sandbox.ErrRuntimeFault):
+		return fmt.Errorf("%w: call log entry %d (%s): %w (a replay runs under four times --time-budget and --max-memory; raise them)",
+			ErrUnverifiable, block, method, err)
+	}
+	return err
 }
 
 // compare checks a logged entry against a replay of it.
