@@ -30,6 +30,12 @@ var (
 	// ErrAborted wraps the sandbox's reason for stopping a call (a budget,
 	// or the caller's context): the call left no trace.
 	ErrAborted = errors.New("core: the call was aborted")
+	// ErrSequence: a signed call whose sequence number is not after the
+	// last one its key's calls logged. The host checks this as it runs
+	// calls, in log order, so that calls from several connections (or a
+	// batch whose signatures take long to check) cannot reach the log out
+	// of order.
+	ErrSequence = errors.New("core: a signed call's sequence number is out of order")
 	// ErrInvalidArguments: arguments a script cannot be given exactly
 	// (sandbox.CheckArguments); nothing ran.
 	ErrInvalidArguments = errors.New("core: invalid arguments")
@@ -128,7 +134,8 @@ type Host struct {
 	armed, unsigned bool
 	lastSign        time.Time
 	lastArchiveSync time.Time
-	encoded         []byte // the last group's entries, encoded: its buffer is reused
+	encoded         []byte            // the last group's entries, encoded: its buffer is reused
+	seqs            map[string]uint64 // each signer's last logged sequence number
 }
 
 // archiveSyncEvery is how often the host flushes the archive. The log is
@@ -339,6 +346,12 @@ func start(cfg Config, m *machine) *Host {
 func newHost(cfg Config, m *machine) *Host {
 	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
 	m.quota = cfg.Quota
+	seqs, err := logSeqs(cfg.Log)
+	if err != nil {
+		// Open has just read every entry: this does not happen.
+		cfg.Logger.Error("reading the signers' sequence numbers from the log", "error", err)
+	}
+	h.seqs = seqs
 	// The script is replaced when a call aborts (rebuild), while callers
 	// are being checked on their own goroutines; its exports are the
 	// same.
@@ -632,6 +645,9 @@ func (h *Host) runGroup(group []*pending) bool {
 		// The entries are lost, and with them the state the calls made:
 		// rebuild from the log as it is.
 		h.rebuild(nil)
+		if seqs, err := logSeqs(h.cfg.Log); err == nil {
+			h.seqs = seqs
+		}
 	} else {
 		err = a.Commit()
 	}
@@ -649,6 +665,12 @@ func (h *Host) runGroup(group []*pending) bool {
 // runCall runs one call; earlier are the entries of the group so far, not
 // yet in the log, which a rebuild after an abort must replay too.
 func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
+	auth := p.req.Auth
+	if auth != nil {
+		if last, ok := h.seqs[auth.Key]; ok && auth.Seq <= last {
+			return nil, fmt.Errorf("%w: %d is not after %d, the last this key's calls logged", ErrSequence, auth.Seq, last)
+		}
+	}
 	seed, err := newSeed(h.cfg.Rand)
 	if err != nil {
 		return nil, err
@@ -694,6 +716,9 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 		FilesRoot: &ce.root,
 		Auth:      p.req.Auth,
 	}
+	if auth != nil {
+		h.seqs[auth.Key] = auth.Seq
+	}
 	return &ce.Entry, nil
 }
 
@@ -719,6 +744,25 @@ func (h *Host) rebuild(pendingEntries []*Entry) error {
 	h.m.script = r.m.script
 	h.m.script.SetLimits(h.cfg.Limits)
 	return nil
+}
+
+// logSeqs reads each signer's last sequence number from a log.
+func logSeqs(log *hypercore.Feed) (map[string]uint64, error) {
+	seqs := map[string]uint64{}
+	for i := uint64(1); i < log.Length(); i++ {
+		blk, err := log.Get(i)
+		if err != nil {
+			return seqs, err
+		}
+		e, err := DecodeEntry(blk)
+		if err != nil {
+			return seqs, err
+		}
+		if e.Auth != nil && e.Auth.Seq > seqs[e.Auth.Key] {
+			seqs[e.Auth.Key] = e.Auth.Seq
+		}
+	}
+	return seqs, nil
 }
 
 // appendEntries appends entries as one batch and makes them durable. buf,

@@ -2,13 +2,17 @@ package core
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -627,4 +631,72 @@ func TestReplayPastItsLimitsIsUnverifiable(t *testing.T) {
 		t.Fatalf("a replay under a quarter of the memory: got %v, want ErrUnverifiable", err)
 	}
 	b.verify(t) // under the defaults it verifies
+}
+
+// TestSignedCallsLogInOrder: signed calls of one key sent from several
+// connections at once, in any interleaving, reach the log with growing
+// sequence numbers (a call that would not is refused with ErrSequence),
+// so the log's callers always check. Before, sequence numbers were checked
+// as calls arrived, not as they were logged, and a call could overtake a
+// lower-numbered one.
+func TestSignedCallsLogInOrder(t *testing.T) {
+	b := deployScript(t, script(t, "counter.js"), nil)
+	pub, key, _ := ed25519.GenerateKey(nil)
+	keyHex := hex.EncodeToString(pub)
+	rng := rand.New(rand.NewPCG(1, 2))
+	const senders, each = 4, 50
+	var wg sync.WaitGroup
+	var refused, logged atomic.Int64
+	for s := range senders {
+		// Each sender takes every senders-th number, so the senders'
+		// numbers interleave, and sends them with random pauses.
+		pauses := make([]time.Duration, each)
+		for i := range pauses {
+			pauses[i] = time.Duration(rng.IntN(300)) * time.Microsecond
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				seq := uint64(1 + i*senders + s)
+				msg, err := SignedBytes(b.log.PublicKey(), "increment", json.RawMessage("[]"), seq)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				auth := &Auth{Key: keyHex, Signature: hex.EncodeToString(ed25519.Sign(key, msg)), Seq: seq}
+				time.Sleep(pauses[i])
+				_, err = b.host.Call(context.Background(), Request{Method: "increment", Args: json.RawMessage("[]"), CallerID: &keyHex, Auth: auth})
+				switch {
+				case errors.Is(err, ErrSequence):
+					refused.Add(1)
+				case err != nil:
+					t.Error(err)
+				default:
+					logged.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var entries []*Entry
+	for i := uint64(0); i < b.log.Length(); i++ {
+		blk, err := b.log.Get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := DecodeEntry(blk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	if d := CheckCallers(entries, b.log.PublicKey(), false); d != nil {
+		t.Fatalf("the log's callers do not check: %v", d)
+	}
+	t.Logf("%d calls logged, %d refused as out of order", logged.Load(), refused.Load())
+	if logged.Load() == 0 {
+		t.Fatal("no call was logged")
+	}
+	b.verify(t)
 }

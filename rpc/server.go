@@ -585,6 +585,8 @@ func replyMessage(req request, result any, err error) []byte {
 		switch {
 		case errors.Is(err, core.ErrBusy):
 			code = CodeBusy
+		case errors.Is(err, core.ErrSequence):
+			code = CodeAuth
 		case errors.Is(err, core.ErrInvalidArguments):
 			code, msg = codeInvalidParams, strings.TrimPrefix(err.Error(), "core: ")
 		case errors.Is(err, core.ErrNotCallable):
