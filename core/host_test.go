@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -697,6 +698,38 @@ func TestSignedCallsLogInOrder(t *testing.T) {
 	t.Logf("%d calls logged, %d refused as out of order", logged.Load(), refused.Load())
 	if logged.Load() == 0 {
 		t.Fatal("no call was logged")
+	}
+	b.verify(t)
+}
+
+// TestHostFaultsAreNotOutcomes: a real file of the archive edited behind
+// the host's back, then read by a call, is the host's fault: the call is
+// stopped without trace, its caller's error names no path of the host,
+// and the log still audits. Before, "file changed outside the archive"
+// (with the file's path) was logged as the call's result, which no replay
+// reproduces: the audit failed for good and the host could not restart.
+func TestHostFaultsAreNotOutcomes(t *testing.T) {
+	b := deployScript(t, `const fs = System.files
+		exports.write = async () => { await fs.writeFile('/data', 'honest'); return 1 }
+		exports.read = async () => { try { return await fs.readFile('/data') } catch (e) { return e.name + ': ' + e.message } }
+		exports.ok = () => 'ok'`, nil)
+	b.call(t, "write", nil)
+	if err := b.archive.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "data"), []byte("edited"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := b.log.Length()
+	_, err := b.host.Call(context.Background(), Request{Method: "read", Args: json.RawMessage("[]")})
+	if !errors.Is(err, ErrAborted) || !errors.Is(err, sandbox.ErrHostFault) || strings.Contains(err.Error(), b.dir) {
+		t.Fatalf("got %v, want the call stopped as the host's fault, naming no path", err)
+	}
+	if b.log.Length() != before {
+		t.Errorf("the stopped call was logged")
+	}
+	if got, _ := b.call(t, "ok", nil); got != `"ok"` {
+		t.Errorf("after it: %s", got)
 	}
 	b.verify(t)
 }
