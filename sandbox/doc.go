@@ -16,9 +16,13 @@
 //     Beaker's names (NotFoundError, ...). writeFile stores strings in an
 //     encoding, byte arrays as they are, and anything else as JSON.
 //   - System.caller.id and env.callerId: the caller, or null.
-//   - System.oracle(fn): fn runs on the host with the real clock and real
-//     randomness, its JSON result is recorded (Record), and a replay gets
-//     the recorded value without running fn (Replay).
+//   - System.oracle(fn, ...args): fn runs on the host with the real clock
+//     and real randomness, its JSON result is recorded (Record), and a
+//     replay gets the recorded value without running fn (Replay). Since a
+//     replay never runs fn, fn must not change the script's state: it runs
+//     in a runtime of its own, compiled from its source, and sees only its
+//     code and its JSON arguments (a variable of the script's is a
+//     ReferenceError, recorded like any error it throws).
 //   - Date and Math.random read the call's recorded time and seed.
 //     setTimeout, setInterval and setImmediate run in virtual time: the
 //     clock jumps to each timer as the call waits for it, so nothing

@@ -112,6 +112,9 @@ type Options struct {
 	Limits Limits
 	// Logger receives console output; nil discards it.
 	Logger *slog.Logger
+
+	// live makes the clock and Math.random real: an oracle's runtime.
+	live bool
 }
 
 // Script is a loaded backend script. Calls run one at a time; a Script is
@@ -136,6 +139,7 @@ type Script struct {
 	listExports goja.Callable
 
 	call     *callState // the call in progress, or nil
+	live     bool       // real time and randomness (an oracle's runtime)
 	watchdog *watchdog
 	broken   error
 
@@ -158,7 +162,7 @@ var builtins = map[string]string{"path": pathJS, "assert": assertJS}
 // and what it exports (exports.fn, module.exports = {...}, or
 // module.exports = function, callable as "default") becomes the methods.
 func Load(code string, opts Options) (*Script, error) {
-	s := &Script{rt: goja.New(), limits: opts.Limits.withDefaults(), log: opts.Logger}
+	s := &Script{rt: goja.New(), limits: opts.Limits.withDefaults(), log: opts.Logger, live: opts.live}
 	s.watchdog = &watchdog{rt: s.rt, limits: s.limits}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -639,7 +643,6 @@ type callState struct {
 	files    *hyperdrive.Files
 	oracles  Oracles
 
-	inOracle   bool // System.oracle's function is running: real time and randomness
 	unrecorded func() float64
 	timers     timerQueue
 	nextTimer  int64
@@ -654,7 +657,7 @@ func (s *Script) now() time.Time {
 	switch {
 	case st == nil:
 		return time.UnixMilli(0)
-	case st.inOracle:
+	case s.live:
 		return time.Now()
 	}
 	return time.UnixMilli(st.time)
@@ -665,7 +668,7 @@ func (s *Script) random() float64 {
 	switch {
 	case st == nil:
 		return 0
-	case st.inOracle:
+	case s.live:
 		var b [8]byte
 		crand.Read(b[:])
 		return float64(binary.LittleEndian.Uint64(b[:])>>11) / (1 << 53)

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dop251/goja"
@@ -206,7 +208,7 @@ func (s *Script) bytesOf(v goja.Value) ([]byte, bool) {
 func (s *Script) oracle(call goja.FunctionCall) goja.Value {
 	promise, resolve, reject := s.rt.NewPromise()
 	st := s.call
-	fn, ok := goja.AssertFunction(call.Argument(0))
+	_, ok := goja.AssertFunction(call.Argument(0))
 	switch {
 	case !ok:
 		reject(s.rt.NewTypeError("System.oracle needs a function"))
@@ -215,34 +217,27 @@ func (s *Script) oracle(call goja.FunctionCall) goja.Value {
 		reject(s.newError("Error", "System.oracle is not available here"))
 		return s.rt.ToValue(promise)
 	}
+	// What the isolated function is given: its source and its arguments,
+	// read here, under the call's budgets.
+	var source string
+	var args json.RawMessage
+	var prepErr *ScriptError
+	if err := s.guard(func() { source = call.Argument(0).String() }); err != nil {
+		prepErr = &ScriptError{Name: "TypeError", Message: "System.oracle's function cannot be read"}
+	} else if raw, err := s.toJSON(s.rt.NewArray(anySlice(call.Arguments[1:])...)); err != nil {
+		var interrupted *goja.InterruptedError
+		if errors.As(err, &interrupted) {
+			panic(err)
+		}
+		prepErr = &ScriptError{Name: "TypeError", Message: "System.oracle's arguments are not JSON"}
+	} else {
+		args = raw
+	}
 	v, err := st.oracles.Next(func() OracleValue {
-		st.inOracle = true
-		defer func() { st.inOracle = false }()
-		out, err := fn(goja.Undefined())
-		var exc *goja.Exception
-		switch {
-		case errors.As(err, &exc):
-			return OracleValue{Error: s.scriptError(exc.Value())}
-		case err != nil:
-			panic(err) // an interrupt: the call is being stopped
+		if prepErr != nil {
+			return OracleValue{Error: prepErr}
 		}
-		_, isPromise, err := s.promiseOf(out)
-		switch {
-		case errors.As(err, &exc):
-			return OracleValue{Error: s.scriptError(exc.Value())}
-		case err != nil:
-			panic(err)
-		case isPromise:
-			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's function must return a value, not a promise"}}
-		}
-		raw, err := s.toJSON(out)
-		switch {
-		case errors.As(err, &exc):
-			return OracleValue{Error: &ScriptError{Name: "TypeError", Message: "System.oracle's value is not JSON: " + s.errorText(err)}}
-		case err != nil:
-			panic(err)
-		}
-		return OracleValue{Value: raw}
+		return s.runOracle(source, args)
 	})
 	if err != nil {
 		// A replay that cannot go on: stop the call (see run).
@@ -262,6 +257,64 @@ func (s *Script) oracle(call goja.FunctionCall) goja.Value {
 		}
 	}
 	return s.rt.ToValue(promise)
+}
+
+func anySlice(vs []goja.Value) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = v
+	}
+	return out
+}
+
+// runOracle runs an oracle function on the host, in a runtime of its own:
+// it sees its own code, the JSON arguments given after it, the real clock
+// and real randomness, and nothing of the script. An oracle's value is
+// logged and a replay never runs the function, so anything it did to the
+// script's state would be missing from every replay: the log would no
+// longer say what the host did. Isolated, it cannot do any. It runs under
+// what is left of the call's time and its memory budget; past them, the
+// call is stopped.
+func (s *Script) runOracle(source string, args json.RawMessage) OracleValue {
+	limits := s.limits
+	if left := s.watchdog.timeLeft(); left > 0 {
+		limits.Time = left
+	} else {
+		limits.Time = time.Millisecond
+	}
+	// Compiled as an expression first (an arrow function, a function
+	// expression), then as the body of an object (a method). goja gives
+	// the source of an arrow function whose body is in parentheses
+	// without the closing one (() => ({a: 1}) reads "() => ({a: 1}"):
+	// last, the source with it.
+	var o *Script
+	var err error
+	for _, code := range []string{
+		"module.exports = (" + source + "\n)",
+		"const o = {" + source + "\n}; module.exports = o[Object.keys(o)[0]]",
+		"module.exports = (" + source + ")\n)",
+	} {
+		o, err = Load(code, Options{Filename: "oracle.js", Limits: limits, Logger: s.log, live: true})
+		if err == nil || !strings.Contains(err.Error(), "SyntaxError") {
+			break
+		}
+	}
+	if err != nil || !o.HasMethod("default") {
+		msg := "System.oracle's function must be written in JavaScript"
+		if err != nil && !strings.Contains(err.Error(), "SyntaxError") {
+			msg = "System.oracle's function could not be loaded: " + strings.TrimPrefix(err.Error(), "sandbox: ")
+		}
+		return OracleValue{Error: &ScriptError{Name: "TypeError", Message: msg}}
+	}
+	r, err := o.Call(context.Background(), Call{Method: "default", Args: args})
+	switch {
+	case err != nil:
+		// A budget: the call that asked is stopped too.
+		s.stopCall(err)
+	case r.Error != nil:
+		return OracleValue{Error: r.Error}
+	}
+	return OracleValue{Value: r.Value}
 }
 
 // filesObject is System.files: the DatArchive API, each method returning a

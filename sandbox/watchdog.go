@@ -117,6 +117,16 @@ func (w *watchdog) charged() bool {
 	return w.large
 }
 
+// timeLeft is what is left of the running call's time budget.
+func (w *watchdog) timeLeft() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
+		return 0
+	}
+	return w.limits.Time - time.Since(w.start)
+}
+
 // setLimits changes the limits of the calls to come.
 func (w *watchdog) setLimits(l Limits) {
 	w.mu.Lock()
