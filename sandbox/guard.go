@@ -35,6 +35,8 @@ const (
 	// how deep code compiled at run time (eval, Function, RegExp) may
 	// nest its brackets: each of them recurses in Go.
 	MaxNesting = 1000
+	// MaxTimers is the most timers a call may have pending.
+	MaxTimers = 1 << 16
 	// MaxCodeLength is the longest source eval and Function compile. The
 	// parser and compiler take time quadratic in some chains of operators
 	// (a+a+a..., x=>x=>...): at this length, a quarter of a second.
@@ -93,6 +95,14 @@ func (s *Script) installGuards() error {
 		"isArrayBuffer": func(v goja.Value) bool {
 			o, ok := v.(*goja.Object)
 			return ok && o.ExportType() == arrayBufferType
+		},
+		"isRegExp": func(v goja.Value) bool {
+			o, ok := v.(*goja.Object)
+			return ok && o.ClassName() == "RegExp"
+		},
+		"isStringObject": func(v goja.Value) bool {
+			o, ok := v.(*goja.Object)
+			return ok && o.ClassName() == "String"
 		},
 		"patternDepth": func(pattern string) int { return sourceDepth(pattern, MaxNesting) },
 		"sourceDepth": func(code string) int {

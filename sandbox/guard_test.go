@@ -11,6 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// errAnyBudget, as a case's stopped, takes the time or the memory budget.
+var errAnyBudget = errors.New("any budget")
+
 // TestGuardsContainHostileCalls: each built-in that works in Go in
 // proportion to a number the script chooses either refuses with a
 // RangeError (a language limit: the same on every machine) or stops the
@@ -50,7 +53,7 @@ func TestGuardsContainHostileCalls(t *testing.T) {
 		{"Map from a long iterator", `return new Map(new Array(2**24).entries()).size`, "RangeError: Invalid array length", nil},
 		{"forEach over a sparse array", `var a = []; a.length = 2**32 - 1; a.forEach(function () {}); return 1`, "RangeError: Invalid array length", nil},
 		{"quadratic replacement", "return 'x'.repeat(1e5).replaceAll('x', '$`').length", "", ErrMemoryBudget},
-		{"flat of one array many times", `var a = new Array(3000).fill(0); var b = new Array(3000).fill(a); return b.flat().length`, "RangeError: Invalid array length", nil},
+		{"flat of one array many times", `var a = new Array(3000).fill(0); var b = new Array(3000).fill(a); return b.flat().length`, "RangeError: Invalid array length", ErrTimeBudget},
 		{"Object.keys of a large typed array", `return Object.keys(new Uint8Array(2**26)).length`, "RangeError: Invalid array length", nil},
 		{"deep eval", `return eval('['.repeat(5000) + ']'.repeat(5000)).length`, "SyntaxError: code nested deeper", nil},
 		{"long prefix chain in Function", `return new Function('return ' + '!'.repeat(1e4) + '1')()`, "SyntaxError: code nested deeper", nil},
@@ -73,6 +76,26 @@ func TestGuardsContainHostileCalls(t *testing.T) {
 		{"quadratic arrow chain in Function", `return typeof new Function('return ' + 'x=>'.repeat(5e4) + '1')`, "TypeError: code longer than", nil},
 		{"normalize of a long string", `return '\u00e9'.repeat(1.2e8).normalize('NFD').length`, "RangeError: normalize", ErrMemoryBudget},
 		{"localeCompare of long strings", `const s = 'x'.repeat(5e6); return s.localeCompare(s + 'y')`, "RangeError: localeCompare", nil},
+		// And these through the second version.
+		{"repeat of a this whose toString changes", `let c = 0; const o = {toString() { return c++ ? 'x'.repeat(1000) : 'x' }}; return String.prototype.repeat.call(o, 1e8).length`, "", nil},
+		{"console.log of many long strings", `const s = 'x'.repeat(1e6); const a = new Array(20000).fill(s); console.log(...a); throw new Error('logged')`, "Error: logged", nil},
+		{"flat whose element answers twice", `let x = 0; for (let i = 0; i < 5; i++) x = new Array(64).fill(x); let c = 0; const b = [0]; Object.defineProperty(b, 0, {get() { return c++ ? x : 0 }}); throw new Error(String(b.flat(Infinity).length))`, "Error: 1", nil},
+		{"deep pattern through search", `const p = '('.repeat(1e7) + ')'.repeat(1e7); return 'x'.search(p)`, "SyntaxError: pattern nested deeper", nil},
+		{"deep pattern from an object", `const p = '('.repeat(1e7) + ')'.repeat(1e7); return new RegExp({toString() { return p }}).source.length`, "SyntaxError: pattern nested deeper", nil},
+		{"RegExp.prototype.compile", `return typeof /x/.compile`, "", nil},
+		{"setInterval of a built-in", `setInterval(Math.abs, 1); return new Promise(function () {})`, "", ErrTimeBudget},
+		{"setInterval that sets timers", `setInterval(setTimeout, 1, Math.abs, 1e12); return new Promise(function () {})`, "more than 65536 timers", ErrTimeBudget},
+		{"concat whose spreadable flag changes", `let c = 0; const o = {length: 2**32 - 2, get [Symbol.isConcatSpreadable]() { return c++ > 0 }}; throw new Error(String([].concat(o).length))`, "Error: 1", nil},
+		{"Promise.all over a long string", `const s = 'x'.repeat(3e7); Promise.all(s); return 1`, "", errAnyBudget},
+		{"new Set of a long string", `const s = 'x'.repeat(1e8); return new Set(s).size`, "", errAnyBudget},
+		{"typed array of a String object", `const s = '1'.repeat(6e7); return new Float64Array(new String(s)).length`, "RangeError", ErrTimeBudget},
+		{"normalize of a this whose toString changes", `const s = '\u00e9'.repeat(6e7); let c = 0; const o = {toString() { return c++ ? s : '' }}; return String.prototype.normalize.call(o, 'NFD').length`, "", nil},
+		{"Object.keys of a String object", `const s = 'x'.repeat(3e7); return Object.keys(new String(s)).length`, "RangeError: Invalid array length", nil},
+		{"encodeURIComponent of a long string", `const s = '\u0800'.repeat(1.2e8); return encodeURIComponent(s).length`, "RangeError: Invalid string length", ErrMemoryBudget},
+		{"JSON.stringify of a string of escapes", `const s = '\x01'.repeat(1.2e8); return JSON.stringify(s).length`, "RangeError: Invalid string length", ErrMemoryBudget},
+		{"TextEncoder of lone surrogates", `const s = '\ud800'.repeat(1.2e8); return new TextEncoder().encode(s).length`, "", ErrMemoryBudget},
+		{"sort under a setter on Object.prototype", `Object.defineProperty(Object.prototype, '0', {set(v) {}, configurable: true}); const a = [3, 1, 2]; a.sort(); delete Object.prototype[0]; throw new Error(a.join())`, "Error: 1,2,3", nil},
+		{"flat under a setter on Object.prototype", `Object.defineProperty(Object.prototype, '1', {set(v) {}, configurable: true}); let x = 0; for (let i = 0; i < 5; i++) x = new Array(64).fill(x); return [x].flat(Infinity).length`, "RangeError: Invalid array length", ErrTimeBudget},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s, err := Load("exports.f = function () { "+tt.body+" }", Options{Limits: Limits{Time: budget}})
@@ -86,6 +109,7 @@ func TestGuardsContainHostileCalls(t *testing.T) {
 			}
 			switch {
 			case tt.stopped != nil && errors.Is(err, tt.stopped):
+			case tt.stopped == errAnyBudget && (errors.Is(err, ErrTimeBudget) || errors.Is(err, ErrMemoryBudget)):
 			case tt.thrown != "" && err == nil && r.Error != nil && strings.Contains(r.Error.Error(), tt.thrown):
 			case tt.thrown == "" && tt.stopped == nil && err == nil:
 				// It only had to end, and it did.

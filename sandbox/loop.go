@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"fmt"
 	"container/heap"
 	"errors"
 
@@ -92,6 +93,12 @@ func (s *Script) settle(st *callState, v goja.Value) (goja.Value, error) {
 			st.rejection = s.scriptError(p.Result())
 			return nil, errRejected
 		}
+		// A timer whose callback is a built-in runs no instruction of the
+		// script's, where the watchdog's interrupt would take effect: so
+		// the loop asks the watchdog itself.
+		if err := s.watchdog.stopped(); err != nil {
+			return nil, err
+		}
 		t, ok := st.timers.next()
 		if !ok {
 			st.rejection = &ScriptError{Name: "Error", Message: "the call's promise never settled: nothing was left to wait for"}
@@ -157,6 +164,9 @@ func (s *Script) setTimer(call goja.FunctionCall, repeat, immediate bool) goja.V
 	var args []goja.Value
 	if len(call.Arguments) > rest {
 		args = append(args, call.Arguments[rest:]...)
+	}
+	if st.timers.Len() >= MaxTimers {
+		panic(s.rt.NewGoError(fmt.Errorf("more than %d timers pending", MaxTimers)))
 	}
 	st.nextTimer++
 	t := &timer{id: st.nextTimer, due: st.time + delay, seq: st.nextTimer, fn: fn, args: args}

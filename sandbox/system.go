@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -95,11 +96,24 @@ func (s *Script) installGlobals() error {
 	for _, level := range []string{"log", "info", "warn", "error", "debug"} {
 		level := level
 		console.Set(level, func(call goja.FunctionCall) goja.Value {
-			parts := make([]string, len(call.Arguments))
+			// A line of the host's log, not a place to copy a script's
+			// memory to: at most maxConsoleLine bytes of it.
+			var line strings.Builder
 			for i, a := range call.Arguments {
-				parts[i] = s.display(a)
+				if i > 0 {
+					line.WriteByte(' ')
+				}
+				if line.Len() >= maxConsoleLine {
+					break
+				}
+				part := s.display(a)
+				line.WriteString(part[:min(len(part), maxConsoleLine-line.Len())])
 			}
-			s.log.Info(strings.Join(parts, " "), "console", level)
+			text := line.String()
+			if line.Len() >= maxConsoleLine {
+				text += "…"
+			}
+			s.log.Info(text, "console", level)
 			return goja.Undefined()
 		})
 	}
@@ -113,13 +127,27 @@ func (s *Script) installGlobals() error {
 	}
 	rt.Set("TextEncoder", func(c goja.ConstructorCall) *goja.Object {
 		c.This.Set("encoding", "utf-8")
-		c.This.Set("encode", func(str string) goja.Value { return s.bytesValue([]byte(str)) })
+		c.This.Set("encode", func(v goja.Value) goja.Value {
+			if v == nil || goja.IsUndefined(v) {
+				return s.bytesValue(nil)
+			}
+			// Up to three bytes a character, and a copy on the way.
+			n := 0
+			if str, ok := v.ToString().(goja.String); ok {
+				n = str.Length()
+			}
+			s.charge(float64(n) * 6)
+			return s.bytesValue([]byte(v.String()))
+		})
 		return nil
 	})
 	rt.Set("TextDecoder", func(c goja.ConstructorCall) *goja.Object {
 		c.This.Set("encoding", "utf-8")
 		c.This.Set("decode", func(v goja.Value) string {
 			b, _ := s.bytesOf(v)
+			// A byte may become a replacement character: three bytes
+			// here, two in the runtime, and copies on the way.
+			s.charge(float64(len(b)) * 12)
 			return strings.ToValidUTF8(string(b), "\uFFFD")
 		})
 		return nil
@@ -163,12 +191,17 @@ func (s *Script) setCaller(id *string) {
 	s.envObj.Set("callerId", v)
 }
 
+// maxConsoleLine is the most of a console call the host's log keeps.
+const maxConsoleLine = 64 << 10
+
+var stringType = reflect.TypeFor[string]()
+
 // display is how console shows a value.
 func (s *Script) display(v goja.Value) string {
 	if v == nil || goja.IsUndefined(v) {
 		return "undefined"
 	}
-	if _, ok := v.Export().(string); ok {
+	if v.ExportType() == stringType {
 		return v.String()
 	}
 	if raw, err := s.toJSON(v); err == nil && string(raw) != "null" {

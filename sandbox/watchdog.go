@@ -117,6 +117,13 @@ func (w *watchdog) charged() bool {
 	return w.large
 }
 
+// stopped is what interrupted the running call, if anything did.
+func (w *watchdog) stopped() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.why
+}
+
 // timeLeft is what is left of the running call's time budget.
 func (w *watchdog) timeLeft() time.Duration {
 	w.mu.Lock()

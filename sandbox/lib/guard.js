@@ -31,6 +31,8 @@
   const patternDepth = host.patternDepth
   const plainArray = host.plainArray
   const isArrayBuffer = host.isArrayBuffer
+  const isRegExp = host.isRegExp
+  const isStringObject = host.isStringObject
 
   const O = Object
   const defineProperty = O.defineProperty
@@ -43,6 +45,7 @@
   const isArray = Array.isArray
   const ProxyCtor = Proxy
   const RangeErrorCtor = RangeError
+  const TypeErrorCtor = TypeError
   const MapCtor = Map
   const mapGet = Map.prototype.get
   const mapSet = Map.prototype.set
@@ -62,6 +65,11 @@
   const arraySlice = Array.prototype.slice
 
   function rangeError (message) { return new RangeErrorCtor(message) }
+
+  // list is an array of the guard's own: with no prototype, so that
+  // setters a script puts on Object.prototype or Array.prototype for
+  // indexes never see what the guard stores.
+  function list () { return setPrototypeOf([], null) }
 
   // str is ToString(v); a string as it is (a template literal copies it).
   function str (v) { return typeof v === 'string' ? v : `${v}` }
@@ -106,6 +114,7 @@
     const n = lengthOf(obj)
     checkList(n)
     const view = new ProxyCtor(obj, {
+      __proto__: null, // only this trap, whatever Object.prototype holds
       get (target, key) { return key === 'length' ? n : target[key] }
     })
     return [view, n]
@@ -216,7 +225,7 @@
   const arraySort = arrayProto.sort
   function sortedItems (target, n, comparefn, holes) {
     chargeBytes(n * 32)
-    const items = []
+    const items = list()
     for (let i = 0; i < n; i++) {
       if (holes || i in target) items[items.length] = target[i]
     }
@@ -244,7 +253,7 @@
         const st = stable(O(this))
         const target = st[0]
         const n = st[1]
-        return sortedItems(target, n, comparefn, true)
+        return setPrototypeOf(sortedItems(target, n, comparefn, true), arrayProto)
       }
     }.toSorted)
   }
@@ -252,97 +261,115 @@
   if (getOwnPropertyDescriptor(arrayProto, Symbol.iterator)) {
     defineProperty(arrayProto, Symbol.iterator, { value: arrayProto.values, writable: true, enumerable: false, configurable: true })
   }
-  const concat = arrayProto.concat
+  // concat is built here: whether an item spreads (its
+  // Symbol.isConcatSpreadable), its length and its elements are each read
+  // once, where goja would read them again after the guard.
   const isConcatSpreadable = Symbol.isConcatSpreadable
   replace(arrayProto, 'concat', {
-    concat (...args) {
-      const st = stable(this)
-      const target = st[0]
-      const n0 = st[1]
-      let n = n0
-      for (let i = 0; i < args.length; i++) {
-        const a = args[i]
-        if (a !== null && typeof a === 'object') {
-          const spread = a[isConcatSpreadable]
-          if (spread === undefined ? isArray(a) : spread) {
-            const st = stable(a)
-            const view = st[0]
-            const m = st[1]
-            args[i] = view
-            n += m
-            continue
-          }
+    concat (...items) {
+      const o = O(this)
+      const out = list()
+      let n = 0
+      for (let i = -1; i < items.length; i++) {
+        const e = i < 0 ? o : items[i]
+        let spread = false
+        if (e !== null && (typeof e === 'object' || typeof e === 'function')) {
+          const flag = e[isConcatSpreadable]
+          spread = flag === undefined ? isArray(e) : !!flag
         }
-        n++
+        if (!spread) {
+          checkList(n + 1)
+          out[n++] = e
+          continue
+        }
+        const st = stable(e)
+        const view = st[0]
+        const m = st[1]
+        checkList(n + m)
+        chargeBytes(m * 16)
+        for (let k = 0; k < m; k++, n++) {
+          if (k in view) out[n] = view[k]
+        }
       }
-      checkList(n)
-      chargeBytes(n * 16)
-      return apply(concat, target, args)
+      out.length = n
+      return setPrototypeOf(out, arrayProto)
     }
   }.concat)
   method(arrayProto, 'push', function (self, args) { checkList(lengthOf(self) + args.length) })
 
-  // flat's result can be far longer than what exists (one array
-  // referenced many times), so it is counted before it is built.
-  method(arrayProto, 'flat', function (self, args) {
-    const depth = args[0] === undefined ? 1 : NumberCtor(args[0])
-    let total = 0
-    if (!plainArray(self)) checkList(lengthOf(self))
-    const stack = [[O(self), 0, depth]]
+  // flat and flatMap are built here, reading each element once: the
+  // result can be far longer than what exists (one array referenced many
+  // times), and goja would read the elements again after any count the
+  // guard made.
+  function flatten (out, n, source, length, depth) {
+    const stack = list()
+    stack[0] = source
+    stack[1] = length
+    stack[2] = 0
+    stack[3] = depth
     while (stack.length > 0) {
-      const top = stack[stack.length - 1]
-      const a = top[0]
-      const start = top[1]
-      const d = top[2]
-      const n = lengthOf(a)
-      checkList(n)
-      let i = start
-      for (; i < n; i++) {
-        const e = a[i]
+      const top = stack.length - 4
+      const a = stack[top]
+      const m = stack[top + 1]
+      const d = stack[top + 3]
+      let k = stack[top + 2]
+      let descended = false
+      for (; k < m; k++) {
+        if (!(k in a)) continue
+        const e = a[k]
         if (d >= 1 && isArray(e)) {
-          if (!plainArray(e)) throw rangeError('flat: cannot flatten a Proxy of an array')
-          stack[stack.length - 1][1] = i + 1
-          if (stack.length > MAX_DEPTH) throw rangeError('Array nested too deep to flatten')
-          stack[stack.length] = [e, 0, d - 1]
+          if (stack.length / 4 >= MAX_DEPTH) throw rangeError('Array nested too deep to flatten')
+          stack[top + 2] = k + 1
+          const st = stable(e)
+          const at = stack.length
+          stack[at] = st[0]
+          stack[at + 1] = st[1]
+          stack[at + 2] = 0
+          stack[at + 3] = d - 1
+          descended = true
           break
         }
-        total++
-        if (total > MAX_LIST) checkList(total)
+        checkList(n + 1)
+        out[n++] = e
+        if ((n & 0xffff) === 0) chargeBytes(SMALL * 16)
       }
-      if (i >= n) stack.length--
+      if (!descended) stack.length = top
     }
-    chargeBytes(total * 16)
-  })
-  // flatMap flattens what its callback returns by one level.
-  const flatMap = arrayProto.flatMap
-  if (typeof flatMap === 'function') {
-    replace(arrayProto, 'flatMap', {
-      flatMap (callback, thisArg) {
-        checkList(lengthOf(this))
-        if (typeof callback !== 'function') return apply(flatMap, this, [callback, thisArg])
-        let total = 0
-        const st = stable(this)
-        const target = st[0]
-        const r = apply(flatMap, target, [function (...a) {
-          let r = apply(callback, this, a)
-          if (isArray(r) && !plainArray(r)) {
-            // flatMap reads its length again: give it a copy.
-            const st = stable(r)
-            const view = st[0]
-            const m = st[1]
-            const copy = []
-            for (let i = 0; i < m; i++) if (i in view) copy[i] = view[i]
-            copy.length = m
-            r = copy
-          }
-          total += isArray(r) ? r.length : 1
-          checkList(total)
-          return r
-        }, thisArg])
-        return r
-      }
-    }.flatMap)
+    return n
   }
+  replace(arrayProto, 'flat', {
+    flat (depth) {
+      const st = stable(O(this))
+      const d = depth === undefined ? 1 : NumberCtor(depth)
+      const out = list()
+      out.length = flatten(out, 0, st[0], st[1], d !== d ? 0 : d)
+      return setPrototypeOf(out, arrayProto)
+    }
+  }.flat)
+  replace(arrayProto, 'flatMap', {
+    flatMap (callback, thisArg) {
+      const o = O(this)
+      const st = stable(o)
+      const view = st[0]
+      const m = st[1]
+      if (typeof callback !== 'function') throw new TypeErrorCtor('flatMap: the callback is not a function')
+      const out = list()
+      let n = 0
+      for (let k = 0; k < m; k++) {
+        if (!(k in view)) continue
+        const r = apply(callback, thisArg, [view[k], k, o])
+        if (isArray(r)) {
+          const rs = stable(r)
+          n = flatten(out, n, rs[0], rs[1], 0)
+        } else {
+          checkList(n + 1)
+          out[n++] = r
+        }
+      }
+      out.length = n
+      return setPrototypeOf(out, arrayProto)
+    }
+  }.flatMap)
 
   // join (and toString, which calls it) converts each element first, so
   // that the result's length is known before it is built: a short array
@@ -351,7 +378,7 @@
     const o = O(self)
     const n = lengthOf(o)
     checkList(n)
-    const parts = []
+    const parts = list()
     let total = n > 0 ? (n - 1) * sep.length : 0
     checkString(total)
     for (let i = 0; i < n; i++) {
@@ -394,14 +421,15 @@
   // stop a built-in that drains an iterator in Go (spread, Array.from,
   // new Set, Promise.all, ...), and each step is checked against the
   // list limit.
-  const arrayIteratorProto = getPrototypeOf([][Symbol.iterator]())
-  const arrayIteratorNext = arrayIteratorProto.next
-  replace(arrayIteratorProto, 'next', {
-    next () {
-      const r = apply(arrayIteratorNext, this, [])
-      return r
-    }
-  }.next)
+  // The same for the iterators of strings, Maps, Sets and matchAll.
+  for (const it of [[][Symbol.iterator](), ''[Symbol.iterator](), new MapCtor()[Symbol.iterator](),
+    new Set()[Symbol.iterator](), /x/g[Symbol.matchAll]('')]) {
+    const proto = getPrototypeOf(it)
+    const original = proto.next
+    replace(proto, 'next', {
+      next () { return apply(original, this, []) }
+    }.next)
+  }
 
   // --- Calls with argument lists --------------------------------------
 
@@ -422,28 +450,43 @@
   // --- Strings --------------------------------------------------------
 
   const stringProto = String.prototype
-  // Numbers are converted here, once, and handed on as numbers: a valueOf
-  // could otherwise give the guard one and the built-in another.
-  method(stringProto, 'repeat', function (self, args) {
+  // stringMethod guards a String.prototype method: this is converted to a
+  // string once, here, checked with the arguments, and handed on as that
+  // string, so that a toString cannot answer the guard one string and
+  // goja another. Numbers are converted once too, and handed on as
+  // numbers. check may return {value} to answer in the original's place.
+  function stringMethod (name, check) {
+    const original = stringProto[name]
+    if (typeof original !== 'function') return
+    replace(stringProto, name, {
+      [name] (...args) {
+        if (this === null || this === undefined) return apply(original, this, args)
+        const s = str(this)
+        const r = check(s, args)
+        return r === undefined ? apply(original, s, args) : r.value
+      }
+    }[name])
+  }
+  stringMethod('repeat', function (s, args) {
     args[0] = NumberCtor(args[0])
-    const n = `${self}`.length * toLength(args[0])
+    const n = s.length * toLength(args[0])
     checkString(n)
     chargeBytes(n * 2)
   })
-  function checkPad (self, args) {
+  function checkPad (s, args) {
     args[0] = NumberCtor(args[0])
     const n = toLength(args[0])
-    if (n > `${self}`.length) {
+    if (n > s.length) {
       checkString(n)
       chargeBytes(n * 2)
     }
   }
-  method(stringProto, 'padStart', checkPad)
-  method(stringProto, 'padEnd', checkPad)
-  method(stringProto, 'concat', function (self, args) {
-    let n = `${self}`.length
+  stringMethod('padStart', checkPad)
+  stringMethod('padEnd', checkPad)
+  stringMethod('concat', function (s, args) {
+    let n = s.length
     for (let i = 0; i < args.length; i++) {
-      args[i] = `${args[i]}` // converted once, here
+      args[i] = str(args[i]) // converted once, here
       n += args[i].length
       checkString(n)
     }
@@ -457,7 +500,7 @@
       const st = stable(O(O(template).raw))
       const raw = st[0]
       const n = st[1]
-      const parts = []
+      const parts = list()
       let total = 0
       for (let i = 0; i < n; i++) {
         const p = str(raw[i])
@@ -493,7 +536,7 @@
       const position = a[k - 1]
       const captures = apply(arraySlice, a, [1, k - 1])
       const match = a[0]
-      const parts = []
+      const parts = list()
       let length = 0
       function add (p) {
         length += p.length
@@ -595,29 +638,41 @@
       return apply(regexpReplace, this, [subject, bounded(subject, replacement)])
     }
   }[symbolReplace])
-  method(stringProto, 'split', function (self, args) {
-    if (self === null || self === undefined) return
+  stringMethod('split', function (s, args) {
     if (args[1] !== undefined) args[1] = NumberCtor(args[1])
-    const n = `${self}`.length
+    const n = s.length
     if (n >= SMALL) chargeBytes(mathMin(n + 1, args[1] === undefined ? n + 1 : toLength(args[1])) * 48)
   })
   // Whole-string operations that are slow per character in Go, or expand.
   const MAX_TEXT = 1 << 21
   for (const name of ['normalize', 'localeCompare']) {
-    method(stringProto, name, function (self, args) {
-      if (self === null || self === undefined) return
-      const s = `${self}`
-      const other = name === 'localeCompare' ? `${args[0]}` : ''
-      if (name === 'localeCompare') args[0] = other
+    stringMethod(name, function (s, args) {
+      let other = ''
+      if (name === 'localeCompare') {
+        other = str(args[0])
+        args[0] = other
+      } else if (args[0] !== undefined) {
+        args[0] = str(args[0])
+      }
       if (s.length + other.length > MAX_TEXT) throw rangeError(name + ': string longer than the sandbox allows (' + MAX_TEXT + ')')
       chargeBytes((s.length + other.length) * 8)
     })
   }
   for (const name of ['toUpperCase', 'toLowerCase', 'toLocaleUpperCase', 'toLocaleLowerCase']) {
-    method(stringProto, name, function (self) {
-      if (self === null || self === undefined) return
-      chargeBytes(`${self}`.length * 8)
-    })
+    stringMethod(name, function (s) { chargeBytes(s.length * 8) })
+  }
+  // Escaping writes up to nine characters for one.
+  for (const name of ['encodeURI', 'encodeURIComponent', 'escape']) {
+    const original = global[name]
+    if (typeof original !== 'function') continue
+    replace(global, name, {
+      [name] (v) {
+        const s = str(v)
+        checkString(s.length * 9)
+        chargeBytes(s.length * 18)
+        return original(s)
+      }
+    }[name])
   }
 
   // --- Regular expressions -------------------------------------------
@@ -634,11 +689,58 @@
       [name] (...args) { return timed(original, this, args) }
     }[name])
   }
-  // The pattern is compiled by recursive descent in Go.
+  // A pattern is compiled by recursive descent in Go, so its depth is
+  // checked first, and only a string, converted here, or a RegExp (whose
+  // source was checked when it was made) reaches the compiler: an object
+  // could answer the guard one string and the compiler another.
+  function checkPattern (p) {
+    if (patternDepth(p) > MAX_DEPTH) throw new SyntaxErrorCtor('pattern nested deeper than ' + MAX_DEPTH)
+    return p
+  }
+  const symbolMatch = Symbol.match
   constructorProxy('RegExp', function (args) {
     const p = args[0]
-    if (typeof p === 'string' && patternDepth(p) > MAX_DEPTH) throw new SyntaxErrorCtor('pattern nested deeper than ' + MAX_DEPTH)
+    if (isRegExp(p)) return
+    if (p !== null && typeof p === 'object' && p[symbolMatch]) {
+      // A pattern-like object: its source and flags, read once.
+      args[0] = checkPattern(str(p.source))
+      if (args[1] === undefined) args[1] = str(p.flags)
+      return
+    }
+    if (p !== undefined) args[0] = checkPattern(str(p))
+    if (args[1] !== undefined) args[1] = str(args[1])
   })
+  const RegExpGuarded = global.RegExp
+  delete regexpProto.compile // Annex B; it compiled past the guard
+  // match, matchAll and search make a RegExp of anything that is not one,
+  // inside goja: here, through the guarded constructor. Each reads the
+  // argument's method once and calls it, as the language says.
+  const symbolMatchAll = Symbol.matchAll
+  const symbolSearch = Symbol.search
+  for (const entry of [['match', symbolMatch, undefined], ['matchAll', symbolMatchAll, 'g'], ['search', symbolSearch, undefined]]) {
+    const name = entry[0]
+    const symbol = entry[1]
+    const flags = entry[2]
+    const original = stringProto[name]
+    replace(stringProto, name, {
+      [name] (regexp) {
+        if (this === null || this === undefined) return apply(original, this, [regexp])
+        if (regexp !== null && regexp !== undefined) {
+          if (name === 'matchAll' && (typeof regexp === 'object' || typeof regexp === 'function') && regexp[symbolMatch]) {
+            const f = regexp.flags
+            if (f === null || f === undefined || apply(stringIndexOf, str(f), ['g']) < 0) {
+              throw new TypeErrorCtor('matchAll: the RegExp must be global')
+            }
+          }
+          const m = regexp[symbol]
+          if (m !== null && m !== undefined) return apply(m, regexp, [str(this)])
+        }
+        const s = str(this)
+        const rx = flags === undefined ? new RegExpGuarded(regexp === undefined ? undefined : str(regexp)) : new RegExpGuarded(str(regexp), flags)
+        return rx[symbol](s)
+      }
+    }[name])
+  }
 
   // --- Binary data ----------------------------------------------------
 
@@ -739,12 +841,14 @@
   function checkKeys (_, args) {
     for (let i = 0; i < args.length; i++) {
       const o = args[i]
-      if (o !== null && typeof o === 'object' && isView(o) && !isArrayBuffer(o)) {
-        let n = 0
+      let n = 0
+      if (typeof o === 'string' || isStringObject(o)) {
+        n = o.length // one key an index of a string, too
+      } else if (o !== null && typeof o === 'object' && isView(o) && !isArrayBuffer(o)) {
         try { n = viewLength(o) } catch (e) { continue }
-        checkList(n)
-        chargeBytes(n * 48)
       }
+      checkList(n)
+      chargeBytes(n * 48)
     }
   }
   for (const name of ['keys', 'values', 'entries', 'getOwnPropertyNames', 'getOwnPropertyDescriptors', 'assign', 'fromEntries']) {
@@ -778,7 +882,7 @@
           apply(mapSet, depths, [v, d])
           length += 2
         } else if (typeof v === 'string') {
-          length += v.length + 2
+          length += v.length * 6 + 2 // an escape is up to six characters
         } else {
           length += 8
         }
