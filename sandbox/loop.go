@@ -1,9 +1,9 @@
 package sandbox
 
 import (
-	"fmt"
 	"container/heap"
 	"errors"
+	"fmt"
 
 	"github.com/dop251/goja"
 )
