@@ -768,12 +768,20 @@ type HistoryEntry struct {
 
 // History returns the changes from version start (1 is the first) to the
 // archive's (or checkout's) version.
-func (a *Archive) History(start uint64) ([]HistoryEntry, error) {
+func (a *Archive) History(start uint64) ([]HistoryEntry, error) { return a.HistoryRange(start, 0) }
+
+// HistoryRange is History of the versions from start up to, not including,
+// end (to the last if end is 0): it reads only those entries.
+func (a *Archive) HistoryRange(start, end uint64) ([]HistoryEntry, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	start = max(start, 1)
+	last := a.Version()
+	if end != 0 && end-1 < last {
+		last = end - 1
+	}
 	var out []HistoryEntry
-	for seq := start; seq <= a.Version(); seq++ {
+	for seq := start; seq <= last; seq++ {
 		e, err := a.entries.get(seq)
 		if err != nil {
 			return nil, err

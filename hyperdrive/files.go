@@ -72,6 +72,21 @@ type Files struct {
 	a     *Archive
 	quota Quota
 	used  uint64 // bytes this view has let its writes add (see WithQuota)
+	stop  func() error
+}
+
+// SetStop makes the operations of this view that walk many entries (a
+// recursive Readdir or Rmdir) ask stop before each entry, and end with
+// its error: a host stops a call that ran past its budget. A recursive
+// Rmdir stopped half way has deleted part of the folder: the caller takes
+// the archive back (Archive.Rollback).
+func (f *Files) SetStop(stop func() error) { f.stop = stop }
+
+func (f *Files) stopped() error {
+	if f.stop == nil {
+		return nil
+	}
+	return f.stop()
 }
 
 // Files returns the DatArchive-style API of a.
@@ -295,21 +310,38 @@ func (f *Files) readdir(name string, recursive bool) ([]string, error) {
 	if err != nil || !recursive {
 		return list, translate(err, name)
 	}
+	// Depth first, in the order a recursion would list them, each path
+	// built once from its folder's: a deep chain of folders costs its
+	// paths' length, not that times its depth again.
+	type frame struct {
+		dir, prefix string   // the folder, and its path in the listing
+		rest        []string // its entries not yet listed
+	}
 	var out []string
-	for _, c := range list {
-		out = append(out, c)
+	stack := []frame{{dir: name, rest: list}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if len(top.rest) == 0 {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if err := f.stopped(); err != nil {
+			return nil, err
+		}
+		c := top.rest[0]
+		top.rest = top.rest[1:]
+		listed := top.prefix + c
+		out = append(out, listed)
 		if c == "" {
 			continue // only a hostile feed has these; it leads nowhere new
 		}
-		sub := path.Join(name, c)
+		sub := path.Join(top.dir, c)
 		if st, ok, _ := f.stat(sub); ok && st.IsDir() {
-			below, err := f.readdir(sub, true)
+			below, err := f.a.Readdir(sub)
 			if err != nil {
-				return nil, err
+				return nil, translate(err, sub)
 			}
-			for _, b := range below {
-				out = append(out, c+"/"+b)
-			}
+			stack = append(stack, frame{dir: sub, prefix: listed + "/", rest: below})
 		}
 	}
 	return out, nil
@@ -384,6 +416,9 @@ func (f *Files) rmdir(name string, recursive bool, grow grower) error {
 		return newError(DestDirectoryNotEmpty, "folder is not empty (%s)", name)
 	}
 	for _, c := range children {
+		if err := f.stopped(); err != nil {
+			return err
+		}
 		sub := path.Join(name, c)
 		cst, ok, err := f.stat(sub)
 		if err != nil {
@@ -416,15 +451,12 @@ type Change struct {
 // History lists changes with versions in [start, end) (end 0: to the
 // latest), oldest first unless reverse.
 func (f *Files) History(start, end uint64, reverse bool) ([]Change, error) {
-	hist, err := f.a.History(start)
+	hist, err := f.a.HistoryRange(start, end)
 	if err != nil {
 		return nil, err
 	}
-	out := []Change{}
+	out := make([]Change, 0, len(hist))
 	for _, h := range hist {
-		if end != 0 && h.Version >= end {
-			break
-		}
 		out = append(out, Change{Path: h.Name, Version: h.Version, Type: h.Type})
 	}
 	if reverse {

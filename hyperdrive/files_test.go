@@ -2,6 +2,7 @@ package hyperdrive
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +158,47 @@ func TestEncodings(t *testing.T) {
 	}
 	if _, err := DecodeContent(data, "ucs9"); !errors.Is(err, InvalidEncodingError) {
 		t.Errorf("unknown encoding: %v", err)
+	}
+}
+
+// TestRecursiveOperationsStop: a recursive Readdir or Rmdir, one call
+// that may walk a whole archive, asks the view's stop function before
+// each entry and ends with its error; and a deep chain of folders lists
+// in the order a recursion gives, each path built once.
+func TestRecursiveOperationsStop(t *testing.T) {
+	a := newMemoryArchive(t)
+	f := a.Files()
+	dir := ""
+	for i := 0; i < 50; i++ {
+		dir += "/d"
+		must(t, f.Mkdir(dir, WriteOptions{}))
+		must(t, f.WriteFile(dir+"/f", []byte("x"), WriteOptions{}))
+	}
+	list, err := f.Readdir("/", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 100 || list[0] != "d" || list[1] != "d/f" || list[2] != "d/d" || list[len(list)-1] != strings.Repeat("d/", 50)+"f" {
+		t.Errorf("listing of the chain: %d entries, %q ... %q", len(list), list[:2], list[len(list)-1])
+	}
+	errStop := errors.New("stopped")
+	for _, op := range []struct {
+		name string
+		do   func(*Files) error
+	}{
+		{"readdir", func(f *Files) error { _, err := f.Readdir("/", true); return err }},
+		{"rmdir", func(f *Files) error { return f.Rmdir("/d", true) }},
+	} {
+		asked := 0
+		view := a.Files()
+		view.SetStop(func() error {
+			if asked++; asked > 10 {
+				return errStop
+			}
+			return nil
+		})
+		if err := op.do(view); !errors.Is(err, errStop) || asked != 11 {
+			t.Errorf("%s: got %v after %d asks, want it stopped at the 11th", op.name, err, asked)
+		}
 	}
 }

@@ -427,6 +427,11 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if c.Files != nil {
+		// A recursive files operation is one native call: it asks the
+		// watchdog between entries.
+		c.Files.SetStop(s.watchdog.stopped)
+	}
 	st := &callState{
 		time:       c.Time,
 		rng:        newRand(c.Seed),

@@ -487,6 +487,8 @@ func (s *Script) filesObject() *goja.Object {
 		if err != nil {
 			return nil, err
 		}
+		// As JSON, then as objects: a few hundred bytes a change.
+		s.charge(float64(len(h)) * 512)
 		return s.jsonValue(h)
 	})
 	return obj
