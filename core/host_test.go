@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -732,4 +734,67 @@ func TestHostFaultsAreNotOutcomes(t *testing.T) {
 		t.Errorf("after it: %s", got)
 	}
 	b.verify(t)
+}
+
+// TestAuditUnderAnotherMachine: an honest log verifies on a replayer
+// unlike the host: another GOGC, one processor, and other goroutines
+// competing for it, so that calls that took half the host's time budget
+// take more than all of it. The host's limits are not outcomes, and the
+// replay runs under four times them (without that, this replay stops).
+func TestAuditUnderAnotherMachine(t *testing.T) {
+	b := &backend{dir: t.TempDir()}
+	b.archive, b.log = openStores(t, b.dir, true)
+	cfg := testConfig(b.archive, b.log)
+	cfg.Limits = sandbox.Limits{Time: 400 * time.Millisecond, Memory: 48 << 20}
+	h, err := Deploy(context.Background(), cfg, `const fs = System.files
+		let n = 0
+		exports.work = async (mib, loops) => {
+			const a = new Uint8Array(mib * 1024 * 1024); a.fill(n % 251)
+			let s = 0; for (let i = 0; i < loops; i++) s += i % 7
+			await fs.writeFile('/n', String(++n))
+			return [n, a[7], s]
+		}`, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.host = h
+	t.Cleanup(func() { b.close(t) })
+	// Calls that take about half the host's time budget here.
+	start := time.Now()
+	if _, err := b.host.Call(context.Background(), Request{Method: "work", Args: json.RawMessage("[1, 1000000]")}); err != nil {
+		t.Fatal(err)
+	}
+	loops := int(float64(1000000) * float64(200*time.Millisecond) / float64(max(time.Since(start), time.Millisecond)))
+	for i := range 4 {
+		args := fmt.Sprintf("[%d, %d]", 8+i*8, loops)
+		if _, err := b.host.Call(context.Background(), Request{Method: "work", Args: json.RawMessage(args)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(5))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	stop := make(chan struct{})
+	var spinners sync.WaitGroup
+	for range 2 {
+		spinners.Add(1)
+		go func() {
+			defer spinners.Done()
+			// Busy, not yielding: the scheduler shares the processor.
+			for x := 0; ; x++ {
+				if x%1024 == 0 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			}
+		}()
+	}
+	v, err := Replay(context.Background(), b.log, ReplayOptions{Limits: cfg.Limits})
+	close(stop)
+	spinners.Wait()
+	if err != nil || v.Divergence != nil {
+		t.Fatalf("replay on another machine: %v, %v", err, v.Divergence)
+	}
 }

@@ -79,20 +79,39 @@
 //   - A backtracking match runs at most RegexpTimeLimit; a match that ran
 //     that long stops the call (ErrTimeBudget) rather than answering "no
 //     match".
-//   - The array iterator's next is a JavaScript function, so that a
-//     built-in draining an iterator in Go (spread, new Set, Promise.all)
-//     runs an instruction each step, where the budgets can stop it.
+//   - What a built-in reads from the script is read once, by the guard,
+//     and handed on in a form that cannot change: this as a string for
+//     String methods, numbers as numbers, an array-like through a view
+//     whose length is fixed, a pattern as a checked string. A getter,
+//     valueOf or toString could otherwise answer the guard small and the
+//     built-in huge. Where goja would read elements again (concat, flat,
+//     flatMap, join, sort), the guard builds the result itself; sort
+//     sorts a copy, as the language defines it.
+//   - The iterators of arrays, strings, Maps, Sets and matchAll step
+//     through a JavaScript function, and the timer loop asks the watchdog
+//     itself, so that a built-in draining an iterator in Go (spread, new
+//     Set, Promise.all) or a built-in used as a timer's callback can be
+//     stopped. A call may have MaxTimers timers pending.
 //   - BigInt is not available (ErrBigInt at load, and for code given to
 //     eval and Function): its operators allocate inside the runtime
 //     without bound, where nothing can check them.
+//   - A panic that escapes the runtime (goja indexed past a slice when a
+//     sort comparator shortened the array) stops the call
+//     (ErrRuntimeFault), not the process.
 //
-// The wrappers cost a call from JavaScript into the original; ordinary
-// calls that use none of them cost nothing more. Their results are the
-// originals' (a differential test compares them with a plain runtime);
-// eval is always indirect (global scope). What the guards cannot reach is
-// growth through the runtime's own operators (string +, object literals),
-// which the sampled budget stops within a few milliseconds: a call may
-// briefly hold about twice its memory budget.
+// The guard's own arrays and Proxy handlers have no prototype, so that
+// setters a script puts on Object.prototype never see them. The wrappers
+// cost a call from JavaScript into the original; ordinary calls that use
+// none of them cost nothing more. Their results are the originals' (a
+// differential test and a fuzz target compare them with a plain
+// runtime); eval is always indirect (global scope). Two rounds of attack
+// on the guards found 29 ways through, each now a test
+// (TestGuardsContainHostileCalls); a boundary check cannot prove it has
+// found every native loop in goja, and a worker process is the remedy if
+// a third round finds the approach wanting. What the guards cannot reach
+// is growth through the runtime's own operators (string +, object
+// literals), which the sampled budget stops within a few milliseconds: a
+// call may briefly hold about twice its memory budget.
 //
 // # Hostile scripts
 //
