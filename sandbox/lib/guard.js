@@ -57,7 +57,6 @@
   const stringIndexOf = String.prototype.indexOf
   const stringSlice = String.prototype.slice
   const stringCharCodeAt = String.prototype.charCodeAt
-  const stringReplace = String.prototype.replace
   const regexpProto = RegExp.prototype
   const symbolReplace = Symbol.replace
   const symbolIterator = Symbol.iterator
@@ -394,7 +393,7 @@
   replace(arrayProto, 'join', {
     join (separator) {
       if (this === null || this === undefined) return apply(arrayJoin, this, [separator])
-      const sep = separator === undefined ? ',' : `${separator}`
+      const sep = separator === undefined ? ',' : str(separator)
       return joinParts(this, sep, str)
     }
   }.join)
@@ -454,7 +453,7 @@
   // string once, here, checked with the arguments, and handed on as that
   // string, so that a toString cannot answer the guard one string and
   // goja another. Numbers are converted once too, and handed on as
-  // numbers. check may return {value} to answer in the original's place.
+  // numbers.
   function stringMethod (name, check) {
     const original = stringProto[name]
     if (typeof original !== 'function') return
@@ -462,8 +461,8 @@
       [name] (...args) {
         if (this === null || this === undefined) return apply(original, this, args)
         const s = str(this)
-        const r = check(s, args)
-        return r === undefined ? apply(original, s, args) : r.value
+        check(s, args)
+        return apply(original, s, args)
       }
     }[name])
   }
@@ -577,7 +576,7 @@
             from = i + 1
           } else {
             const v = groups[apply(stringSlice, replacement, [i + 2, end])]
-            add(v === undefined ? '' : `${v}`)
+            add(v === undefined ? '' : str(v))
             from = end + 1
           }
         } else {
@@ -605,7 +604,7 @@
   function bounded (subject, replacement) {
     let fn = replacement
     if (typeof replacement !== 'function') {
-      const r = `${replacement}`
+      const r = str(replacement)
       if (!mayGrow(subject, r)) return r
       fn = substitution(r)
     }
@@ -624,7 +623,7 @@
     replace(stringProto, name, {
       [name] (pattern, replacement) {
         if (this === null || this === undefined) return apply(original, this, [pattern, replacement])
-        const subject = `${this}`
+        const subject = str(this)
         return apply(original, subject, [pattern, bounded(subject, replacement)])
       }
     }[name])
@@ -634,7 +633,7 @@
   const regexpReplace = regexpProto[symbolReplace]
   replace(regexpProto, symbolReplace, {
     [symbolReplace] (string, replacement) {
-      const subject = `${string}`
+      const subject = str(string)
       return apply(regexpReplace, this, [subject, bounded(subject, replacement)])
     }
   }[symbolReplace])
@@ -829,8 +828,8 @@
   for (const name of ['join', 'toLocaleString']) {
     method(typedArrayProto, name, function (self, args) {
       if (!isView(self)) return
-      const sep = args[0] === undefined ? 1 : `${args[0]}`.length
-      if (name === 'join' && args[0] !== undefined) args[0] = `${args[0]}`
+      if (name === 'join' && args[0] !== undefined) args[0] = str(args[0])
+      const sep = args[0] === undefined ? 1 : str(args[0]).length
       const n = viewLength(self)
       checkString(n * (25 + sep))
       chargeBytes(n * (25 + sep) * 2)
@@ -929,7 +928,7 @@
   const parse = JSON.parse
   replace(JSON, 'parse', {
     parse (text, reviver) {
-      const s = `${text}`
+      const s = str(text)
       if (jsonDepth(s) > MAX_DEPTH) throw new SyntaxErrorCtor('JSON.parse: text nested deeper than ' + MAX_DEPTH)
       chargeBytes(s.length * 8)
       return apply(parse, JSON, [s, reviver])
@@ -942,7 +941,7 @@
   // builds at run time is checked for depth before it is compiled.
   function checkSource (args) {
     for (let i = 0; i < args.length; i++) {
-      if (sourceDepth(`${args[i]}`) > MAX_DEPTH) throw new SyntaxErrorCtor('code nested deeper than ' + MAX_DEPTH)
+      if (sourceDepth(str(args[i])) > MAX_DEPTH) throw new SyntaxErrorCtor('code nested deeper than ' + MAX_DEPTH)
     }
   }
   const evalOriginal = global.eval
