@@ -738,8 +738,8 @@ func TestHostFaultsAreNotOutcomes(t *testing.T) {
 
 // TestAuditUnderAnotherMachine: an honest log verifies on a replayer
 // unlike the host: another GOGC, one processor, and other goroutines
-// competing for it, so that calls that took half the host's time budget
-// take more than all of it. The host's limits are not outcomes, and the
+// competing for it, so that calls that took a third of the host's time
+// budget take more than all of it. The host's limits are not outcomes, and the
 // replay runs under four times them (without that, this replay stops).
 func TestAuditUnderAnotherMachine(t *testing.T) {
 	b := &backend{dir: t.TempDir()}
@@ -759,12 +759,14 @@ func TestAuditUnderAnotherMachine(t *testing.T) {
 	}
 	b.host = h
 	t.Cleanup(func() { b.close(t) })
-	// Calls that take about half the host's time budget here.
+	// Calls that take about a third of the host's time budget here: on a
+	// processor shared four ways, more than all of it, but well within
+	// four times it even on a machine loaded by other tests.
 	start := time.Now()
 	if _, err := b.host.Call(context.Background(), Request{Method: "work", Args: json.RawMessage("[1, 1000000]")}); err != nil {
 		t.Fatal(err)
 	}
-	loops := int(float64(1000000) * float64(200*time.Millisecond) / float64(max(time.Since(start), time.Millisecond)))
+	loops := int(float64(1000000) * float64(120*time.Millisecond) / float64(max(time.Since(start), time.Millisecond)))
 	for i := range 4 {
 		args := fmt.Sprintf("[%d, %d]", 8+i*8, loops)
 		if _, err := b.host.Call(context.Background(), Request{Method: "work", Args: json.RawMessage(args)}); err != nil {
@@ -775,7 +777,7 @@ func TestAuditUnderAnotherMachine(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	stop := make(chan struct{})
 	var spinners sync.WaitGroup
-	for range 2 {
+	for range 3 {
 		spinners.Add(1)
 		go func() {
 			defer spinners.Done()
