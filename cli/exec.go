@@ -55,6 +55,7 @@ type execFlags struct {
 	timeBudget                         time.Duration
 	memoryMiB, retainedMiB             int
 	archiveQuotaMiB, callWriteQuotaMiB int
+	entryMiB                           int
 }
 
 // The defaults of what a backend may use.
@@ -63,6 +64,7 @@ const (
 	defaultRetainedMiB       = 512
 	defaultArchiveQuotaMiB   = 1024
 	defaultCallWriteQuotaMiB = 64
+	defaultEntryMiB          = 4
 )
 
 // limits are the sandbox's budgets the flags set.
@@ -101,6 +103,7 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&f.retainedMiB, "max-retained", defaultRetainedMiB, "")
 	fs.IntVar(&f.archiveQuotaMiB, "max-archive", defaultArchiveQuotaMiB, "")
 	fs.IntVar(&f.callWriteQuotaMiB, "max-call-write", defaultCallWriteQuotaMiB, "")
+	fs.IntVar(&f.entryMiB, "max-entry", defaultEntryMiB, "")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
@@ -123,8 +126,8 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodevms: --sync must be always or none, not %q\n", f.sync)
 		return exitUsage
 	}
-	if f.maxConnections < 0 || f.maxPeers < 0 || f.archiveQuotaMiB < 0 || f.callWriteQuotaMiB < 0 {
-		fmt.Fprintf(stderr, "nodevms: --max-connections, --max-peers, --max-archive and --max-call-write must be 0 (no cap) or more\n")
+	if f.maxConnections < 0 || f.maxPeers < 0 || f.archiveQuotaMiB < 0 || f.callWriteQuotaMiB < 0 || f.entryMiB < 0 {
+		fmt.Fprintf(stderr, "nodevms: --max-connections, --max-peers, --max-archive, --max-call-write and --max-entry must be 0 (no cap) or more\n")
 		return exitUsage
 	}
 	if f.timeBudget <= 0 || f.memoryMiB <= 0 || f.retainedMiB <= 0 {
@@ -196,7 +199,8 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		return fmt.Errorf("opening the call log in %s: %w", datDir, err)
 	}
 	defer log.Close()
-	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger, Limits: f.limits(), Quota: f.quota()}
+	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger, Limits: f.limits(), Quota: f.quota(),
+		MaxEntry: f.entryMiB << 20}
 	var host *core.Host
 	if existing {
 		if err := sameScript(log, code); err != nil {

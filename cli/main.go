@@ -71,6 +71,8 @@ Serving (-e, exec):
   --max-call-write MIB
                      how much one call may write to it (default 64;
                      0: no cap)
+  --max-entry MIB    how much one call's result, error and oracle values
+                     may add to the call log (default 4; 0: no cap)
                      A call past any of these is stopped: the caller gets
                      an error and the call leaves no trace in the log
 

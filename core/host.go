@@ -36,6 +36,10 @@ var (
 	// batch whose signatures take long to check) cannot reach the log out
 	// of order.
 	ErrSequence = errors.New("core: a signed call's sequence number is out of order")
+	// ErrEntryTooLarge: a call whose result, error and oracle values
+	// would make a log entry larger than Config.MaxEntry. It is stopped and
+	// leaves no trace.
+	ErrEntryTooLarge = errors.New("core: the call's log entry would be too large")
 	// ErrInvalidArguments: arguments a script cannot be given exactly
 	// (sandbox.CheckArguments); nothing ran.
 	ErrInvalidArguments = errors.New("core: invalid arguments")
@@ -66,6 +70,10 @@ type Config struct {
 	// and leaves no trace (sandbox.ErrQuota), so that the quota, a setting
 	// of this host, never becomes an outcome that a replay would need.
 	Quota hyperdrive.Quota
+	// MaxEntry bounds what one call's result, error and oracle values add
+	// to the log, in bytes (no limit if zero): the log is the host's disk
+	// too, and no archive quota covers it. A call past it is stopped.
+	MaxEntry int
 	// QueueSize bounds the calls waiting to run (1000 if zero); more get
 	// ErrBusy.
 	QueueSize int
@@ -345,7 +353,7 @@ func start(cfg Config, m *machine) *Host {
 // newHost returns a host whose loop is not running yet.
 func newHost(cfg Config, m *machine) *Host {
 	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
-	m.quota = cfg.Quota
+	m.quota, m.maxEntry = cfg.Quota, cfg.MaxEntry
 	seqs, err := logSeqs(cfg.Log)
 	if err != nil {
 		// Open has just read every entry: this does not happen.

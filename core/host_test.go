@@ -800,3 +800,34 @@ func TestAuditUnderAnotherMachine(t *testing.T) {
 		t.Fatalf("replay on another machine: %v, %v", err, v.Divergence)
 	}
 }
+
+// TestEntryTooLargeStopsTheCall: a call whose result (or thrown message,
+// or oracle values) would make a log entry larger than MaxEntry is
+// stopped and leaves no trace: the log is the host's disk, and no
+// archive quota covers it (three calls returning 20 MB each grew the log
+// by 60 MB).
+func TestEntryTooLargeStopsTheCall(t *testing.T) {
+	b := deployScript(t, `let n = 0
+		exports.big = (size) => { n++; return 'x'.repeat(size) }
+		exports.thrown = (size) => { n++; throw new Error('x'.repeat(size)) }
+		exports.oracle = async (size) => { n++; return (await System.oracle((s) => 'x'.repeat(s), size)).length }
+		exports.count = () => n`, nil)
+	b.host.m.maxEntry = 1 << 20
+	before := b.log.Length()
+	for _, method := range []string{"big", "thrown", "oracle"} {
+		_, err := b.host.Call(context.Background(), Request{Method: method, Args: json.RawMessage("[2000000]")})
+		if !errors.Is(err, ErrAborted) || !errors.Is(err, ErrEntryTooLarge) {
+			t.Errorf("%s: got %v, want the call stopped as too large", method, err)
+		}
+	}
+	if b.log.Length() != before {
+		t.Errorf("stopped calls were logged")
+	}
+	if got, _ := b.call(t, "big", nil, 1000); len(got) != 1002 {
+		t.Errorf("a small result: %d bytes", len(got))
+	}
+	if got, _ := b.call(t, "count", nil); got != "1" {
+		t.Errorf("after the stops the script counts %s calls, want 1 (what they did was undone)", got)
+	}
+	b.verify(t)
+}

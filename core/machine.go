@@ -20,9 +20,11 @@ type machine struct {
 	archive *hyperdrive.Archive
 	files   *hyperdrive.Files
 	limits  sandbox.Limits
-	// quota, on a host, bounds each call's writes; replays have none.
-	quota hyperdrive.Quota
-	log   *slog.Logger
+	// quota, on a host, bounds each call's writes, and maxEntry what its
+	// log entry records; replays have neither.
+	quota    hyperdrive.Quota
+	maxEntry int
+	log      *slog.Logger
 	// unrecorded is the test-only nondeterministic Math.random (see
 	// sandbox.Call.UnrecordedRandom).
 	unrecorded func() float64
@@ -120,6 +122,11 @@ func (m *machine) run(ctx context.Context, env callEnv, oracles sandbox.Oracles)
 		Oracles:          oracles,
 		UnrecordedRandom: m.unrecorded,
 	})
+	if err == nil && m.maxEntry > 0 {
+		if n := outcomeSize(r, oracles); n > m.maxEntry {
+			err = fmt.Errorf("%w: %d bytes of result, error and oracle values, more than %d", ErrEntryTooLarge, n, m.maxEntry)
+		}
+	}
 	if err != nil {
 		if rerr := m.archive.Rollback(); rerr != nil {
 			return outcome{}, fmt.Errorf("%w (and the rollback failed: %v)", err, rerr)
@@ -132,6 +139,24 @@ func (m *machine) run(ctx context.Context, env callEnv, oracles sandbox.Oracles)
 	out := outcome{res: r.Value, err: r.Error, filesVersion: m.archive.Version()}
 	out.filesRoot, err = m.root()
 	return out, err
+}
+
+// outcomeSize is what a call's outcome adds to its log entry: the result,
+// the error, and the oracle values recorded.
+func outcomeSize(r sandbox.Result, oracles sandbox.Oracles) int {
+	n := len(r.Value)
+	if r.Error != nil {
+		n += len(r.Error.Name) + len(r.Error.Message)
+	}
+	if rec, ok := oracles.(*sandbox.Record); ok {
+		for _, v := range rec.Values {
+			n += len(v.Value)
+			if v.Error != nil {
+				n += len(v.Error.Name) + len(v.Error.Message)
+			}
+		}
+	}
+	return n
 }
 
 // root returns the archive's tree hashes.
