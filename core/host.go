@@ -298,7 +298,6 @@ func Open(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	m := r.m
 	m.unrecorded = cfg.UnrecordedRandom
-	m.limits = cfg.Limits
 	m.script.SetLimits(cfg.Limits)
 	if err := cfg.Archive.Sync(); err != nil {
 		return nil, err

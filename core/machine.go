@@ -19,7 +19,6 @@ type machine struct {
 	script  *sandbox.Script
 	archive *hyperdrive.Archive
 	files   *hyperdrive.Files
-	limits  sandbox.Limits
 	// quota, on a host, bounds each call's writes, and maxEntry what its
 	// log entry records; replays have neither.
 	quota    hyperdrive.Quota
@@ -70,7 +69,7 @@ func deploy(ctx context.Context, archive *hyperdrive.Archive, init *Entry, calle
 	}
 	when := time.UnixMilli(init.Time)
 	o := hyperdrive.WriteOptions{Mtime: when, Ctime: when}
-	m := &machine{archive: archive, files: archive.Files(), limits: limits, log: log, unrecorded: unrecorded}
+	m := &machine{archive: archive, files: archive.Files(), log: log, unrecorded: unrecorded}
 	if err := archive.Begin(); err != nil {
 		return nil, outcome{}, err
 	}

@@ -44,7 +44,10 @@ func CheckArguments(raw []byte) error {
 				if skipSpace(raw, i) != len(raw) {
 					return fmt.Errorf("%w: text after the array", ErrArguments)
 				}
-				return checkJSON(raw)
+				if !json.Valid(raw) { // the full syntax check, once the cheap ones pass
+					return fmt.Errorf("%w: not JSON", ErrArguments)
+				}
+				return nil
 			}
 		case c == '"':
 			end, err := checkString(raw, i)
@@ -70,14 +73,6 @@ func CheckArguments(raw []byte) error {
 		}
 	}
 	return fmt.Errorf("%w: the array does not end", ErrArguments)
-}
-
-// checkJSON is the full syntax check, once the cheap ones have passed.
-func checkJSON(raw []byte) error {
-	if !json.Valid(raw) {
-		return fmt.Errorf("%w: not JSON", ErrArguments)
-	}
-	return nil
 }
 
 // checkString checks the string starting at raw[i] (a quote) for escapes

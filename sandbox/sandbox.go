@@ -462,9 +462,9 @@ func (s *Script) arguments(raw []byte) ([]goja.Value, error) {
 		return nil, nil // most calls: no parse, no array to build and take apart
 	}
 	if err := CheckArguments(raw); err != nil {
-		return nil, err
+		return nil, err // (which checked the depth too)
 	}
-	parsed, err := s.parseJSON(string(raw))
+	parsed, err := s.parse(goja.Undefined(), s.rt.ToValue(string(raw)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrArguments, err)
 	}

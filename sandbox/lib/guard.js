@@ -56,7 +56,6 @@
   const arrayJoin = Array.prototype.join
   const stringIndexOf = String.prototype.indexOf
   const stringSlice = String.prototype.slice
-  const stringCharCodeAt = String.prototype.charCodeAt
   const regexpProto = RegExp.prototype
   const symbolReplace = Symbol.replace
   const symbolIterator = Symbol.iterator
