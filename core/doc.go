@@ -34,7 +34,12 @@
 // entries and files when they are signed. A call that
 // throws is logged with its error and its writes stay; a call the host
 // stops (a sandbox budget) leaves no trace: its writes are rolled back and
-// the script's memory is rebuilt by replaying the log. The archive is
+// a standby runtime takes the place of the script's. The standby follows
+// the log in the host's idle time (so a busy host pays nothing for it), and
+// takes over after replaying what it had not reached: a stop costs the
+// standby's lag, not a replay of the whole log. Following is a self-check
+// too: a logged entry that the standby cannot reproduce is an error in the
+// host's own log at once. The archive is
 // flushed at most once a second: the log is the write-ahead record, and
 // Open redoes from it what a crash kept from the archive.
 //

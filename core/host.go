@@ -63,7 +63,10 @@ type Config struct {
 	// archive) may wait for their signature, and so for peers to see them
 	// (5ms if zero). Callers are answered without waiting for it.
 	SignEvery time.Duration
-	// Limits bound each call.
+	// Limits bound each call. Limits.Retained bounds the process's live
+	// heap after a call: what the backend keeps, and what its standby
+	// runtime keeps while it has one (a standby gives itself up once the
+	// two pass half of Retained).
 	Limits sandbox.Limits
 	// Quota bounds what the backend's archive may hold and what one call
 	// may write (no limit if zero). A call that would pass it is stopped
@@ -110,6 +113,7 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Limits = c.Limits.WithDefaults()
 }
 
 // Host serves one backend: it runs calls one at a time, in arrival order,
@@ -144,6 +148,12 @@ type Host struct {
 	lastArchiveSync time.Time
 	encoded         []byte            // the last group's entries, encoded: its buffer is reused
 	seqs            map[string]uint64 // each signer's last logged sequence number
+	standby         *standby          // the runtime that takes over after a stopped call
+	lastBusy        atomic.Int64      // when a group last ran (UnixNano), for the standby
+	fullReplays     int               // rebuilds that had no standby and replayed the whole log
+	// lost is why the host could not restore the backend's memory after a
+	// stopped call: it answers every later call with it.
+	lost error
 }
 
 // archiveSyncEvery is how often the host flushes the archive. The log is
@@ -369,7 +379,24 @@ func newHost(cfg Config, m *machine) *Host {
 	}
 	h.signTimer = time.NewTimer(time.Hour)
 	h.signTimer.Stop()
+	h.standby = h.newStandby()
 	return h
+}
+
+// newStandby starts a standby runtime following the log as it is. Its
+// console is silent: the host's runtime has said it all once.
+func (h *Host) newStandby() *standby {
+	t := turns{run: &h.run, lastBusy: &h.lastBusy, waiting: func() bool { return h.queued.Load() > 0 }}
+	return newStandby(h.cfg.Log, h.cfg.Log.Length(), ReplayOptions{Limits: h.cfg.Limits}, h.cfg.Limits.Retained/2, t, h.cfg.Logger)
+}
+
+// dropStandbyIfTooLarge lets a standby go that gave itself up because the
+// backend keeps too much for two copies. h.run is held.
+func (h *Host) dropStandbyIfTooLarge() {
+	if h.standby != nil && h.standby.tooLarge.Load() {
+		h.standby.close()
+		h.standby = nil
+	}
 }
 
 // Methods lists the methods callers may call (init is not one).
@@ -515,6 +542,9 @@ func (h *Host) Close() error {
 	h.wg.Wait() // every Call has its answer
 	close(h.queue)
 	<-h.done
+	if h.standby != nil {
+		h.standby.close()
+	}
 	err := h.cfg.Archive.Sync()
 	if lerr := h.cfg.Log.Sync(); err == nil {
 		err = lerr
@@ -596,6 +626,7 @@ func (h *Host) runGroupAndSign(group []*pending) {
 		}
 		h.lastArchiveSync = time.Now()
 	}
+	h.lastBusy.Store(time.Now().UnixNano())
 }
 
 // sign signs the archive and the log. h.run is held.
@@ -655,8 +686,8 @@ func (h *Host) runGroup(group []*pending) bool {
 		if seqs, err := logSeqs(h.cfg.Log); err == nil {
 			h.seqs = seqs
 		}
-	} else {
-		err = a.Commit()
+	} else if err = a.Commit(); err == nil && h.standby != nil {
+		h.standby.setDurable(h.cfg.Log.Length())
 	}
 	for i, p := range done {
 		if err != nil {
@@ -672,6 +703,10 @@ func (h *Host) runGroup(group []*pending) bool {
 // runCall runs one call; earlier are the entries of the group so far, not
 // yet in the log, which a rebuild after an abort must replay too.
 func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
+	if h.lost != nil {
+		return nil, h.lost
+	}
+	h.dropStandbyIfTooLarge()
 	auth := p.req.Auth
 	if auth != nil {
 		if last, ok := h.seqs[auth.Key]; ok && auth.Seq <= last {
@@ -704,8 +739,9 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)
 		if rerr := h.rebuild(earlier); rerr != nil {
-			h.cfg.Logger.Error("rebuilding the backend after an aborted call", "error", rerr)
-			return nil, fmt.Errorf("%w: %w (and rebuilding failed: %v)", ErrAborted, err, rerr)
+			h.cfg.Logger.Error("the backend's memory could not be restored after an aborted call; every call will fail until a restart", "error", rerr)
+			h.lost = fmt.Errorf("%w: the backend's memory could not be restored after an aborted call (see the host's log)", ErrState)
+			return nil, fmt.Errorf("%w: %w (and restoring the backend failed)", ErrAborted, err)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrAborted, err)
 	}
@@ -730,14 +766,27 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 }
 
 // rebuild replaces the script's runtime, which an aborted call left in an
-// unknown state, with one rebuilt by replaying the log and then the
-// group's entries not yet in it. The archive itself was rolled back by the
-// machine.
+// unknown state, with the standby's, once it has replayed the log (it
+// follows it, so this costs its lag), and then the group's entries not yet
+// in the log. A new standby starts following at once. If the standby has
+// failed, the log is replayed here, under the lock. The archive itself
+// was rolled back by the machine.
 func (h *Host) rebuild(pendingEntries []*Entry) error {
 	ctx := context.Background()
-	r, err := replayLog(ctx, h.cfg.Log, h.cfg.Log.Length(), ReplayOptions{Limits: h.cfg.Limits, Logger: h.cfg.Logger})
+	n := h.cfg.Log.Length()
+	h.dropStandbyIfTooLarge()
+	var r *Replayer
+	err := errNoStandby
+	if h.standby != nil {
+		r, err = h.standby.take(n)
+		h.standby = h.newStandby()
+	}
 	if err != nil {
-		return err
+		h.cfg.Logger.Warn("no standby runtime to take over; replaying the whole log", "reason", err)
+		h.fullReplays++
+		if r, err = replayLog(ctx, h.cfg.Log, n, ReplayOptions{Limits: h.cfg.Limits}); err != nil {
+			return err
+		}
 	}
 	defer r.Close()
 	for i, e := range pendingEntries {
@@ -750,6 +799,7 @@ func (h *Host) rebuild(pendingEntries []*Entry) error {
 	}
 	h.m.script = r.m.script
 	h.m.script.SetLimits(h.cfg.Limits)
+	h.m.script.SetLogger(h.cfg.Logger)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 
@@ -65,5 +66,60 @@ func benchmarkGroupOf8(b *testing.B, name string) {
 	b.StopTimer()
 	if first != nil {
 		b.Fatal(first)
+	}
+}
+
+// BenchmarkStopOnLongLog is what a stopped call costs the host on a log of
+// 100,000 counter calls: the stop itself (a result past MaxEntry, found as
+// soon as the call returns) and the standby taking over. The standby has
+// caught up before each stop, as it does on a host with idle time; with no
+// standby, the same stop replayed the whole log (BenchmarkStopOnLongLog's
+// "replay" case, which does so by hand).
+func BenchmarkStopOnLongLog(b *testing.B) {
+	for _, withStandby := range []bool{true, false} {
+		name := "standby"
+		if !withStandby {
+			name = "replay"
+		}
+		b.Run(name, func(b *testing.B) {
+			dir := b.TempDir()
+			archive, log := openStoresFsync(b, dir, true, false)
+			cfg := testConfig(archive, log)
+			cfg.MaxEntry = 1 << 10
+			h, err := Deploy(context.Background(), cfg, `let n = 0
+				exports.increment = () => ++n
+				exports.big = () => 'x'.repeat(4096)`, "bench", nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { h.Close(); archive.Close(); log.Close() }()
+			var batch Batch
+			var wg sync.WaitGroup
+			req := Request{Method: "increment", Args: json.RawMessage("[]")}
+			for calls := 0; calls < 100_000; calls += 256 {
+				wg.Add(256)
+				for range 256 {
+					h.Add(&batch, context.Background(), req, func(Response, error) { wg.Done() })
+				}
+				h.SubmitBatch(&batch)
+				wg.Wait()
+			}
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				if withStandby {
+					waitCaughtUp(b, h)
+				} else {
+					h.run.Lock()
+					h.standby.close()
+					h.standby.failed = errNoStandby
+					h.run.Unlock()
+				}
+				b.StartTimer()
+				if _, err := h.Call(context.Background(), Request{Method: "big"}); !errors.Is(err, ErrEntryTooLarge) {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

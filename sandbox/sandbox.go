@@ -65,7 +65,7 @@ type Limits struct {
 // host did not; its limits are there for safety against a log that no
 // honest host wrote.
 func (l Limits) ForReplay() Limits {
-	l = l.withDefaults()
+	l = l.WithDefaults()
 	l.Time *= 4
 	l.Memory *= 4
 	l.Retained *= 4
@@ -75,7 +75,7 @@ func (l Limits) ForReplay() Limits {
 // SetLimits changes the limits of the calls to come: a script rebuilt
 // by a replay (under ForReplay) serves under the host's.
 func (s *Script) SetLimits(l Limits) {
-	l = l.withDefaults()
+	l = l.WithDefaults()
 	s.limits = l
 	if s.broken == nil {
 		s.rt.SetMaxCallStackSize(l.StackDepth)
@@ -83,7 +83,17 @@ func (s *Script) SetLimits(l Limits) {
 	s.watchdog.setLimits(l)
 }
 
-func (l Limits) withDefaults() Limits {
+// SetLogger changes where console output goes (nil discards it): a
+// script rebuilt by a replay, which was silent, logs as it serves.
+func (s *Script) SetLogger(l *slog.Logger) {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	s.log = l
+}
+
+// WithDefaults is l with its zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits {
 	if l.Time == 0 {
 		l.Time = 5 * time.Second
 	}
@@ -162,7 +172,7 @@ var builtins = map[string]string{"path": pathJS, "assert": assertJS}
 // and what it exports (exports.fn, module.exports = {...}, or
 // module.exports = function, callable as "default") becomes the methods.
 func Load(code string, opts Options) (*Script, error) {
-	s := &Script{rt: goja.New(), limits: opts.Limits.withDefaults(), log: opts.Logger, live: opts.live}
+	s := &Script{rt: goja.New(), limits: opts.Limits.WithDefaults(), log: opts.Logger, live: opts.live}
 	s.watchdog = &watchdog{rt: s.rt, limits: s.limits}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
