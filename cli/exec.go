@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
 	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/internal/folderlock"
 	"github.com/nodevms/nodevms/rpc"
 	"github.com/nodevms/nodevms/sandbox"
 )
@@ -148,6 +150,10 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serve deploys or reopens the backend and serves it until ctx ends.
+// Everything that can be refused quickly is decided before anything is
+// written: the ports are bound and the folder locked first, and a deploy
+// that fails leaves no folder behind (or, if the folder was there, only
+// what was in it before).
 func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr io.Writer) error {
 	code, err := os.ReadFile(scriptPath)
 	if err != nil {
@@ -164,67 +170,54 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	if err != nil {
 		return err
 	}
+	rpcLn, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
+	if err != nil {
+		return err
+	}
+	defer rpcLn.Close()
+	datLn, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.datPort)))
+	if err != nil {
+		return err
+	}
+	defer datLn.Close()
+
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	datDir := filepath.Join(dir, hyperdrive.DatDir)
-	_, statErr := os.Stat(filepath.Join(datDir, "call-log.key"))
-	existing := statErr == nil
-	archive, err := hyperdrive.Open(hyperdrive.Options{
-		Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")),
-		Create:  !existing,
-		// Signed with the call log, every few milliseconds; flushed
-		// every second (a crash is redone from the log).
-		DeferSignatures: true,
-		WriteBack:       true,
-	})
+	folder, err := claimFolder(dir)
 	if err != nil {
-		return fmt.Errorf("opening the files archive in %s: %w", dir, err)
+		return err
 	}
-	defer archive.Close()
-	log, err := hypercore.Open(hypercore.Config{
-		Storage:        hypercore.DirStorage{Dir: datDir, Prefix: "call-log."},
-		Create:         !existing,
-		AnnounceOnSync: true,
-		LineLog:        true, // one fsync per commit: the data file is the write-ahead record
-		// Signed every few milliseconds, not every group: a signature
-		// costs more than most calls (core.Config.SignEvery).
-		DeferSignatures: true,
-		WriteBack:       true, // tree, bitfield and signatures: rebuilt from the data after a crash
-		NoFsync:         f.sync == "none",
-		// An fsync that need not grow the file is about 1.6 times as
-		// fast. A 1 MiB step is a few thousand calls' entries; writing it
-		// costs about 1.5 ms, once per step.
-		Preallocate: 1 << 20,
-	})
+	defer folder.release()
+	archive, log, err := openStores(dir, !folder.deployed, f.sync == "none")
 	if err != nil {
-		return fmt.Errorf("opening the call log in %s: %w", datDir, err)
+		return err
 	}
-	defer log.Close()
+	closeStores := func() {
+		log.Close()
+		archive.Close()
+	}
 	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger, Limits: f.limits(), Quota: f.quota(),
 		MaxEntry: f.entryMiB << 20}
 	var host *core.Host
-	if existing {
-		if err := sameScript(log, code); err != nil {
-			return err
+	if folder.deployed {
+		if err = sameScript(log, code); err == nil {
+			host, err = core.Open(ctx, cfg)
 		}
-		host, err = core.Open(ctx, cfg)
 	} else {
 		host, err = core.Deploy(ctx, cfg, string(code), f.title, nil)
+		if err != nil {
+			closeStores()
+			if rerr := folder.undoDeploy(); rerr != nil {
+				return fmt.Errorf("%w (and removing what the deploy wrote failed: %v)", err, rerr)
+			}
+			return fmt.Errorf("deploy: %w", err)
+		}
 	}
 	if err != nil {
+		closeStores()
 		return err
 	}
+	defer closeStores()
 
-	rpcLn, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
-	if err != nil {
-		host.Close()
-		return err
-	}
-	datLn, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.datPort)))
-	if err != nil {
-		rpcLn.Close()
-		host.Close()
-		return err
-	}
 	stats := &protocol.Stats{}
 	// One cap for Dat peers, over TCP and over the WebSocket at /.dat: they
 	// cost the same.
@@ -285,6 +278,118 @@ func sameScript(log *hypercore.Feed, code []byte) error {
 		return errors.New("this folder serves another script; deploy this one into a new folder (--dir)")
 	}
 	return nil
+}
+
+// openStores opens (or creates) a backend folder's files archive and
+// call log.
+func openStores(dir string, create, noFsync bool) (*hyperdrive.Archive, *hypercore.Feed, error) {
+	datDir := filepath.Join(dir, hyperdrive.DatDir)
+	archive, err := hyperdrive.Open(hyperdrive.Options{
+		Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")),
+		Create:  create,
+		// Signed with the call log, every few milliseconds; flushed
+		// every second (a crash is redone from the log).
+		DeferSignatures: true,
+		WriteBack:       true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening the files archive in %s: %w", dir, err)
+	}
+	log, err := hypercore.Open(hypercore.Config{
+		Storage:        hypercore.DirStorage{Dir: datDir, Prefix: "call-log."},
+		Create:         create,
+		AnnounceOnSync: true,
+		LineLog:        true, // one fsync per commit: the data file is the write-ahead record
+		// Signed every few milliseconds, not every group: a signature
+		// costs more than most calls (core.Config.SignEvery).
+		DeferSignatures: true,
+		WriteBack:       true, // tree, bitfield and signatures: rebuilt from the data after a crash
+		NoFsync:         noFsync,
+		// An fsync that need not grow the file is about 1.6 times as
+		// fast. A 1 MiB step is a few thousand calls' entries; writing it
+		// costs about 1.5 ms, once per step.
+		Preallocate: 1 << 20,
+	})
+	if err != nil {
+		archive.Close()
+		return nil, nil, fmt.Errorf("opening the call log in %s: %w", datDir, err)
+	}
+	return archive, log, nil
+}
+
+// claimedFolder is a backend folder this process holds the lock of.
+type claimedFolder struct {
+	dir      string
+	deployed bool // it holds a deployed backend: open it, do not deploy
+	// What undoDeploy removes: the folder itself if this process made it,
+	// else what a deploy adds to it.
+	madeDir bool
+	lock    *folderlock.Lock
+}
+
+// claimFolder locks dir (making it if need be) for this process. A folder
+// whose call log has no entry holds a deploy that did not finish (nothing
+// of it was ever acknowledged or published): what it wrote is removed,
+// and the folder is deployed again.
+func claimFolder(dir string) (*claimedFolder, error) {
+	c := &claimedFolder{dir: dir}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		c.madeDir = true
+	}
+	datDir := filepath.Join(dir, hyperdrive.DatDir)
+	if err := os.MkdirAll(datDir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := folderlock.Acquire(filepath.Join(datDir, "lock"))
+	if err != nil {
+		var held *folderlock.HeldError
+		if errors.As(err, &held) && held.PID != 0 {
+			return nil, fmt.Errorf("another nodevms (pid %d) is serving %s; stop it first", held.PID, dir)
+		}
+		if c.madeDir {
+			os.RemoveAll(dir)
+		}
+		return nil, fmt.Errorf("locking %s: %w", dir, err)
+	}
+	c.lock = lock
+	if _, err := os.Stat(filepath.Join(datDir, "call-log.key")); err != nil {
+		return c, nil
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: datDir, Prefix: "call-log."}})
+	if err != nil {
+		c.release()
+		return nil, fmt.Errorf("opening the call log in %s: %w", datDir, err)
+	}
+	n := log.Length()
+	log.Close()
+	if n > 0 {
+		c.deployed = true
+		return c, nil
+	}
+	if err := c.undoDeploy(); err != nil {
+		c.release()
+		return nil, fmt.Errorf("%s holds a deploy that did not finish, which could not be removed: %w", dir, err)
+	}
+	return claimFolder(dir)
+}
+
+// undoDeploy removes what a deploy that failed wrote, keeping what the
+// folder held before. The stores must be closed.
+func (c *claimedFolder) undoDeploy() error {
+	c.release()
+	if c.madeDir {
+		return os.RemoveAll(c.dir)
+	}
+	for _, name := range []string{"dat.json", "backend.js"} {
+		if err := os.Remove(filepath.Join(c.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return os.RemoveAll(filepath.Join(c.dir, hyperdrive.DatDir))
+}
+
+func (c *claimedFolder) release() {
+	c.lock.Release()
 }
 
 // displayAddr writes loopback addresses as localhost, as users type them.

@@ -43,6 +43,9 @@ var (
 	// ErrInvalidArguments: arguments a script cannot be given exactly
 	// (sandbox.CheckArguments); nothing ran.
 	ErrInvalidArguments = errors.New("core: invalid arguments")
+	// ErrInitFailed: the script's init export threw at deploy. Nothing was
+	// logged; a backend whose first state is an error is not deployed.
+	ErrInitFailed = errors.New("core: the script's init failed")
 	// ErrNotCallable: init (run once, at deploy) and unknown methods.
 	ErrNotCallable = errors.New("core: method not supported")
 	// ErrState: the archive and the log disagree in a way the host cannot
@@ -186,7 +189,8 @@ type pending struct {
 // Deploy starts a new backend: the archive and the log must be empty. It
 // writes the init entry (and what deploy puts in the archive), runs the
 // script's init export if it has one, with callerID as its caller, and
-// starts serving.
+// starts serving. An init that throws fails the deploy (ErrInitFailed);
+// what the deploy wrote to the stores is then to be discarded.
 func Deploy(ctx context.Context, cfg Config, code, title string, callerID *string) (*Host, error) {
 	cfg.defaults()
 	if cfg.Log.Length() != 0 || cfg.Archive.Metadata().Length() > 1 {
@@ -214,6 +218,10 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 	if err != nil {
 		cfg.Archive.Rollback()
 		return nil, err
+	}
+	if out.err != nil {
+		cfg.Archive.Rollback()
+		return nil, fmt.Errorf("%w: %v", ErrInitFailed, out.err)
 	}
 	if m.script.HasMethod("init") {
 		init.Call = &CallRecord{UserID: callerID, MethodName: "init", Args: json.RawMessage("[]")}

@@ -831,3 +831,19 @@ func TestEntryTooLargeStopsTheCall(t *testing.T) {
 	}
 	b.verify(t)
 }
+
+// TestInitThatThrowsIsNotDeployed: an init that throws fails the deploy
+// and logs nothing.
+func TestInitThatThrowsIsNotDeployed(t *testing.T) {
+	dir := t.TempDir()
+	archive, log := openStores(t, dir, true)
+	defer archive.Close()
+	defer log.Close()
+	_, err := Deploy(context.Background(), testConfig(archive, log), "exports.init = () => { throw new TypeError('no config') }", "test", nil)
+	if !errors.Is(err, ErrInitFailed) || !strings.Contains(err.Error(), "no config") {
+		t.Fatalf("Deploy = %v, want ErrInitFailed naming the script's error", err)
+	}
+	if n := log.Length(); n != 0 {
+		t.Errorf("the call log holds %d entries", n)
+	}
+}
