@@ -355,8 +355,12 @@ func checkRoot(a *hyperdrive.Archive, want *FilesRoot) error {
 	if err != nil {
 		return err
 	}
-	if got != *want {
-		return fmt.Errorf("%w: the archive's root %s is not the logged %s", ErrState, got.Metadata, want.Metadata)
+	switch {
+	case got.Metadata != want.Metadata:
+		return fmt.Errorf("%w: the archive's metadata root %s is not the logged %s", ErrState, got.Metadata, want.Metadata)
+	case got != *want:
+		return fmt.Errorf("%w: the archive's content root %s (%d blocks) is not the logged %s (%d blocks)",
+			ErrState, got.Content, got.ContentLength, want.Content, want.ContentLength)
 	}
 	return nil
 }

@@ -924,6 +924,37 @@ func (f *Feed) Clear(start, end uint64) error {
 	return nil
 }
 
+// Unclear undoes Clear for blocks [start, end) whose bytes the storage
+// holds again, or still: a crash can make a Clear durable before the
+// change that would have replaced the bytes. The blocks are read back at
+// once and checked against the tree; a block that does not check is
+// cleared again, and its error returned.
+func (f *Feed) Unclear(start, end uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return ErrClosed
+	case f.readOnly:
+		return ErrNotWritable
+	case len(f.held) > 0:
+		return ErrHeld
+	}
+	end = min(end, f.length)
+	for i := start; i < end; i++ {
+		if f.bitfield.Get(i) {
+			continue
+		}
+		f.bitfield.Set(i, true)
+		f.syncNeeded = true
+		if _, err := f.read(i, true); err != nil {
+			f.bitfield.Set(i, false)
+			return fmt.Errorf("block %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
 func (f *Feed) get(i uint64) ([]byte, error) { return f.read(i, true) }
 
 // largeBlock is the block size above which read checks the data file's size

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/sleep"
 )
 
 // TestRollbackLeavesNoTrace: appends and clears made during a hold and then
@@ -219,5 +220,65 @@ func TestHoldSignsOnce(t *testing.T) {
 	g := mustOpen(t, hypercore.Config{Storage: st, PublicKey: kp.PublicKey})
 	if g.Length() != 4 {
 		t.Fatalf("reopened at length %d", g.Length())
+	}
+}
+
+// TestTruncateThenAppendAgain: a writer that truncates blocks and appends
+// the same ones again has the files of one that never lost them, after a
+// reopen too; the cut reaches the disk with the next Sync.
+func TestTruncateThenAppendAgain(t *testing.T) {
+	kp := seedKey(11)
+	plainDir, cutDir := t.TempDir(), t.TempDir()
+	plain := mustOpen(t, hypercore.Config{Storage: hypercore.DirStorage{Dir: plainDir}, SecretKey: kp.SecretKey, Create: true})
+	cut := mustOpen(t, hypercore.Config{Storage: hypercore.DirStorage{Dir: cutDir}, SecretKey: kp.SecretKey, Create: true})
+	if _, err := plain.Append(blocks("kept", 7)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cut.Append(blocks("kept", 7)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cut.Append(bytes.Repeat([]byte{2}, 5000), []byte("cut")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Truncate(4); err != nil {
+		t.Fatal(err)
+	}
+	if cut.Length() != 4 || cut.Has(4) {
+		t.Fatalf("after Truncate(4): length %d, has block 4: %v", cut.Length(), cut.Has(4))
+	}
+	if err := cut.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cut.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cut = mustOpen(t, hypercore.Config{Storage: hypercore.DirStorage{Dir: cutDir}})
+	if cut.Length() != 4 {
+		t.Fatalf("reopened: length %d, want 4", cut.Length())
+	}
+	if _, err := cut.Append(blocks("kept", 7)[4:]...); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*hypercore.Feed{plain, cut} {
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"data", "tree", "signatures", "bitfield"} {
+		want, got := readFile(t, plainDir, name), readFile(t, cutDir, name)
+		if name == "signatures" {
+			// The cut feed signed its new head, length 4, as well.
+			at := sleep.HeaderSize + 3*hypercore.SignatureSize
+			if bytes.Equal(got[at:at+hypercore.SignatureSize], make([]byte, hypercore.SignatureSize)) {
+				t.Error("the new head was not signed")
+			}
+			copy(got[at:], make([]byte, hypercore.SignatureSize))
+		}
+		if !bytes.Equal(want, got) {
+			t.Errorf("%s differs from a feed that never had the cut blocks", name)
+		}
 	}
 }

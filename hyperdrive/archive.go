@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"path"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -184,6 +185,11 @@ func (a *Archive) openContent() error {
 			return err
 		}
 	}
+	if content.Writable() && !a.readOnly {
+		if err := a.cutUnreferencedContent(); err != nil {
+			return err
+		}
+	}
 	if files != nil {
 		if !a.readOnly {
 			if err := files.recover(a.metadata.Length()); err != nil {
@@ -197,19 +203,80 @@ func (a *Archive) openContent() error {
 	return nil
 }
 
+// cutUnreferencedContent takes back content blocks that no metadata entry
+// points at: a writer's crash between syncing the content feed and syncing
+// the metadata that points at it leaves them (Sync's order). They hold
+// files that were never written as far as the archive goes (in DatStorage
+// their bytes never reached the folder), and a writer that kept them would
+// put the next files' bytes at other offsets than a writer that never
+// crashed. The writer writes the same files again if it redoes the writes,
+// as a NodeVMS host does from its call log, so the blocks it takes back are
+// the blocks it will append.
+func (a *Archive) cutUnreferencedContent() error {
+	var end uint64
+	for seq := a.metadata.Length(); seq > 1; seq-- {
+		e, err := a.entries.get(seq - 1)
+		if err != nil {
+			return fmt.Errorf("hyperdrive: finding the content in use: %w", err)
+		}
+		if !e.node.HasValue {
+			continue // a deletion
+		}
+		st, err := decodeStat(e.node.Value)
+		if err != nil {
+			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, seq-1, err)
+		}
+		end = st.Offset + st.Blocks
+		break
+	}
+	if n := a.content.Length(); n > end {
+		if err := a.content.Truncate(end); err != nil {
+			return fmt.Errorf("hyperdrive: taking back %d content blocks no entry points at: %w", n-end, err)
+		}
+	}
+	return nil
+}
+
 // loadExtents tells the real-file storage where each current file's bytes
 // are, from the tree (not the history), and notes files changed on disk.
+// A writer's current file whose blocks are cleared, but whose bytes the
+// folder holds, is claimed again: a crash can make the Clear of a rewrite
+// durable before the metadata that would have finished it (Sync's order).
 func (a *Archive) loadExtents() error {
-	var list []extent
+	var list, cleared []extent
+	var clearedStats []Stat
 	sizes := map[string]uint64{}
+	writer := a.content.Writable() && !a.readOnly
 	err := a.walk("/", func(name string, st Stat) {
-		if st.IsFile() && st.Size > 0 && a.content.Has(st.Offset) {
-			list = append(list, extent{start: st.ByteOffset, end: st.ByteOffset + st.Size, name: name})
+		if !st.IsFile() || st.Size == 0 {
+			return
+		}
+		e := extent{start: st.ByteOffset, end: st.ByteOffset + st.Size, name: name}
+		switch {
+		case a.content.Has(st.Offset):
+			list = append(list, e)
 			sizes[name] = st.Size
+		case writer && st.Offset+st.Blocks <= a.content.Length():
+			cleared = append(cleared, e)
+			clearedStats = append(clearedStats, st)
 		}
 	})
 	if err != nil {
 		return err
+	}
+	if len(cleared) > 0 {
+		// Unclear reads the blocks back through the extents, and checks
+		// them against the tree; a file the folder does not hold (or holds
+		// other bytes of) stays cleared.
+		a.files.setExtents(slices.Concat(list, cleared), a.content.ByteLength())
+		for i, st := range clearedStats {
+			if a.content.Unclear(st.Offset, st.Offset+st.Blocks) == nil {
+				list = append(list, cleared[i])
+				sizes[cleared[i].name] = st.Size
+			} else {
+				a.content.Clear(st.Offset, st.Offset+st.Blocks)
+			}
+		}
 	}
 	a.files.setExtents(list, a.content.ByteLength())
 	a.modified = map[string]bool{}
