@@ -18,6 +18,10 @@ var (
 	// ErrCorrupt: the stored files are inconsistent or malformed, as after
 	// an interrupted write or an edit from outside.
 	ErrCorrupt = errors.New("hypercore: corrupt storage")
+	// ErrDataChanged: a writer's stored blocks are not the ones it signed:
+	// its data file was changed on disk. A line log refuses to open rather
+	// than redo (and sign) a tree of other blocks.
+	ErrDataChanged = errors.New("hypercore: the stored data is not what was signed")
 	// ErrVerify: a block, proof or signature did not verify against the
 	// feed's key.
 	ErrVerify = errors.New("hypercore: verification failed")

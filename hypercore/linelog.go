@@ -2,8 +2,11 @@ package hypercore
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
+	"slices"
 
 	"github.com/nodevms/nodevms/hypercore/bitfield"
 	"github.com/nodevms/nodevms/hypercore/merkle"
@@ -38,6 +41,12 @@ func checkLines(blocks [][]byte) error {
 // the lines past what the bitfield recorded are appended again; if the
 // other files are damaged (stateErr), everything is rebuilt from the data.
 func (f *Feed) recoverLines(stateErr error) error {
+	// Before redoing anything from the data, make sure it is what was
+	// signed: a data file changed on disk must not become a new, signed
+	// history.
+	if err := f.checkSignedData(); err != nil {
+		return err
+	}
 	if stateErr == nil {
 		stateErr = f.checkAgainstData()
 	}
@@ -163,4 +172,88 @@ func (f *Feed) checkAgainstData() error {
 		return fmt.Errorf("%w: the tree does not match the data", ErrCorrupt)
 	}
 	return nil
+}
+
+// checkSignedData checks the data file against the last signature the
+// signatures file holds: it must sign the tree of the data's lines up to
+// it. (A signature is only ever made over synced lines, and the data file
+// is synced first, so after any crash the data still holds those lines.)
+func (f *Feed) checkSignedData() error {
+	if f.unsigned {
+		return nil
+	}
+	at, sig, err := f.lastStoredSignature()
+	if err != nil || sig == nil {
+		return err
+	}
+	size, err := f.data.Size()
+	if err != nil {
+		return fmt.Errorf("hypercore: data: %w", err)
+	}
+	data := make([]byte, size)
+	if _, err := f.data.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("hypercore: data: %w", err)
+	}
+	gen := merkle.NewGenerator(nil)
+	var leaves []merkle.Node
+	var offsets []int
+	rest, off := data, 0
+	for n := uint64(0); n <= at; n++ {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 || bytes.IndexByte(rest[:i], 0) >= 0 {
+			return fmt.Errorf("%w: block %d is signed, and the data file ends before it (at byte %d)", ErrDataChanged, at, off)
+		}
+		nodes := gen.Next(rest[:i+1], nil)
+		leaves = append(leaves, nodes[0])
+		offsets = append(offsets, off)
+		rest, off = rest[i+1:], off+i+1
+	}
+	th := gen.TreeHash()
+	if ed25519.Verify(f.publicKey, th[:], sig) {
+		return nil
+	}
+	// Name the first block whose hash is not the stored tree's, if the
+	// tree file still says.
+	for i, leaf := range leaves {
+		var entry [sleep.TreeEntrySize]byte
+		if _, err := f.tree.ReadAt(entry[:], sleep.TreeOffset(leaf.Index)); err != nil {
+			break
+		}
+		hash, size, _ := sleep.DecodeTreeEntry(entry[:])
+		if hash != leaf.Hash || size != leaf.Size {
+			return fmt.Errorf("%w: block %d (data bytes %d to %d) does not hash to the tree the signature of block %d covers",
+				ErrDataChanged, i, offsets[i], offsets[i]+int(leaf.Size), at)
+		}
+	}
+	return fmt.Errorf("%w: the signature of block %d does not sign the data's first %d blocks", ErrDataChanged, at, at+1)
+}
+
+// lastStoredSignature returns the last signature in the signatures file
+// and its index, or a nil signature if there is none.
+func (f *Feed) lastStoredSignature() (uint64, []byte, error) {
+	size, err := f.signatures.Size()
+	if err != nil {
+		return 0, nil, fmt.Errorf("hypercore: signatures: %w", err)
+	}
+	if size <= sleep.HeaderSize {
+		return 0, nil, nil
+	}
+	count := (size - sleep.HeaderSize) / SignatureSize
+	const step = 1024 // signatures read at a time, from the end
+	buf := make([]byte, step*SignatureSize)
+	for end := count; end > 0; {
+		start := max(end-step, 0)
+		chunk := buf[:(end-start)*SignatureSize]
+		if _, err := f.signatures.ReadAt(chunk, sleep.SignatureOffset(uint64(start))); err != nil && !errors.Is(err, io.EOF) {
+			return 0, nil, fmt.Errorf("hypercore: signatures: %w", err)
+		}
+		for i := end - 1; i >= start; i-- {
+			sig := chunk[(i-start)*SignatureSize : (i-start+1)*SignatureSize]
+			if !sleep.IsBlank(sig) {
+				return uint64(i), slices.Clone(sig), nil
+			}
+		}
+		end = start
+	}
+	return 0, nil, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -615,6 +616,58 @@ func TestLineLogStartsWriteback(t *testing.T) {
 			}
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestLineLogRefusesChangedData: a line log whose data file was changed
+// after it was signed refuses to open, naming the block, and changes no
+// file; it never redoes (and signs) a tree of other lines.
+func TestLineLogRefusesChangedData(t *testing.T) {
+	kp := seedKey(5)
+	for _, c := range []struct {
+		name   string
+		change func(data []byte) []byte
+		want   string
+	}{
+		{"a digit of block 1", func(d []byte) []byte { d[bytes.IndexByte(d, '\n')+6] ^= 1; return d }, "block 1 (data bytes 12 to 24)"},
+		{"the last line cut", func(d []byte) []byte { return d[:len(d)-4] }, "ends before it"},
+		{"a line removed", func(d []byte) []byte { i := bytes.IndexByte(d, '\n'); return d[i+1:] }, "ends before it"},
+		{"two lines swapped", func(d []byte) []byte { return slices.Concat(d[12:24], d[:12], d[24:]) }, "block 0 (data bytes 0 to 12)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true, LineLog: true, WriteBack: true}
+			f, err := hypercore.Open(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 4 {
+				if _, err := f.Append(fmt.Appendf(nil, `{"n":%05d}`+"\n", i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			data := readFile(t, dir, "data")
+			if err := os.WriteFile(filepath.Join(dir, "data"), c.change(slices.Clone(data)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := map[string][]byte{}
+			for _, name := range []string{"data", "tree", "signatures", "bitfield"} {
+				before[name] = readFile(t, dir, name)
+			}
+			cfg.Create = false
+			_, err = hypercore.Open(cfg)
+			if !errors.Is(err, hypercore.ErrDataChanged) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Open = %v, want ErrDataChanged naming %q", err, c.want)
+			}
+			for name, b := range before {
+				if !bytes.Equal(b, readFile(t, dir, name)) {
+					t.Errorf("the refused open changed %s", name)
+				}
 			}
 		})
 	}
