@@ -978,11 +978,12 @@ func advDatFrames(t *testing.T, h *advHarness) {
 
 // advSymlink: the operator (or anyone with the folder) moves a folder of
 // the archive away and puts a symlink to a folder outside in its place,
-// while the server is stopped or while it serves. The server must start
-// again; writes under the symlink are refused as the host's fault (the
-// folder cannot hold their content, so acknowledging them would lose it)
-// and never follow it; and once the operator puts the folder back, the
-// host audits clean: it changed nothing while the folder was away.
+// while the server is stopped or while it serves. A stopped server
+// refuses to start, naming the file; a serving one refuses writes under
+// the symlink as the host's fault (the folder cannot hold their content,
+// so acknowledging them would lose it) and never follows it; and once the
+// operator puts the folder back, the host audits clean: it changed
+// nothing while the folder was away.
 func advSymlink(name string, live bool) func(t *testing.T, h *advHarness) {
 	return func(t *testing.T, h *advHarness) {
 		c := h.dial(t)
@@ -1023,23 +1024,29 @@ func advSymlink(name string, live bool) func(t *testing.T, h *advHarness) {
 		if err := os.Symlink(filepath.Join(h.outside, "target"), sub); err != nil {
 			t.Fatal(err)
 		}
-		if !live {
-			h.startServer(t)
-		}
 		p := "/" + name
-		hostFault := []string{"could not complete the call's file operation"}
-		for i, call := range []advCall{
-			{method: "write", args: []any{p + "/x", "through the symlink"}, wantErr: hostFault},
-			{method: "write", args: []any{p + "/a", "through the symlink"}, wantErr: hostFault},
-			{method: "mkdir", args: []any{p + "/deep"}, wantErr: hostFault, orOK: true},
-			{method: "write", args: []any{p + "/deep/y", "through the symlink"}, wantErr: hostFault},
-			{method: "read", args: []any{p + "/a"}, wantErr: hostFault, orOK: true, notInResult: "outside"},
-		} {
-			h.runCall(t, i, call)
+		if live {
+			hostFault := []string{"could not complete the call's file operation"}
+			for i, call := range []advCall{
+				{method: "write", args: []any{p + "/x", "through the symlink"}, wantErr: hostFault},
+				{method: "write", args: []any{p + "/a", "through the symlink"}, wantErr: hostFault},
+				{method: "mkdir", args: []any{p + "/deep"}, wantErr: hostFault, orOK: true},
+				{method: "write", args: []any{p + "/deep/y", "through the symlink"}, wantErr: hostFault},
+				{method: "read", args: []any{p + "/a"}, wantErr: hostFault, orOK: true, notInResult: "outside"},
+			} {
+				h.runCall(t, i, call)
+			}
+			// The folder is written at shutdown: stop, look, put the
+			// folder back and serve again.
+			h.stopServer(t)
+		} else {
+			// Found at the start, which it stops, naming the file.
+			args := append([]string{"-e", h.script, h.dir, "--host", "127.0.0.1", "--port", "0", "--dat-port", "0"}, h.extra...)
+			_, stderr, err := runNodevms(t, args...)
+			if err == nil || !strings.Contains(stderr, "changed on disk") || !strings.Contains(stderr, p+"/a") {
+				t.Errorf("starting with %s a symlink: %v, %q; want a refusal naming %s/a", p, err, stderr, p)
+			}
 		}
-		// The folder is written at shutdown: stop, look, put the folder
-		// back and serve again.
-		h.stopServer(t)
 		got := hashTree(t, filepath.Join(h.outside, "target"), none, all)
 		sum := sha256.Sum256([]byte("outside the folder"))
 		if diff := cmp.Diff(map[string]string{"a": hex.EncodeToString(sum[:])}, got); diff != "" {

@@ -355,14 +355,16 @@ func claimFolder(dir string) (*claimedFolder, error) {
 	if _, err := os.Stat(filepath.Join(datDir, "call-log.key")); err != nil {
 		return c, nil
 	}
-	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: datDir, Prefix: "call-log."}})
+	// The call log's data file decides, read as it is: opening the log
+	// would redo its tree after a crash, which is for the start to do
+	// once it has decided the folder is good. A deploy wrote its init
+	// entry, a line, before anything else could be acknowledged or shown.
+	hasEntry, err := firstLineWritten(filepath.Join(datDir, "call-log.data"))
 	if err != nil {
 		c.release()
-		return nil, fmt.Errorf("opening the call log in %s: %w", datDir, err)
+		return nil, fmt.Errorf("reading the call log in %s: %w", datDir, err)
 	}
-	n := log.Length()
-	log.Close()
-	if n > 0 {
+	if hasEntry {
 		c.deployed = true
 		return c, nil
 	}
@@ -371,6 +373,39 @@ func claimFolder(dir string) (*claimedFolder, error) {
 		return nil, fmt.Errorf("%s holds a deploy that did not finish, which could not be removed: %w", dir, err)
 	}
 	return claimFolder(dir)
+}
+
+// firstLineWritten reports whether the line log's data file at path holds
+// a whole first line (zeros past a line log's end are preallocated, or
+// were never written).
+func firstLineWritten(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for off := int64(0); ; {
+		n, err := f.ReadAt(buf, off)
+		for _, b := range buf[:n] {
+			switch b {
+			case '\n':
+				return true, nil
+			case 0:
+				return false, nil
+			}
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		off += int64(n)
+	}
 }
 
 // undoDeploy removes what a deploy that failed wrote, keeping what the

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,10 @@ var (
 	ErrInitFailed = errors.New("core: the script's init failed")
 	// ErrNotCallable: init (run once, at deploy) and unknown methods.
 	ErrNotCallable = errors.New("core: method not supported")
+	// ErrDamaged: the folder was changed on disk outside the host: a real
+	// file of the archive, or its feeds. The host refuses to start rather
+	// than serve or sign over it.
+	ErrDamaged = errors.New("core: the backend's folder was changed on disk")
 	// ErrState: the archive and the log disagree in a way the host cannot
 	// repair.
 	ErrState = errors.New("core: the files archive and the call log disagree")
@@ -250,6 +255,15 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 // says before serving.
 func Open(ctx context.Context, cfg Config) (*Host, error) {
 	cfg.defaults()
+	if err := cfg.Archive.CheckStored(); err != nil {
+		return nil, fmt.Errorf("%w: the files archive's %w", ErrDamaged, err)
+	}
+	if err := cfg.Log.CheckStored(hypercore.CheckOptions{AllBlocks: true}); err != nil {
+		return nil, fmt.Errorf("%w: the call log: %w", ErrDamaged, err)
+	}
+	if names := cfg.Archive.Modified(); len(names) > 0 {
+		return nil, fmt.Errorf("%w: %s in the folder is not what the archive holds (changed, or replaced by something else); restore it from a copy of the archive", ErrDamaged, strings.Join(names, ", "))
+	}
 	n := cfg.Log.Length()
 	entries := make([]*Entry, n)
 	for i := range n {

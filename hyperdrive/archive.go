@@ -314,6 +314,23 @@ func (a *Archive) walk(dir string, fn func(name string, st Stat)) error {
 	return nil
 }
 
+// CheckStored checks the archive's feeds as its writer holds them
+// (hypercore.Feed.CheckStored): the metadata's every block and the content's
+// tree, signatures and bitfield. The content's bytes are checked as they
+// are read (in DatStorage they are the folder's files, which Modified
+// already compared by size). Errors name the feed.
+func (a *Archive) CheckStored() error {
+	if err := a.metadata.CheckStored(hypercore.CheckOptions{Data: true, AllBlocks: true}); err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	if c := a.Content(); c != nil {
+		if err := c.CheckStored(hypercore.CheckOptions{}); err != nil {
+			return fmt.Errorf("content: %w", err)
+		}
+	}
+	return nil
+}
+
 // Key returns the archive's public key (the metadata feed's).
 func (a *Archive) Key() ed25519.PublicKey { return a.metadata.PublicKey() }
 

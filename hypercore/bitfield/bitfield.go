@@ -230,3 +230,33 @@ func (b *Bitfield) DataBytes(start, n uint64) []byte {
 	}
 	return out
 }
+
+// CheckIndex reports the first block byte whose summary in the index (the
+// index's leaves) is not what the byte holds. A bitfield that only ever
+// changed through Set passes; a damaged page may not. (The index's parents
+// follow the reference's update order, and are not checked.)
+func (b *Bitfield) CheckIndex() error {
+	for i := uint64(0); i < b.data.byteLength; i++ {
+		leaf := b.index.getByte(2 * (i / 4))
+		got := (leaf >> (6 - 2*(i&3))) & 3
+		if want := indexValue(b.data.getByte(i)) >> 6; got != want {
+			return fmt.Errorf("bitfield: the index says %02b of block byte %d (blocks %d to %d), which is %08b", got, i, 8*i, 8*i+7, b.data.getByte(i))
+		}
+	}
+	return nil
+}
+
+// FirstSetFrom returns the first block at or after i that is present, and
+// whether there is one.
+func (b *Bitfield) FirstSetFrom(i uint64) (uint64, bool) {
+	for ; i < b.data.length(); i++ {
+		if i%8 == 0 && b.data.getByte(i/8) == 0 {
+			i += 7
+			continue
+		}
+		if b.data.get(i) {
+			return i, true
+		}
+	}
+	return 0, false
+}

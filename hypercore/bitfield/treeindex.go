@@ -223,3 +223,18 @@ func (t *TreeIndex) Proof(i, digest uint64, hash bool, remote *TreeIndex) (p Pro
 	}
 	return p, true
 }
+
+// FirstSetFrom returns the first node at or after i that is present, and
+// whether there is one.
+func (t *TreeIndex) FirstSetFrom(i uint64) (uint64, bool) {
+	for ; i < t.bits.length(); i++ {
+		if i%8 == 0 && t.bits.getByte(i/8) == 0 {
+			i += 7
+			continue
+		}
+		if t.bits.get(i) {
+			return i, true
+		}
+	}
+	return 0, false
+}

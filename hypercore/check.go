@@ -1,0 +1,137 @@
+package hypercore
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+
+	"github.com/nodevms/nodevms/hypercore/flat"
+	"github.com/nodevms/nodevms/hypercore/merkle"
+)
+
+// CheckOptions says what CheckStored reads.
+type CheckOptions struct {
+	// Data: hash every block the bitfield claims against its leaf (reads
+	// the whole data file).
+	Data bool
+	// AllBlocks: every block of the feed must be present (a writer that
+	// never clears, such as a files archive's metadata).
+	AllBlocks bool
+	// Signatures: verify every stored signature against the tree of its
+	// length, not just the last (one Ed25519 verification each).
+	Signatures bool
+}
+
+// CheckStored checks a feed's files as a writer, or a replica with every
+// node, holds them: every node of the tree of its length is stored and
+// hashes from its children, the last signature signs the roots, the
+// bitfield claims no block or node past the length and its index
+// summarises its block bits, and, as opts asks, every block is present
+// and hashes to its leaf. Errors wrap ErrCorrupt (the files disagree with
+// each other) or ErrDataChanged (a block is not the one signed), and name
+// the file and the block or node. It reads the whole tree, and the data
+// with opts.Data: it is for a start and for an offline check.
+func (f *Feed) CheckStored(opts CheckOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return ErrClosed
+	}
+	n := f.length
+	hs := merkle.NewHasher()
+	for j := uint64(0); j < 2*n; j++ {
+		if flat.RightSpan(j) >= 2*n {
+			continue // not a node of the tree of n blocks
+		}
+		if !f.treeBits.Get(j) {
+			return fmt.Errorf("%w: bitfield: tree node %d is not marked present", ErrCorrupt, j)
+		}
+		nd, err := f.node(j)
+		if err != nil {
+			return fmt.Errorf("%w: tree: node %d: %v", ErrCorrupt, j, err)
+		}
+		if j%2 == 0 {
+			continue
+		}
+		l, r, _ := flat.Children(j)
+		left, err := f.node(l)
+		if err != nil {
+			return fmt.Errorf("%w: tree: node %d: %v", ErrCorrupt, l, err)
+		}
+		right, err := f.node(r)
+		if err != nil {
+			return fmt.Errorf("%w: tree: node %d: %v", ErrCorrupt, r, err)
+		}
+		if nd.Hash != hs.Parent(left, right) || nd.Size != left.Size+right.Size {
+			return fmt.Errorf("%w: tree: node %d does not hash from its children", ErrCorrupt, j)
+		}
+	}
+	if n > 0 && !f.unsigned {
+		roots, err := f.rootsOf(n)
+		if err != nil {
+			return fmt.Errorf("%w: tree: roots: %v", ErrCorrupt, err)
+		}
+		sig, err := f.readSignature(n - 1)
+		if err != nil {
+			return fmt.Errorf("%w: signatures: %v", ErrCorrupt, err)
+		}
+		th := hs.Tree(roots)
+		if !ed25519.Verify(f.publicKey, th[:], sig) {
+			return fmt.Errorf("%w: signatures: the signature of block %d does not sign the stored tree", ErrCorrupt, n-1)
+		}
+	}
+	if opts.Signatures && !f.unsigned {
+		for i := range n {
+			sig, err := f.readSignature(i)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("%w: signatures: %v", ErrCorrupt, err)
+			}
+			roots, err := f.rootsOf(i + 1)
+			if err != nil {
+				return fmt.Errorf("%w: tree: roots of %d blocks: %v", ErrCorrupt, i+1, err)
+			}
+			th := hs.Tree(roots)
+			if !ed25519.Verify(f.publicKey, th[:], sig) {
+				return fmt.Errorf("%w: signatures: the signature of block %d does not sign the stored tree", ErrCorrupt, i)
+			}
+		}
+	}
+	for i := range n {
+		if !f.bitfield.Get(i) {
+			if opts.AllBlocks {
+				return fmt.Errorf("%w: bitfield: block %d is not marked present", ErrCorrupt, i)
+			}
+			continue
+		}
+		if !opts.Data {
+			continue
+		}
+		off, size, err := f.dataOffset(i, nil)
+		if err != nil {
+			return fmt.Errorf("%w: tree: block %d: %v", ErrCorrupt, i, err)
+		}
+		b, err := f.readData(i, off, size)
+		if err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+		leaf, _ := f.node(2 * i)
+		if hs.Leaf(b) != leaf.Hash {
+			return fmt.Errorf("%w: data: block %d (bytes %d to %d) does not hash to its tree leaf", ErrDataChanged, i, off, off+size)
+		}
+	}
+	if i, ok := f.bitfield.FirstSetFrom(n); ok {
+		return fmt.Errorf("%w: bitfield: block %d is marked present, and the feed has %d", ErrCorrupt, i, n)
+	}
+	for j, ok := f.treeBits.FirstSetFrom(0); ok; j, ok = f.treeBits.FirstSetFrom(j + 1) {
+		if flat.RightSpan(j) >= 2*n {
+			return fmt.Errorf("%w: bitfield: tree node %d is marked present, past the feed's %d blocks", ErrCorrupt, j, n)
+		}
+	}
+	if err := f.bitfield.CheckIndex(); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
