@@ -7,7 +7,11 @@ import (
 
 	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
+	"github.com/nodevms/nodevms/hypercore/sleep"
 )
+
+// checkReadSize is how much of the data file CheckStored reads at a time.
+const checkReadSize = 1 << 20
 
 // CheckOptions says what CheckStored reads.
 type CheckOptions struct {
@@ -39,6 +43,20 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 	}
 	n := f.length
 	hs := merkle.NewHasher()
+	// The tree is read in one piece: a node at a time would be a read
+	// call for each of 2n nodes.
+	var tree []byte
+	if n > 0 {
+		tree = make([]byte, sleep.TreeOffset(2*n-1)-sleep.HeaderSize)
+		if _, err := f.tree.ReadAt(tree, sleep.HeaderSize); err != nil {
+			return fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
+		}
+	}
+	node := func(j uint64) (merkle.Node, bool) {
+		off := sleep.TreeOffset(j) - sleep.HeaderSize
+		hash, size, ok := sleep.DecodeTreeEntry(tree[off : off+sleep.TreeEntrySize])
+		return merkle.Node{Index: j, Hash: hash, Size: size}, ok
+	}
 	for j := uint64(0); j < 2*n; j++ {
 		if flat.RightSpan(j) >= 2*n {
 			continue // not a node of the tree of n blocks
@@ -46,23 +64,17 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 		if !f.treeBits.Get(j) {
 			return fmt.Errorf("%w: bitfield: tree node %d is not marked present", ErrCorrupt, j)
 		}
-		nd, err := f.node(j)
-		if err != nil {
-			return fmt.Errorf("%w: tree: node %d: %v", ErrCorrupt, j, err)
+		nd, ok := node(j)
+		if !ok {
+			return fmt.Errorf("%w: tree: node %d is blank", ErrCorrupt, j)
 		}
 		if j%2 == 0 {
 			continue
 		}
 		l, r, _ := flat.Children(j)
-		left, err := f.node(l)
-		if err != nil {
-			return fmt.Errorf("%w: tree: node %d: %v", ErrCorrupt, l, err)
-		}
-		right, err := f.node(r)
-		if err != nil {
-			return fmt.Errorf("%w: tree: node %d: %v", ErrCorrupt, r, err)
-		}
-		if nd.Hash != hs.Parent(left, right) || nd.Size != left.Size+right.Size {
+		left, lok := node(l)
+		right, rok := node(r)
+		if !lok || !rok || nd.Hash != hs.Parent(left, right) || nd.Size != left.Size+right.Size {
 			return fmt.Errorf("%w: tree: node %d does not hash from its children", ErrCorrupt, j)
 		}
 	}
@@ -99,7 +111,13 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 			}
 		}
 	}
+	var off uint64 // block i's first byte in the data file
+	var buf []byte
+	var bufAt uint64 // the data file offset buf starts at
 	for i := range n {
+		leaf, _ := node(2 * i)
+		start := off
+		off += leaf.Size
 		if !f.bitfield.Get(i) {
 			if opts.AllBlocks {
 				return fmt.Errorf("%w: bitfield: block %d is not marked present", ErrCorrupt, i)
@@ -109,17 +127,17 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 		if !opts.Data {
 			continue
 		}
-		off, size, err := f.dataOffset(i, nil)
-		if err != nil {
-			return fmt.Errorf("%w: tree: block %d: %v", ErrCorrupt, i, err)
+		if start < bufAt || off > bufAt+uint64(len(buf)) {
+			// Read on from block i, a few blocks' worth at a time.
+			bufAt = start
+			b, err := f.readData(i, start, max(leaf.Size, min(checkReadSize, f.byteLength-start)))
+			if err != nil {
+				return fmt.Errorf("data: %w", err)
+			}
+			buf = b
 		}
-		b, err := f.readData(i, off, size)
-		if err != nil {
-			return fmt.Errorf("data: %w", err)
-		}
-		leaf, _ := f.node(2 * i)
-		if hs.Leaf(b) != leaf.Hash {
-			return fmt.Errorf("%w: data: block %d (bytes %d to %d) does not hash to its tree leaf", ErrDataChanged, i, off, off+size)
+		if hs.Leaf(buf[start-bufAt:off-bufAt]) != leaf.Hash {
+			return fmt.Errorf("%w: data: block %d (bytes %d to %d) does not hash to its tree leaf", ErrDataChanged, i, start, off)
 		}
 	}
 	if i, ok := f.bitfield.FirstSetFrom(n); ok {
