@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
@@ -57,14 +60,65 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "nodevms: --time-budget and --max-memory must be more than 0\n")
 		return exitUsage
 	}
+	// --files and --log pin the keys the host must serve. A value that is
+	// no key is the user's mistake, said before any network work: compared
+	// with the host's, it would read as a divergence. A flag given empty
+	// (an unset shell variable) is an error too, not a pin silently dropped.
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var pins []pin
+	for _, p := range []pin{{what: "files archive", flag: "files", url: files}, {what: "call log", flag: "log", url: logURL}} {
+		if !set[p.flag] {
+			continue
+		}
+		var err error
+		if p.key, err = datKey(p.url); err != nil {
+			fmt.Fprintf(stderr, "nodevms: --%s: %v\nrun 'nodevms --help' for usage\n", p.flag, err)
+			return exitUsage
+		}
+		pins = append(pins, p)
+	}
 	a := &auditor{addr: pos[0], out: out, follow: out != "" && !once, datPort: datPort, stdout: stdout, stderr: stderr,
-		limits: sandbox.Limits{Time: timeBudget, Memory: uint64(memoryMiB) << 20}}
-	code, err := a.run(ctx, files, logURL)
+		bars: isTerminal(stderr), limits: sandbox.Limits{Time: timeBudget, Memory: uint64(memoryMiB) << 20}}
+	code, err := a.run(ctx, pins)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped by Ctrl+C: whatever failed failed for that, and
+			// "context canceled" or a half-downloaded log would mislead.
+			code, msg := interruption(ctx)
+			fmt.Fprintf(stderr, "nodevms: %s\n", msg)
+			return code
+		}
 		fmt.Fprintf(stderr, "nodevms: could not audit: %v\n", err)
 		return auditFailed
 	}
 	return code
+}
+
+// pin is a key the user expects the host to serve (--files, --log).
+type pin struct {
+	what, flag, url string
+	key             []byte
+}
+
+// isTerminal reports whether w is a terminal. Progress bars redraw their
+// line with \r, which only a terminal shows as one line: in a pipe or a
+// file they are noise.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// dialBackend is rpc.Dial, with a clearer error for a server that is not
+// a backend at all: one that answers the upgrade with 200 OK, say, would
+// otherwise be reported as "200 OK", which reads like success.
+func dialBackend(ctx context.Context, addr string, opts rpc.ClientOptions) (*rpc.Client, error) {
+	c, err := rpc.Dial(ctx, addr, opts)
+	var se *rpc.StatusError
+	if errors.As(err, &se) && se.StatusCode < 400 {
+		return nil, fmt.Errorf("%s is not a NodeVMS server (it answered the WebSocket upgrade with %s)", addr, se.Status)
+	}
+	return c, err
 }
 
 type auditor struct {
@@ -72,23 +126,32 @@ type auditor struct {
 	follow         bool
 	datPort        int
 	stdout, stderr io.Writer
+	bars           bool // draw progress bars (stderr is a terminal)
 	info           rpc.Handshake
 	limits         sandbox.Limits // the host's; replays run under ForReplay
 }
 
-func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
-	client, err := rpc.Dial(ctx, a.addr, rpc.ClientOptions{})
+// run audits and reports a verdict on stdout; an error is an audit that
+// could not be done. No verdict is reported once ctx is done: a stopped
+// download or replay can look like a fork or a divergence.
+func (a *auditor) run(ctx context.Context, pins []pin) (int, error) {
+	client, err := dialBackend(ctx, a.addr, rpc.ClientOptions{})
 	if err != nil {
 		return 0, err
 	}
 	a.info = client.Handshake()
 	client.Close()
-	for _, check := range []struct{ what, want, got string }{
-		{"files archive", files, a.info.FilesArchiveURL},
-		{"call log", logURL, a.info.CallLogURL},
-	} {
-		if check.want != "" && check.want != check.got {
-			fmt.Fprintf(a.stdout, "DIVERGENCE: the host serves the %s %s, not %s\n", check.what, check.got, check.want)
+	for _, p := range pins {
+		got := a.info.FilesArchiveURL
+		if p.flag == "log" {
+			got = a.info.CallLogURL
+		}
+		// Keys, not strings: dat://AB.. and dat://ab../ are the same.
+		if key, _ := datKey(got); !bytes.Equal(key, p.key) {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+			fmt.Fprintf(a.stdout, "DIVERGENCE: the host serves the %s %s, not %s\n", p.what, got, p.url)
 			return auditDivergence, nil
 		}
 	}
@@ -101,22 +164,25 @@ func (a *auditor) run(ctx context.Context, files, logURL string) (int, error) {
 	if fork, err := a.checkFork(ctx, log); err != nil {
 		return 0, err
 	} else if fork != "" {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
 		fmt.Fprint(a.stdout, fork)
 		return auditDivergence, nil
 	}
 	if err := a.download(ctx, log, archive); err != nil {
 		return 0, err
 	}
-	bar := progressbar.NewOptions64(int64(log.Length()),
-		progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("replaying calls"),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("calls"),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	bar := a.newBar(int64(log.Length()), "replaying calls", "calls")
 	v, err := core.Audit(ctx, log, archive, core.AuditOptions{
 		ReplayOptions: core.ReplayOptions{Limits: a.limits, Progress: func(uint64) { bar.Add(1) }},
 		Signed:        a.info.Auth == "signed",
 	})
 	bar.Finish()
 	if err != nil {
+		return 0, err
+	}
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	if v.Divergence != nil {
@@ -164,10 +230,22 @@ func (a *auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
 	return log, archive, nil
 }
 
+// newBar is a progress bar on stderr, drawn only if it is a terminal.
+func (a *auditor) newBar(max int64, desc, unit string) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(max,
+		progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetVisibility(a.bars),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString(unit),
+		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+}
+
+// datKey parses dat://KEY (64 hex digits, either case, and an optional
+// trailing slash, as Dat tools print URLs).
 func datKey(u string) ([]byte, error) {
-	key, err := hex.DecodeString(strings.TrimPrefix(u, "dat://"))
-	if err != nil || len(key) != 32 || !strings.HasPrefix(u, "dat://") {
-		return nil, fmt.Errorf("%q is not a dat:// URL", u)
+	rest, ok := strings.CutPrefix(u, "dat://")
+	key, err := hex.DecodeString(strings.TrimSuffix(rest, "/"))
+	if !ok || err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("%q is not a dat:// URL (dat:// and a key of 64 hex digits)", u)
 	}
 	return key, nil
 }
@@ -183,10 +261,7 @@ func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hy
 	start := time.Now()
 	stats := &protocol.Stats{}
 	opts := protocol.Options{Stats: stats}
-	bar := progressbar.NewOptions64(-1,
-		progressbar.OptionSetWriter(a.stderr), progressbar.OptionSetDescription("downloading blocks"),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("blocks"),
-		progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionClearOnFinish())
+	bar := a.newBar(-1, "downloading blocks", "blocks")
 	done := make(chan struct{})
 	defer func() { close(done); bar.Finish() }()
 	go func() {
@@ -210,6 +285,11 @@ func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hy
 	}
 	if err := archive.Pull(ctx, dial, opts); err != nil {
 		return fmt.Errorf("downloading the files archive: %w", err)
+	}
+	// Replication ends without an error when ctx does: what arrived is
+	// only part of the feeds.
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	// Every log and metadata block is needed; content blocks of replaced
 	// files may be gone from a folder-backed host (the audit checks that

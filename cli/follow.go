@@ -14,8 +14,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
@@ -63,7 +61,7 @@ func (a *auditor) wsDialer() (func(context.Context) (io.ReadWriteCloser, error),
 	}
 	u.Path = a.info.ReplicationPath
 	return func(ctx context.Context) (io.ReadWriteCloser, error) {
-		ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), nil)
+		ws, resp, err := rpc.DialWebSocket(ctx, u.String(), nil)
 		if err != nil {
 			if resp != nil {
 				return nil, fmt.Errorf("replication at %s: %s", u, resp.Status)
@@ -109,6 +107,11 @@ func (a *auditor) checkFork(ctx context.Context, local *hypercore.Feed) (string,
 	if err := protocol.Replicate(ctx, conn, protocol.Options{}, theirs); err != nil {
 		return "", fmt.Errorf("fetching the host's call log: %w", err)
 	}
+	// Replication ends without an error when ctx does, with part of the
+	// log: compared with the verified head, it would look like a fork.
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
 	if theirs.Length() == 0 {
 		return "", errors.New("the host's call log is empty")
 	}
@@ -129,15 +132,32 @@ func (a *auditor) checkFork(ctx context.Context, local *hypercore.Feed) (string,
 }
 
 // followHost keeps the replicas live, rehosts them, and checks each new
-// entry as it arrives, until ctx ends or something diverges.
+// entry as it arrives, until ctx ends or something diverges. Ctrl+C is how
+// following ends, so it exits 0 (the log was verified so far), whatever
+// it interrupts.
 func (a *auditor) followHost(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive) int {
+	var mon *core.Monitor
+	stopped := func() int {
+		n := uint64(0)
+		if mon != nil {
+			n = mon.Verified()
+		}
+		fmt.Fprintf(a.stdout, "Stopped after verifying %d entries.\n", n)
+		return auditVerified
+	}
 	mon, err := core.NewMonitor(ctx, log, archive, core.AuditOptions{Signed: a.info.Auth == "signed", ReplayOptions: core.ReplayOptions{Limits: a.limits}})
 	if err != nil {
+		if ctx.Err() != nil {
+			return stopped()
+		}
 		fmt.Fprintf(a.stderr, "nodevms: %v\n", err)
 		return auditFailed
 	}
 	defer mon.Close()
 	if v, err := mon.Advance(ctx); err != nil || v.Divergence != nil {
+		if ctx.Err() != nil {
+			return stopped()
+		}
 		return a.reportFollow(v, err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(a.datPort)))
@@ -162,8 +182,7 @@ func (a *auditor) followHost(ctx context.Context, log *hypercore.Feed, archive *
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(a.stdout, "Stopped after verifying %d entries.\n", mon.Verified())
-			return auditVerified
+			return stopped()
 		case err := <-forks:
 			fmt.Fprintf(a.stdout, "FORK: the host sent call log data that does not verify against the history this monitor holds: %v\n", err)
 			return auditDivergence
@@ -172,6 +191,9 @@ func (a *auditor) followHost(ctx context.Context, log *hypercore.Feed, archive *
 		}
 		v, err := mon.Advance(ctx)
 		if err != nil || v.Divergence != nil {
+			if ctx.Err() != nil {
+				return stopped()
+			}
 			return a.reportFollow(v, err)
 		}
 		for ; verified < mon.Verified(); verified++ {

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,9 +25,34 @@ func main() {
 		// typed them, not to the runfiles tree.
 		os.Chdir(wd)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Ctrl+C or SIGTERM ends ctx; its cause names the signal, so that a
+	// command that stops for it can exit as a shell expects (128 + the
+	// signal's number). Later signals are ignored while it winds down.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if sig, ok := (<-sigs).(syscall.Signal); ok {
+			cancel(signalled{sig})
+		}
+	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// signalled is the cause of main's context when a signal ends it.
+type signalled struct{ sig syscall.Signal }
+
+func (s signalled) Error() string { return s.sig.String() + " signal received" }
+
+// interruption is what a command stopped by ctx exits with and says: 130
+// and "interrupted" for Ctrl+C (or when no signal is known, as in tests),
+// 143 and "terminated" for SIGTERM.
+func interruption(ctx context.Context) (code int, msg string) {
+	var s signalled
+	if errors.As(context.Cause(ctx), &s) && s.sig == syscall.SIGTERM {
+		return 128 + int(syscall.SIGTERM), "terminated"
+	}
+	return exitInterrupted, "interrupted"
 }
 
 // Exit codes.
@@ -34,6 +60,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitInterrupted is a command stopped by Ctrl+C: 128 + SIGINT, as a
+	// shell reports a process the signal killed.
+	exitInterrupted = 130
 )
 
 const usage = `nodevms: a cryptographically auditable VM service for JavaScript backends.
@@ -87,7 +116,10 @@ Auditing (-a, verify):
                      download the backend's call log and files archive,
                      replay every call, check every signature and root;
                      exit 0 verified, 1 divergence or fork (reported), 2
-                     could not audit.
+                     could not audit, 130 stopped by Ctrl+C first.
+  --files URL, --log URL
+                     the files archive and call log the host must serve
+                     (dat:// and a key of 64 hex digits); others diverge
   --out DIR          keep the replicas in DIR (a later audit downloads only
                      what is new, and reports a fork if the host shows
                      another history), then follow the host: check each new

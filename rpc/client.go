@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,6 +35,43 @@ func (e *CallError) Error() string {
 		return e.Name + ": " + e.Message
 	}
 	return e.Message
+}
+
+// StatusError is a server that answered the WebSocket upgrade with an HTTP
+// status instead of switching protocols. A backend refuses that way (404
+// for no backend at the path, 403, 503 at its connection limit) and says
+// why in the body; any other server that speaks HTTP does it too, often
+// with 200 OK, which callers should not mistake for success.
+type StatusError struct {
+	URL        string
+	StatusCode int
+	Status     string // "503 Service Unavailable"
+	// Body is the first line of the answer's body, for error statuses
+	// (400 and up), where a backend explains itself; it is cut short.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("rpc: %s: the server answered the WebSocket upgrade with %s", e.URL, e.Status)
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+func newStatusError(url string, resp *http.Response) *StatusError {
+	e := &StatusError{URL: url, StatusCode: resp.StatusCode, Status: resp.Status}
+	if resp.StatusCode >= 400 && resp.Body != nil {
+		// The dialer keeps at most the first KiB of the body.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		line, _, _ := strings.Cut(string(b), "\n")
+		line = strings.TrimSpace(line)
+		if len(line) > 200 {
+			line = line[:200] + "..."
+		}
+		e.Body = strings.ToValidUTF8(line, "?")
+	}
+	return e
 }
 
 // ClientOptions configure Dial.
@@ -91,10 +130,10 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		u.RawQuery = q.Encode()
 		header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(opts.User+":")))
 	}
-	ws, resp, err := websocket.DefaultDialer.DialContext(ctx, u.String(), header)
+	ws, resp, err := DialWebSocket(ctx, u.String(), header)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("rpc: %s: %s", u, resp.Status)
+			return nil, newStatusError(u.String(), resp)
 		}
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
@@ -111,6 +150,33 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 	}
 	c.logKey, _ = hex.DecodeString(strings.TrimPrefix(c.info.CallLogURL, "dat://"))
 	return c, nil
+}
+
+// DialWebSocket is websocket.DefaultDialer.DialContext, except that ctx
+// also stops the opening handshake: the dialer heeds only a deadline there,
+// so with ctx canceled (Ctrl+C) it would wait on a silent server for its
+// HandshakeTimeout, 45 s.
+func DialWebSocket(ctx context.Context, url string, header http.Header) (*websocket.Conn, *http.Response, error) {
+	d := *websocket.DefaultDialer
+	var stop func() bool
+	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(dctx, network, addr)
+		if err == nil {
+			// ctx, not dctx: the dialer cancels dctx once it is done.
+			stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+		}
+		return c, err
+	}
+	ws, resp, err := d.DialContext(ctx, url, header)
+	if stop != nil && !stop() {
+		// ctx ended during the handshake, and cut it short, or left a
+		// past deadline on the connection.
+		if ws != nil {
+			ws.Close()
+		}
+		return nil, nil, ctx.Err()
+	}
+	return ws, resp, err
 }
 
 // Handshake is what the server said about the backend.
