@@ -142,8 +142,21 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// grow the process past them.
 		debug.SetMemoryLimit(int64(f.retainedMiB+f.memoryMiB)<<20 + 256<<20)
 	}
+	if f.dir == "" {
+		f.dir = strings.TrimSuffix(filepath.Base(pos[0]), ".js")
+	}
 	if err := serve(ctx, pos[0], f, stdout, stderr); err != nil {
+		if ctx.Err() != nil {
+			// Stopped before it served (during the start-up replay, say):
+			// nothing to report but that.
+			code, msg := interruption(ctx)
+			fmt.Fprintf(stderr, "nodevms: %s before serving\n", msg)
+			return code
+		}
 		fmt.Fprintf(stderr, "nodevms: %v\n", err)
+		if errors.Is(err, core.ErrDamaged) || errors.Is(err, hypercore.ErrDataChanged) {
+			fmt.Fprintf(stderr, "nodevms: %s\n(nodevms check %s says what is damaged.)\n", damageAdvice, f.dir)
+		}
 		return exitError
 	}
 	return exitOK

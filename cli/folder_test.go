@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nodevms/nodevms/rpc"
 )
@@ -122,4 +124,35 @@ func rpcCall(t *testing.T, addr, method string, args ...any) string {
 		t.Fatalf("%s: %v", method, err)
 	}
 	return string(res)
+}
+
+// TestInterruptDuringStart: Ctrl+C while the start-up replay runs stops
+// the server at once, with exit 130 and no error of the replay.
+func TestInterruptDuringStart(t *testing.T) {
+	script := filepath.Join(t.TempDir(), "spin.js")
+	os.WriteFile(script, []byte("exports.spin = () => { let x = 0; for (let i = 0; i < 2e6; i++) x += i % 7; return x }"), 0o644)
+	dir := filepath.Join(t.TempDir(), "spin")
+	s := startServer(t, script, dir)
+	for range 6 {
+		rpcCall(t, s.addr, "spin")
+	}
+	s.stop(t)
+	cmd := exec.Command(nodevmsBin(t), "-e", script, dir, "--port", "0", "--dat-port", "0")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	start := time.Now()
+	err := cmd.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 130 || !strings.Contains(stderr.String(), "interrupted before serving") {
+		t.Fatalf("interrupted during the replay: %v, %q; want exit 130, interrupted before serving", err, stderr.String())
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("it took %v to stop", waited)
+	}
+	startServer(t, script, dir).stop(t)
 }

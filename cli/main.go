@@ -71,6 +71,7 @@ Usage:
   nodevms -e SCRIPT [DIR] [flags]     serve a backend script (also: nodevms exec SCRIPT [--dir DIR])
   nodevms -r ADDR [flags]             a REPL on a served backend (also: nodevms repl ADDR)
   nodevms -a ADDR [flags]             audit a served backend (also: nodevms verify ADDR)
+  nodevms check DIR                   check a backend's folder offline
   nodevms -h | --help                 print this help
   nodevms -v | --version              print the version
 
@@ -104,6 +105,14 @@ Serving (-e, exec):
                      may add to the call log (default 4; 0: no cap)
                      A call past any of these is stopped: the caller gets
                      an error and the call leaves no trace in the log
+
+Checking (check):
+  nodevms check DIR [--time-budget D] [--max-memory MIB]
+                     check a stopped backend's folder, changing nothing:
+                     every signature and block of the call log and the
+                     files archive, every file against the archive, the
+                     replay of every call; exit 0 good, 1 damaged (what
+                     and where), 2 could not check
 
 The REPL (-r, repl):
   --user NAME        call as NAME (servers in --debug mode)
@@ -152,6 +161,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runREPL(ctx, args[1:], stdin, stdout, stderr)
 	case "-a", "--audit", "audit", "verify":
 		return runAudit(ctx, args[1:], stdout, stderr)
+	case "check":
+		return runCheck(ctx, args[1:], stdout, stderr)
 	}
 	if len(args[0]) > 0 && args[0][0] == '-' {
 		fmt.Fprintf(stderr, "nodevms: flag provided but not defined: %s\nrun 'nodevms --help' for usage\n", args[0])

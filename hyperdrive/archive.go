@@ -213,21 +213,9 @@ func (a *Archive) openContent() error {
 // as a NodeVMS host does from its call log, so the blocks it takes back are
 // the blocks it will append.
 func (a *Archive) cutUnreferencedContent() error {
-	var end uint64
-	for seq := a.metadata.Length(); seq > 1; seq-- {
-		e, err := a.entries.get(seq - 1)
-		if err != nil {
-			return fmt.Errorf("hyperdrive: finding the content in use: %w", err)
-		}
-		if !e.node.HasValue {
-			continue // a deletion
-		}
-		st, err := decodeStat(e.node.Value)
-		if err != nil {
-			return fmt.Errorf("%w: entry %d: %v", ErrCorrupt, seq-1, err)
-		}
-		end = st.Offset + st.Blocks
-		break
+	end, err := a.referencedContent()
+	if err != nil {
+		return err
 	}
 	if n := a.content.Length(); n > end {
 		if err := a.content.Truncate(end); err != nil {
@@ -235,6 +223,34 @@ func (a *Archive) cutUnreferencedContent() error {
 		}
 	}
 	return nil
+}
+
+// ReferencedContent returns the content feed's length that the metadata
+// points at: the end of the last file or folder written. A writer's
+// content past it is what a crash between the two syncs of a flush left,
+// which a writable Open takes back.
+func (a *Archive) ReferencedContent() (uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.referencedContent()
+}
+
+func (a *Archive) referencedContent() (uint64, error) {
+	for seq := a.metadata.Length(); seq > 1; seq-- {
+		e, err := a.entries.get(seq - 1)
+		if err != nil {
+			return 0, fmt.Errorf("hyperdrive: finding the content in use: %w", err)
+		}
+		if !e.node.HasValue {
+			continue // a deletion
+		}
+		st, err := decodeStat(e.node.Value)
+		if err != nil {
+			return 0, fmt.Errorf("%w: entry %d: %v", ErrCorrupt, seq-1, err)
+		}
+		return st.Offset + st.Blocks, nil
+	}
+	return 0, nil
 }
 
 // loadExtents tells the real-file storage where each current file's bytes

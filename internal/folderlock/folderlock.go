@@ -57,6 +57,29 @@ func Acquire(path string) (*Lock, error) {
 	return &Lock{f: f}, nil
 }
 
+// Probe takes the lock on the file at path without writing anything: for
+// a reader that must not run while a holder writes, and must not change
+// the folder either. A missing file is no lock at all (nothing ever held
+// it), and gives a Lock whose Release does nothing. Like Acquire, it
+// returns a *HeldError if another process holds the lock.
+func Probe(path string) (*Lock, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return &Lock{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("folderlock: %w", err)
+	}
+	if err := flock(f); err != nil {
+		f.Close()
+		if errors.Is(err, errHeld) {
+			return nil, &HeldError{Path: path}
+		}
+		return nil, fmt.Errorf("folderlock: %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
 // Release lets the lock go. The file stays: removing it would race with a
 // process that has just opened it.
 func (l *Lock) Release() error {

@@ -51,3 +51,38 @@ func TestMissingFolder(t *testing.T) {
 		t.Fatalf("got %v, want an error that is not HeldError", err)
 	}
 }
+
+func TestProbeWritesNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	none, err := Probe(path)
+	if err != nil {
+		t.Fatalf("Probe of a missing file: %v", err)
+	}
+	none.Release()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Probe made the file: %v", err)
+	}
+	holder, err := Acquire(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held *HeldError
+	if _, err := Probe(path); !errors.As(err, &held) {
+		t.Fatalf("Probe while held: %v, want a HeldError", err)
+	}
+	holder.Release()
+	if err := os.WriteFile(path, []byte("12\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe, err := Probe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Acquire(path); !errors.As(err, &held) {
+		t.Errorf("Acquire while probed: %v, want a HeldError", err)
+	}
+	probe.Release()
+	if b, _ := os.ReadFile(path); string(b) != "12\n" {
+		t.Errorf("Probe changed the file to %q", b)
+	}
+}

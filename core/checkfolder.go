@@ -1,0 +1,145 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
+)
+
+// FolderReport is what CheckFolder found.
+type FolderReport struct {
+	// Verdict is the log's replay, and the archive held to the roots it
+	// logged. Its Divergence is set if an entry does not replay to what
+	// was logged.
+	Verdict Verdict
+	// Redo is how many of the last entries the archive does not hold yet:
+	// a crash came before the archive's next flush, and a start redoes
+	// them from the log.
+	Redo int
+	// Unreferenced is how many content blocks no metadata entry points at:
+	// a crash came between the archive's two syncs, and a start takes them
+	// back.
+	Unreferenced uint64
+}
+
+// CheckFolder checks a backend's stores offline, as a start checks them
+// before it serves, and more: every signature of the three feeds, every
+// block of the log and the metadata, every current file's bytes against
+// the archive, then the replay of the log, with the archive held to the
+// roots the entries logged. The stores are to be opened read-only, so
+// that nothing is written. A store that is damaged gives an error wrapping
+// ErrDamaged, naming what and where; an entry that does not replay gives
+// a report whose Verdict has a Divergence. What a crash leaves and a start
+// repairs is not damage: the report counts it.
+func CheckFolder(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive, opts ReplayOptions) (FolderReport, error) {
+	var rep FolderReport
+	full := hypercore.CheckOptions{Data: true, AllBlocks: true, Signatures: true}
+	if err := log.CheckStored(full); err != nil {
+		return rep, fmt.Errorf("%w: the call log: %w", ErrDamaged, err)
+	}
+	if err := archive.Metadata().CheckStored(full); err != nil {
+		return rep, fmt.Errorf("%w: the files archive's metadata: %w", ErrDamaged, err)
+	}
+	content := archive.Content()
+	if content == nil {
+		return rep, fmt.Errorf("%w: the files archive has no content feed", ErrDamaged)
+	}
+	if err := content.CheckStored(hypercore.CheckOptions{Signatures: true}); err != nil {
+		return rep, fmt.Errorf("%w: the files archive's content: %w", ErrDamaged, err)
+	}
+	if names := archive.Modified(); len(names) > 0 {
+		return rep, fmt.Errorf("%w: %v in the folder is not what the archive holds", ErrDamaged, names)
+	}
+	if err := readCurrentFiles(ctx, archive); err != nil {
+		return rep, err
+	}
+
+	r, entries, err := replayLogEntries(ctx, log, log.Length(), opts, true)
+	if err != nil {
+		var d *Divergence
+		if errors.As(err, &d) {
+			rep.Verdict.Divergence = d
+			return rep, nil
+		}
+		return rep, err
+	}
+	rep.Verdict = r.Verdict()
+	r.Close()
+	if rep.Verdict.Divergence != nil {
+		return rep, nil
+	}
+	if d := CheckCallers(entries, log.PublicKey(), false); d != nil {
+		rep.Verdict.Divergence = d
+		return rep, nil
+	}
+
+	// The archive holds the effects of the entries before redo; a start
+	// redoes the rest.
+	version := archive.Version()
+	held := 0
+	for i, e := range entries {
+		if entryVersion(e) <= version {
+			held = i + 1
+		}
+	}
+	rep.Redo = len(entries) - held
+	if held > 0 {
+		if got := entryVersion(entries[held-1]); got != version {
+			return rep, fmt.Errorf("%w: the files archive is at version %d, which no log entry reached (entry %d is at %d)", ErrDamaged, version, held-1, got)
+		}
+	}
+	for i, e := range entries[:held] {
+		d, lacksNodes := checkArchiveEntry(uint64(i), e, archive)
+		if d != nil && !lacksNodes {
+			return rep, fmt.Errorf("%w: the files archive after entry %d: %s is %s, the log says %s", ErrDamaged, i, d.Field, d.Replayed, d.Logged)
+		}
+	}
+	if last := lastWithRoot(entries[:held]); last != nil {
+		referenced, err := archive.ReferencedContent()
+		if err != nil {
+			return rep, fmt.Errorf("%w: the files archive's metadata: %w", ErrDamaged, err)
+		}
+		if referenced != last.FilesRoot.ContentLength {
+			return rep, fmt.Errorf("%w: the files archive's metadata points at %d content blocks, the log says %d", ErrDamaged, referenced, last.FilesRoot.ContentLength)
+		}
+		rep.Unreferenced = content.Length() - referenced
+	}
+	return rep, nil
+}
+
+// readCurrentFiles reads every current file of the archive, which checks
+// its bytes against the archive's tree.
+func readCurrentFiles(ctx context.Context, archive *hyperdrive.Archive) error {
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		names, err := archive.Readdir(dir)
+		if err != nil {
+			return fmt.Errorf("%w: the files archive: listing %s: %w", ErrDamaged, dir, err)
+		}
+		for _, n := range names {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p := path.Join(dir, n)
+			st, err := archive.Stat(p)
+			if err != nil {
+				return fmt.Errorf("%w: the files archive: %s: %w", ErrDamaged, p, err)
+			}
+			if st.IsDir() {
+				if err := walk(p); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := archive.ReadFile(p); err != nil {
+				return fmt.Errorf("%w: %s in the folder: %w", ErrDamaged, p, err)
+			}
+		}
+		return nil
+	}
+	return walk("/")
+}
