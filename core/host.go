@@ -49,6 +49,12 @@ var (
 	ErrInitFailed = errors.New("core: the script's init failed")
 	// ErrNotCallable: init (run once, at deploy) and unknown methods.
 	ErrNotCallable = errors.New("core: method not supported")
+	// ErrUnavailable: the host cannot write its stores (a full disk, say);
+	// the call was not run, or, if the failure came as its group was being
+	// logged, may or may not have been logged. The host reopens its stores
+	// as calls come, at most once a second, and serves again once they
+	// take writes.
+	ErrUnavailable = errors.New("core: the host cannot write its call log or files archive")
 	// ErrDamaged: the folder was changed on disk outside the host: a real
 	// file of the archive, or its feeds. The host refuses to start rather
 	// than serve or sign over it.
@@ -162,7 +168,15 @@ type Host struct {
 	// lost is why the host could not restore the backend's memory after a
 	// stopped call: it answers every later call with it.
 	lost error
+	// storeErr is the write to the log or the archive that failed, until
+	// recoverStores reopens them; lastRecovery is when it last tried.
+	storeErr     error
+	lastRecovery time.Time
 }
+
+// recoverEvery is how often a host whose stores failed tries to reopen
+// them, as calls come.
+const recoverEvery = time.Second
 
 // archiveSyncEvery is how often the host flushes the archive. The log is
 // flushed with every group; the archive can lag, since a restart redoes
@@ -255,6 +269,16 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 // says before serving.
 func Open(ctx context.Context, cfg Config) (*Host, error) {
 	cfg.defaults()
+	m, err := openMachine(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return start(cfg, m), nil
+}
+
+// openMachine checks the stores and replays the log into a new machine,
+// redoing into the archive what it lacks (see Open).
+func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 	if err := cfg.Archive.CheckStored(); err != nil {
 		return nil, fmt.Errorf("%w: the files archive's %w", ErrDamaged, err)
 	}
@@ -342,7 +366,8 @@ func Open(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("%w: the archive is at version %d, root %s; the log says %d, %s",
 			ErrState, cfg.Archive.Version(), root.Metadata, v.FilesVersion, v.FilesRoot.Metadata)
 	}
-	return start(cfg, m), nil
+	m.quota, m.maxEntry = cfg.Quota, cfg.MaxEntry
+	return m, nil
 }
 
 // entryVersion is the archive version an entry left: its result's, or, for
@@ -637,6 +662,14 @@ func (h *Host) takeQueued(group []*pending) []*pending {
 // the last signature (or sets the timer for it), and flushes the archive
 // if archiveSyncEvery has. h.run is held.
 func (h *Host) runGroupAndSign(group []*pending) {
+	if h.storeErr != nil {
+		if err := h.recoverStores(); err != nil {
+			for _, p := range group {
+				p.done(Response{}, fmt.Errorf("%w: %w", ErrUnavailable, err))
+			}
+			return
+		}
+	}
 	if h.runGroup(group) {
 		h.unsigned = true
 		if wait := h.cfg.SignEvery - time.Since(h.lastSign); wait <= 0 {
@@ -646,9 +679,9 @@ func (h *Host) runGroupAndSign(group []*pending) {
 			h.armed = true
 		}
 	}
-	if time.Since(h.lastArchiveSync) > archiveSyncEvery {
+	if time.Since(h.lastArchiveSync) > archiveSyncEvery && h.storeErr == nil {
 		if err := h.cfg.Archive.Sync(); err != nil {
-			h.cfg.Logger.Error("flushing the files archive", "error", err)
+			h.storesFailed("flushing the files archive", err)
 		}
 		h.lastArchiveSync = time.Now()
 	}
@@ -657,10 +690,65 @@ func (h *Host) runGroupAndSign(group []*pending) {
 
 // sign signs the archive and the log. h.run is held.
 func (h *Host) sign() {
-	if err := signArchiveAndLog(h.cfg.Archive, h.cfg.Log); err != nil {
-		h.cfg.Logger.Error("signing", "error", err)
+	if h.storeErr == nil {
+		if err := signArchiveAndLog(h.cfg.Archive, h.cfg.Log); err != nil {
+			h.storesFailed("signing", err)
+		}
 	}
 	h.lastSign, h.unsigned = time.Now(), false
+}
+
+// storesFailed notes a failed write to the log or the archive: the feed
+// refuses writes from then on (hypercore.ErrFailed), and so does the host,
+// until recoverStores reopens them. h.run is held.
+func (h *Host) storesFailed(doing string, err error) {
+	if h.storeErr == nil {
+		h.cfg.Logger.Error(doing+" failed; calls fail until the stores take writes again", "error", err)
+		h.storeErr = fmt.Errorf("%s: %w", doing, err)
+		h.lastRecovery = time.Now()
+	}
+}
+
+// recoverStores reopens the log and the archive in place, as a start opens
+// them: what was durable is there, what was not is redone from the log, or
+// was never acknowledged. Peers keep the same feeds. It tries at most every
+// recoverEvery. h.run is held.
+func (h *Host) recoverStores() error {
+	if time.Since(h.lastRecovery) < recoverEvery {
+		return h.storeErr
+	}
+	h.lastRecovery = time.Now()
+	if h.standby != nil {
+		h.standby.close()
+		h.standby = nil
+	}
+	err := h.cfg.Log.Reopen()
+	if err == nil {
+		err = h.cfg.Archive.Reopen()
+	}
+	var m *machine
+	if err == nil {
+		m, err = openMachine(context.Background(), h.cfg)
+	}
+	if err == nil {
+		// Proof that the disk takes writes again, and what was redone is
+		// durable.
+		err = h.cfg.Archive.Sync()
+	}
+	if err != nil {
+		h.cfg.Logger.Warn("the stores are still failing", "error", err)
+		h.storeErr = fmt.Errorf("reopening the stores: %w", err)
+		return h.storeErr
+	}
+	h.m = m
+	if seqs, err := logSeqs(h.cfg.Log); err == nil {
+		h.seqs = seqs
+	}
+	h.standby = h.newStandby()
+	h.storeErr = nil
+	h.lastArchiveSync = time.Now()
+	h.cfg.Logger.Warn("the stores take writes again; serving", "log length", h.cfg.Log.Length())
+	return nil
 }
 
 // signArchiveAndLog signs what is new in the archive, then in the log (both
@@ -689,7 +777,15 @@ func (h *Host) runGroup(group []*pending) bool {
 	}
 	var entries []*Entry
 	var done []*pending
-	for _, p := range group {
+	for i, p := range group {
+		if h.storeErr != nil {
+			// The archive failed under this group: none of it is logged.
+			a.Rollback()
+			for _, q := range append(done, group[i:]...) {
+				q.done(Response{}, fmt.Errorf("%w: %w", ErrUnavailable, h.storeErr))
+			}
+			return false
+		}
 		if err := p.ctx.Err(); err != nil {
 			p.done(Response{}, fmt.Errorf("%w: %w", ErrAborted, err))
 			continue
@@ -702,18 +798,31 @@ func (h *Host) runGroup(group []*pending) bool {
 		entries = append(entries, e)
 		done = append(done, p)
 	}
+	if h.storeErr != nil {
+		a.Rollback()
+		for _, q := range done {
+			q.done(Response{}, fmt.Errorf("%w: %w", ErrUnavailable, h.storeErr))
+		}
+		return false
+	}
 	first := h.cfg.Log.Length()
 	err := appendEntries(h.cfg.Log, entries, &h.encoded)
 	if err != nil {
 		a.Rollback()
-		// The entries are lost, and with them the state the calls made:
-		// rebuild from the log as it is.
-		h.rebuild(nil)
-		if seqs, err := logSeqs(h.cfg.Log); err == nil {
-			h.seqs = seqs
+		// The log refuses writes now; the entries, and the state the calls
+		// made, are redone from the log, or were never acknowledged, when
+		// recoverStores reopens it.
+		h.storesFailed("appending to the call log", err)
+		err = fmt.Errorf("%w: %w (the call may or may not have been logged)", ErrUnavailable, err)
+	} else {
+		if cerr := a.Commit(); cerr != nil {
+			// The entries are durable, so the calls stand: the archive
+			// gets their writes again from the log.
+			h.storesFailed("committing to the files archive", cerr)
 		}
-	} else if err = a.Commit(); err == nil && h.standby != nil {
-		h.standby.setDurable(h.cfg.Log.Length())
+		if h.standby != nil {
+			h.standby.setDurable(h.cfg.Log.Length())
+		}
 	}
 	for i, p := range done {
 		if err != nil {
@@ -761,6 +870,12 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	if errors.Is(err, sandbox.ErrArguments) {
 		// Refused before anything ran: the script is as it was.
 		return nil, fmt.Errorf("%w: %w", ErrInvalidArguments, err)
+	}
+	if err != nil && h.cfg.Archive.Failed() != nil {
+		// Not the call's doing: the archive could not be written (a full
+		// disk). The group is given up, and the stores reopened later.
+		h.storesFailed("writing to the files archive", h.cfg.Archive.Failed())
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, h.storeErr)
 	}
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)

@@ -7,10 +7,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hyperdrive"
 )
 
 // TestCrashWithContentAheadOfMetadata: the archive's content feed reached
@@ -91,4 +97,160 @@ func snapshot(t *testing.T, dir string) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// fullDisk wraps a feed's storage so that every write fails while full
+// is set, as on a full disk.
+type fullDisk struct {
+	hypercore.Storage
+	full *atomic.Bool
+}
+
+func (s fullDisk) Open(name string, create bool) (hypercore.File, error) {
+	f, err := s.Storage.Open(name, create)
+	if err != nil {
+		return f, err
+	}
+	return fullDiskFile{f, s.full}, nil
+}
+
+type fullDiskFile struct {
+	hypercore.File
+	full *atomic.Bool
+}
+
+func (f fullDiskFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, fmt.Errorf("write of %d bytes at %d: %w", len(p), off, syscall.ENOSPC)
+	}
+	return f.File.WriteAt(p, off)
+}
+
+func (f fullDiskFile) Truncate(size int64) error {
+	if f.full.Load() {
+		return syscall.ENOSPC
+	}
+	return f.File.(interface{ Truncate(int64) error }).Truncate(size)
+}
+
+func (f fullDiskFile) Sync() error {
+	if f.full.Load() {
+		return syscall.ENOSPC
+	}
+	return f.File.Sync()
+}
+
+// TestFullDiskIsSurvivable: while the disk is full, calls fail with
+// ErrUnavailable and nothing is acknowledged that is not durable; once
+// there is space again, the host serves again without a restart, every
+// acknowledged call is in the log, and the log replays clean, also after
+// a restart.
+func TestFullDiskIsSurvivable(t *testing.T) {
+	dir := t.TempDir()
+	full := &atomic.Bool{}
+	datDir := filepath.Join(dir, hyperdrive.DatDir)
+	open := func(create bool) (*hyperdrive.Archive, *hypercore.Feed) {
+		archive, err := hyperdrive.Open(hyperdrive.Options{
+			Storage: hyperdrive.FeedStorage(
+				fullDisk{hypercore.DirStorage{Dir: datDir, Prefix: "metadata."}, full},
+				fullDisk{hypercore.DirStorage{Dir: datDir, Prefix: "content."}, full}),
+			Create: create, DeferSignatures: true, WriteBack: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := hypercore.Open(hypercore.Config{Storage: fullDisk{hypercore.DirStorage{Dir: datDir, Prefix: "call-log."}, full}, Create: create,
+			AnnounceOnSync: true, LineLog: true, DeferSignatures: true, WriteBack: true, Preallocate: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return archive, log
+	}
+	archive, log := open(true)
+	cfg := testConfig(archive, log)
+	h, err := Deploy(context.Background(), cfg, script(t, "persistent-counter.js"), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	increment := func() (int, error) {
+		r, err := h.Call(context.Background(), Request{Method: "increment"})
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.Atoi(string(r.Res))
+		if err != nil || r.Err != nil {
+			t.Fatalf("increment = %s, %v, %v", r.Res, r.Err, err)
+		}
+		return n, nil
+	}
+	var acked []int
+	for range 3 {
+		n, err := increment()
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, n)
+	}
+	full.Store(true)
+	failures := 0
+	for range 5 {
+		n, err := increment()
+		switch {
+		case err == nil:
+			acked = append(acked, n) // made durable before the disk filled
+		case errors.Is(err, ErrUnavailable):
+			failures++
+		default:
+			t.Fatalf("a call on a full disk: %v, want ErrUnavailable", err)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	if failures == 0 {
+		t.Fatal("no call failed on a full disk")
+	}
+	full.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := increment()
+		if err == nil {
+			acked = append(acked, n)
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("with space again: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for range 3 {
+		n, err := increment()
+		if err != nil {
+			t.Fatalf("after recovering: %v", err)
+		}
+		acked = append(acked, n)
+	}
+	for i := 1; i < len(acked); i++ {
+		if acked[i] <= acked[i-1] {
+			t.Fatalf("acknowledged values not increasing: %v", acked)
+		}
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	archive.Close()
+	log.Close()
+
+	archive, log = open(false)
+	defer archive.Close()
+	defer log.Close()
+	h, err = Open(context.Background(), testConfig(archive, log))
+	if err != nil {
+		t.Fatalf("restarting: %v", err)
+	}
+	defer h.Close()
+	last := acked[len(acked)-1]
+	if n, err := increment(); err != nil || n != last+1 {
+		t.Fatalf("after a restart: %d, %v; want %d", n, err, last+1)
+	}
+	if v, err := Replay(context.Background(), log, ReplayOptions{}); err != nil || v.Divergence != nil {
+		t.Fatalf("replay: %v, %v", err, v.Divergence)
+	}
 }

@@ -113,7 +113,13 @@ type Config struct {
 // are signed by the writer. A Feed is safe for concurrent use.
 type Feed struct {
 	mu sync.Mutex
+	feedState
+	changed chan struct{} // closed and dropped whenever the feed changes; made on demand
+}
 
+// feedState is everything of a Feed that its files decide: Reopen replaces
+// it whole with a fresh open's.
+type feedState struct {
 	storage  Storage
 	readOnly bool
 	closed   bool
@@ -153,7 +159,7 @@ type Feed struct {
 	signedLength   uint64 // the length whose tree is signed (DeferSignatures)
 	rollbacks      uint64 // Rollbacks so far, so that Sign can tell its tree was undone
 
-	changed chan struct{} // closed and dropped whenever the feed changes; made on demand
+	cfg Config // what Open was given, for Reopen
 }
 
 // Open opens (or, with cfg.Create, creates) a feed. Opening checks the stored
@@ -164,7 +170,16 @@ func Open(cfg Config) (*Feed, error) {
 	if cfg.Storage == nil {
 		return nil, errors.New("hypercore: no storage")
 	}
-	f := &Feed{
+	f := &Feed{}
+	if err := f.openState(cfg); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// openState opens the feed's files into a fresh state.
+func (f *Feed) openState(cfg Config) error {
+	f.feedState = feedState{
 		storage:  cfg.Storage,
 		readOnly: cfg.ReadOnly,
 		hasher:   merkle.NewHasher(),
@@ -172,13 +187,15 @@ func Open(cfg Config) (*Feed, error) {
 		checkAllReads:  cfg.CheckAllReads,
 		announceOnSync: cfg.AnnounceOnSync,
 		noFsync:        cfg.NoFsync,
+		cfg:            cfg,
 	}
 	if err := f.open(cfg); err != nil {
 		f.closeFiles()
-		return nil, err
+		return err
 	}
 	f.synced = f.length
-	return f, nil
+	f.cfg.Create = false
+	return nil
 }
 
 func (f *Feed) openFile(name string, create bool) (File, error) {
@@ -845,6 +862,12 @@ func (f *Feed) Close() error {
 	if err == nil && f.failed == nil {
 		err = f.cutData()
 	}
+	if f.failed != nil {
+		// What a failed feed holds in memory may be ahead of its files:
+		// writing it out now could make the files claim blocks that are
+		// not there.
+		f.discardWriteBacks()
+	}
 	f.closed = true
 	if cerr := f.closeFiles(); err == nil {
 		err = cerr
@@ -855,15 +878,61 @@ func (f *Feed) Close() error {
 
 func (f *Feed) closeFiles() error {
 	var first error
-	for _, file := range []File{f.key, f.secretKey, f.tree, f.data, f.bits, f.signatures} {
-		if file == nil {
+	for _, file := range []*File{&f.key, &f.secretKey, &f.tree, &f.data, &f.bits, &f.signatures} {
+		if *file == nil {
 			continue
 		}
-		if err := file.Close(); err != nil && first == nil {
+		if err := (*file).Close(); err != nil && first == nil {
 			first = err
 		}
+		*file = nil
 	}
 	return first
+}
+
+// Failed returns the failed write that makes the feed refuse writes until
+// Reopen (wrapping ErrFailed), or nil.
+func (f *Feed) Failed() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+func (f *Feed) discardWriteBacks() {
+	for _, w := range f.writeBacks {
+		w.discard()
+	}
+}
+
+// Reopen reads the feed again from its files, in place, as Open would: for
+// a writer whose write failed (ErrFailed), once the cause is gone, such as
+// a full disk with space again. What was synced before the failure is
+// there, and what was not is gone, as after a crash (a line log keeps
+// every line its data file holds). Peers' sessions and waiters keep the
+// same *Feed. No hold may be open. If it fails, the feed stays failed,
+// and Reopen may be tried again.
+func (f *Feed) Reopen() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.closed:
+		return ErrClosed
+	case len(f.held) > 0:
+		return ErrHeld
+	}
+	f.discardWriteBacks()
+	f.closeFiles()
+	rollbacks := f.rollbacks
+	g := &Feed{}
+	if err := g.openState(f.cfg); err != nil {
+		f.failed = fmt.Errorf("%w: reopening: %w", ErrFailed, err)
+		return f.failed
+	}
+	f.feedState = g.feedState
+	// A Sign that began before is not to sign this tree.
+	f.rollbacks = rollbacks + 1
+	f.notify()
+	return nil
 }
 
 // Get returns block i, or an error wrapping ErrNotFound if it is not stored

@@ -225,6 +225,19 @@ func (w *writeBack) Sync() error {
 	return w.File.Sync()
 }
 
+// discard drops the pending pages, unwritten: the file is as the last
+// flush left it.
+func (w *writeBack) discard() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, pg := range w.dirty {
+		w.recycle(pg)
+	}
+	clear(w.dirty)
+	clear(w.clean)
+	w.end = w.base
+}
+
 func (w *writeBack) Close() error {
 	err := w.flush()
 	if cerr := w.File.Close(); err == nil {

@@ -185,14 +185,20 @@ func (a *Archive) openContent() error {
 			return err
 		}
 	}
-	if content.Writable() && !a.readOnly {
+	return a.afterContentOpen()
+}
+
+// afterContentOpen brings a writer's content and folder up to its
+// metadata, which is the commit point of a Sync, and loads the extents.
+func (a *Archive) afterContentOpen() error {
+	if a.content.Writable() && !a.readOnly {
 		if err := a.cutUnreferencedContent(); err != nil {
 			return err
 		}
 	}
-	if files != nil {
+	if a.files != nil {
 		if !a.readOnly {
-			if err := files.recover(a.metadata.Length()); err != nil {
+			if err := a.files.recover(a.metadata.Length()); err != nil {
 				return err
 			}
 		}
@@ -328,6 +334,53 @@ func (a *Archive) walk(dir string, fn func(name string, st Stat)) error {
 		}
 	}
 	return nil
+}
+
+// Failed returns the failed write that makes one of the archive's feeds
+// refuse writes until Reopen, or nil.
+func (a *Archive) Failed() error {
+	if err := a.metadata.Failed(); err != nil {
+		return fmt.Errorf("hyperdrive: metadata: %w", err)
+	}
+	if c := a.Content(); c != nil {
+		if err := c.Failed(); err != nil {
+			return fmt.Errorf("hyperdrive: content: %w", err)
+		}
+	}
+	return nil
+}
+
+// Reopen reads the archive again from its files, in place, as Open would
+// (hypercore.Feed.Reopen): for a writer whose write failed, once the
+// cause is gone, such as a full disk with space again. What the last Sync
+// made durable is there; what came after is gone, as after a crash. No
+// transaction may be open.
+func (a *Archive) Reopen() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case a.closed:
+		return ErrClosed
+	case a.checkoutOf != nil:
+		return errors.New("hyperdrive: a checkout cannot be reopened")
+	case len(a.txn) > 0:
+		return ErrInTransaction
+	}
+	if a.files != nil {
+		a.files.reset()
+	}
+	if err := a.metadata.Reopen(); err != nil {
+		return fmt.Errorf("hyperdrive: metadata: %w", err)
+	}
+	a.entries = newEntries(a.metadata)
+	a.tree = tree{entries: a.entries, version: -1}
+	if a.content == nil {
+		return nil
+	}
+	if err := a.content.Reopen(); err != nil {
+		return fmt.Errorf("hyperdrive: content: %w", err)
+	}
+	return a.afterContentOpen()
 }
 
 // CheckStored checks the archive's feeds as its writer holds them

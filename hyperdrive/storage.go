@@ -795,6 +795,18 @@ func (r *realFiles) Sync() error {
 	return nil
 }
 
+// reset forgets everything not on disk, for an archive that reopens: the
+// extents are loaded again, and recover finishes or drops what the folder
+// was in the middle of.
+func (r *realFiles) reset() {
+	r.finish(false)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.extents, r.end, r.sized = nil, 0, false
+	r.unflushed, r.held, r.unsynced = nil, nil, nil
+	r.lost, r.holds = nil, nil
+}
+
 // Close implements hypercore.File.
 func (r *realFiles) Close() error { return r.finish(false) }
 
