@@ -15,7 +15,8 @@ import (
 
 // TestCheck: nodevms check says GOOD of a folder a host left, DAMAGED (exit
 // 1) of one changed on disk, naming what, and changes nothing either way;
-// it cannot check (exit 2) a folder without a backend or one being served.
+// a start refuses the damaged folders, changing nothing; check cannot
+// check (exit 2) a folder without a backend or one being served.
 func TestCheck(t *testing.T) {
 	script := exampleFile(t, "persistent-counter.js")
 	base := filepath.Join(t.TempDir(), "counter")
@@ -53,6 +54,8 @@ func TestCheck(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 1, "/counter"},
+		// Same size: a start serves, and the file fails the call that reads
+		// it (see TestAdversarialMatrix); check reads every file.
 		{"the counter file's digit", flip("counter", middle), 1, "/counter"},
 		{"a byte of the metadata", flip(".dat/metadata.data", middle), 1, "metadata"},
 		{"a byte of the metadata's tree", flip(".dat/metadata.tree", func(b []byte) int { return 32 + 40 + 5 }), 1, "metadata"},
@@ -73,6 +76,21 @@ func TestCheck(t *testing.T) {
 			}
 			if diff := cmp.Diff(before, folderFiles(t, dir)); diff != "" {
 				t.Errorf("check changed the folder (-before +after):\n%s", diff)
+			}
+			if c.code == 0 || c.name == "the counter file's digit" {
+				return
+			}
+			// A start refuses the damaged folder the same way, and changes
+			// nothing in it either (but the lock, which says who tried).
+			_, stderr, err = runNodevms(t, "-e", script, dir, "--port", "0", "--dat-port", "0")
+			if checkExit(err) != exitError || !strings.Contains(stderr, "nodevms check") {
+				t.Errorf("starting: exit %d, %q; want a refusal that points to nodevms check", checkExit(err), stderr)
+			}
+			after := folderFiles(t, dir)
+			delete(before, filepath.Join(".dat", "lock"))
+			delete(after, filepath.Join(".dat", "lock"))
+			if diff := cmp.Diff(before, after); diff != "" {
+				t.Errorf("the refused start changed the folder (-before +after):\n%s", diff)
 			}
 		})
 	}

@@ -200,6 +200,11 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		return err
 	}
 	defer folder.release()
+	if folder.deployed {
+		if err := checkArchiveFirst(dir); err != nil {
+			return err
+		}
+	}
 	archive, log, err := openStores(dir, !folder.deployed, f.sync == "none")
 	if err != nil {
 		return err
@@ -289,6 +294,25 @@ func sameScript(log *hypercore.Feed, code []byte) error {
 	}
 	if !bytes.Equal([]byte(init.Code), code) {
 		return errors.New("this folder serves another script; deploy this one into a new folder (--dir)")
+	}
+	return nil
+}
+
+// checkArchiveFirst checks a deployed folder's files archive, opened
+// read-only, before a writable open repairs what a crash left: a folder
+// whose archive was changed on disk is refused before anything in it is
+// written. (The call log checks its data against its signatures before it
+// writes; the folder's files are checked once the archive has finished
+// what a crash cut short.)
+func checkArchiveFirst(dir string) error {
+	datDir := filepath.Join(dir, hyperdrive.DatDir)
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")), ReadOnly: true})
+	if err != nil {
+		return damaged("the files archive", err)
+	}
+	defer archive.Close()
+	if err := archive.CheckStored(); err != nil {
+		return fmt.Errorf("%w: the files archive's %w", core.ErrDamaged, err)
 	}
 	return nil
 }

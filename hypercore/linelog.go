@@ -99,10 +99,16 @@ func (f *Feed) recoverLines(stateErr error) error {
 }
 
 // resetFromData empties the tree, signatures and bitfield, so that
-// recoverLines appends every line of the data file again.
+// recoverLines appends every line of the data file again. What they held
+// is kept first, as NAME.replaced, for an operator to look at.
 func (f *Feed) resetFromData() error {
 	if f.privateKey == nil {
 		return ErrNotWritable
+	}
+	for name, file := range map[string]File{"tree": f.tree, "signatures": f.signatures, "bitfield": f.bits} {
+		if err := f.keepCopy(name, file); err != nil {
+			return fmt.Errorf("hypercore: keeping a copy of the %s file before rebuilding it: %w", name, err)
+		}
 	}
 	for _, file := range []File{f.tree, f.signatures, f.bits} {
 		t, ok := file.(truncater)
@@ -256,4 +262,36 @@ func (f *Feed) lastStoredSignature() (uint64, []byte, error) {
 		end = start
 	}
 	return 0, nil, nil
+}
+
+// keepCopy writes what file holds to the storage's NAME.replaced, made
+// durable, replacing an earlier copy.
+func (f *Feed) keepCopy(name string, file File) error {
+	size, err := file.Size()
+	if err != nil {
+		return err
+	}
+	b := make([]byte, size)
+	if _, err := file.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	out, err := f.storage.Open(name+".replaced", true)
+	if err != nil {
+		return err
+	}
+	if t, ok := out.(truncater); ok {
+		if err := t.Truncate(0); err != nil {
+			out.Close()
+			return err
+		}
+	}
+	if _, err := out.WriteAt(b, 0); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

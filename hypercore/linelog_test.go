@@ -83,6 +83,7 @@ func TestLineLogRecovers(t *testing.T) {
 					copyFile(t, filepath.Join(dir, name+".kept"), filepath.Join(dir, name))
 				}
 			}
+			torn := readFile(t, dir, "bitfield")
 			// A torn line at the end was never synced; it is dropped.
 			df, _ := os.OpenFile(filepath.Join(dir, "data"), os.O_APPEND|os.O_WRONLY, 0)
 			df.Write([]byte(`{"torn":`))
@@ -107,6 +108,12 @@ func TestLineLogRecovers(t *testing.T) {
 			}
 			if _, err := g.Get(g.Length()); !errors.Is(err, hypercore.ErrNotFound) {
 				t.Errorf("the torn line became a block: %v", err)
+			}
+			if damage == "torn bitfield" {
+				// Rebuilt from the data, after keeping a copy.
+				if kept, err := os.ReadFile(filepath.Join(dir, "bitfield.replaced")); err != nil || !bytes.Equal(kept, torn) {
+					t.Errorf("bitfield.replaced: %v; want the torn bitfield's %d bytes", err, len(torn))
+				}
 			}
 		})
 	}
