@@ -48,7 +48,19 @@ func (f *Feed) Proof(i uint64, req ProofRequest) (Proof, error) {
 	if f.closed {
 		return Proof{}, ErrClosed
 	}
-	p, ok := f.treeBits.Proof(2*i, req.Digest, req.Hash, req.Remote)
+	var p bitfield.ProofNodes
+	var ok bool
+	if pub := f.publishedLocked(); (f.privateKey != nil || f.unsigned) && pub < f.length {
+		// A writer's newest blocks may not be signed yet (DeferSignatures,
+		// a hold): prove against the tree peers are shown, whose length
+		// has a signature.
+		if i >= pub {
+			return Proof{}, fmt.Errorf("%w: block %d is not shown yet", ErrNotFound, i)
+		}
+		p, ok = f.treeBits.ProofAt(2*i, req.Digest, req.Hash, req.Remote, pub)
+	} else {
+		p, ok = f.treeBits.Proof(2*i, req.Digest, req.Hash, req.Remote)
+	}
 	if !ok {
 		return Proof{}, fmt.Errorf("%w: no proof for block %d", ErrNotFound, i)
 	}

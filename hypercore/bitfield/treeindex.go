@@ -161,10 +161,29 @@ type ProofNodes struct {
 // (updated as a side effect, as in the reference). With hash set the node i
 // itself is included. ok is false when node i is not present here.
 func (t *TreeIndex) Proof(i, digest uint64, hash bool, remote *TreeIndex) (p ProofNodes, ok bool) {
+	return t.proof(i, digest, hash, remote, t.Get, t.VerifiedBy)
+}
+
+// ProofAt is Proof against the tree of the first length blocks, as if the
+// nodes of later blocks were not here: for a writer whose newest blocks
+// are not signed yet, whose proofs must end at a signed length. Leaf i
+// must be in that tree.
+func (t *TreeIndex) ProofAt(i, digest uint64, hash bool, remote *TreeIndex, length uint64) (p ProofNodes, ok bool) {
+	get := func(x uint64) bool { return flat.RightSpan(x) < 2*length && t.Get(x) }
+	verifiedBy := func(x uint64) uint64 {
+		if !get(x) {
+			return 0
+		}
+		return 2 * length
+	}
+	return t.proof(i, digest, hash, remote, get, verifiedBy)
+}
+
+func (t *TreeIndex) proof(i, digest uint64, hash bool, remote *TreeIndex, get func(uint64) bool, verifiedByOf func(uint64) uint64) (p ProofNodes, ok bool) {
 	if remote == nil {
 		remote = NewTreeIndex()
 	}
-	if !t.Get(i) {
+	if !get(i) {
 		return ProofNodes{}, false
 	}
 	p.Nodes = make([]uint64, 0, 24)
@@ -180,7 +199,7 @@ func (t *TreeIndex) Proof(i, digest uint64, hash bool, remote *TreeIndex) (p Pro
 	digest >>= 1
 	for digest != 0 {
 		if digest == 1 && hasRoot {
-			if t.Get(next) {
+			if get(next) {
 				remote.Set(next)
 			}
 			// Having a root implies having the roots before it as well.
@@ -188,14 +207,14 @@ func (t *TreeIndex) Proof(i, digest uint64, hash bool, remote *TreeIndex) (p Pro
 				next = s
 			}
 			for _, r := range flat.FullRoots(flat.RightSpan(next) + 2) {
-				if t.Get(r) {
+				if get(r) {
 					remote.Set(r)
 				}
 			}
 			break
 		}
 		sibling := flat.Sibling(next)
-		if digest&1 == 1 && t.Get(sibling) {
+		if digest&1 == 1 && get(sibling) {
 			remote.Set(sibling)
 		}
 		next = flat.Parent(next)
@@ -205,9 +224,9 @@ func (t *TreeIndex) Proof(i, digest uint64, hash bool, remote *TreeIndex) (p Pro
 	next = i
 	for !remote.Get(next) {
 		sibling := flat.Sibling(next)
-		if !t.Get(sibling) {
+		if !get(sibling) {
 			// next is a local root.
-			verifiedBy := t.VerifiedBy(next)
+			verifiedBy := verifiedByOf(next)
 			for _, r := range flat.FullRoots(verifiedBy) {
 				if r != next && !remote.Get(r) {
 					p.Nodes = append(p.Nodes, r)
