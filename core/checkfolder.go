@@ -135,6 +135,14 @@ func readCurrentFiles(ctx context.Context, archive *hyperdrive.Archive) error {
 				}
 				continue
 			}
+			if st.Size > 0 && !archive.Content().Has(st.Offset) {
+				// Cleared ahead of the metadata by a crash: the folder
+				// must still hold the bytes, which a start claims again.
+				if err := archive.CheckFolderFile(p); err != nil {
+					return fmt.Errorf("%w: %s in the folder: %w", ErrDamaged, p, err)
+				}
+				continue
+			}
 			if _, err := archive.ReadFile(p); err != nil {
 				return fmt.Errorf("%w: %s in the folder: %w", ErrDamaged, p, err)
 			}

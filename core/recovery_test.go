@@ -37,8 +37,24 @@ func TestCrashWithContentAheadOfMetadata(t *testing.T) {
 			if err := b.archive.Content().Sync(); err != nil {
 				t.Fatal(err)
 			}
-			archive, log := openStores(t, b.dir, false)
 			b.host = nil // the crashed host is never closed
+			// An offline check sees what the crash left, and calls it
+			// good: a start repairs it.
+			ro, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(b.dir, filepath.Join(b.dir, ".keys")), ReadOnly: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			roLog, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(b.dir, hyperdrive.DatDir), Prefix: "call-log."}, LineLog: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := CheckFolder(context.Background(), roLog, ro, ReplayOptions{})
+			ro.Close()
+			roLog.Close()
+			if err != nil || rep.Verdict.Divergence != nil || rep.Redo != 4-flushedAfter || rep.Unreferenced == 0 {
+				t.Errorf("CheckFolder = %+v, %v; want good, %d calls to redo, some content to take back", rep, err, 4-flushedAfter)
+			}
+			archive, log := openStores(t, b.dir, false)
 			h, err := Open(context.Background(), testConfig(archive, log))
 			if err != nil {
 				t.Fatal(err)
