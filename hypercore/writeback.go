@@ -189,6 +189,12 @@ func (w *writeBack) flushLocked() error {
 		start := (i+1)*writeBackPage - int64(len(run))
 		run = run[:min(int64(len(run)), w.end-start)] // not past the end
 		if _, err := w.File.WriteAt(run, start); err != nil {
+			// A write that failed part way (a full disk) can leave an
+			// entry torn across a page it could not add: cut the file back
+			// to where it ended, so that what it holds was all written.
+			if t, ok := w.File.(truncater); ok {
+				t.Truncate(w.base)
+			}
 			w.err = err
 			return err
 		}

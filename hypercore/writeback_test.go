@@ -128,3 +128,46 @@ func TestWriteBackKeepsTailPages(t *testing.T) {
 		t.Fatal("the appends read back wrong")
 	}
 }
+
+// shortFile takes writes only below limit: past it, it writes what fits
+// and fails, as a disk that fills part way through a write.
+type shortFile struct {
+	*memFile
+	limit int64
+}
+
+func (f *shortFile) WriteAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) <= f.limit {
+		return f.memFile.WriteAt(p, off)
+	}
+	n := max(0, min(int64(len(p)), f.limit-off))
+	f.memFile.WriteAt(p[:n], off)
+	return int(n), errors.New("no space left on device")
+}
+
+// TestFailedFlushLeavesNoTornEnd: a flush the disk cuts short leaves the
+// file as the last good flush did (it used to keep the bytes that fit: a
+// signature torn in half, which a later open could take for a whole one).
+func TestFailedFlushLeavesNoTornEnd(t *testing.T) {
+	under := &shortFile{memFile: &memFile{}, limit: 1 << 20}
+	w, err := newWriteBack(under)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := bytes.Repeat([]byte{1}, 5000)
+	w.WriteAt(good, 0)
+	if err := w.flush(); err != nil {
+		t.Fatal(err)
+	}
+	under.limit = 5000 + 100
+	w.WriteAt(bytes.Repeat([]byte{2}, 300), 5000)
+	if err := w.flush(); err == nil {
+		t.Fatal("a flush past the disk's end succeeded")
+	}
+	size, _ := under.Size()
+	got := make([]byte, size)
+	under.ReadAt(got, 0)
+	if !bytes.Equal(got, good) {
+		t.Errorf("after the failed flush the file has %d bytes, want the %d of the last good flush", size, len(good))
+	}
+}

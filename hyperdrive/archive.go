@@ -1033,16 +1033,26 @@ func (a *Archive) syncLocked() error {
 	}
 	if a.content != nil {
 		if err := a.content.Sync(); err != nil {
+			a.requeueFolder(ops)
 			return err
 		}
 	}
 	if err := a.metadata.Sync(); err != nil {
+		a.requeueFolder(ops)
 		return err
 	}
 	if a.files != nil {
 		return a.files.finishSync(ops)
 	}
 	return nil
+}
+
+// requeueFolder keeps the folder changes of a Sync that failed before the
+// metadata was durable for the next Sync (see realFiles.requeue).
+func (a *Archive) requeueFolder(ops []folderOp) {
+	if a.files != nil {
+		a.files.requeue(ops)
+	}
 }
 
 // Close closes the archive's feeds. Closing a checkout does nothing.

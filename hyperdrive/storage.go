@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -518,6 +519,13 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 		return nil, nil
 	}
 	j := journal{MetadataLength: metadataLength}
+	requeue := func(err error) ([]folderOp, error) {
+		// Not done: the next Sync tries them again. Dropping them would
+		// let a later Sync make the metadata durable without the files it
+		// points at.
+		r.requeue(ops)
+		return nil, err
+	}
 	for i := range ops {
 		op := &ops[i]
 		if op.kind == opMove && op.mem != nil {
@@ -526,9 +534,12 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 			if err == nil {
 				err = f.Sync()
 				f.Close()
+				if err != nil {
+					r.folder.remove(tmpParts(name))
+				}
 			}
 			if err != nil {
-				return nil, err
+				return requeue(err)
 			}
 			op.tmp = name
 			r.mu.Lock()
@@ -541,16 +552,27 @@ func (r *realFiles) prepareSync(metadataLength uint64) ([]folderOp, error) {
 			op.mem = nil
 		} else if op.kind == opMove {
 			if err := r.folder.syncFile(tmpParts(op.tmp)); err != nil {
-				return nil, err
+				return requeue(err)
 			}
 		}
 		j.Ops = append(j.Ops, jsonOp{Kind: op.kind, Name: op.name, Tmp: op.tmp})
 	}
 	raw, _ := json.Marshal(j)
 	if err := r.folder.writeDurably(journalParts(), raw); err != nil {
-		return nil, err
+		return requeue(err)
 	}
 	return ops, nil
+}
+
+// requeue puts back folder changes a Sync did not finish, before those
+// queued since, for the next Sync.
+func (r *realFiles) requeue(ops []folderOp) {
+	if len(ops) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unsynced = append(slices.Clone(ops), r.unsynced...)
 }
 
 // coalesce keeps, of the folder changes queued since the last Sync, only
@@ -582,9 +604,10 @@ func (r *realFiles) finishSync(ops []folderOp) error {
 		return nil
 	}
 	r.mu.Lock()
-	for _, op := range ops {
+	for k, op := range ops {
 		if err := r.applyLocked(op); err != nil {
 			r.mu.Unlock()
+			r.requeue(ops[k:])
 			return err
 		}
 	}

@@ -312,3 +312,51 @@ func TestDatStorageLargeFile(t *testing.T) {
 		t.Fatalf("after Sync: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestFailedSyncKeepsTheFolderChanges: a Sync that fails before the
+// metadata is durable (here the folder cannot take a temporary file) keeps
+// its folder changes for the next Sync; the next Sync that succeeds puts
+// the file in place with the metadata that points at it (a dropped change
+// left the folder's file one write behind the archive, for good).
+func TestFailedSyncKeepsTheFolderChanges(t *testing.T) {
+	dir, secrets := t.TempDir(), t.TempDir()
+	a, err := Open(Options{Storage: DatStorage(dir, secrets), Create: true, WriteBack: true, DeferSignatures: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteFile("/counter", []byte("1"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteFile("/counter", []byte("2"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, DatDir, "tmp")
+	os.RemoveAll(tmp)
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil { // no folder for temporary files
+		t.Fatal(err)
+	}
+	if err := a.Sync(); err == nil {
+		t.Fatal("a Sync without a folder for temporary files succeeded")
+	}
+	os.Remove(tmp)
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "counter")); err != nil || string(b) != "2" {
+		t.Errorf("the folder's counter = %q, %v; want 2", b, err)
+	}
+	a, err = Open(Options{Storage: DatStorage(dir, secrets)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if m := a.Modified(); len(m) != 0 {
+		t.Errorf("modified after reopening: %v", m)
+	}
+}
