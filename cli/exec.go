@@ -235,6 +235,12 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		return err
 	}
 	defer closeStores()
+	if err := ctx.Err(); err != nil {
+		// Stopped while it started: say so, rather than serve for an
+		// instant.
+		host.Close()
+		return err
+	}
 
 	stats := &protocol.Stats{}
 	// One cap for Dat peers, over TCP and over the WebSocket at /.dat: they

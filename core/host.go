@@ -291,6 +291,11 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 	n := cfg.Log.Length()
 	entries := make([]*Entry, n)
 	for i := range n {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
 		e, err := readEntry(cfg.Log, i)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrState, err)
@@ -332,6 +337,9 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 		return nil, err
 	}
 	for i := uint64(1); i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if int(i) == redo {
 			// From here on the archive lacks the entries' effects: replay
 			// them into it.
