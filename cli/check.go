@@ -19,8 +19,9 @@ import (
 
 // Exit codes of check.
 const (
-	checkGood    = 0
-	checkDamaged = 1
+	checkGood     = 0
+	checkDamaged  = 1
+	checkCouldNot = 2
 )
 
 // runCheck is `nodevms check DIR`: an offline check of a backend's folder
@@ -60,7 +61,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return checkDamaged
 	case err != nil:
 		fmt.Fprintf(stderr, "nodevms: could not check %s: %v\n", dir, err)
-		return exitUsage
+		return checkCouldNot
 	case rep.Verdict.Divergence != nil:
 		d := rep.Verdict.Divergence
 		fmt.Fprintf(stdout, "DAMAGED %s\n  call log entry %d (%s): %s differs\n    logged:   %s\n    replayed: %s\n  this looks like %s\n  %s\n",
