@@ -174,6 +174,27 @@ type Host struct {
 	lastRecovery time.Time
 }
 
+// unavailableError is what callers get while the stores fail: the
+// sentinel, and the cause for errors.Is and the host's own use, but not
+// in its text, which would name the host's paths.
+type unavailableError struct {
+	cause     error
+	maybeDone bool // the call's group failed as it was logged
+}
+
+func unavailable(cause error, maybeDone bool) error {
+	return &unavailableError{cause: cause, maybeDone: maybeDone}
+}
+
+func (e *unavailableError) Error() string {
+	if e.maybeDone {
+		return ErrUnavailable.Error() + " (the call may or may not have been logged; see the host's log)"
+	}
+	return ErrUnavailable.Error() + " (see the host's log)"
+}
+
+func (e *unavailableError) Unwrap() []error { return []error{ErrUnavailable, e.cause} }
+
 // recoverEvery is how often a host whose stores failed tries to reopen
 // them, as calls come.
 const recoverEvery = time.Second
@@ -673,7 +694,7 @@ func (h *Host) runGroupAndSign(group []*pending) {
 	if h.storeErr != nil {
 		if err := h.recoverStores(); err != nil {
 			for _, p := range group {
-				p.done(Response{}, fmt.Errorf("%w: %w", ErrUnavailable, err))
+				p.done(Response{}, unavailable(err, false))
 			}
 			return
 		}
@@ -790,7 +811,7 @@ func (h *Host) runGroup(group []*pending) bool {
 			// The archive failed under this group: none of it is logged.
 			a.Rollback()
 			for _, q := range append(done, group[i:]...) {
-				q.done(Response{}, fmt.Errorf("%w: %w", ErrUnavailable, h.storeErr))
+				q.done(Response{}, unavailable(h.storeErr, false))
 			}
 			return false
 		}
@@ -809,7 +830,7 @@ func (h *Host) runGroup(group []*pending) bool {
 	if h.storeErr != nil {
 		a.Rollback()
 		for _, q := range done {
-			q.done(Response{}, fmt.Errorf("%w: %w", ErrUnavailable, h.storeErr))
+			q.done(Response{}, unavailable(h.storeErr, false))
 		}
 		return false
 	}
@@ -821,7 +842,7 @@ func (h *Host) runGroup(group []*pending) bool {
 		// made, are redone from the log, or were never acknowledged, when
 		// recoverStores reopens it.
 		h.storesFailed("appending to the call log", err)
-		err = fmt.Errorf("%w: %w (the call may or may not have been logged)", ErrUnavailable, err)
+		err = unavailable(err, true)
 	} else {
 		if cerr := a.Commit(); cerr != nil {
 			// The entries are durable, so the calls stand: the archive
@@ -883,7 +904,7 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 		// Not the call's doing: the archive could not be written (a full
 		// disk). The group is given up, and the stores reopened later.
 		h.storesFailed("writing to the files archive", h.cfg.Archive.Failed())
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, h.storeErr)
+		return nil, unavailable(h.storeErr, false)
 	}
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)

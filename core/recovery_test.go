@@ -215,6 +215,9 @@ func TestFullDiskIsSurvivable(t *testing.T) {
 			acked = append(acked, n) // made durable before the disk filled
 		case errors.Is(err, ErrUnavailable):
 			failures++
+			if strings.Contains(err.Error(), dir) {
+				t.Errorf("the caller is told the host's path: %v", err)
+			}
 		default:
 			t.Fatalf("a call on a full disk: %v, want ErrUnavailable", err)
 		}
@@ -268,5 +271,17 @@ func TestFullDiskIsSurvivable(t *testing.T) {
 	}
 	if v, err := Replay(context.Background(), log, ReplayOptions{}); err != nil || v.Divergence != nil {
 		t.Fatalf("replay: %v, %v", err, v.Divergence)
+	}
+}
+
+// TestUnavailableNamesNoPath: what a caller is told of a failed store is
+// the sentinel, never the host's error text, which names its paths.
+func TestUnavailableNamesNoPath(t *testing.T) {
+	err := unavailable(fmt.Errorf("write /srv/backend/.dat/call-log.signatures: %w", syscall.ENOSPC), true)
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("errors.Is: %v", err)
+	}
+	if strings.Contains(err.Error(), "/srv") || strings.Contains(err.Error(), "no space") {
+		t.Errorf("the caller's error %q names the host's error", err)
 	}
 }

@@ -876,6 +876,23 @@ func (f *Feed) Close() error {
 	return err
 }
 
+// Abandon closes the feed without writing anything more: what was not
+// synced is dropped, as a crash would drop it. For a writer whose other
+// files could not be made durable (a files archive whose folder failed),
+// so that this feed does not get ahead of them.
+func (f *Feed) Abandon() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.discardWriteBacks()
+	f.closed = true
+	err := f.closeFiles()
+	f.notify()
+	return err
+}
+
 func (f *Feed) closeFiles() error {
 	var first error
 	for _, file := range []*File{&f.key, &f.secretKey, &f.tree, &f.data, &f.bits, &f.signatures} {
@@ -921,13 +938,15 @@ func (f *Feed) Reopen() error {
 		return ErrHeld
 	}
 	f.discardWriteBacks()
-	f.closeFiles()
 	rollbacks := f.rollbacks
 	g := &Feed{}
 	if err := g.openState(f.cfg); err != nil {
+		// Still failed; its files stay open, so that peers can go on
+		// reading what it has.
 		f.failed = fmt.Errorf("%w: reopening: %w", ErrFailed, err)
 		return f.failed
 	}
+	f.closeFiles()
 	f.feedState = g.feedState
 	// A Sign that began before is not to sign this tree.
 	f.rollbacks = rollbacks + 1

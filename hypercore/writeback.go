@@ -105,9 +105,10 @@ func (w *writeBack) WriteAt(p []byte, off int64) (int, error) {
 func (w *writeBack) ReadAt(p []byte, off int64) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.err != nil {
-		return 0, w.err
-	}
+	// After a failed flush the pending pages are still whole in memory,
+	// and the file is as the last good flush left it (flushLocked cuts
+	// back what it wrote past that): reads go on, so that a feed waiting
+	// for the disk can still serve what it has.
 	if off < 0 {
 		return 0, errors.New("hypercore: read at a negative offset")
 	}
@@ -155,7 +156,7 @@ func (w *writeBack) cached(i int64) []byte {
 func (w *writeBack) Size() (int64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.end, w.err
+	return w.end, nil
 }
 
 // flush writes the pending pages to the file, a run of consecutive pages

@@ -170,4 +170,9 @@ func TestFailedFlushLeavesNoTornEnd(t *testing.T) {
 	if !bytes.Equal(got, good) {
 		t.Errorf("after the failed flush the file has %d bytes, want the %d of the last good flush", size, len(good))
 	}
+	// Reads still see everything written, from memory.
+	all := make([]byte, 5300)
+	if n, err := w.ReadAt(all, 0); n != len(all) || err != nil || !bytes.Equal(all[:5000], good) || !bytes.Equal(all[5000:], bytes.Repeat([]byte{2}, 300)) {
+		t.Errorf("reading after the failed flush: %d bytes, %v", n, err)
+	}
 }

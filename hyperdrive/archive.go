@@ -1068,16 +1068,24 @@ func (a *Archive) Close() error {
 		// Uncommitted writes do not survive a close.
 		err = a.rollbackLocked()
 	}
-	if serr := a.syncLocked(); err == nil && !a.readOnly {
+	serr := a.syncLocked()
+	if err == nil && !a.readOnly {
 		err = serr
 	}
 	a.closed = true
+	closeFeed := (*hypercore.Feed).Close
+	if serr != nil && !a.readOnly {
+		// The folder, or the content, could not be made durable: closing
+		// the feeds would sync the metadata ahead of them. Leave them as
+		// a crash would; the next open recovers.
+		closeFeed = (*hypercore.Feed).Abandon
+	}
 	if a.content != nil {
-		if cerr := a.content.Close(); err == nil {
+		if cerr := closeFeed(a.content); err == nil {
 			err = cerr
 		}
 	}
-	if merr := a.metadata.Close(); err == nil {
+	if merr := closeFeed(a.metadata); err == nil {
 		err = merr
 	}
 	return err

@@ -360,3 +360,44 @@ func TestFailedSyncKeepsTheFolderChanges(t *testing.T) {
 		t.Errorf("modified after reopening: %v", m)
 	}
 }
+
+// TestCloseAfterAFailedSyncLeavesNoMetadataAhead: an archive closed while
+// its folder cannot take the files (a full disk at shutdown) does not
+// sync its feeds on the way out: the metadata never gets ahead of the
+// folder's files (it used to, leaving a file one write behind for good).
+func TestCloseAfterAFailedSyncLeavesNoMetadataAhead(t *testing.T) {
+	dir, secrets := t.TempDir(), t.TempDir()
+	a, err := Open(Options{Storage: DatStorage(dir, secrets), Create: true, WriteBack: true, DeferSignatures: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteFile("/counter", []byte("1"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.WriteFile("/counter", []byte("2"), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, DatDir, "tmp")
+	os.RemoveAll(tmp)
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil { // no folder for temporary files
+		t.Fatal(err)
+	}
+	if err := a.Close(); err == nil {
+		t.Fatal("closing without a folder for temporary files succeeded")
+	}
+	os.Remove(tmp)
+	a, err = Open(Options{Storage: DatStorage(dir, secrets), WriteBack: true, DeferSignatures: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if m := a.Modified(); len(m) != 0 {
+		t.Errorf("modified after reopening: %v", m)
+	}
+	if b, err := a.ReadFile("/counter"); err != nil || string(b) != "1" {
+		t.Errorf("/counter = %q, %v; want the 1 that was made durable", b, err)
+	}
+}
