@@ -49,7 +49,7 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 	if n > 0 {
 		tree = make([]byte, sleep.TreeOffset(2*n-1)-sleep.HeaderSize)
 		if _, err := f.tree.ReadAt(tree, sleep.HeaderSize); err != nil {
-			return fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("tree"), err)
 		}
 	}
 	node := func(j uint64) (merkle.Node, bool) {
@@ -62,11 +62,11 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 			continue // not a node of the tree of n blocks
 		}
 		if !f.treeBits.Get(j) {
-			return fmt.Errorf("%w: bitfield: tree node %d is not marked present", ErrCorrupt, j)
+			return fmt.Errorf("%w: %s: tree node %d is not marked present", ErrCorrupt, f.fileName("bitfield"), j)
 		}
 		nd, ok := node(j)
 		if !ok {
-			return fmt.Errorf("%w: tree: node %d is blank", ErrCorrupt, j)
+			return fmt.Errorf("%w: %s: node %d is blank", ErrCorrupt, f.fileName("tree"), j)
 		}
 		if j%2 == 0 {
 			continue
@@ -75,21 +75,21 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 		left, lok := node(l)
 		right, rok := node(r)
 		if !lok || !rok || nd.Hash != hs.Parent(left, right) || nd.Size != left.Size+right.Size {
-			return fmt.Errorf("%w: tree: node %d does not hash from its children", ErrCorrupt, j)
+			return fmt.Errorf("%w: %s: node %d does not hash from its children", ErrCorrupt, f.fileName("tree"), j)
 		}
 	}
 	if n > 0 && !f.unsigned {
 		roots, err := f.rootsOf(n)
 		if err != nil {
-			return fmt.Errorf("%w: tree: roots: %v", ErrCorrupt, err)
+			return fmt.Errorf("%w: %s: roots: %v", ErrCorrupt, f.fileName("tree"), err)
 		}
 		sig, err := f.readSignature(n - 1)
 		if err != nil {
-			return fmt.Errorf("%w: signatures: %v", ErrCorrupt, err)
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("signatures"), err)
 		}
 		th := hs.Tree(roots)
 		if !ed25519.Verify(f.publicKey, th[:], sig) {
-			return fmt.Errorf("%w: signatures: the signature of block %d does not sign the stored tree", ErrCorrupt, n-1)
+			return fmt.Errorf("%w: %s: the signature of block %d does not sign the stored tree", ErrCorrupt, f.fileName("signatures"), n-1)
 		}
 	}
 	if opts.Signatures && !f.unsigned {
@@ -99,15 +99,15 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("%w: signatures: %v", ErrCorrupt, err)
+				return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("signatures"), err)
 			}
 			roots, err := f.rootsOf(i + 1)
 			if err != nil {
-				return fmt.Errorf("%w: tree: roots of %d blocks: %v", ErrCorrupt, i+1, err)
+				return fmt.Errorf("%w: %s: roots of %d blocks: %v", ErrCorrupt, f.fileName("tree"), i+1, err)
 			}
 			th := hs.Tree(roots)
 			if !ed25519.Verify(f.publicKey, th[:], sig) {
-				return fmt.Errorf("%w: signatures: the signature of block %d does not sign the stored tree", ErrCorrupt, i)
+				return fmt.Errorf("%w: %s: the signature of block %d does not sign the stored tree", ErrCorrupt, f.fileName("signatures"), i)
 			}
 		}
 	}
@@ -120,7 +120,7 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 		off += leaf.Size
 		if !f.bitfield.Get(i) {
 			if opts.AllBlocks {
-				return fmt.Errorf("%w: bitfield: block %d is not marked present", ErrCorrupt, i)
+				return fmt.Errorf("%w: %s: block %d is not marked present", ErrCorrupt, f.fileName("bitfield"), i)
 			}
 			continue
 		}
@@ -132,24 +132,33 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 			bufAt = start
 			b, err := f.readData(i, start, max(leaf.Size, min(checkReadSize, f.byteLength-start)))
 			if err != nil {
-				return fmt.Errorf("data: %w", err)
+				return fmt.Errorf("%s: %w", f.fileName("data"), err)
 			}
 			buf = b
 		}
 		if hs.Leaf(buf[start-bufAt:off-bufAt]) != leaf.Hash {
-			return fmt.Errorf("%w: data: block %d (bytes %d to %d) does not hash to its tree leaf", ErrDataChanged, i, start, off)
+			return fmt.Errorf("%w: %s: block %d (bytes %d to %d) does not hash to its tree leaf", ErrDataChanged, f.fileName("data"), i, start, off)
 		}
 	}
 	if i, ok := f.bitfield.FirstSetFrom(n); ok {
-		return fmt.Errorf("%w: bitfield: block %d is marked present, and the feed has %d", ErrCorrupt, i, n)
+		return fmt.Errorf("%w: %s: block %d is marked present, and the feed has %d", ErrCorrupt, f.fileName("bitfield"), i, n)
 	}
 	for j, ok := f.treeBits.FirstSetFrom(0); ok; j, ok = f.treeBits.FirstSetFrom(j + 1) {
 		if flat.RightSpan(j) >= 2*n {
-			return fmt.Errorf("%w: bitfield: tree node %d is marked present, past the feed's %d blocks", ErrCorrupt, j, n)
+			return fmt.Errorf("%w: %s: tree node %d is marked present, past the feed's %d blocks", ErrCorrupt, f.fileName("bitfield"), j, n)
 		}
 	}
 	if err := f.bitfield.CheckIndex(); err != nil {
-		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("bitfield"), err)
 	}
 	return nil
+}
+
+// fileName names one of the feed's files for messages: its path, when the
+// storage has one (DirStorage), else its name.
+func (f *Feed) fileName(name string) string {
+	if p, ok := f.storage.(interface{ Path(string) string }); ok {
+		return p.Path(name)
+	}
+	return name
 }

@@ -207,7 +207,7 @@ func (f *Feed) checkSignedData() error {
 	for n := uint64(0); n <= at; n++ {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 || bytes.IndexByte(rest[:i], 0) >= 0 {
-			return fmt.Errorf("%w: block %d is signed, and the data file ends before it (at byte %d)", ErrDataChanged, at, off)
+			return fmt.Errorf("%w: %s: block %d is signed, and the data file ends before it (at byte %d)", ErrDataChanged, f.fileName("data"), at, off)
 		}
 		nodes := gen.Next(rest[:i+1], nil)
 		leaves = append(leaves, nodes[0])
@@ -227,11 +227,11 @@ func (f *Feed) checkSignedData() error {
 		}
 		hash, size, _ := sleep.DecodeTreeEntry(entry[:])
 		if hash != leaf.Hash || size != leaf.Size {
-			return fmt.Errorf("%w: block %d (data bytes %d to %d) does not hash to the tree the signature of block %d covers",
-				ErrDataChanged, i, offsets[i], offsets[i]+int(leaf.Size), at)
+			return fmt.Errorf("%w: %s: block %d (bytes %d to %d) does not hash to the tree the signature of block %d covers",
+				ErrDataChanged, f.fileName("data"), i, offsets[i], offsets[i]+int(leaf.Size), at)
 		}
 	}
-	return fmt.Errorf("%w: the signature of block %d does not sign the data's first %d blocks", ErrDataChanged, at, at+1)
+	return fmt.Errorf("%w: %s: the signature of block %d does not sign the data's first %d blocks", ErrDataChanged, f.fileName("data"), at, at+1)
 }
 
 // lastStoredSignature returns the last signature in the signatures file

@@ -638,10 +638,10 @@ func TestLineLogRefusesChangedData(t *testing.T) {
 		change func(data []byte) []byte
 		want   string
 	}{
-		{"a digit of block 1", func(d []byte) []byte { d[bytes.IndexByte(d, '\n')+6] ^= 1; return d }, "block 1 (data bytes 12 to 24)"},
+		{"a digit of block 1", func(d []byte) []byte { d[bytes.IndexByte(d, '\n')+6] ^= 1; return d }, "data: block 1 (bytes 12 to 24)"},
 		{"the last line cut", func(d []byte) []byte { return d[:len(d)-4] }, "ends before it"},
 		{"a line removed", func(d []byte) []byte { i := bytes.IndexByte(d, '\n'); return d[i+1:] }, "ends before it"},
-		{"two lines swapped", func(d []byte) []byte { return slices.Concat(d[12:24], d[:12], d[24:]) }, "block 0 (data bytes 0 to 12)"},
+		{"two lines swapped", func(d []byte) []byte { return slices.Concat(d[12:24], d[:12], d[24:]) }, "data: block 0 (bytes 0 to 12)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

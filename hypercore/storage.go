@@ -52,6 +52,9 @@ type DirStorage struct {
 }
 
 // Open implements Storage.
+// Path is the path of the named file, for messages.
+func (s DirStorage) Path(name string) string { return filepath.Join(s.Dir, s.Prefix+name) }
+
 func (s DirStorage) Open(name string, create bool) (File, error) {
 	path := filepath.Join(s.Dir, s.Prefix+name)
 	if s.ReadOnly {
