@@ -173,10 +173,21 @@ func (a *auditor) run(ctx context.Context, pins []pin) (int, error) {
 	if err := a.download(ctx, log, archive); err != nil {
 		return 0, err
 	}
-	bar := a.newBar(int64(log.Length()), "replaying calls", "calls")
+	// The log runs on past the archive while the host serves: audit the
+	// snapshot where they meet.
+	n, ok, err := core.SnapshotLength(log, archive)
+	if err != nil {
+		return 0, err
+	}
+	var entries uint64
+	if ok {
+		entries = n
+	}
+	bar := a.newBar(int64(n), "replaying calls", "calls")
 	v, err := core.Audit(ctx, log, archive, core.AuditOptions{
 		ReplayOptions: core.ReplayOptions{Limits: a.limits, Progress: func(uint64) { bar.Add(1) }},
 		Signed:        a.info.Auth == "signed",
+		Entries:       entries,
 	})
 	bar.Finish()
 	if err != nil {
@@ -230,6 +241,17 @@ func (a *auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
 	return log, archive, nil
 }
 
+// firstMissing is the first block of f that is not here (its length if
+// none is missing).
+func firstMissing(f *hypercore.Feed) uint64 {
+	for i := range f.Length() {
+		if !f.Has(i) {
+			return i
+		}
+	}
+	return f.Length()
+}
+
 // newBar is a progress bar on stderr, drawn only if it is a terminal.
 func (a *auditor) newBar(max int64, desc, unit string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(max,
@@ -276,15 +298,34 @@ func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hy
 			}
 		}
 	}()
-	conn, err := dial(ctx)
-	if err != nil {
-		return err
-	}
-	if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
-		return fmt.Errorf("downloading the call log: %w", err)
+	// A host that appends as it is downloaded can show blocks past a gap
+	// that one pass did not fill: go again, a few times at most.
+	for pass := 0; pass < 3 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
+		conn, err := dial(ctx)
+		if err != nil {
+			return err
+		}
+		if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
+			return fmt.Errorf("downloading the call log: %w", err)
+		}
 	}
 	if err := archive.Pull(ctx, dial, opts); err != nil {
 		return fmt.Errorf("downloading the files archive: %w", err)
+	}
+	// A serving host signs its archive a moment before the log entries
+	// that explain it: fetch the log again until it reaches the archive.
+	for pass := 0; pass < 5 && ctx.Err() == nil; pass++ {
+		if _, ok, err := core.SnapshotLength(log, archive); err != nil || ok {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+		conn, err := dial(ctx)
+		if err != nil {
+			return err
+		}
+		if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
+			return fmt.Errorf("downloading the call log: %w", err)
+		}
 	}
 	// Replication ends without an error when ctx does: what arrived is
 	// only part of the feeds.

@@ -14,6 +14,35 @@ type AuditOptions struct {
 	// Signed says the host takes signed calls only for named callers (not
 	// in debug mode): a call that names a caller without a signature fails.
 	Signed bool
+	// Entries, if not zero, audits the log's first Entries entries only: a
+	// snapshot whose last entry is where the archive replica's metadata
+	// ends (see SnapshotLength), since a live host's log runs on past it.
+	// The archive's content may then run on past the snapshot too: those
+	// blocks are left for a later audit.
+	Entries uint64
+}
+
+// SnapshotLength returns how many of a log replica's first entries make a
+// consistent snapshot with an archive replica: the longest prefix whose
+// last entry leaves the archive at its version, and whether there is one.
+// A host signs its archive before the log entries that explain it, so an
+// archive downloaded while the host serves can be ahead of the log (fetch
+// the log again), and the log ahead of the archive (audit the prefix).
+func SnapshotLength(log *hypercore.Feed, archive *hyperdrive.Archive) (uint64, bool, error) {
+	v := archive.Version()
+	for n := log.Length(); n > 0; n-- {
+		e, err := readEntry(log, n-1)
+		if err != nil {
+			return 0, false, err
+		}
+		switch ev := entryVersion(e); {
+		case ev == v:
+			return n, true, nil
+		case ev < v:
+			return log.Length(), false, nil
+		}
+	}
+	return log.Length(), false, nil
 }
 
 // Audit checks a host's published call log and files archive (replicas
@@ -22,7 +51,11 @@ type AuditOptions struct {
 // archive to the roots the log names. The verdict names the earliest
 // divergence any of these finds.
 func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive, opts AuditOptions) (Verdict, error) {
-	r, entries, err := replayLogEntries(ctx, log, log.Length(), opts.ReplayOptions, true)
+	n := log.Length()
+	if opts.Entries > 0 {
+		n = min(n, opts.Entries)
+	}
+	r, entries, err := replayLogEntries(ctx, log, n, opts.ReplayOptions, true)
 	if err != nil {
 		var d *Divergence
 		if errors.As(err, &d) { // the init entry itself
@@ -32,7 +65,12 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	}
 	v := r.Verdict()
 	r.Close()
-	checks := []*Divergence{CheckArchive(entries, archive), CheckCallers(entries, log.PublicKey(), opts.Signed), CheckCurrentFiles(archive, uint64(len(entries)))}
+	checks := []*Divergence{checkArchive(entries, archive, opts.Entries > 0), CheckCallers(entries, log.PublicKey(), opts.Signed)}
+	if uint64(len(entries)) >= log.Length() {
+		// Only the host's current files are in its folder: a snapshot the
+		// log has moved past may have files whose bytes it replaced since.
+		checks = append(checks, CheckCurrentFiles(archive, uint64(len(entries))))
+	}
 	for _, d := range checks {
 		if d != nil && (v.Divergence == nil || d.Block < v.Divergence.Block) {
 			v.Divergence = d
