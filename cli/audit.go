@@ -300,7 +300,7 @@ func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hy
 	}()
 	// A host that appends as it is downloaded can show blocks past a gap
 	// that one pass did not fill: go again, a few times at most.
-	for pass := 0; pass < 3 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
+	for pass := 0; pass < 5 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
 		conn, err := dial(ctx)
 		if err != nil {
 			return err
@@ -309,8 +309,10 @@ func (a *auditor) download(ctx context.Context, log *hypercore.Feed, archive *hy
 			return fmt.Errorf("downloading the call log: %w", err)
 		}
 	}
-	if err := archive.Pull(ctx, dial, opts); err != nil {
-		return fmt.Errorf("downloading the files archive: %w", err)
+	for pass := 0; pass < 5 && (pass == 0 || firstMissing(archive.Metadata()) < archive.Metadata().Length()); pass++ {
+		if err := archive.Pull(ctx, dial, opts); err != nil {
+			return fmt.Errorf("downloading the files archive: %w", err)
+		}
 	}
 	// A serving host signs its archive a moment before the log entries
 	// that explain it: fetch the log again until it reaches the archive.
