@@ -45,8 +45,21 @@
 // signatures and bitfield in memory until they can go out together. A line
 // log (LineLog: every block one line, such as a JSON log) needs only its
 // data file for durability: Sync is one fsync, and Open rebuilds the rest
-// from the data after a crash. Preallocate makes that fsync cheaper still,
-// by growing the data file ahead of the log so that it writes data only.
+// from the data after a crash, once it has checked the data against the
+// last signature stored (a data file changed on disk is refused with
+// ErrDataChanged, never signed again). Preallocate makes that fsync
+// cheaper still, by growing the data file ahead of the log so that it
+// writes data only.
+//
+// # Failures and damage
+//
+// A write that fails (a full disk) leaves the feed refusing writes
+// (ErrFailed) while it goes on serving reads; Reopen reads it again from
+// its files, in place, once the cause is gone, and Abandon closes it
+// without writing more. CheckStored checks every file of a feed as its
+// writer holds it (tree, signatures, bitfield, data) and names the file
+// and the block or node that does not agree. Truncate takes back blocks
+// nothing refers to, for a writer recovering from a crash.
 //
 // # Reading and replicating
 //
