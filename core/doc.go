@@ -43,6 +43,21 @@
 // flushed at most once a second: the log is the write-ahead record, and
 // Open redoes from it what a crash kept from the archive.
 //
+// # Damage, crashes and full disks
+//
+// Open checks what the host is about to stand behind before it replays:
+// the archive's feeds and the log's (hypercore.Feed.CheckStored) and the
+// folder's files by size; a folder changed on disk is refused with
+// ErrDamaged, naming the file, and nothing is signed over it. What a
+// crash leaves is repaired, not refused: the archive takes back content
+// no entry points at, and the log's calls the archive lacks are redone.
+// CheckFolder checks a stopped backend the same way and more, offline. A
+// write to the log or the archive that fails while serving (a full disk)
+// makes calls fail with ErrUnavailable, and the host reopens both stores
+// in place, as Open would, once they take writes again; a call is never
+// acknowledged before its entry is durable. Deploy refuses a script whose
+// init throws (ErrInitFailed).
+//
 // # Replay
 //
 // Replayer (and Replay, for a whole feed) runs a log through the same
