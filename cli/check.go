@@ -33,17 +33,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var memoryMiB int
 	fs.DurationVar(&timeBudget, "time-budget", 5*time.Second, "")
 	fs.IntVar(&memoryMiB, "max-memory", defaultMemoryMiB, "")
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
-			return exitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterleaved(fs, args)
+	if err != nil {
+		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
+		return exitUsage
 	}
 	if len(positional) != 1 || timeBudget <= 0 || memoryMiB <= 0 {
 		fmt.Fprintf(stderr, "nodevms: usage: nodevms check DIR [--time-budget D] [--max-memory MIB]\n")

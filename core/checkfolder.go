@@ -79,19 +79,11 @@ func CheckFolder(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.A
 
 	// The archive holds the effects of the entries before redo; a start
 	// redoes the rest.
-	version := archive.Version()
-	held := 0
-	for i, e := range entries {
-		if entryVersion(e) <= version {
-			held = i + 1
-		}
+	held, err := archiveHolds(entries, archive.Version())
+	if err != nil {
+		return rep, fmt.Errorf("%w: the files archive: %v", ErrDamaged, err)
 	}
 	rep.Redo = len(entries) - held
-	if held > 0 {
-		if got := entryVersion(entries[held-1]); got != version {
-			return rep, fmt.Errorf("%w: the files archive is at version %d, which no log entry reached (entry %d is at %d)", ErrDamaged, version, held-1, got)
-		}
-	}
 	for i, e := range entries[:held] {
 		d, lacksNodes := checkArchiveEntry(uint64(i), e, archive)
 		if d != nil && !lacksNodes {

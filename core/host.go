@@ -331,21 +331,12 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 	}
 	// The archive holds the effects of the entries before redo.
 	version := cfg.Archive.Version()
-	redo := -1
-	for i, e := range entries {
-		if entryVersion(e) <= version {
-			redo = i + 1
-		}
-	}
-	if redo < 0 {
-		redo = 0 // not even the deploy writes reached the archive
+	redo, err := archiveHolds(entries, version)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrState, err)
 	}
 	if redo > 0 {
-		last := entries[redo-1]
-		if got := entryVersion(last); got != version {
-			return nil, fmt.Errorf("%w: the archive is at version %d, which no log entry reached (entry %d is at %d)", ErrState, version, redo-1, got)
-		}
-		if err := checkRoot(cfg.Archive, last.FilesRoot); err != nil {
+		if err := checkRoot(cfg.Archive, entries[redo-1].FilesRoot); err != nil {
 			return nil, err
 		}
 	}
@@ -397,6 +388,24 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 	}
 	m.quota, m.maxEntry = cfg.Quota, cfg.MaxEntry
 	return m, nil
+}
+
+// archiveHolds returns how many of the first entries an archive at version
+// holds the effects of (after a crash, the rest are to be redone), or an
+// error if the archive stopped at a version no entry left.
+func archiveHolds(entries []*Entry, version uint64) (int, error) {
+	held := 0 // not even the deploy writes reached the archive
+	for i, e := range entries {
+		if entryVersion(e) <= version {
+			held = i + 1
+		}
+	}
+	if held > 0 {
+		if got := entryVersion(entries[held-1]); got != version {
+			return 0, fmt.Errorf("the archive is at version %d, which no log entry reached (entry %d is at %d)", version, held-1, got)
+		}
+	}
+	return held, nil
 }
 
 // entryVersion is the archive version an entry left: its result's, or, for

@@ -319,25 +319,8 @@ func TestDatStorageLargeFile(t *testing.T) {
 // the file in place with the metadata that points at it (a dropped change
 // left the folder's file one write behind the archive, for good).
 func TestFailedSyncKeepsTheFolderChanges(t *testing.T) {
-	dir, secrets := t.TempDir(), t.TempDir()
-	a, err := Open(Options{Storage: DatStorage(dir, secrets), Create: true, WriteBack: true, DeferSignatures: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.WriteFile("/counter", []byte("1"), WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.WriteFile("/counter", []byte("2"), WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	dir, secrets, a := counterWithNoTmp(t)
 	tmp := filepath.Join(dir, DatDir, "tmp")
-	os.RemoveAll(tmp)
-	if err := os.WriteFile(tmp, nil, 0o644); err != nil { // no folder for temporary files
-		t.Fatal(err)
-	}
 	if err := a.Sync(); err == nil {
 		t.Fatal("a Sync without a folder for temporary files succeeded")
 	}
@@ -351,7 +334,7 @@ func TestFailedSyncKeepsTheFolderChanges(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "counter")); err != nil || string(b) != "2" {
 		t.Errorf("the folder's counter = %q, %v; want 2", b, err)
 	}
-	a, err = Open(Options{Storage: DatStorage(dir, secrets)})
+	a, err := Open(Options{Storage: DatStorage(dir, secrets)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +349,31 @@ func TestFailedSyncKeepsTheFolderChanges(t *testing.T) {
 // sync its feeds on the way out: the metadata never gets ahead of the
 // folder's files (it used to, leaving a file one write behind for good).
 func TestCloseAfterAFailedSyncLeavesNoMetadataAhead(t *testing.T) {
-	dir, secrets := t.TempDir(), t.TempDir()
+	dir, secrets, a := counterWithNoTmp(t)
+	tmp := filepath.Join(dir, DatDir, "tmp")
+	if err := a.Close(); err == nil {
+		t.Fatal("closing without a folder for temporary files succeeded")
+	}
+	os.Remove(tmp)
+	a, err := Open(Options{Storage: DatStorage(dir, secrets), WriteBack: true, DeferSignatures: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if m := a.Modified(); len(m) != 0 {
+		t.Errorf("modified after reopening: %v", m)
+	}
+	if b, err := a.ReadFile("/counter"); err != nil || string(b) != "1" {
+		t.Errorf("/counter = %q, %v; want the 1 that was made durable", b, err)
+	}
+}
+
+// counterWithNoTmp makes an archive in a folder whose /counter holds 1,
+// durably, and 2 not yet synced, and then takes away the folder's place
+// for temporary files, so that the next Sync cannot put /counter in place.
+func counterWithNoTmp(t *testing.T) (dir, secrets string, a *Archive) {
+	t.Helper()
+	dir, secrets = t.TempDir(), t.TempDir()
 	a, err := Open(Options{Storage: DatStorage(dir, secrets), Create: true, WriteBack: true, DeferSignatures: true})
 	if err != nil {
 		t.Fatal(err)
@@ -382,22 +389,8 @@ func TestCloseAfterAFailedSyncLeavesNoMetadataAhead(t *testing.T) {
 	}
 	tmp := filepath.Join(dir, DatDir, "tmp")
 	os.RemoveAll(tmp)
-	if err := os.WriteFile(tmp, nil, 0o644); err != nil { // no folder for temporary files
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Close(); err == nil {
-		t.Fatal("closing without a folder for temporary files succeeded")
-	}
-	os.Remove(tmp)
-	a, err = Open(Options{Storage: DatStorage(dir, secrets), WriteBack: true, DeferSignatures: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if m := a.Modified(); len(m) != 0 {
-		t.Errorf("modified after reopening: %v", m)
-	}
-	if b, err := a.ReadFile("/counter"); err != nil || string(b) != "1" {
-		t.Errorf("/counter = %q, %v; want the 1 that was made durable", b, err)
-	}
+	return dir, secrets, a
 }
