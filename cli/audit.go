@@ -201,7 +201,7 @@ func (a *auditor) run(ctx context.Context, pins []pin) (int, error) {
 			v.Divergence.Block, v.Divergence.Method, v.Divergence.Field, v.Divergence.Logged, v.Divergence.Replayed, v.Divergence.Kind)
 		return auditDivergence, nil
 	}
-	fmt.Fprintf(a.stdout, "VERIFIED %d calls; files at version %d, root %s\n", v.Calls, v.FilesVersion, v.FilesRoot.Metadata)
+	fmt.Fprintf(a.stdout, "VERIFIED %s; files at version %d, root %s\n", v.Replayed(), v.FilesVersion, v.FilesRoot.Metadata)
 	if a.out != "" {
 		if err := saveHead(a.out, log); err != nil {
 			return 0, err

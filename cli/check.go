@@ -61,7 +61,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			dir, d.Block, d.Method, d.Field, d.Logged, d.Replayed, d.Kind, damageAdvice)
 		return checkDamaged
 	}
-	fmt.Fprintf(stdout, "GOOD %s: %d calls replayed; files at version %d, root %s\n", dir, rep.Verdict.Calls, rep.Verdict.FilesVersion, rep.Verdict.FilesRoot.Metadata)
+	fmt.Fprintf(stdout, "GOOD %s: %s replayed; files at version %d, root %s\n", dir, rep.Verdict.Replayed(), rep.Verdict.FilesVersion, rep.Verdict.FilesRoot.Metadata)
 	if rep.Redo > 0 || rep.Unreferenced > 0 {
 		fmt.Fprintf(stdout, "  a crash left %d logged calls for the archive to redo and %d content blocks for it to take back: the next start does both\n", rep.Redo, rep.Unreferenced)
 	}

@@ -49,6 +49,7 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 
 type execFlags struct {
 	dir, host, title, sync   string
+	memory                   string // "kept", "afresh", or "" (as deployed; kept for a deploy)
 	port, datPort, queue     int
 	maxConnections, maxPeers int
 	debug, requireSigned     bool
@@ -91,6 +92,7 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.host, "host", "127.0.0.1", "")
 	fs.StringVar(&f.title, "title", "", "")
 	fs.StringVar(&f.sync, "sync", "always", "")
+	fs.StringVar(&f.memory, "memory", "", "")
 	fs.IntVar(&f.port, "port", 5555, "")
 	fs.IntVar(&f.port, "p", 5555, "")
 	fs.IntVar(&f.datPort, "dat-port", 3282, "")
@@ -126,6 +128,10 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if f.sync != "always" && f.sync != "none" {
 		fmt.Fprintf(stderr, "nodevms: --sync must be always or none, not %q\n", f.sync)
+		return exitUsage
+	}
+	if f.memory != "" && f.memory != "kept" && f.memory != core.MemoryAfresh {
+		fmt.Fprintf(stderr, "nodevms: --memory must be kept or afresh, not %q\n", f.memory)
 		return exitUsage
 	}
 	if f.maxConnections < 0 || f.maxPeers < 0 || f.archiveQuotaMiB < 0 || f.callWriteQuotaMiB < 0 || f.entryMiB < 0 {
@@ -214,10 +220,10 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		archive.Close()
 	}
 	cfg := core.Config{Archive: archive, Log: log, QueueSize: f.queue, Logger: logger, Limits: f.limits(), Quota: f.quota(),
-		MaxEntry: f.entryMiB << 20}
+		MaxEntry: f.entryMiB << 20, MemoryAfresh: f.memory == core.MemoryAfresh}
 	var host *core.Host
 	if folder.deployed {
-		if err = sameScript(log, code); err == nil {
+		if err = sameScript(log, code, f.memory); err == nil {
 			host, err = core.Open(ctx, cfg)
 		}
 	} else {
@@ -292,8 +298,9 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	return nil
 }
 
-// sameScript refuses to serve a folder deployed with another script.
-func sameScript(log *hypercore.Feed, code []byte) error {
+// sameScript refuses to serve a folder deployed with another script, or
+// with another --memory than memory asks for ("" takes the deployed one).
+func sameScript(log *hypercore.Feed, code []byte, memory string) error {
 	blk, err := log.Get(0)
 	if err != nil {
 		return fmt.Errorf("reading the call log's init entry: %w", err)
@@ -304,6 +311,13 @@ func sameScript(log *hypercore.Feed, code []byte) error {
 	}
 	if !bytes.Equal([]byte(init.Code), code) {
 		return errors.New("this folder serves another script; deploy this one into a new folder (--dir)")
+	}
+	deployed := "kept"
+	if init.Memory == core.MemoryAfresh {
+		deployed = core.MemoryAfresh
+	}
+	if memory != "" && memory != deployed {
+		return fmt.Errorf("this backend was deployed with --memory %s, which its log records; --memory %s needs a new folder (--dir)", deployed, memory)
 	}
 	return nil
 }

@@ -82,6 +82,11 @@ Serving (-e, exec):
   --dat-port N       the Dat replication port (default 3282; 0 picks one)
   --title TITLE      the files archive's title (default "SCRIPT files")
   --debug            callers may name themselves (?user=NAME)
+  --memory MODE      at deploy, what happens to the backend's memory when
+                     a call is stopped: kept (default) restores it as the
+                     log left it; afresh loads the script again, which is
+                     cheap, and logs a reload (for a backend that keeps its
+                     state in its files)
   --require-signed   refuse unsigned (anonymous) calls
   --sync MODE        always (default): answer a call once its log entry is
                      on disk; none: leave it to the operating system

@@ -81,7 +81,7 @@ func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) (d *
 		return nil, false
 	}
 	meta, content := archive.Metadata(), archive.Content()
-	method := TypeInit
+	method := e.Type // init, reload
 	if e.Call != nil {
 		method = e.Call.MethodName
 	}

@@ -12,6 +12,16 @@
 // the archive's version and tree hashes afterwards. Everything a call's
 // outcome depends on is in its entry or in the entries before it.
 //
+// A backend's memory is kept (schema 1: the script's memory is what every
+// call before left it) or starts afresh (Config.MemoryAfresh at deploy,
+// schema 2): the log may then hold reload entries, where the script is
+// loaded again from its code with the entry's clock and seed, its memory
+// starting over and its files as they were. The host reloads instead of
+// restoring memory after a stopped call, which costs a load (about 3 ms)
+// on a log of any length, however many stops come in a row. A backend that
+// keeps its state in its files loses nothing by it; one that keeps state in
+// memory (a counter in a variable) must be deployed with its memory kept.
+//
 // # The host
 //
 //	h, err := core.Deploy(ctx, core.Config{Archive: archive, Log: log}, code, title, nil)
@@ -33,11 +43,17 @@
 // Config.SignEvery (5 ms) rather than every group, and peers see new
 // entries and files when they are signed. A call that
 // throws is logged with its error and its writes stay; a call the host
-// stops (a sandbox budget) leaves no trace: its writes are rolled back and
-// a standby runtime takes the place of the script's. The standby follows
-// the log in the host's idle time (so a busy host pays nothing for it), and
-// takes over after replaying what it had not reached: a stop costs the
-// standby's lag, not a replay of the whole log. Following is a self-check
+// stops (a sandbox budget) leaves no trace: its writes are rolled back, and
+// the script, whose memory the stop left in an unknown state, is loaded
+// again (memory afresh) or replaced by a standby runtime (memory kept). The
+// standby follows the log in the host's idle time (so a busy host pays
+// nothing for it), and takes over after replaying what it had not reached:
+// a stop costs the standby's lag, not a replay of the whole log. A new
+// standby then starts from the log's beginning, so stops that come faster
+// than it catches up, or a host whose load never pauses, still cost up to
+// a replay of the log each: goja cannot copy a runtime, which is why a
+// backend that faces callers it does not trust is best deployed with its
+// memory afresh. Following is a self-check
 // too: a logged entry that the standby cannot reproduce is an error in the
 // host's own log at once. The archive is
 // flushed at most once a second: the log is the write-ahead record, and

@@ -13,13 +13,29 @@ import (
 	"github.com/nodevms/nodevms/sandbox"
 )
 
-// SchemaVersion is the call log schema this package writes (see SCHEMA.md).
-const SchemaVersion = 1
+// SchemaVersion is the call log schema this package writes for a backend
+// whose memory is kept (see SCHEMA.md); SchemaAfresh is the one for a
+// backend whose memory starts afresh at reload entries, which readers of
+// schema 1 do not know.
+const (
+	SchemaVersion = 1
+	SchemaAfresh  = 2
+)
 
 // Entry types.
 const (
-	TypeInit = "init"
-	TypeCall = "call"
+	TypeInit   = "init"
+	TypeCall   = "call"
+	TypeReload = "reload"
+)
+
+// MemoryAfresh is an init entry's memory field for a backend whose memory
+// starts afresh at reload entries.
+const MemoryAfresh = "afresh"
+
+// Reasons a host gives for a reload entry.
+const (
+	ReloadStoppedCall = "stopped call"
 )
 
 // ErrEntry is wrapped by every error about a malformed log entry.
@@ -39,6 +55,12 @@ type Entry struct {
 	// a replay needs to rebuild the archive block for block.
 	FilesContentKey string `json:"filesContentKey,omitempty"`
 	Title           string `json:"title,omitempty"`
+	// Memory is MemoryAfresh for a backend whose memory the host may start
+	// afresh (schema 2), and empty for one whose memory is kept.
+	Memory string `json:"memory,omitempty"`
+
+	// Reason says why the host reloaded the script (reload entries).
+	Reason string `json:"reason,omitempty"`
 
 	// Call entries; an init entry has them too when the script exports
 	// init, which deploy runs.
@@ -54,7 +76,10 @@ type Entry struct {
 	// Error is the thrown error in full (result.err keeps libvms's
 	// err.name || err.message).
 	Error *sandbox.ScriptError `json:"error,omitempty"`
-	// FilesRoot is the files archive's tree hashes after the call.
+	// FilesVersion is the archive's version at a reload entry, which
+	// changes nothing in it (a call's is in its result).
+	FilesVersion uint64 `json:"filesVersion,omitempty"`
+	// FilesRoot is the files archive's tree hashes after the entry.
 	FilesRoot *FilesRoot `json:"filesRoot,omitempty"`
 	// Auth is the caller's signature over the call, for signed calls.
 	Auth *Auth `json:"auth,omitempty"`
@@ -140,6 +165,8 @@ func (w *entryWriter) entry(e *Entry) {
 	w.strOmit("filesArchiveUrl", e.FilesArchiveURL)
 	w.strOmit("filesContentKey", e.FilesContentKey)
 	w.strOmit("title", e.Title)
+	w.strOmit("memory", e.Memory)
+	w.strOmit("reason", e.Reason)
 	if c := e.Call; c != nil {
 		w.key("call")
 		w.open()
@@ -176,6 +203,9 @@ func (w *entryWriter) entry(e *Entry) {
 		w.buf = append(w.buf, ']')
 	}
 	w.scriptError("error", e.Error)
+	if e.FilesVersion != 0 {
+		w.uint("filesVersion", e.FilesVersion)
+	}
 	if r := e.FilesRoot; r != nil {
 		w.key("filesRoot")
 		w.open()
@@ -334,12 +364,26 @@ func DecodeEntry(block []byte) (*Entry, error) {
 func (e *Entry) check() error {
 	switch e.Type {
 	case TypeInit:
-		if e.Schema != SchemaVersion {
-			return fmt.Errorf("%w: schema %d (this build reads %d)", ErrEntry, e.Schema, SchemaVersion)
+		switch {
+		case e.Schema != SchemaVersion && e.Schema != SchemaAfresh:
+			return fmt.Errorf("%w: schema %d (this build reads %d and %d)", ErrEntry, e.Schema, SchemaVersion, SchemaAfresh)
+		case e.Schema == SchemaVersion && e.Memory != "":
+			return fmt.Errorf("%w: memory %q in a schema %d log", ErrEntry, e.Memory, SchemaVersion)
+		case e.Schema == SchemaAfresh && e.Memory != MemoryAfresh:
+			return fmt.Errorf("%w: memory %q in a schema %d log (%q expected)", ErrEntry, e.Memory, SchemaAfresh, MemoryAfresh)
 		}
 	case TypeCall:
 		if e.Call == nil || e.Result == nil {
 			return fmt.Errorf("%w: a call entry without call or result", ErrEntry)
+		}
+	case TypeReload:
+		// A reload runs the script's top-level code, which gets no
+		// caller, arguments or oracles, and changes no file.
+		if e.Call != nil || e.Result != nil || e.Auth != nil || e.Error != nil || len(e.Oracles) > 0 {
+			return fmt.Errorf("%w: a reload entry with a call's fields", ErrEntry)
+		}
+		if e.FilesRoot == nil {
+			return fmt.Errorf("%w: a reload entry without filesRoot", ErrEntry)
 		}
 	default:
 		return fmt.Errorf("%w: type %q", ErrEntry, e.Type)

@@ -103,6 +103,12 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives what the host and the scripts' consoles say.
 	Logger *slog.Logger
+	// MemoryAfresh, at Deploy, records in the init entry that the
+	// backend's memory may start afresh (SchemaAfresh): after a stopped
+	// call the host then loads the script again and logs a reload entry,
+	// which costs a load, instead of restoring its memory from the log.
+	// Open reads it from the log.
+	MemoryAfresh bool
 	// UnrecordedRandom makes the host nondeterministic. For tests only:
 	// see sandbox.Call.UnrecordedRandom.
 	UnrecordedRandom func() float64
@@ -250,6 +256,9 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 		Time:            cfg.Now().UnixMilli(),
 		Seed:            seedString(seed),
 	}
+	if cfg.MemoryAfresh {
+		init.Schema, init.Memory = SchemaAfresh, MemoryAfresh
+	}
 	if err := cfg.Archive.Begin(); err != nil { // shown once the entry is durable
 		return nil, err
 	}
@@ -374,7 +383,7 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 	}
 	m := r.m
 	m.unrecorded = cfg.UnrecordedRandom
-	m.script.SetLimits(cfg.Limits)
+	m.setLimits(cfg.Limits)
 	if err := cfg.Archive.Sync(); err != nil {
 		return nil, err
 	}
@@ -408,10 +417,13 @@ func archiveHolds(entries []*Entry, version uint64) (int, error) {
 	return held, nil
 }
 
-// entryVersion is the archive version an entry left: its result's, or, for
-// an init entry of a script without an init export, the version deploy's two
-// files make.
+// entryVersion is the archive version an entry left: its result's, a
+// reload's own, or, for an init entry of a script without an init export,
+// the version deploy's two files make.
 func entryVersion(e *Entry) uint64 {
+	if e.Type == TypeReload {
+		return e.FilesVersion
+	}
 	if e.Result != nil {
 		return e.Result.FilesVersion
 	}
@@ -820,7 +832,9 @@ func (h *Host) runGroup(group []*pending) bool {
 			// The archive failed under this group: none of it is logged.
 			a.Rollback()
 			for _, q := range append(done, group[i:]...) {
-				q.done(Response{}, unavailable(h.storeErr, false))
+				if q != nil {
+					q.done(Response{}, unavailable(h.storeErr, false))
+				}
 			}
 			return false
 		}
@@ -829,6 +843,11 @@ func (h *Host) runGroup(group []*pending) bool {
 			continue
 		}
 		e, err := h.runCall(p, entries)
+		if e != nil && err != nil {
+			// A reload after the stopped call: logged, nobody's answer.
+			entries = append(entries, e)
+			done = append(done, nil)
+		}
 		if err != nil {
 			p.done(Response{}, err)
 			continue
@@ -839,7 +858,9 @@ func (h *Host) runGroup(group []*pending) bool {
 	if h.storeErr != nil {
 		a.Rollback()
 		for _, q := range done {
-			q.done(Response{}, unavailable(h.storeErr, false))
+			if q != nil {
+				q.done(Response{}, unavailable(h.storeErr, false))
+			}
 		}
 		return false
 	}
@@ -863,6 +884,9 @@ func (h *Host) runGroup(group []*pending) bool {
 		}
 	}
 	for i, p := range done {
+		if p == nil {
+			continue
+		}
 		if err != nil {
 			p.done(Response{}, err)
 			continue
@@ -917,6 +941,15 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	}
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)
+		if h.m.afresh {
+			reload, rerr := h.reload(ReloadStoppedCall)
+			if rerr != nil {
+				h.cfg.Logger.Error("the backend could not be loaded again after an aborted call; every call will fail until a restart", "error", rerr)
+				h.lost = fmt.Errorf("%w: the backend could not be loaded again after an aborted call (see the host's log)", ErrState)
+				return nil, fmt.Errorf("%w: %w (and reloading the backend failed)", ErrAborted, err)
+			}
+			return reload, fmt.Errorf("%w: %w", ErrAborted, err)
+		}
 		if rerr := h.rebuild(earlier); rerr != nil {
 			h.cfg.Logger.Error("the backend's memory could not be restored after an aborted call; every call will fail until a restart", "error", rerr)
 			h.lost = fmt.Errorf("%w: the backend's memory could not be restored after an aborted call (see the host's log)", ErrState)
@@ -942,6 +975,34 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 		h.seqs[auth.Key] = auth.Seq
 	}
 	return &ce.Entry, nil
+}
+
+// reloadAttempts bounds the loads a reload tries: a script's top-level
+// code may throw for some seeds (an attempt that fails leaves no trace).
+const reloadAttempts = 3
+
+// reload starts the script's memory afresh (a backend deployed with
+// MemoryAfresh) and returns the reload entry to log, which holds the clock
+// and seed its top-level code ran with. h.run is held.
+func (h *Host) reload(reason string) (*Entry, error) {
+	var err error
+	for range reloadAttempts {
+		var seed uint64
+		if seed, err = newSeed(h.cfg.Rand); err != nil {
+			return nil, err
+		}
+		now := h.cfg.Now().UnixMilli()
+		if err = h.m.reload(now, seed); err != nil {
+			h.cfg.Logger.Warn("loading the backend again failed", "error", err)
+			continue
+		}
+		root, err := h.m.root()
+		if err != nil {
+			return nil, err
+		}
+		return &Entry{Type: TypeReload, Reason: reason, Time: now, Seed: seedString(seed), FilesVersion: h.cfg.Archive.Version(), FilesRoot: &root}, nil
+	}
+	return nil, err
 }
 
 // rebuild replaces the script's runtime, which an aborted call left in an

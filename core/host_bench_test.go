@@ -71,21 +71,21 @@ func benchmarkGroupOf8(b *testing.B, name string) {
 
 // BenchmarkStopOnLongLog is what a stopped call costs the host on a log of
 // 100,000 counter calls: the stop itself (a result past MaxEntry, found as
-// soon as the call returns) and the standby taking over. The standby has
-// caught up before each stop, as it does on a host with idle time; with no
-// standby, the same stop replayed the whole log (BenchmarkStopOnLongLog's
-// "replay" case, which does so by hand).
+// soon as the call returns) and what restores the script. "standby": the
+// standby takes over, having caught up before each stop, as it does on a
+// host with idle time. "replay": with no standby, the whole log is
+// replayed (what every stop cost before the standby, and what a stop costs
+// a kept-memory backend whose standby has not caught up). "afresh": a
+// backend deployed with MemoryAfresh loads its script again and logs a
+// reload, with no standby and no pause between stops.
 func BenchmarkStopOnLongLog(b *testing.B) {
-	for _, withStandby := range []bool{true, false} {
-		name := "standby"
-		if !withStandby {
-			name = "replay"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, mode := range []string{"standby", "replay", "afresh"} {
+		b.Run(mode, func(b *testing.B) {
 			dir := b.TempDir()
 			archive, log := openStoresFsync(b, dir, true, false)
 			cfg := testConfig(archive, log)
 			cfg.MaxEntry = 1 << 10
+			cfg.MemoryAfresh = mode == "afresh"
 			h, err := Deploy(context.Background(), cfg, `let n = 0
 				exports.increment = () => ++n
 				exports.big = () => 'x'.repeat(4096)`, "bench", nil)
@@ -104,21 +104,26 @@ func BenchmarkStopOnLongLog(b *testing.B) {
 				h.SubmitBatch(&batch)
 				wg.Wait()
 			}
+			if mode != "standby" {
+				h.run.Lock()
+				h.standby.close()
+				h.standby.failed = errNoStandby
+				h.run.Unlock()
+			}
 			b.ResetTimer()
 			for range b.N {
-				b.StopTimer()
-				if withStandby {
+				if mode == "standby" {
+					b.StopTimer()
 					waitCaughtUp(b, h)
-				} else {
-					h.run.Lock()
-					h.standby.close()
-					h.standby.failed = errNoStandby
-					h.run.Unlock()
+					b.StartTimer()
 				}
-				b.StartTimer()
 				if _, err := h.Call(context.Background(), Request{Method: "big"}); !errors.Is(err, ErrEntryTooLarge) {
 					b.Fatal(err)
 				}
+			}
+			b.StopTimer()
+			if mode == "afresh" && h.fullReplays > 0 {
+				b.Fatalf("%d stops replayed the log", h.fullReplays)
 			}
 		})
 	}

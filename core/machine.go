@@ -24,6 +24,12 @@ type machine struct {
 	quota    hyperdrive.Quota
 	maxEntry int
 	log      *slog.Logger
+	// code, afresh and limits are what a reload needs: the script, whether
+	// the log lets its memory start afresh (SchemaAfresh), and the limits
+	// its top-level code runs under (the host's, or a replay's).
+	code   string
+	afresh bool
+	limits sandbox.Limits
 	// unrecorded is the test-only nondeterministic Math.random (see
 	// sandbox.Call.UnrecordedRandom).
 	unrecorded func() float64
@@ -69,7 +75,8 @@ func deploy(ctx context.Context, archive *hyperdrive.Archive, init *Entry, calle
 	}
 	when := time.UnixMilli(init.Time)
 	o := hyperdrive.WriteOptions{Mtime: when, Ctime: when}
-	m := &machine{archive: archive, files: archive.Files(), log: log, unrecorded: unrecorded}
+	m := &machine{archive: archive, files: archive.Files(), log: log, unrecorded: unrecorded,
+		code: init.Code, afresh: init.Memory == MemoryAfresh, limits: limits}
 	if err := archive.Begin(); err != nil {
 		return nil, outcome{}, err
 	}
@@ -98,6 +105,25 @@ func deploy(ctx context.Context, archive *hyperdrive.Archive, init *Entry, calle
 	}
 	out.filesRoot, err = m.root()
 	return m, out, err
+}
+
+// setLimits sets the limits of the script's calls and of its reloads.
+func (m *machine) setLimits(l sandbox.Limits) {
+	m.limits = l
+	m.script.SetLimits(l)
+}
+
+// reload replaces the script with a fresh load of its code, whose
+// top-level code runs with a reload entry's clock and seed: its memory
+// starts afresh, and the archive is as it was (top-level code has no
+// files). The machine's script is unchanged if the load fails.
+func (m *machine) reload(time int64, seed uint64) error {
+	s, err := sandbox.Load(m.code, sandbox.Options{Time: time, Seed: seed, Limits: m.limits, Logger: m.log})
+	if err != nil {
+		return err
+	}
+	m.script = s
+	return nil
 }
 
 // run runs one call in its own archive transaction: a call the sandbox

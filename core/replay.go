@@ -55,6 +55,7 @@ func (d *Divergence) Error() string {
 // Verdict is the outcome of a replay.
 type Verdict struct {
 	Calls        int    // call entries replayed (the init entry not counted)
+	Reloads      int    // reload entries replayed
 	FilesVersion uint64 // the archive's version after the last entry
 	FilesRoot    FilesRoot
 	Divergence   *Divergence // nil if every entry matched
@@ -64,7 +65,15 @@ func (v Verdict) String() string {
 	if v.Divergence != nil {
 		return "divergence: " + v.Divergence.Error()
 	}
-	return fmt.Sprintf("verified %d calls, files at version %d, root %s", v.Calls, v.FilesVersion, v.FilesRoot.Metadata)
+	return fmt.Sprintf("verified %s, files at version %d, root %s", v.Replayed(), v.FilesVersion, v.FilesRoot.Metadata)
+}
+
+// Replayed says what was replayed: "N calls", and the reloads if any.
+func (v Verdict) Replayed() string {
+	if v.Reloads == 0 {
+		return fmt.Sprintf("%d calls", v.Calls)
+	}
+	return fmt.Sprintf("%d calls and %d reloads", v.Calls, v.Reloads)
 }
 
 // ReplayOptions configure a replay.
@@ -170,6 +179,9 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 		return fmt.Errorf("core: replay expected block %d, got %d", r.next, block)
 	}
 	r.next++
+	if e.Type == TypeReload {
+		return r.reload(block, e)
+	}
 	if e.Type != TypeCall {
 		r.verdict.Divergence = &Divergence{Block: block, Field: "type", Logged: e.Type, Replayed: TypeCall, Kind: KindInvalid}
 		return nil
@@ -194,6 +206,39 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 	if r.progress != nil {
 		r.progress(block)
 	}
+	return nil
+}
+
+// reload replays a reload entry: the script's memory starts afresh from
+// its code, loaded with the entry's clock and seed, in a log that allows
+// it (SchemaAfresh); the archive, which a reload does not change, must be
+// where the entry says.
+func (r *Replayer) reload(block uint64, e *Entry) error {
+	d := &Divergence{Block: block, Method: TypeReload}
+	switch {
+	case !r.m.afresh:
+		d.Field, d.Logged, d.Replayed, d.Kind = "type", TypeReload, "no reload: the backend's memory is kept (schema 1)", KindInvalid
+	case e.FilesVersion != r.verdict.FilesVersion || *e.FilesRoot != r.verdict.FilesRoot:
+		d.Field, d.Kind = "filesRoot", KindTampering
+		d.Logged = fmt.Sprintf("version %d, %s", e.FilesVersion, rootString(e.FilesRoot))
+		d.Replayed = fmt.Sprintf("version %d, %s", r.verdict.FilesVersion, rootString(&r.verdict.FilesRoot))
+	default:
+		seed, _ := e.seed() // checked by DecodeEntry
+		err := r.m.reload(e.Time, seed)
+		if err == nil {
+			r.verdict.Reloads++
+			if r.progress != nil {
+				r.progress(block)
+			}
+			return nil
+		}
+		if errors.Is(err, sandbox.ErrTimeBudget) || errors.Is(err, sandbox.ErrMemoryBudget) || errors.Is(err, sandbox.ErrRuntimeFault) {
+			return unverifiable(block, TypeReload, err)
+		}
+		// The host logs only a reload that loaded.
+		d.Field, d.Logged, d.Replayed, d.Kind = "reload", "the script loaded", err.Error(), KindNondeterminism
+	}
+	r.verdict.Divergence = d
 	return nil
 }
 

@@ -65,6 +65,9 @@ func FuzzEncodeEntry(f *testing.F) {
 			e.FilesRoot = &core.FilesRoot{Metadata: s, Content: s, ContentLength: n}
 			e.Auth = &core.Auth{Key: s, Signature: s, Seq: n}
 		}
+		if n&8 != 0 {
+			e.Memory, e.Reason, e.FilesVersion = s, s, n
+		}
 		var want bytes.Buffer
 		enc := json.NewEncoder(&want)
 		enc.SetEscapeHTML(false)
@@ -174,64 +177,78 @@ func vmCall(r *rand.Rand, name string) (method string, args []any, caller *strin
 // TestVMProperty: for random call sequences against every script, the host's
 // log replays to a verified verdict; a one-byte change to any logged result
 // or argument is found; and a one-byte change to an archive entry is found
-// against the log.
+// against the log. Each script runs with its memory kept and afresh (where
+// a stopped call logs a reload).
 func TestVMProperty(t *testing.T) {
 	for name, code := range vmScripts(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			r := rand.New(rand.NewPCG(uint64(len(name)), 7))
-			kp := hypercore.KeyPairFromSeed(bytes.Repeat([]byte{9}, 32))
-			archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.MemoryStorage(), Create: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			log, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			alice := "alice"
-			clock := time.UnixMilli(1_700_000_000_000)
-			h, err := core.Deploy(context.Background(), core.Config{
-				Archive: archive, Log: log, Limits: sandbox.Limits{Time: 300 * time.Millisecond},
-				Now: func() time.Time { clock = clock.Add(7 * time.Millisecond); return clock },
-			}, code, name, &alice)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for range 30 {
-				method, args, caller := vmCall(r, name)
-				raw, _ := json.Marshal(args)
-				if args == nil {
-					raw = []byte("[]")
-				}
-				_, err := h.Call(context.Background(), core.Request{Method: method, Args: raw, CallerID: caller})
-				if err != nil && !errors.Is(err, core.ErrAborted) {
-					t.Fatalf("%s: %v", method, err)
-				}
-			}
-			if err := h.Close(); err != nil {
-				t.Fatal(err)
-			}
-			v, err := core.Replay(context.Background(), log, core.ReplayOptions{Limits: sandbox.Limits{Time: 300 * time.Millisecond}})
-			if err != nil || v.Divergence != nil {
-				t.Fatalf("replay: %v, %v", err, v.Divergence)
-			}
-			var entries []*core.Entry
-			for i := range log.Length() {
-				b, _ := log.Get(i)
-				e, err := core.DecodeEntry(b)
-				if err != nil {
-					t.Fatal(err)
-				}
-				entries = append(entries, e)
-			}
-			if d := core.CheckArchive(entries, archive); d != nil {
-				t.Fatalf("the host's own archive: %v", d)
-			}
-			checkLogMutations(t, r, log, kp)
-			checkArchiveMutation(t, r, archive, entries)
-		})
+		for _, afresh := range []bool{false, true} {
+			testVMProperty(t, name, code, afresh)
+		}
 	}
+}
+
+func testVMProperty(t *testing.T, name, code string, afresh bool) {
+	test := name
+	if afresh {
+		test += ", memory afresh"
+	}
+	t.Run(test, func(t *testing.T) {
+		t.Parallel()
+		r := rand.New(rand.NewPCG(uint64(len(name)), 7))
+		kp := hypercore.KeyPairFromSeed(bytes.Repeat([]byte{9}, 32))
+		archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.MemoryStorage(), Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice := "alice"
+		clock := time.UnixMilli(1_700_000_000_000)
+		h, err := core.Deploy(context.Background(), core.Config{
+			Archive: archive, Log: log, Limits: sandbox.Limits{Time: 300 * time.Millisecond},
+			Now: func() time.Time { clock = clock.Add(7 * time.Millisecond); return clock }, MemoryAfresh: afresh,
+		}, code, name, &alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 30 {
+			method, args, caller := vmCall(r, name)
+			raw, _ := json.Marshal(args)
+			if args == nil {
+				raw = []byte("[]")
+			}
+			_, err := h.Call(context.Background(), core.Request{Method: method, Args: raw, CallerID: caller})
+			if err != nil && !errors.Is(err, core.ErrAborted) {
+				t.Fatalf("%s: %v", method, err)
+			}
+		}
+		if err := h.Close(); err != nil {
+			t.Fatal(err)
+		}
+		v, err := core.Replay(context.Background(), log, core.ReplayOptions{Limits: sandbox.Limits{Time: 300 * time.Millisecond}})
+		if err != nil || v.Divergence != nil {
+			t.Fatalf("replay: %v, %v", err, v.Divergence)
+		}
+		if afresh && name == "mixed.js" && v.Reloads == 0 {
+			t.Errorf("no call was stopped: the reload went untested")
+		}
+		var entries []*core.Entry
+		for i := range log.Length() {
+			b, _ := log.Get(i)
+			e, err := core.DecodeEntry(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, e)
+		}
+		if d := core.CheckArchive(entries, archive); d != nil {
+			t.Fatalf("the host's own archive: %v", d)
+		}
+		checkLogMutations(t, r, log, kp)
+		checkArchiveMutation(t, r, archive, entries)
+	})
 }
 
 // checkLogMutations changes one byte of a logged result or argument (in a
@@ -243,6 +260,9 @@ func checkLogMutations(t *testing.T, r *rand.Rand, log *hypercore.Feed, kp hyper
 		block := 1 + r.Uint64N(log.Length()-1)
 		orig, _ := log.Get(block)
 		e, _ := core.DecodeEntry(orig)
+		if e.Type != core.TypeCall {
+			continue // a reload has no result or arguments
+		}
 		field := e.Result.Res
 		what := "res"
 		if len(e.Call.Args) > 2 && r.IntN(2) == 0 {

@@ -256,10 +256,25 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	}
 	add("FuzzDecodeEntry", []byte(`{"type":"call"}`))
 	add("FuzzDecodeEntry", []byte("{}\n{}"))
+	// Schema 2: an init entry whose memory starts afresh, and a reload.
+	for _, e := range []*core.Entry{
+		{Type: core.TypeInit, Schema: core.SchemaAfresh, Memory: core.MemoryAfresh, Code: "exports.f = () => 1", FilesArchiveURL: "dat://" + strings.Repeat("ab", 32),
+			FilesContentKey: strings.Repeat("cd", 32), Time: 1, Seed: "0123456789abcdef",
+			FilesRoot: &core.FilesRoot{Metadata: strings.Repeat("0", 64), Content: strings.Repeat("1", 64), ContentLength: 2}},
+		{Type: core.TypeReload, Reason: core.ReloadStoppedCall, Time: 2, Seed: "fedcba9876543210", FilesVersion: 3,
+			FilesRoot: &core.FilesRoot{Metadata: strings.Repeat("2", 64), Content: strings.Repeat("3", 64), ContentLength: 2}},
+	} {
+		b, err := core.EncodeEntry(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add("FuzzDecodeEntry", b)
+	}
 	add("FuzzEncodeEntry", []byte("increment"), []byte(`[]`), []byte(`1`), uint64(1))
 	add("FuzzEncodeEntry", []byte("\x00\b\f\n\r\t\x1f\"\\<&>\x7f \u2028\u2029 \xff\xe2\x80 \xed\xa0\x80 é😀"),
 		[]byte(" [ 1 , {\"a\" : \"x\"} ]\n"), []byte(`"<&>"`), uint64(7))
 	add("FuzzEncodeEntry", []byte(""), []byte(`[1,`), []byte(``), uint64(3))
+	add("FuzzEncodeEntry", []byte("afresh"), []byte(`[]`), []byte(`1`), uint64(12))
 	for _, req := range []string{
 		`{"jsonrpc":"2.0","method":"increment","params":[],"id":1}`,
 		`{"jsonrpc":"2.0","method":"add","params":[1,"two",{"three":[3,{"]":"}"}]}],"id":"x\"y"}`,
