@@ -86,7 +86,7 @@ func relay(src io.Reader, dst io.Writer, key []byte, tamper func(*wire.Frame)) {
 
 // tamperedDownload downloads src through a relay that tampers with the
 // server's frames, and returns the replica and the downloader's error.
-func tamperedDownload(t *testing.T, src *hypercore.Feed, tamper func(*wire.Frame)) (*hypercore.Feed, error, string) {
+func tamperedDownload(t *testing.T, src *hypercore.Feed, tamper func(*wire.Frame)) (*hypercore.Feed, string, error) {
 	t.Helper()
 	dst := replicaOf(t, src)
 	serverSide, relayServer := net.Pipe()
@@ -98,7 +98,7 @@ func tamperedDownload(t *testing.T, src *hypercore.Feed, tamper func(*wire.Frame
 	go protocol.Serve(ctx, serverSide, protocol.Options{}, lookupOf(src))
 	var logs logBuffer
 	err := protocol.Replicate(ctx, clientSide, protocol.Options{Logger: logs.logger()}, dst)
-	return dst, err, logs.String()
+	return dst, logs.String(), err
 }
 
 func flipInData(index uint64, change func(d *wire.Data)) func(*wire.Frame) {
@@ -141,7 +141,7 @@ func TestTamperedDataIsRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			dst, err, logs := tamperedDownload(t, src, tt.tamper)
+			dst, logs, err := tamperedDownload(t, src, tt.tamper)
 			if !errors.Is(err, hypercore.ErrVerify) {
 				t.Fatalf("Replicate = %v, want ErrVerify", err)
 			}

@@ -4,6 +4,7 @@ import (
 	"crypto/cipher"
 	"encoding/binary"
 
+	//lint:ignore SA1019 Dat's cipher continues one XSalsa20 keystream across messages, at any offset: only the core function allows that.
 	"golang.org/x/crypto/salsa20/salsa"
 
 	"github.com/nodevms/nodevms/internal/salsa20"

@@ -3,6 +3,7 @@ package salsa20
 import (
 	"encoding/binary"
 
+	//lint:ignore SA1019 Dat's cipher continues one XSalsa20 keystream across messages, at any offset: only the core function allows that.
 	"golang.org/x/crypto/salsa20/salsa"
 )
 
