@@ -18,8 +18,8 @@ import (
 	"github.com/nodevms/nodevms/rpc"
 )
 
-// audit runs the real binary's audit and returns its exit code and output.
-func audit(t *testing.T, addr string, extra ...string) (int, string) {
+// auditBinary runs the real binary's audit and returns its exit code and output.
+func auditBinary(t *testing.T, addr string, extra ...string) (int, string) {
 	t.Helper()
 	cmd := exec.Command(nodevmsBin(t), append([]string{"-a", addr}, extra...)...)
 	out, err := cmd.CombinedOutput()
@@ -53,24 +53,24 @@ func TestAuditHonestHost(t *testing.T) {
 		c.Close()
 	}
 	out := t.TempDir()
-	code, text := audit(t, s.addr, "--files", s.files, "--log", s.callLog, "--out", out, "--once")
+	code, text := auditBinary(t, s.addr, "--files", s.files, "--log", s.callLog, "--out", out, "--once")
 	if code != 0 || !strings.Contains(text, "VERIFIED 10 calls") {
 		t.Fatalf("audit: exit %d\n%s", code, text)
 	}
 	c, _ := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{})
 	c.Call(context.Background(), "increment")
 	c.Close()
-	code, text = audit(t, s.addr, "--out", out, "--once")
+	code, text = auditBinary(t, s.addr, "--out", out, "--once")
 	if code != 0 || !strings.Contains(text, "VERIFIED 11 calls") || !strings.Contains(text, "call log 12") {
 		t.Fatalf("second audit: exit %d\n%s", code, text)
 	}
 	if !strings.Contains(text, "downloaded 1 blocks") && !strings.Contains(text, "downloaded 2 blocks") && !strings.Contains(text, "downloaded 3 blocks") {
 		t.Errorf("the second audit downloaded more than the new blocks:\n%s", text)
 	}
-	if code, text := audit(t, s.addr, "--files", "dat://"+strings.Repeat("00", 32)); code != 1 || !strings.Contains(text, "DIVERGENCE") {
+	if code, text := auditBinary(t, s.addr, "--files", "dat://"+strings.Repeat("00", 32)); code != 1 || !strings.Contains(text, "DIVERGENCE") {
 		t.Errorf("a wrong --files: exit %d\n%s", code, text)
 	}
-	if code, _ := audit(t, "127.0.0.1:1"); code != 2 {
+	if code, _ := auditBinary(t, "127.0.0.1:1"); code != 2 {
 		t.Errorf("no host: exit %d, want 2", code)
 	}
 	// A file of the folder edited behind the archive's back: the host no
@@ -91,7 +91,7 @@ func TestAuditHonestHost(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(s.dir, "counter"), []byte("99"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, text = audit(t, s.addr)
+	code, text = auditBinary(t, s.addr)
 	if code != 1 || !strings.Contains(text, "content of /counter") {
 		t.Errorf("an edited file: exit %d\n%s", code, text)
 	}
@@ -204,7 +204,7 @@ func TestAuditFindsDishonestHosts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := dishonest(t, tt.cfg, tt.tamper)
-			code, text := audit(t, addr)
+			code, text := auditBinary(t, addr)
 			if code != 1 {
 				t.Fatalf("exit %d, want 1\n%s", code, text)
 			}
@@ -273,7 +273,7 @@ func TestAuditFollowsAndFindsForks(t *testing.T) {
 		return log
 	})
 	forkOut := t.TempDir()
-	if code, text := audit(t, addr, "--out", forkOut, "--once"); code != 0 {
+	if code, text := auditBinary(t, addr, "--out", forkOut, "--once"); code != 0 {
 		t.Fatalf("the honest history: exit %d\n%s", code, text)
 	}
 	srv := rpc.NewServer(rpc.Options{})
@@ -282,7 +282,7 @@ func TestAuditFollowsAndFindsForks(t *testing.T) {
 	}
 	ts := httptest.NewServer(srv)
 	defer ts.Close()
-	code, report := audit(t, strings.TrimPrefix(ts.URL, "http://"), "--out", forkOut, "--once")
+	code, report := auditBinary(t, strings.TrimPrefix(ts.URL, "http://"), "--out", forkOut, "--once")
 	if code != 1 || !strings.Contains(report, "FORK") || !strings.Contains(report, "verified: length 5") || !strings.Contains(report, "now:      length 4") {
 		t.Fatalf("the forked history: exit %d\n%s", code, report)
 	}

@@ -118,7 +118,7 @@ func TestAuditKeyFlagsCompareKeys(t *testing.T) {
 	info := c.Handshake()
 	c.Close()
 	files := "dat://" + strings.ToUpper(strings.TrimPrefix(info.FilesArchiveURL, "dat://"))
-	code, text := audit(t, addr, "--files", files, "--log", info.CallLogURL+"/")
+	code, text := auditBinary(t, addr, "--files", files, "--log", info.CallLogURL+"/")
 	if code != 0 || !strings.Contains(text, "VERIFIED 4 calls") {
 		t.Errorf("exit %d, want 0 and VERIFIED\n%s", code, text)
 	}

@@ -6,15 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nodevms/nodevms/core"
-	"github.com/nodevms/nodevms/hypercore"
-	"github.com/nodevms/nodevms/hyperdrive"
-	"github.com/nodevms/nodevms/internal/folderlock"
 	"github.com/nodevms/nodevms/sandbox"
+	"github.com/nodevms/nodevms/server"
 )
 
 // Exit codes of check.
@@ -43,7 +39,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	dir := positional[0]
-	rep, err := checkFolder(ctx, dir, sandbox.Limits{Time: timeBudget, Memory: uint64(memoryMiB) << 20})
+	rep, err := server.Check(ctx, dir, sandbox.Limits{Time: timeBudget, Memory: uint64(memoryMiB) << 20})
 	switch {
 	case ctx.Err() != nil:
 		code, msg := interruption(ctx)
@@ -70,72 +66,3 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // damageAdvice is what an operator does with a damaged folder.
 const damageAdvice = "nothing was changed. Restore the folder from a backup, or its archive and log from a replica (an auditor's nodevms -a ADDR --out DIR keeps one); do not serve it as it is."
-
-// checkFolder opens dir's stores without writing to it and checks them.
-// The call log is checked on a private copy of its files, which Open may
-// bring up to its data file as a start would (a crash leaves the tree and
-// bitfield behind the data).
-func checkFolder(ctx context.Context, dir string, limits sandbox.Limits) (core.FolderReport, error) {
-	datDir := filepath.Join(dir, hyperdrive.DatDir)
-	if _, err := os.Stat(filepath.Join(datDir, "call-log.key")); err != nil {
-		return core.FolderReport{}, fmt.Errorf("%s holds no deployed backend (no %s)", dir, filepath.Join(hyperdrive.DatDir, "call-log.key"))
-	}
-	lock, err := folderlock.Probe(filepath.Join(datDir, "lock"))
-	if err != nil {
-		var held *folderlock.HeldError
-		if errors.As(err, &held) {
-			return core.FolderReport{}, fmt.Errorf("a nodevms is serving %s; audit it with nodevms -a, or stop it first", dir)
-		}
-		return core.FolderReport{}, err
-	}
-	defer lock.Release()
-
-	logDir, err := os.MkdirTemp("", "nodevms-check-")
-	if err != nil {
-		return core.FolderReport{}, err
-	}
-	defer os.RemoveAll(logDir)
-	for _, part := range []string{"key", "secret_key", "data", "tree", "signatures", "bitfield"} {
-		if err := copyFile(filepath.Join(datDir, "call-log."+part), filepath.Join(logDir, "call-log."+part)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return core.FolderReport{}, err
-		}
-	}
-	log, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: logDir, Prefix: "call-log."}, LineLog: true})
-	if err != nil {
-		return core.FolderReport{}, damaged("the call log", err)
-	}
-	defer log.Close()
-	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(datDir, "secret_keys")), ReadOnly: true})
-	if err != nil {
-		return core.FolderReport{}, damaged("the files archive", err)
-	}
-	defer archive.Close()
-	return core.CheckFolder(ctx, log, archive, core.ReplayOptions{Limits: limits})
-}
-
-// damaged reports a store that does not open: damage if its files are
-// inconsistent, else an error of the check.
-func damaged(what string, err error) error {
-	if errors.Is(err, hypercore.ErrCorrupt) || errors.Is(err, hypercore.ErrDataChanged) || errors.Is(err, hyperdrive.ErrCorrupt) {
-		return fmt.Errorf("%w: %s: %w", core.ErrDamaged, what, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
-
-// copyFile copies the file at from to a new file at to.
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}

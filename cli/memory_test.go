@@ -50,7 +50,7 @@ func TestMemoryAfresh(t *testing.T) {
 	if got, err := call("inc"); err != nil || got != "[4,1]" {
 		t.Errorf("inc after 20 stops: %s, %v; want [4,1] (the file's count, a fresh memory)", got, err)
 	}
-	if code, out := audit(t, s.addr, "--time-budget", "50ms"); code != 0 || !strings.Contains(out, "VERIFIED 4 calls and 20 reloads") {
+	if code, out := auditBinary(t, s.addr, "--time-budget", "50ms"); code != 0 || !strings.Contains(out, "VERIFIED 4 calls and 20 reloads") {
 		t.Errorf("audit: exit %d\n%s", code, out)
 	}
 	s.stop(t)

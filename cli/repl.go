@@ -53,7 +53,7 @@ func runREPL(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if command == "" {
 		fmt.Fprintln(stdout, "Connecting...")
 	}
-	client, err := dialBackend(ctx, pos[0], opts)
+	client, err := rpc.Dial(ctx, pos[0], opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodevms: %v\n", err)
 		return exitError

@@ -59,6 +59,19 @@ func (e *StatusError) Error() string {
 	return msg
 }
 
+// notBackendError is a server that answered the upgrade with a status
+// under 400: not a NodeVMS server at all. It unwraps to the StatusError.
+type notBackendError struct {
+	addr   string
+	status *StatusError
+}
+
+func (e *notBackendError) Error() string {
+	return fmt.Sprintf("%s is not a NodeVMS server (it answered the WebSocket upgrade with %s)", e.addr, e.status.Status)
+}
+
+func (e *notBackendError) Unwrap() error { return e.status }
+
 func newStatusError(url string, resp *http.Response) *StatusError {
 	e := &StatusError{URL: url, StatusCode: resp.StatusCode, Status: resp.Status}
 	if resp.StatusCode >= 400 && resp.Body != nil {
@@ -132,10 +145,16 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 	}
 	ws, resp, err := DialWebSocket(ctx, u.String(), header)
 	if err != nil {
-		if resp != nil {
-			return nil, newStatusError(u.String(), resp)
+		if resp == nil {
+			return nil, fmt.Errorf("rpc: %w", err)
 		}
-		return nil, fmt.Errorf("rpc: %w", err)
+		se := newStatusError(u.String(), resp)
+		if se.StatusCode < 400 {
+			// 200 OK (or a redirect) reads like success: say plainly that
+			// this is no backend.
+			return nil, &notBackendError{addr: addr, status: se}
+		}
+		return nil, se
 	}
 	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan response{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
 	go c.read()

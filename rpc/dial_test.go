@@ -64,7 +64,15 @@ func TestDialStatusError(t *testing.T) {
 			if diff := cmp.Diff(&want, got); diff != "" {
 				t.Errorf("StatusError (-want +got):\n%s", diff)
 			}
-			if msg := "rpc: " + want.URL + ": " + tt.wantMsg; err.Error() != msg {
+			if msg := "rpc: " + want.URL + ": " + tt.wantMsg; got.Error() != msg {
+				t.Errorf("StatusError.Error() = %q, want %q", got.Error(), msg)
+			}
+			// Under 400 the server is no backend at all, and Dial says so.
+			msg := got.Error()
+			if got.StatusCode < 400 {
+				msg = ts.URL + " is not a NodeVMS server (it answered the WebSocket upgrade with " + got.Status + ")"
+			}
+			if err.Error() != msg {
 				t.Errorf("Error() = %q, want %q", err.Error(), msg)
 			}
 		})

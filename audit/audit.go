@@ -1,0 +1,398 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/protocol"
+	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/rpc"
+	"github.com/nodevms/nodevms/sandbox"
+)
+
+// Options configure an auditor.
+type Options struct {
+	// Addr is the backend's address: host:port, or a ws:// or http:// URL.
+	Addr string
+	// Files and Log, if set, are the keys the host must serve (a user's
+	// pins): another key is a divergence.
+	Files, Log []byte
+	// Out, if set, is a folder that keeps the replicas and the verified
+	// head between audits; otherwise they are in memory.
+	Out string
+	// Limits are the host's budgets, if it was given more than the
+	// defaults: a replay runs under Limits.ForReplay.
+	Limits sandbox.Limits
+	// Progress, if set, is told how the audit goes: the blocks downloaded
+	// so far (total -1: unknown), then the entries replayed out of total.
+	Progress func(stage Stage, done, total int64)
+	// Downloaded, if set, is told what the download fetched, once it is
+	// done and before the replay.
+	Downloaded func(Download)
+}
+
+// Stage is a part of an audit, for Options.Progress.
+type Stage int
+
+// Stages of an audit.
+const (
+	Downloading Stage = iota
+	Replaying
+)
+
+// Outcome is an audit's verdict on the host.
+type Outcome int
+
+// Outcomes.
+const (
+	// Verified: every call replayed to its logged outcome, and the archive
+	// holds every root the log names.
+	Verified Outcome = iota
+	// Diverged: the host serves other feeds than the pins, or a replay or
+	// a check disagrees with the log (Result.Mismatch, Result.Verdict).
+	Diverged
+	// Forked: the host's call log is not the history verified before
+	// (Result.Fork).
+	Forked
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Verified:
+		return "verified"
+	case Diverged:
+		return "divergence"
+	case Forked:
+		return "fork"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Result is an audit's verdict and what it looked at.
+type Result struct {
+	Outcome Outcome
+	// Verdict is the replay's (Verified, or Diverged with its Divergence).
+	Verdict core.Verdict
+	// Mismatch, for Diverged without a replay: the host serves another
+	// feed than a pin names.
+	Mismatch *Mismatch
+	// Fork, for Forked: the head verified before and the host's now.
+	Fork *Fork
+	// Entries is how many of the log's first entries were checked (the
+	// snapshot where log and archive meet, or, following, so far).
+	Entries uint64
+	// Download is what the audit downloaded.
+	Download Download
+}
+
+// Mismatch is a feed the host serves instead of a pinned one.
+type Mismatch struct {
+	What   string // "files archive" or "call log"
+	Served string // dat://KEY the host serves
+	Pinned []byte // the key Options named
+}
+
+// Fork is a call log that is not the history verified before under the same
+// key: shorter than the verified head, or with another tree at its length,
+// or with data that does not verify against it (Err, while following).
+type Fork struct {
+	Key       []byte
+	Verified  Head
+	Now       Head  // zero if Err is set
+	Err       error // data from the host that did not verify
+	Following bool  // found while following
+}
+
+// Download is what an audit fetched.
+type Download struct {
+	Blocks, Bytes                uint64
+	Duration                     time.Duration
+	LogLength, Metadata, Content uint64 // the replicas' lengths afterwards
+}
+
+// Auditor audits one host.
+type Auditor struct {
+	opts    Options
+	info    rpc.Handshake
+	log     *hypercore.Feed
+	archive *hyperdrive.Archive
+}
+
+// Open dials the host, reads its handshake (the feeds it serves), and
+// opens the replicas.
+func Open(ctx context.Context, opts Options) (*Auditor, error) {
+	client, err := rpc.Dial(ctx, opts.Addr, rpc.ClientOptions{})
+	if err != nil {
+		return nil, err
+	}
+	a := &Auditor{opts: opts, info: client.Handshake()}
+	client.Close()
+	if a.log, a.archive, err = a.openReplicas(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Handshake is what the host said it serves.
+func (a *Auditor) Handshake() rpc.Handshake { return a.info }
+
+// Close closes the replicas (a folder's are flushed).
+func (a *Auditor) Close() error {
+	return errors.Join(a.log.Close(), a.archive.Close())
+}
+
+// Audit checks the pins, compares the host's log with the head verified
+// before (Options.Out), downloads what is new, and replays the log up to
+// where it meets the archive (a host that serves runs on past it). An
+// error is an audit that could not be done.
+func (a *Auditor) Audit(ctx context.Context) (Result, error) {
+	for _, p := range []struct {
+		what   string
+		pinned []byte
+		served string
+	}{{"files archive", a.opts.Files, a.info.FilesArchiveURL}, {"call log", a.opts.Log, a.info.CallLogURL}} {
+		if p.pinned == nil {
+			continue
+		}
+		// Keys, not strings: dat://AB.. and dat://ab../ are the same.
+		if key, _ := DatKey(p.served); !bytes.Equal(key, p.pinned) {
+			if err := ctx.Err(); err != nil {
+				return Result{}, err
+			}
+			return Result{Outcome: Diverged, Mismatch: &Mismatch{What: p.what, Served: p.served, Pinned: p.pinned}}, nil
+		}
+	}
+	if fork, err := a.checkFork(ctx); err != nil {
+		return Result{}, err
+	} else if fork != nil {
+		if err := ctx.Err(); err != nil {
+			return Result{}, err
+		}
+		return Result{Outcome: Forked, Fork: fork}, nil
+	}
+	dl, err := a.download(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Download: dl}
+	if a.opts.Downloaded != nil {
+		a.opts.Downloaded(dl)
+	}
+	// The log runs on past the archive while the host serves: audit the
+	// snapshot where they meet.
+	n, ok, err := core.SnapshotLength(a.log, a.archive)
+	if err != nil {
+		return Result{}, err
+	}
+	var entries uint64
+	if ok {
+		entries = n
+	}
+	replayed := int64(0)
+	opts := core.ReplayOptions{Limits: a.opts.Limits}
+	if a.opts.Progress != nil {
+		opts.Progress = func(uint64) {
+			replayed++
+			a.opts.Progress(Replaying, replayed, int64(n))
+		}
+	}
+	v, err := core.Audit(ctx, a.log, a.archive, core.AuditOptions{ReplayOptions: opts, Signed: a.info.Auth == "signed", Entries: entries})
+	if err != nil {
+		return Result{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	res.Verdict, res.Entries = v, n
+	if v.Divergence != nil {
+		res.Outcome = Diverged
+		return res, nil
+	}
+	if a.opts.Out != "" {
+		if err := saveHead(a.opts.Out, a.log); err != nil {
+			return Result{}, err
+		}
+	}
+	return res, nil
+}
+
+// openReplicas opens the replicas: in memory, or kept in Options.Out.
+func (a *Auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
+	logKey, err := DatKey(a.info.CallLogURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	filesKey, err := DatKey(a.info.FilesArchiveURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	logStorage, filesStorage := hypercore.Storage(hypercore.NewMemoryStorage()), hyperdrive.MemoryStorage()
+	if a.opts.Out != "" {
+		logStorage = hypercore.DirStorage{Dir: a.opts.Out, Prefix: "call-log."}
+		filesStorage = hyperdrive.FlatStorage(filepath.Join(a.opts.Out, "files"))
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: logStorage, PublicKey: logKey, Create: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("the call log replica: %w", err)
+	}
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: filesStorage, Key: filesKey, Create: true})
+	if err != nil {
+		log.Close()
+		return nil, nil, fmt.Errorf("the files archive replica: %w", err)
+	}
+	return log, archive, nil
+}
+
+// firstMissing is the first block of f that is not here (its length if
+// none is missing).
+func firstMissing(f *hypercore.Feed) uint64 {
+	for i := range f.Length() {
+		if !f.Has(i) {
+			return i
+		}
+	}
+	return f.Length()
+}
+
+// DatKey parses dat://KEY (64 hex digits, either case, and an optional
+// trailing slash, as Dat tools print URLs).
+func DatKey(u string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(u, "dat://")
+	key, err := hex.DecodeString(strings.TrimSuffix(rest, "/"))
+	if !ok || err != nil || len(key) != 32 {
+		return nil, fmt.Errorf("%q is not a dat:// URL (dat:// and a key of 64 hex digits)", u)
+	}
+	return key, nil
+}
+
+// dialer dials the backend's replication path.
+func (a *Auditor) dialer() (func(context.Context) (io.ReadWriteCloser, error), error) {
+	u, err := url.Parse(rpc.BackendURL(a.opts.Addr))
+	if err != nil {
+		return nil, err
+	}
+	u.Path = a.info.ReplicationPath
+	return func(ctx context.Context) (io.ReadWriteCloser, error) {
+		ws, resp, err := rpc.DialWebSocket(ctx, u.String(), nil)
+		if err != nil {
+			if resp != nil {
+				return nil, fmt.Errorf("replication at %s: %s", u, resp.Status)
+			}
+			return nil, fmt.Errorf("replication at %s: %w", u, err)
+		}
+		return rpc.NewWebSocketStream(ws), nil
+	}, nil
+}
+
+// download fetches the call log and the files archive over the host's
+// WebSocket replication path (it is where the RPC server is, so it is
+// reachable wherever the backend is).
+func (a *Auditor) download(ctx context.Context) (Download, error) {
+	log, archive := a.log, a.archive
+	dial, err := a.dialer()
+	if err != nil {
+		return Download{}, err
+	}
+	start := time.Now()
+	stats := &protocol.Stats{}
+	opts := protocol.Options{Stats: stats}
+	if a.opts.Progress != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					a.opts.Progress(Downloading, int64(stats.DownloadedBlocks.Load()), -1)
+				}
+			}
+		}()
+	}
+	// A host that appends as it is downloaded can show blocks past a gap
+	// that one pass did not fill: go again, a few times at most.
+	for pass := 0; pass < 5 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
+		conn, err := dial(ctx)
+		if err != nil {
+			return Download{}, err
+		}
+		if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
+			return Download{}, fmt.Errorf("downloading the call log: %w", err)
+		}
+	}
+	for pass := 0; pass < 5 && (pass == 0 || firstMissing(archive.Metadata()) < archive.Metadata().Length()); pass++ {
+		if err := archive.Pull(ctx, dial, opts); err != nil {
+			return Download{}, fmt.Errorf("downloading the files archive: %w", err)
+		}
+	}
+	// The two feeds of the archive replicate side by side, each as far as
+	// the host announced when its stream began: the metadata can name
+	// content past the content downloaded (the host signs content first,
+	// so it has it). Fetch again until the content reaches the metadata.
+	for pass := 0; pass < 5 && ctx.Err() == nil; pass++ {
+		referenced, err := archive.ReferencedContent()
+		if err != nil || archive.Content() == nil || referenced <= archive.Content().Length() {
+			break
+		}
+		if err := archive.Pull(ctx, dial, opts); err != nil {
+			return Download{}, fmt.Errorf("downloading the files archive: %w", err)
+		}
+	}
+	// A serving host signs its archive a moment before the log entries
+	// that explain it: fetch the log again until it reaches the archive.
+	for pass := 0; pass < 5 && ctx.Err() == nil; pass++ {
+		if _, ok, err := core.SnapshotLength(log, archive); err != nil || ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+		conn, err := dial(ctx)
+		if err != nil {
+			return Download{}, err
+		}
+		if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
+			return Download{}, fmt.Errorf("downloading the call log: %w", err)
+		}
+	}
+	// Replication ends without an error when ctx does: what arrived is
+	// only part of the feeds.
+	if err := ctx.Err(); err != nil {
+		return Download{}, err
+	}
+	// Every log and metadata block is needed; content blocks of replaced
+	// files may be gone from a folder-backed host (the audit checks that
+	// the current files' are there).
+	if archive.Content() == nil {
+		return Download{}, errors.New("the files archive has no content feed")
+	}
+	for _, f := range []*hypercore.Feed{log, archive.Metadata()} {
+		for i := range f.Length() {
+			if !f.Has(i) {
+				return Download{}, fmt.Errorf("block %d of %x did not arrive", i, f.PublicKey()[:4])
+			}
+		}
+	}
+	dl := Download{
+		Blocks: stats.DownloadedBlocks.Load(), Bytes: stats.DownloadedBytes.Load(), Duration: time.Since(start),
+		LogLength: log.Length(), Metadata: archive.Metadata().Length(), Content: archive.Content().Length(),
+	}
+	if a.opts.Out != "" {
+		return dl, errors.Join(log.Sync(), archive.Sync())
+	}
+	return dl, nil
+}
