@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -139,7 +140,7 @@ func dishonest(t *testing.T, cfgChange func(*core.Config), tamper func(h *core.H
 
 // resigned copies log with block i changed by edit, signed with the log's
 // key, as a host that rewrote its history would.
-func resigned(t *testing.T, log *hypercore.Feed, i uint64, edit func(*core.Entry)) *hypercore.Feed {
+func resigned(t *testing.T, log *hypercore.Feed, i uint64, edit func(*calllog.Entry)) *hypercore.Feed {
 	t.Helper()
 	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: log.SecretKey(), Create: true})
 	if err != nil {
@@ -148,9 +149,9 @@ func resigned(t *testing.T, log *hypercore.Feed, i uint64, edit func(*core.Entry
 	for j := range log.Length() {
 		b, _ := log.Get(j)
 		if j == i {
-			e, _ := core.DecodeEntry(b)
+			e, _ := calllog.DecodeEntry(b)
 			edit(e)
-			b, _ = core.EncodeEntry(e)
+			b, _ = calllog.EncodeEntry(e)
 		}
 		f.Append(b)
 	}
@@ -167,14 +168,14 @@ func TestAuditFindsDishonestHosts(t *testing.T) {
 		{
 			name: "a changed result",
 			tamper: func(_ *core.Host, _ *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
-				return resigned(t, log, 2, func(e *core.Entry) { e.Result.Res = []byte("20") })
+				return resigned(t, log, 2, func(e *calllog.Entry) { e.Result.Res = []byte("20") })
 			},
 			want: []string{"entry 2 (increment): res differs", "logged:   20", "tampering"},
 		},
 		{
 			name: "a forged caller",
 			tamper: func(_ *core.Host, _ *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
-				return resigned(t, log, 3, func(e *core.Entry) {
+				return resigned(t, log, 3, func(e *calllog.Entry) {
 					alice := "alice"
 					e.Call.UserID = &alice
 				})

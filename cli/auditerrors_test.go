@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/websocket"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -249,7 +250,7 @@ func slowReplayHost(t *testing.T, wrap func(http.Handler) http.Handler) string {
 	if _, err := h.Call(context.Background(), core.Request{Method: "spin", Args: json.RawMessage("[1]")}); err != nil {
 		t.Fatal(err)
 	}
-	served := resigned(t, log, 1, func(e *core.Entry) { e.Call.Args = json.RawMessage("[1e15]") })
+	served := resigned(t, log, 1, func(e *calllog.Entry) { e.Call.Args = json.RawMessage("[1e15]") })
 	srv := rpc.NewServer(rpc.Options{})
 	if err := srv.Mount("/", rpc.Backend{Host: h, Title: "t", Archive: archive, Log: served}); err != nil {
 		t.Fatal(err)

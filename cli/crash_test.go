@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/rpc"
 )
@@ -470,7 +470,7 @@ func (h *crashHarness) checkLog(final int64) {
 			t.Errorf("call log entry %d: %v", i, err)
 			return
 		}
-		e, err := core.DecodeEntry(blk)
+		e, err := calllog.DecodeEntry(blk)
 		if err != nil {
 			t.Errorf("call log entry %d: %v", i, err)
 			return

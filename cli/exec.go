@@ -127,7 +127,7 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodevms: --sync must be always or none, not %q\n", f.sync)
 		return exitUsage
 	}
-	if f.memory != "" && f.memory != "kept" && f.memory != core.MemoryAfresh {
+	if f.memory != "" && f.memory != "kept" && f.memory != server.MemoryAfresh {
 		fmt.Fprintf(stderr, "nodevms: --memory must be kept or afresh, not %q\n", f.memory)
 		return exitUsage
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 )
@@ -15,15 +16,15 @@ import (
 // tree hashes at the lengths the entry names must be the ones it logged. A
 // write to the archive that no call explains shows up as the first entry
 // whose root the archive does not have. It returns nil when all agree.
-func CheckArchive(entries []*Entry, archive *hyperdrive.Archive) *Divergence {
+func CheckArchive(entries []*calllog.Entry, archive *hyperdrive.Archive) *calllog.Divergence {
 	return checkArchive(entries, archive, false)
 }
 
 // checkArchive is CheckArchive; for a snapshot (AuditOptions.Entries), the
 // content may run on past the last entry, written by calls after it.
-func checkArchive(entries []*Entry, archive *hyperdrive.Archive, snapshot bool) *Divergence {
+func checkArchive(entries []*calllog.Entry, archive *hyperdrive.Archive, snapshot bool) *calllog.Divergence {
 	meta, content := archive.Metadata(), archive.Content()
-	var last *Entry
+	var last *calllog.Entry
 	lastRoot := lastWithRoot(entries)
 	for i, e := range entries {
 		if e.FilesRoot != nil {
@@ -45,8 +46,8 @@ func checkArchive(entries []*Entry, archive *hyperdrive.Archive, snapshot bool) 
 	if last != nil && content != nil {
 		version := entryVersion(last)
 		if meta.Length() > version+1 || content.Length() > last.FilesRoot.ContentLength && !snapshot {
-			return &Divergence{
-				Block: uint64(len(entries)), Method: "(none)", Field: "filesVersion", Kind: KindTampering,
+			return &calllog.Divergence{
+				Block: uint64(len(entries)), Method: "(none)", Field: "filesVersion", Kind: calllog.KindTampering,
 				Logged:   fmt.Sprintf("version %d, %d content blocks after the last call", version, last.FilesRoot.ContentLength),
 				Replayed: fmt.Sprintf("the archive at version %d with %d content blocks", meta.Length()-1, content.Length()),
 			}
@@ -76,7 +77,7 @@ func describeHash(what, got string, err error) string {
 // checkArchiveEntry holds the archive to one entry's roots. lacksNodes says
 // the content root could not be computed because the replica lacks the nodes
 // (the divergence then describes that).
-func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) (d *Divergence, lacksNodes bool) {
+func checkArchiveEntry(block uint64, e *calllog.Entry, archive *hyperdrive.Archive) (d *calllog.Divergence, lacksNodes bool) {
 	if e.FilesRoot == nil {
 		return nil, false
 	}
@@ -85,7 +86,7 @@ func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) (d *
 	if e.Call != nil {
 		method = e.Call.MethodName
 	}
-	d = &Divergence{Block: block, Method: method, Field: "filesRoot", Kind: KindTampering}
+	d = &calllog.Divergence{Block: block, Method: method, Field: "filesRoot", Kind: calllog.KindTampering}
 	if content == nil {
 		d.Logged, d.Replayed = e.FilesRoot.Metadata, "an archive without its content feed"
 		return d, false
@@ -107,7 +108,7 @@ func checkArchiveEntry(block uint64, e *Entry, archive *hyperdrive.Archive) (d *
 	return nil, false
 }
 
-func lastWithRoot(entries []*Entry) *Entry {
+func lastWithRoot(entries []*calllog.Entry) *calllog.Entry {
 	for i := len(entries) - 1; i >= 0; i-- {
 		if entries[i].FilesRoot != nil {
 			return entries[i]
@@ -121,9 +122,9 @@ func lastWithRoot(entries []*Entry) *Entry {
 // on its disk, which the host refuses to serve as it no longer matches its
 // hash) is reported at the first such file. block is what the divergence
 // names (the entry after the log's last).
-func CheckCurrentFiles(archive *hyperdrive.Archive, block uint64) *Divergence {
+func CheckCurrentFiles(archive *hyperdrive.Archive, block uint64) *calllog.Divergence {
 	content := archive.Content()
-	var found *Divergence
+	var found *calllog.Divergence
 	var walk func(dir string) error
 	walk = func(dir string) error {
 		names, err := archive.Readdir(dir)
@@ -147,8 +148,8 @@ func CheckCurrentFiles(archive *hyperdrive.Archive, block uint64) *Divergence {
 			}
 			for b := st.Offset; b < st.Offset+st.Blocks; b++ {
 				if content == nil || !content.Has(b) {
-					found = &Divergence{
-						Block: block, Method: "(none)", Field: "content of " + p, Kind: KindTampering,
+					found = &calllog.Divergence{
+						Block: block, Method: "(none)", Field: "content of " + p, Kind: calllog.KindTampering,
 						Logged:   fmt.Sprintf("content block %d, part of the current %s", b, p),
 						Replayed: "the host did not serve it (a file changed on its disk is not served)",
 					}
@@ -159,7 +160,7 @@ func CheckCurrentFiles(archive *hyperdrive.Archive, block uint64) *Divergence {
 		return nil
 	}
 	if err := walk("/"); err != nil && found == nil {
-		return &Divergence{Block: block, Method: "(none)", Field: "files", Logged: "a readable archive", Replayed: err.Error(), Kind: KindInvalid}
+		return &calllog.Divergence{Block: block, Method: "(none)", Field: "files", Logged: "a readable archive", Replayed: err.Error(), Kind: calllog.KindInvalid}
 	}
 	return found
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 )
@@ -57,7 +58,7 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	}
 	r, entries, err := replayLogEntries(ctx, log, n, opts.ReplayOptions, true)
 	if err != nil {
-		var d *Divergence
+		var d *calllog.Divergence
 		if errors.As(err, &d) { // the init entry itself
 			return Verdict{Divergence: d}, nil
 		}
@@ -65,7 +66,7 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	}
 	v := r.Verdict()
 	r.Close()
-	checks := []*Divergence{checkArchive(entries, archive, opts.Entries > 0), CheckCallers(entries, log.PublicKey(), opts.Signed)}
+	checks := []*calllog.Divergence{checkArchive(entries, archive, opts.Entries > 0), calllog.CheckCallers(entries, log.PublicKey(), opts.Signed)}
 	if uint64(len(entries)) >= log.Length() {
 		// Only the host's current files are in its folder: a snapshot the
 		// log has moved past may have files whose bytes it replaced since.

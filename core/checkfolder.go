@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 )
@@ -60,7 +61,7 @@ func CheckFolder(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.A
 
 	r, entries, err := replayLogEntries(ctx, log, log.Length(), opts, true)
 	if err != nil {
-		var d *Divergence
+		var d *calllog.Divergence
 		if errors.As(err, &d) {
 			rep.Verdict.Divergence = d
 			return rep, nil
@@ -72,7 +73,7 @@ func CheckFolder(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.A
 	if rep.Verdict.Divergence != nil {
 		return rep, nil
 	}
-	if d := CheckCallers(entries, log.PublicKey(), false); d != nil {
+	if d := calllog.CheckCallers(entries, log.PublicKey(), false); d != nil {
 		rep.Verdict.Divergence = d
 		return rep, nil
 	}

@@ -4,9 +4,10 @@
 //
 // # The call log
 //
-// The log is a hypercore of JSON entries (SCHEMA.md). Block 0 is the init
-// entry: the script's code, the archive's keys, the deploy time and seed,
-// and the outcome of the script's init export if it has one. Every other
+// The log is a hypercore of JSON entries, whose format is package calllog's
+// (its SCHEMA.md). Block 0 is the init entry: the script's code, the
+// archive's keys, the deploy time and seed, and the outcome of the
+// script's init export if it has one. Every other
 // block is a call: who called what with which arguments, at what time and
 // seed, which oracle values it drew, and what it gave: result or error, and
 // the archive's version and tree hashes afterwards. Everything a call's

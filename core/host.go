@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 	"github.com/nodevms/nodevms/sandbox"
@@ -215,7 +216,7 @@ type Request struct {
 	Method   string
 	Args     json.RawMessage // a JSON array; nil for none
 	CallerID *string
-	Auth     *Auth
+	Auth     *calllog.Auth
 }
 
 // Response is a call's outcome.
@@ -246,18 +247,18 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 	if err != nil {
 		return nil, err
 	}
-	init := &Entry{
-		Type:            TypeInit,
-		Schema:          SchemaVersion,
+	init := &calllog.Entry{
+		Type:            calllog.TypeInit,
+		Schema:          calllog.SchemaVersion,
 		Code:            code,
 		FilesArchiveURL: "dat://" + hex.EncodeToString(cfg.Archive.Key()),
 		FilesContentKey: hex.EncodeToString(cfg.Archive.Content().PublicKey()),
 		Title:           title,
 		Time:            cfg.Now().UnixMilli(),
-		Seed:            seedString(seed),
+		Seed:            calllog.FormatSeed(seed),
 	}
 	if cfg.MemoryAfresh {
-		init.Schema, init.Memory = SchemaAfresh, MemoryAfresh
+		init.Schema, init.Memory = calllog.SchemaAfresh, calllog.MemoryAfresh
 	}
 	if err := cfg.Archive.Begin(); err != nil { // shown once the entry is durable
 		return nil, err
@@ -273,12 +274,12 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 		return nil, fmt.Errorf("%w: %v", ErrInitFailed, out.err)
 	}
 	if m.script.HasMethod("init") {
-		init.Call = &CallRecord{UserID: callerID, MethodName: "init", Args: json.RawMessage("[]")}
-		init.Result = &ResultRecord{Res: out.res, Err: errString(out.err), FilesVersion: out.filesVersion}
+		init.Call = &calllog.CallRecord{UserID: callerID, MethodName: "init", Args: json.RawMessage("[]")}
+		init.Result = &calllog.ResultRecord{Res: out.res, Err: calllog.ShortError(out.err), FilesVersion: out.filesVersion}
 		init.Error, init.Oracles = out.err, rec.Values
 	}
 	init.FilesRoot = &out.filesRoot
-	if err := appendEntries(cfg.Log, []*Entry{init}, nil); err != nil {
+	if err := appendEntries(cfg.Log, []*calllog.Entry{init}, nil); err != nil {
 		cfg.Archive.Rollback()
 		return nil, err
 	}
@@ -319,7 +320,7 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 		return nil, fmt.Errorf("%w: %s in the folder is not what the archive holds (changed, or replaced by something else); restore it from a copy of the archive", ErrDamaged, strings.Join(names, ", "))
 	}
 	n := cfg.Log.Length()
-	entries := make([]*Entry, n)
+	entries := make([]*calllog.Entry, n)
 	for i := range n {
 		if i%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -332,7 +333,7 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 		}
 		entries[i] = e
 	}
-	if n == 0 || entries[0].Type != TypeInit {
+	if n == 0 || entries[0].Type != calllog.TypeInit {
 		return nil, fmt.Errorf("%w: the call log has no init entry", ErrState)
 	}
 	if want := "dat://" + hex.EncodeToString(cfg.Archive.Key()); entries[0].FilesArchiveURL != want {
@@ -402,7 +403,7 @@ func openMachine(ctx context.Context, cfg Config) (*machine, error) {
 // archiveHolds returns how many of the first entries an archive at version
 // holds the effects of (after a crash, the rest are to be redone), or an
 // error if the archive stopped at a version no entry left.
-func archiveHolds(entries []*Entry, version uint64) (int, error) {
+func archiveHolds(entries []*calllog.Entry, version uint64) (int, error) {
 	held := 0 // not even the deploy writes reached the archive
 	for i, e := range entries {
 		if entryVersion(e) <= version {
@@ -420,8 +421,8 @@ func archiveHolds(entries []*Entry, version uint64) (int, error) {
 // entryVersion is the archive version an entry left: its result's, a
 // reload's own, or, for an init entry of a script without an init export,
 // the version deploy's two files make.
-func entryVersion(e *Entry) uint64 {
-	if e.Type == TypeReload {
+func entryVersion(e *calllog.Entry) uint64 {
+	if e.Type == calllog.TypeReload {
 		return e.FilesVersion
 	}
 	if e.Result != nil {
@@ -435,7 +436,7 @@ func entryVersion(e *Entry) uint64 {
 const deployVersion = 2
 
 // checkRoot checks the archive's tree hashes against a logged root.
-func checkRoot(a *hyperdrive.Archive, want *FilesRoot) error {
+func checkRoot(a *hyperdrive.Archive, want *calllog.FilesRoot) error {
 	if want == nil {
 		return fmt.Errorf("%w: the entry has no files root", ErrState)
 	}
@@ -825,7 +826,7 @@ func (h *Host) runGroup(group []*pending) bool {
 		}
 		return false
 	}
-	var entries []*Entry
+	var entries []*calllog.Entry
 	var done []*pending
 	for i, p := range group {
 		if h.storeErr != nil {
@@ -899,7 +900,7 @@ func (h *Host) runGroup(group []*pending) bool {
 
 // runCall runs one call; earlier are the entries of the group so far, not
 // yet in the log, which a rebuild after an abort must replay too.
-func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
+func (h *Host) runCall(p *pending, earlier []*calllog.Entry) (*calllog.Entry, error) {
 	if h.lost != nil {
 		return nil, h.lost
 	}
@@ -919,10 +920,10 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	// An entry and its parts in one allocation: a small call's entry was
 	// five.
 	ce := &struct {
-		Entry
-		call   CallRecord
-		result ResultRecord
-		root   FilesRoot
+		calllog.Entry
+		call   calllog.CallRecord
+		result calllog.ResultRecord
+		root   calllog.FilesRoot
 		rec    sandbox.Record
 	}{}
 	// The caller going away does not stop a call that has started: only
@@ -942,7 +943,7 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 	if err != nil {
 		h.cfg.Logger.Warn("call aborted", "method", p.req.Method, "reason", err)
 		if h.m.afresh {
-			reload, rerr := h.reload(ReloadStoppedCall)
+			reload, rerr := h.reload(calllog.ReloadStoppedCall)
 			if rerr != nil {
 				h.cfg.Logger.Error("the backend could not be loaded again after an aborted call; every call will fail until a restart", "error", rerr)
 				h.lost = fmt.Errorf("%w: the backend could not be loaded again after an aborted call (see the host's log)", ErrState)
@@ -957,15 +958,15 @@ func (h *Host) runCall(p *pending, earlier []*Entry) (*Entry, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrAborted, err)
 	}
-	ce.call = CallRecord{UserID: p.req.CallerID, MethodName: p.req.Method, Args: p.req.Args}
-	ce.result = ResultRecord{Res: out.res, Err: errString(out.err), FilesVersion: out.filesVersion}
+	ce.call = calllog.CallRecord{UserID: p.req.CallerID, MethodName: p.req.Method, Args: p.req.Args}
+	ce.result = calllog.ResultRecord{Res: out.res, Err: calllog.ShortError(out.err), FilesVersion: out.filesVersion}
 	ce.root = out.filesRoot
-	ce.Entry = Entry{
-		Type:      TypeCall,
+	ce.Entry = calllog.Entry{
+		Type:      calllog.TypeCall,
 		Call:      &ce.call,
 		Result:    &ce.result,
 		Time:      now,
-		Seed:      seedString(seed),
+		Seed:      calllog.FormatSeed(seed),
 		Oracles:   ce.rec.Values,
 		Error:     out.err,
 		FilesRoot: &ce.root,
@@ -984,7 +985,7 @@ const reloadAttempts = 3
 // reload starts the script's memory afresh (a backend deployed with
 // MemoryAfresh) and returns the reload entry to log, which holds the clock
 // and seed its top-level code ran with. h.run is held.
-func (h *Host) reload(reason string) (*Entry, error) {
+func (h *Host) reload(reason string) (*calllog.Entry, error) {
 	var err error
 	for range reloadAttempts {
 		var seed uint64
@@ -1000,7 +1001,7 @@ func (h *Host) reload(reason string) (*Entry, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &Entry{Type: TypeReload, Reason: reason, Time: now, Seed: seedString(seed), FilesVersion: h.cfg.Archive.Version(), FilesRoot: &root}, nil
+		return &calllog.Entry{Type: calllog.TypeReload, Reason: reason, Time: now, Seed: calllog.FormatSeed(seed), FilesVersion: h.cfg.Archive.Version(), FilesRoot: &root}, nil
 	}
 	return nil, err
 }
@@ -1011,7 +1012,7 @@ func (h *Host) reload(reason string) (*Entry, error) {
 // in the log. A new standby starts following at once. If the standby has
 // failed, the log is replayed here, under the lock. The archive itself
 // was rolled back by the machine.
-func (h *Host) rebuild(pendingEntries []*Entry) error {
+func (h *Host) rebuild(pendingEntries []*calllog.Entry) error {
 	ctx := context.Background()
 	n := h.cfg.Log.Length()
 	h.dropStandbyIfTooLarge()
@@ -1051,7 +1052,7 @@ func logSeqs(log *hypercore.Feed) (map[string]uint64, error) {
 		if err != nil {
 			return seqs, err
 		}
-		e, err := DecodeEntry(blk)
+		e, err := calllog.DecodeEntry(blk)
 		if err != nil {
 			return seqs, err
 		}
@@ -1065,7 +1066,7 @@ func logSeqs(log *hypercore.Feed) (map[string]uint64, error) {
 // appendEntries appends entries as one batch and makes them durable. buf,
 // if not nil, is a buffer to encode them in, kept for the next batch: the
 // feed copies what it writes.
-func appendEntries(log *hypercore.Feed, entries []*Entry, buf *[]byte) error {
+func appendEntries(log *hypercore.Feed, entries []*calllog.Entry, buf *[]byte) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -1076,7 +1077,7 @@ func appendEntries(log *hypercore.Feed, entries []*Entry, buf *[]byte) error {
 	ends := make([]int, len(entries))
 	for i, e := range entries {
 		var err error
-		if data, err = appendEntry(data, e); err != nil {
+		if data, err = calllog.AppendEntry(data, e); err != nil {
 			return err
 		}
 		ends[i] = len(data)

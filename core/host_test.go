@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/examples"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -475,7 +477,7 @@ func TestTamperingIsFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := v.Divergence
-	if d == nil || d.Block != 2 || d.Field != "res" || d.Kind != KindTampering || d.Logged != "20" || d.Replayed != "2" {
+	if d == nil || d.Block != 2 || d.Field != "res" || d.Kind != calllog.KindTampering || d.Logged != "20" || d.Replayed != "2" {
 		t.Fatalf("divergence %+v", d)
 	}
 }
@@ -499,7 +501,7 @@ func TestNondeterminismIsFound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := v.Divergence; d == nil || d.Block != 1 || d.Kind != KindNondeterminism {
+	if d := v.Divergence; d == nil || d.Block != 1 || d.Kind != calllog.KindNondeterminism {
 		t.Fatalf("divergence %+v", d)
 	}
 }
@@ -662,12 +664,12 @@ func TestSignedCallsLogInOrder(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				seq := uint64(1 + i*senders + s)
-				msg, err := SignedBytes(b.log.PublicKey(), "increment", json.RawMessage("[]"), seq)
+				msg, err := calllog.SignedBytes(b.log.PublicKey(), "increment", json.RawMessage("[]"), seq)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				auth := &Auth{Key: keyHex, Signature: hex.EncodeToString(ed25519.Sign(key, msg)), Seq: seq}
+				auth := &calllog.Auth{Key: keyHex, Signature: hex.EncodeToString(ed25519.Sign(key, msg)), Seq: seq}
 				time.Sleep(pauses[i])
 				_, err = b.host.Call(context.Background(), Request{Method: "increment", Args: json.RawMessage("[]"), CallerID: &keyHex, Auth: auth})
 				switch {
@@ -682,19 +684,19 @@ func TestSignedCallsLogInOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var entries []*Entry
+	var entries []*calllog.Entry
 	for i := uint64(0); i < b.log.Length(); i++ {
 		blk, err := b.log.Get(i)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := DecodeEntry(blk)
+		e, err := calllog.DecodeEntry(blk)
 		if err != nil {
 			t.Fatal(err)
 		}
 		entries = append(entries, e)
 	}
-	if d := CheckCallers(entries, b.log.PublicKey(), false); d != nil {
+	if d := calllog.CheckCallers(entries, b.log.PublicKey(), false); d != nil {
 		t.Fatalf("the log's callers do not check: %v", d)
 	}
 	t.Logf("%d calls logged, %d refused as out of order", logged.Load(), refused.Load())

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hyperdrive"
 	"github.com/nodevms/nodevms/sandbox"
 )
@@ -36,7 +37,7 @@ type machine struct {
 
 	// lastRoot is the last root computed and the tree hashes it spells:
 	// most calls of most scripts leave the files as they were.
-	lastRoot           FilesRoot
+	lastRoot           calllog.FilesRoot
 	lastMeta, lastData [32]byte
 }
 
@@ -54,7 +55,7 @@ type outcome struct {
 	res          json.RawMessage
 	err          *sandbox.ScriptError
 	filesVersion uint64
-	filesRoot    FilesRoot
+	filesRoot    calllog.FilesRoot
 }
 
 // manifest is what deploy writes as /dat.json.
@@ -68,15 +69,15 @@ type manifest struct {
 // loads the script (its top-level code runs with the entry's clock and
 // seed), and runs its init export, if any, as a call. The archive must be
 // empty and writable.
-func deploy(ctx context.Context, archive *hyperdrive.Archive, init *Entry, caller *string, limits sandbox.Limits, log *slog.Logger, oracles sandbox.Oracles, unrecorded func() float64) (*machine, outcome, error) {
-	seed, err := init.seed()
+func deploy(ctx context.Context, archive *hyperdrive.Archive, init *calllog.Entry, caller *string, limits sandbox.Limits, log *slog.Logger, oracles sandbox.Oracles, unrecorded func() float64) (*machine, outcome, error) {
+	seed, err := init.SeedValue()
 	if err != nil {
 		return nil, outcome{}, err
 	}
 	when := time.UnixMilli(init.Time)
 	o := hyperdrive.WriteOptions{Mtime: when, Ctime: when}
 	m := &machine{archive: archive, files: archive.Files(), log: log, unrecorded: unrecorded,
-		code: init.Code, afresh: init.Memory == MemoryAfresh, limits: limits}
+		code: init.Code, afresh: init.Memory == calllog.MemoryAfresh, limits: limits}
 	if err := archive.Begin(); err != nil {
 		return nil, outcome{}, err
 	}
@@ -185,18 +186,18 @@ func outcomeSize(r sandbox.Result, oracles sandbox.Oracles) int {
 }
 
 // root returns the archive's tree hashes.
-func (m *machine) root() (FilesRoot, error) {
+func (m *machine) root() (calllog.FilesRoot, error) {
 	meta, content := m.archive.Metadata(), m.archive.Content()
 	a, err := meta.TreeHash(meta.Length())
 	if err != nil {
-		return FilesRoot{}, err
+		return calllog.FilesRoot{}, err
 	}
 	b, err := content.TreeHash(content.Length())
 	if err != nil {
-		return FilesRoot{}, err
+		return calllog.FilesRoot{}, err
 	}
 	if n := content.Length(); a != m.lastMeta || b != m.lastData || n != m.lastRoot.ContentLength || m.lastRoot.Metadata == "" {
-		m.lastRoot = FilesRoot{Metadata: hex.EncodeToString(a[:]), Content: hex.EncodeToString(b[:]), ContentLength: n}
+		m.lastRoot = calllog.FilesRoot{Metadata: hex.EncodeToString(a[:]), Content: hex.EncodeToString(b[:]), ContentLength: n}
 		m.lastMeta, m.lastData = a, b
 	}
 	return m.lastRoot, nil

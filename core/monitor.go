@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 )
@@ -17,8 +18,8 @@ type Monitor struct {
 	opts    AuditOptions
 
 	r       *Replayer
-	entries []*Entry
-	seqs    map[string]uint64
+	entries []*calllog.Entry
+	callers *calllog.Callers
 }
 
 // NewMonitor starts monitoring with the log's init entry.
@@ -31,7 +32,7 @@ func NewMonitor(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Ar
 	if err != nil {
 		return nil, err
 	}
-	return &Monitor{log: log, archive: archive, opts: opts, r: r, entries: []*Entry{init}, seqs: map[string]uint64{}}, nil
+	return &Monitor{log: log, archive: archive, opts: opts, r: r, entries: []*calllog.Entry{init}, callers: calllog.NewCallers(log.PublicKey(), opts.Signed)}, nil
 }
 
 // Verified is how far the monitor has checked: entries [0, Verified()).
@@ -69,7 +70,7 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 		i := m.Verified()
 		e, err := readEntry(m.log, i)
 		if err != nil {
-			if d, ok := err.(*Divergence); ok {
+			if d, ok := err.(*calllog.Divergence); ok {
 				m.r.verdict.Divergence = d
 				return m.r.verdict, nil
 			}
@@ -86,7 +87,7 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}
-		if d := checkCaller(uint64(len(m.entries)-1), e, m.log.PublicKey(), m.opts.Signed, m.seqs); d != nil {
+		if d := m.callers.Check(uint64(len(m.entries)-1), e); d != nil {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}

@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/sandbox"
 )
@@ -104,12 +104,12 @@ func TestAfreshStopsReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != TypeReload || e.Reason != ReloadStoppedCall || e.FilesVersion != entryVersion(mustEntry(t, log, 501)) {
+	if e.Type != calllog.TypeReload || e.Reason != calllog.ReloadStoppedCall || e.FilesVersion != entryVersion(mustEntry(t, log, 501)) {
 		t.Errorf("the entry after the first stop: %+v, want a reload at the archive's version", e)
 	}
 }
 
-func mustEntry(t *testing.T, log *hypercore.Feed, i uint64) *Entry {
+func mustEntry(t *testing.T, log *hypercore.Feed, i uint64) *calllog.Entry {
 	t.Helper()
 	e, err := readEntry(log, i)
 	if err != nil {
@@ -151,7 +151,7 @@ func TestAfreshStopInAGroup(t *testing.T) {
 	for i := range log.Length() {
 		types = append(types, mustEntry(t, log, i).Type)
 	}
-	if diff := cmp.Diff([]string{TypeInit, TypeCall, TypeCall, TypeReload, TypeCall}, types); diff != "" {
+	if diff := cmp.Diff([]string{calllog.TypeInit, calllog.TypeCall, calllog.TypeCall, calllog.TypeReload, calllog.TypeCall}, types); diff != "" {
 		t.Errorf("log (-want +got):\n%s", diff)
 	}
 	if v, err := Replay(context.Background(), log, ReplayOptions{}); err != nil || v.Divergence != nil {
@@ -205,27 +205,29 @@ func TestReloadEntryChecks(t *testing.T) {
 	h.Call(ctx, Request{Method: "inc"})
 	h.Call(ctx, Request{Method: "big"})
 	h.Call(ctx, Request{Method: "inc"})
-	var entries []*Entry
+	var entries []*calllog.Entry
 	for i := range log.Length() {
 		entries = append(entries, mustEntry(t, log, i))
 	}
 	closeAll()
-	if entries[2].Type != TypeReload {
+	if entries[2].Type != calllog.TypeReload {
 		t.Fatalf("entry 2 is %q, want a reload", entries[2].Type)
 	}
 	for _, c := range []struct {
 		name  string
-		edit  func(init, reload *Entry)
+		edit  func(init, reload *calllog.Entry)
 		field string
 		kind  string
 	}{
-		{"as logged", func(*Entry, *Entry) {}, "", ""},
-		{"in a log whose memory is kept", func(init, _ *Entry) { init.Schema, init.Memory = SchemaVersion, "" }, "type", KindInvalid},
-		{"at another version", func(_, r *Entry) { r.FilesVersion++ }, "filesRoot", KindTampering},
-		{"at another root", func(_, r *Entry) { r.FilesRoot = &FilesRoot{Metadata: "00", Content: r.FilesRoot.Content} }, "filesRoot", KindTampering},
+		{"as logged", func(*calllog.Entry, *calllog.Entry) {}, "", ""},
+		{"in a log whose memory is kept", func(init, _ *calllog.Entry) { init.Schema, init.Memory = calllog.SchemaVersion, "" }, "type", calllog.KindInvalid},
+		{"at another version", func(_, r *calllog.Entry) { r.FilesVersion++ }, "filesRoot", calllog.KindTampering},
+		{"at another root", func(_, r *calllog.Entry) {
+			r.FilesRoot = &calllog.FilesRoot{Metadata: "00", Content: r.FilesRoot.Content}
+		}, "filesRoot", calllog.KindTampering},
 		// The boot mark comes from the reload's seed: the next call
 		// returns no mark, so only the memory differs, which no call shows.
-		{"another seed", func(_, r *Entry) { r.Seed = "0000000000000001" }, "", ""},
+		{"another seed", func(_, r *calllog.Entry) { r.Seed = "0000000000000001" }, "", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			init, reload := *entries[0], *entries[2]
@@ -235,7 +237,7 @@ func TestReloadEntryChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer r.Close()
-			for i, e := range append([]*Entry{entries[1], &reload}, entries[3:]...) {
+			for i, e := range append([]*calllog.Entry{entries[1], &reload}, entries[3:]...) {
 				if err := r.Apply(ctx, uint64(i+1), e); err != nil {
 					t.Fatal(err)
 				}
@@ -251,40 +253,6 @@ func TestReloadEntryChecks(t *testing.T) {
 				t.Fatalf("divergence %v, want block 2, %s (%s)", d, c.field, c.kind)
 			}
 		})
-	}
-}
-
-// TestDecodeReloadAndMemory: the decoder holds init entries' memory to
-// their schema and reload entries to their fields.
-func TestDecodeReloadAndMemory(t *testing.T) {
-	root := `"filesRoot":{"metadata":"aa","content":"bb","contentLength":0}`
-	for _, c := range []struct {
-		block string
-		ok    bool
-	}{
-		{`{"type":"init","schema":1,"time":0,"seed":"0000000000000000"}`, true},
-		{`{"type":"init","schema":2,"memory":"afresh","time":0,"seed":"0000000000000000"}`, true},
-		{`{"type":"init","schema":2,"time":0,"seed":"0000000000000000"}`, false},
-		{`{"type":"init","schema":1,"memory":"afresh","time":0,"seed":"0000000000000000"}`, false},
-		{`{"type":"init","schema":2,"memory":"kept","time":0,"seed":"0000000000000000"}`, false},
-		{`{"type":"init","schema":3,"memory":"afresh","time":0,"seed":"0000000000000000"}`, false},
-		{`{"type":"reload","reason":"stopped call","time":5,"seed":"0000000000000001","filesVersion":3,` + root + `}`, true},
-		{`{"type":"reload","time":5,"seed":"0000000000000001","filesVersion":3}`, false},
-		{`{"type":"reload","time":5,"seed":"01","filesVersion":3,` + root + `}`, false},
-		{`{"type":"reload","call":{"userId":null,"methodName":"f","args":[]},"result":{"res":1,"err":null,"filesVersion":3},"time":5,"seed":"0000000000000001",` + root + `}`, false},
-		{`{"type":"reload","time":5,"seed":"0000000000000001","oracles":[{"value":1}],` + root + `}`, false},
-	} {
-		_, err := DecodeEntry([]byte(c.block))
-		if (err == nil) != c.ok {
-			t.Errorf("DecodeEntry(%s): %v, want ok %v", c.block, err, c.ok)
-		}
-		if err == nil {
-			e, _ := DecodeEntry([]byte(c.block))
-			encodeEntryMatches(t, e)
-			if again, err := EncodeEntry(e); err != nil || !json.Valid(again) {
-				t.Errorf("EncodeEntry of %s: %s, %v", c.block, again, err)
-			}
-		}
 	}
 }
 

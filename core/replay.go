@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 	"github.com/nodevms/nodevms/sandbox"
@@ -22,43 +23,13 @@ import (
 // could not audit (it is not a divergence).
 var ErrUnverifiable = errors.New("core: could not verify the log")
 
-// Kinds of divergence.
-const (
-	// KindNondeterminism: the script behaved differently on replay in a
-	// way that shows in the files it wrote (or in its oracle use): it used
-	// something the log does not record.
-	KindNondeterminism = "nondeterminism"
-	// KindTampering: one logged field disagrees with a replay that agrees
-	// on everything else (a result or error edited), or the published
-	// archive disagrees with the log (files changed with no call to
-	// explain them).
-	KindTampering = "tampering"
-	// KindInvalid: the log itself is not a log NodeVMS could have written.
-	KindInvalid = "invalid log"
-)
-
-// Divergence is the first place where a replay disagrees with the log.
-type Divergence struct {
-	Block    uint64 // the log entry
-	Method   string
-	Field    string // "res", "err", "filesVersion", "filesRoot", "oracles", ...
-	Logged   string
-	Replayed string
-	Kind     string
-}
-
-func (d *Divergence) Error() string {
-	return fmt.Sprintf("call log entry %d (%s): %s differs: logged %s, replayed %s (%s)",
-		d.Block, d.Method, d.Field, d.Logged, d.Replayed, d.Kind)
-}
-
 // Verdict is the outcome of a replay.
 type Verdict struct {
 	Calls        int    // call entries replayed (the init entry not counted)
 	Reloads      int    // reload entries replayed
 	FilesVersion uint64 // the archive's version after the last entry
-	FilesRoot    FilesRoot
-	Divergence   *Divergence // nil if every entry matched
+	FilesRoot    calllog.FilesRoot
+	Divergence   *calllog.Divergence // nil if every entry matched
 }
 
 func (v Verdict) String() string {
@@ -105,20 +76,20 @@ type Replayer struct {
 }
 
 // NewReplayer starts a replay with the log's init entry (block 0).
-func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replayer, error) {
+func NewReplayer(ctx context.Context, init *calllog.Entry, opts ReplayOptions) (*Replayer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Replayer{next: 1, progress: opts.Progress}
-	if init.Type != TypeInit {
-		r.verdict.Divergence = &Divergence{Block: 0, Field: "type", Logged: init.Type, Replayed: TypeInit, Kind: KindInvalid}
+	if init.Type != calllog.TypeInit {
+		r.verdict.Divergence = &calllog.Divergence{Block: 0, Field: "type", Logged: init.Type, Replayed: calllog.TypeInit, Kind: calllog.KindInvalid}
 		return r, nil
 	}
 	var err error
 	key, errK := urlKey(init.FilesArchiveURL)
 	content, errC := hex.DecodeString(init.FilesContentKey)
 	if errK != nil || errC != nil || len(content) != ed25519.PublicKeySize {
-		r.verdict.Divergence = &Divergence{Block: 0, Field: "filesArchiveUrl", Logged: init.FilesArchiveURL, Replayed: "a dat:// URL and a content key", Kind: KindInvalid}
+		r.verdict.Divergence = &calllog.Divergence{Block: 0, Field: "filesArchiveUrl", Logged: init.FilesArchiveURL, Replayed: "a dat:// URL and a content key", Kind: calllog.KindInvalid}
 		return r, nil
 	}
 	archive := opts.archive
@@ -151,10 +122,10 @@ func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replaye
 	if init.Call != nil || init.Result != nil {
 		r.verdict.Divergence = compare(0, "init", init, out, replay)
 	} else if m.script.HasMethod("init") {
-		r.verdict.Divergence = &Divergence{Block: 0, Method: "init", Field: "result", Logged: "none", Replayed: "the script exports init", Kind: KindTampering}
+		r.verdict.Divergence = &calllog.Divergence{Block: 0, Method: "init", Field: "result", Logged: "none", Replayed: "the script exports init", Kind: calllog.KindTampering}
 	}
 	if r.verdict.Divergence == nil && init.FilesRoot != nil && *init.FilesRoot != out.filesRoot {
-		r.verdict.Divergence = &Divergence{Block: 0, Method: "init", Field: "filesRoot", Logged: init.FilesRoot.Metadata, Replayed: out.filesRoot.Metadata, Kind: KindTampering}
+		r.verdict.Divergence = &calllog.Divergence{Block: 0, Method: "init", Field: "filesRoot", Logged: init.FilesRoot.Metadata, Replayed: out.filesRoot.Metadata, Kind: calllog.KindTampering}
 	}
 	r.verdict.FilesVersion, r.verdict.FilesRoot = out.filesVersion, out.filesRoot
 	return r, nil
@@ -164,14 +135,14 @@ func NewReplayer(ctx context.Context, init *Entry, opts ReplayOptions) (*Replaye
 func urlKey(url string) (ed25519.PublicKey, error) {
 	key, err := hex.DecodeString(strings.TrimPrefix(url, "dat://"))
 	if err != nil || len(key) != ed25519.PublicKeySize || !strings.HasPrefix(url, "dat://") {
-		return nil, fmt.Errorf("%w: %q is not a dat:// URL", ErrEntry, url)
+		return nil, fmt.Errorf("%w: %q is not a dat:// URL", calllog.ErrEntry, url)
 	}
 	return key, nil
 }
 
 // Apply replays the call entry at block and compares. Once a divergence is
 // found it is kept and further entries are ignored.
-func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
+func (r *Replayer) Apply(ctx context.Context, block uint64, e *calllog.Entry) error {
 	if r.verdict.Divergence != nil {
 		return nil
 	}
@@ -179,18 +150,18 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 		return fmt.Errorf("core: replay expected block %d, got %d", r.next, block)
 	}
 	r.next++
-	if e.Type == TypeReload {
+	if e.Type == calllog.TypeReload {
 		return r.reload(block, e)
 	}
-	if e.Type != TypeCall {
-		r.verdict.Divergence = &Divergence{Block: block, Field: "type", Logged: e.Type, Replayed: TypeCall, Kind: KindInvalid}
+	if e.Type != calllog.TypeCall {
+		r.verdict.Divergence = &calllog.Divergence{Block: block, Field: "type", Logged: e.Type, Replayed: calllog.TypeCall, Kind: calllog.KindInvalid}
 		return nil
 	}
 	if e.Call.MethodName == "init" {
-		r.verdict.Divergence = &Divergence{Block: block, Method: "init", Field: "methodName", Logged: "init", Replayed: "init is not callable", Kind: KindTampering}
+		r.verdict.Divergence = &calllog.Divergence{Block: block, Method: "init", Field: "methodName", Logged: "init", Replayed: "init is not callable", Kind: calllog.KindTampering}
 		return nil
 	}
-	seed, _ := e.seed() // checked by DecodeEntry
+	seed, _ := e.SeedValue() // checked by calllog.DecodeEntry
 	replay := &sandbox.Replay{Values: e.Oracles}
 	out, err := r.m.run(ctx, callEnv{method: e.Call.MethodName, args: e.Call.Args, callerID: e.Call.UserID, time: e.Time, seed: seed}, replay)
 	if err != nil {
@@ -213,17 +184,17 @@ func (r *Replayer) Apply(ctx context.Context, block uint64, e *Entry) error {
 // its code, loaded with the entry's clock and seed, in a log that allows
 // it (SchemaAfresh); the archive, which a reload does not change, must be
 // where the entry says.
-func (r *Replayer) reload(block uint64, e *Entry) error {
-	d := &Divergence{Block: block, Method: TypeReload}
+func (r *Replayer) reload(block uint64, e *calllog.Entry) error {
+	d := &calllog.Divergence{Block: block, Method: calllog.TypeReload}
 	switch {
 	case !r.m.afresh:
-		d.Field, d.Logged, d.Replayed, d.Kind = "type", TypeReload, "no reload: the backend's memory is kept (schema 1)", KindInvalid
+		d.Field, d.Logged, d.Replayed, d.Kind = "type", calllog.TypeReload, "no reload: the backend's memory is kept (schema 1)", calllog.KindInvalid
 	case e.FilesVersion != r.verdict.FilesVersion || *e.FilesRoot != r.verdict.FilesRoot:
-		d.Field, d.Kind = "filesRoot", KindTampering
+		d.Field, d.Kind = "filesRoot", calllog.KindTampering
 		d.Logged = fmt.Sprintf("version %d, %s", e.FilesVersion, rootString(e.FilesRoot))
 		d.Replayed = fmt.Sprintf("version %d, %s", r.verdict.FilesVersion, rootString(&r.verdict.FilesRoot))
 	default:
-		seed, _ := e.seed() // checked by DecodeEntry
+		seed, _ := e.SeedValue() // checked by calllog.DecodeEntry
 		err := r.m.reload(e.Time, seed)
 		if err == nil {
 			r.verdict.Reloads++
@@ -233,10 +204,10 @@ func (r *Replayer) reload(block uint64, e *Entry) error {
 			return nil
 		}
 		if errors.Is(err, sandbox.ErrTimeBudget) || errors.Is(err, sandbox.ErrMemoryBudget) || errors.Is(err, sandbox.ErrRuntimeFault) {
-			return unverifiable(block, TypeReload, err)
+			return unverifiable(block, calllog.TypeReload, err)
 		}
 		// The host logs only a reload that loaded.
-		d.Field, d.Logged, d.Replayed, d.Kind = "reload", "the script loaded", err.Error(), KindNondeterminism
+		d.Field, d.Logged, d.Replayed, d.Kind = "reload", "the script loaded", err.Error(), calllog.KindNondeterminism
 	}
 	r.verdict.Divergence = d
 	return nil
@@ -248,15 +219,15 @@ func (r *Replayer) reload(block uint64, e *Entry) error {
 // given, and nest no deeper than the stack limit (which the runtime
 // counts exactly, the same on every machine). Running past the replay's
 // own time or memory is not a divergence (see unverifiable).
-func divergenceOf(block uint64, method string, err error) *Divergence {
-	d := &Divergence{Block: block, Method: method, Field: "result", Logged: "a result", Replayed: err.Error(), Kind: KindNondeterminism}
+func divergenceOf(block uint64, method string, err error) *calllog.Divergence {
+	d := &calllog.Divergence{Block: block, Method: method, Field: "result", Logged: "a result", Replayed: err.Error(), Kind: calllog.KindNondeterminism}
 	switch {
 	case errors.Is(err, sandbox.ErrOracleMismatch):
 		d.Field = "oracles"
 	case errors.Is(err, sandbox.ErrNoMethod):
-		d.Field, d.Kind = "methodName", KindTampering
+		d.Field, d.Kind = "methodName", calllog.KindTampering
 	case errors.Is(err, sandbox.ErrArguments):
-		d.Field, d.Logged, d.Kind = "call.args", "arguments", KindInvalid
+		d.Field, d.Logged, d.Kind = "call.args", "arguments", calllog.KindInvalid
 	case errors.Is(err, sandbox.ErrStackDepth):
 	default:
 		return nil
@@ -278,34 +249,34 @@ func unverifiable(block uint64, method string, err error) error {
 }
 
 // compare checks a logged entry against a replay of it.
-func compare(block uint64, method string, e *Entry, out outcome, replay *sandbox.Replay) *Divergence {
-	d := &Divergence{Block: block, Method: method}
+func compare(block uint64, method string, e *calllog.Entry, out outcome, replay *sandbox.Replay) *calllog.Divergence {
+	d := &calllog.Divergence{Block: block, Method: method}
 	filesDiffer := e.Result == nil || e.Result.FilesVersion != out.filesVersion || e.FilesRoot == nil || *e.FilesRoot != out.filesRoot
-	kind := KindTampering
+	kind := calllog.KindTampering
 	if filesDiffer {
-		kind = KindNondeterminism
+		kind = calllog.KindNondeterminism
 	}
 	switch {
 	case e.Result == nil:
-		d.Field, d.Logged, d.Replayed, d.Kind = "result", "none", string(out.res), KindInvalid
+		d.Field, d.Logged, d.Replayed, d.Kind = "result", "none", string(out.res), calllog.KindInvalid
 	case replay.Used != len(replay.Values):
-		d.Field, d.Kind = "oracles", KindNondeterminism
+		d.Field, d.Kind = "oracles", calllog.KindNondeterminism
 		d.Logged, d.Replayed = fmt.Sprintf("%d values", len(replay.Values)), fmt.Sprintf("%d used", replay.Used)
 	case !jsonEqual(e.Result.Res, out.res):
 		d.Field, d.Logged, d.Replayed, d.Kind = "res", string(e.Result.Res), string(out.res), kind
 		if out.err != nil {
 			d.Replayed += fmt.Sprintf(" (it threw %q)", out.err.Error())
 		}
-	case !reflect.DeepEqual(e.Result.Err, errString(out.err)) || !reflect.DeepEqual(e.Error, out.err):
-		d.Field, d.Logged, d.Replayed, d.Kind = "err", describeErr(e.Error, e.Result.Err), describeErr(out.err, errString(out.err)), kind
+	case !reflect.DeepEqual(e.Result.Err, calllog.ShortError(out.err)) || !reflect.DeepEqual(e.Error, out.err):
+		d.Field, d.Logged, d.Replayed, d.Kind = "err", describeErr(e.Error, e.Result.Err), describeErr(out.err, calllog.ShortError(out.err)), kind
 	// The same result with other files: the call wrote something the log
 	// does not explain. If the published archive agrees with the log (an
 	// audit checks that), the host's own run wrote it: nondeterminism.
 	case e.Result.FilesVersion != out.filesVersion:
-		d.Field, d.Kind = "filesVersion", KindNondeterminism
+		d.Field, d.Kind = "filesVersion", calllog.KindNondeterminism
 		d.Logged, d.Replayed = fmt.Sprint(e.Result.FilesVersion), fmt.Sprint(out.filesVersion)
 	case e.FilesRoot == nil || *e.FilesRoot != out.filesRoot:
-		d.Field, d.Kind = "filesRoot", KindNondeterminism
+		d.Field, d.Kind = "filesRoot", calllog.KindNondeterminism
 		d.Logged, d.Replayed = rootString(e.FilesRoot), rootString(&out.filesRoot)
 	default:
 		return nil
@@ -323,7 +294,7 @@ func describeErr(e *sandbox.ScriptError, short *string) string {
 	return "none"
 }
 
-func rootString(r *FilesRoot) string {
+func rootString(r *calllog.FilesRoot) string {
 	if r == nil {
 		return "none"
 	}
@@ -372,7 +343,7 @@ func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOp
 
 // replayLogEntries is replayLog that can also return the decoded entries
 // (up to the first that does not decode).
-func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions, keep bool) (*Replayer, []*Entry, error) {
+func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions, keep bool) (*Replayer, []*calllog.Entry, error) {
 	if n == 0 {
 		return nil, nil, errors.New("core: the call log is empty")
 	}
@@ -384,14 +355,14 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 	if err != nil {
 		return nil, nil, err
 	}
-	var entries []*Entry
+	var entries []*calllog.Entry
 	if keep {
-		entries = append(make([]*Entry, 0, n), init)
+		entries = append(make([]*calllog.Entry, 0, n), init)
 	}
 	// Reading and decoding entries runs ahead on its own goroutine: it
 	// costs about as much as running the calls.
 	type decoded struct {
-		e   *Entry
+		e   *calllog.Entry
 		err error
 	}
 	ahead := make(chan decoded, 1024)
@@ -417,7 +388,7 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 			break
 		}
 		if d.err != nil {
-			var derr *Divergence
+			var derr *calllog.Divergence
 			if errors.As(d.err, &derr) {
 				r.verdict.Divergence = derr
 				break
@@ -448,14 +419,14 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 
 // readEntry reads and decodes log block i; a block that does not decode is
 // a Divergence of kind KindInvalid.
-func readEntry(log *hypercore.Feed, i uint64) (*Entry, error) {
+func readEntry(log *hypercore.Feed, i uint64) (*calllog.Entry, error) {
 	b, err := log.Get(i)
 	if err != nil {
 		return nil, fmt.Errorf("core: call log block %d: %w", i, err)
 	}
-	e, err := DecodeEntry(b)
+	e, err := calllog.DecodeEntry(b)
 	if err != nil {
-		return nil, &Divergence{Block: i, Field: "entry", Logged: err.Error(), Replayed: "a valid entry", Kind: KindInvalid}
+		return nil, &calllog.Divergence{Block: i, Field: "entry", Logged: err.Error(), Replayed: "a valid entry", Kind: calllog.KindInvalid}
 	}
 	return e, nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 )
 
@@ -222,7 +223,7 @@ func (s *standby) fail(err error) {
 		s.r.Close()
 		s.r = nil
 	}
-	var d *Divergence
+	var d *calllog.Divergence
 	switch {
 	case s.ctx.Err() != nil:
 	case errors.Is(err, errNoStandby):

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/examples"
 	"github.com/nodevms/nodevms/hypercore"
@@ -24,18 +25,18 @@ import (
 // to an entry that encodes and decodes back to itself.
 func FuzzDecodeEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := core.DecodeEntry(b)
+		e, err := calllog.DecodeEntry(b)
 		if err != nil {
-			if !errors.Is(err, core.ErrEntry) {
+			if !errors.Is(err, calllog.ErrEntry) {
 				t.Fatalf("error %v does not wrap ErrEntry", err)
 			}
 			return
 		}
-		enc, err := core.EncodeEntry(e)
+		enc, err := calllog.EncodeEntry(e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := core.DecodeEntry(enc)
+		back, err := calllog.DecodeEntry(enc)
 		if err != nil {
 			t.Fatalf("re-encoded entry does not decode: %v\n%s", err, enc)
 		}
@@ -52,18 +53,18 @@ func FuzzDecodeEntry(f *testing.F) {
 func FuzzEncodeEntry(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text, args, res []byte, n uint64) {
 		s := string(text)
-		e := &core.Entry{Type: s, Code: s, FilesArchiveURL: s, Title: s, Schema: int(int8(n)), Time: int64(n), Seed: s}
+		e := &calllog.Entry{Type: s, Code: s, FilesArchiveURL: s, Title: s, Schema: int(int8(n)), Time: int64(n), Seed: s}
 		if n&1 != 0 {
-			e.Call = &core.CallRecord{UserID: &s, MethodName: s, Args: args}
-			e.Result = &core.ResultRecord{Res: res, Err: &s, FilesVersion: n}
+			e.Call = &calllog.CallRecord{UserID: &s, MethodName: s, Args: args}
+			e.Result = &calllog.ResultRecord{Res: res, Err: &s, FilesVersion: n}
 		}
 		if n&2 != 0 {
 			e.Oracles = []sandbox.OracleValue{{Value: res}, {Error: &sandbox.ScriptError{Name: s}}, {}}
 			e.Error = &sandbox.ScriptError{Name: s, Message: s}
 		}
 		if n&4 != 0 {
-			e.FilesRoot = &core.FilesRoot{Metadata: s, Content: s, ContentLength: n}
-			e.Auth = &core.Auth{Key: s, Signature: s, Seq: n}
+			e.FilesRoot = &calllog.FilesRoot{Metadata: s, Content: s, ContentLength: n}
+			e.Auth = &calllog.Auth{Key: s, Signature: s, Seq: n}
 		}
 		if n&8 != 0 {
 			e.Memory, e.Reason, e.FilesVersion = s, s, n
@@ -72,7 +73,7 @@ func FuzzEncodeEntry(f *testing.F) {
 		enc := json.NewEncoder(&want)
 		enc.SetEscapeHTML(false)
 		werr := enc.Encode(e)
-		got, gerr := core.EncodeEntry(e)
+		got, gerr := calllog.EncodeEntry(e)
 		if (werr != nil) != (gerr != nil) {
 			t.Fatalf("encoding/json's error %v, EncodeEntry's %v", werr, gerr)
 		}
@@ -95,7 +96,7 @@ func FuzzParseRequest(f *testing.F) {
 
 // normalize compares entries as JSON values (raw JSON fields may differ in
 // spacing).
-func normalize(t *testing.T, e *core.Entry) any {
+func normalize(t *testing.T, e *calllog.Entry) any {
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
@@ -234,10 +235,10 @@ func testVMProperty(t *testing.T, name, code string, afresh bool) {
 		if afresh && name == "mixed.js" && v.Reloads == 0 {
 			t.Errorf("no call was stopped: the reload went untested")
 		}
-		var entries []*core.Entry
+		var entries []*calllog.Entry
 		for i := range log.Length() {
 			b, _ := log.Get(i)
-			e, err := core.DecodeEntry(b)
+			e, err := calllog.DecodeEntry(b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,8 +260,8 @@ func checkLogMutations(t *testing.T, r *rand.Rand, log *hypercore.Feed, kp hyper
 	for range 3 {
 		block := 1 + r.Uint64N(log.Length()-1)
 		orig, _ := log.Get(block)
-		e, _ := core.DecodeEntry(orig)
-		if e.Type != core.TypeCall {
+		e, _ := calllog.DecodeEntry(orig)
+		if e.Type != calllog.TypeCall {
 			continue // a reload has no result or arguments
 		}
 		field := e.Result.Res
@@ -301,7 +302,7 @@ func checkLogMutations(t *testing.T, r *rand.Rand, log *hypercore.Feed, kp hyper
 
 // checkArchiveMutation changes one byte of an archive entry (in a copy of
 // the archive, re-signed) and expects CheckArchive to notice.
-func checkArchiveMutation(t *testing.T, r *rand.Rand, archive *hyperdrive.Archive, entries []*core.Entry) {
+func checkArchiveMutation(t *testing.T, r *rand.Rand, archive *hyperdrive.Archive, entries []*calllog.Entry) {
 	t.Helper()
 	meta := archive.Metadata()
 	if meta.Length() < 3 {

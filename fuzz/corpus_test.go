@@ -24,8 +24,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/conformance"
-	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/merkle"
 	"github.com/nodevms/nodevms/hypercore/sleep"
@@ -237,18 +237,18 @@ func seedCorpus(t *testing.T) map[string][][]any {
 
 	// Call log entries of each shape.
 	bob := "bob"
-	for _, e := range []*core.Entry{
-		{Type: core.TypeInit, Schema: core.SchemaVersion, Code: "exports.f = () => 1", FilesArchiveURL: "dat://" + strings.Repeat("ab", 32),
+	for _, e := range []*calllog.Entry{
+		{Type: calllog.TypeInit, Schema: calllog.SchemaVersion, Code: "exports.f = () => 1", FilesArchiveURL: "dat://" + strings.Repeat("ab", 32),
 			FilesContentKey: strings.Repeat("cd", 32), Title: "t", Time: 1, Seed: "0123456789abcdef",
-			FilesRoot: &core.FilesRoot{Metadata: strings.Repeat("0", 64), Content: strings.Repeat("1", 64), ContentLength: 2}},
-		{Type: core.TypeCall, Call: &core.CallRecord{UserID: &bob, MethodName: "increment", Args: json.RawMessage(`[1,"two",{"three":[3]}]`)},
-			Result: &core.ResultRecord{Res: json.RawMessage(`{"n":1}`), FilesVersion: 3}, Time: 1700000000000, Seed: "ffffffffffffffff",
+			FilesRoot: &calllog.FilesRoot{Metadata: strings.Repeat("0", 64), Content: strings.Repeat("1", 64), ContentLength: 2}},
+		{Type: calllog.TypeCall, Call: &calllog.CallRecord{UserID: &bob, MethodName: "increment", Args: json.RawMessage(`[1,"two",{"three":[3]}]`)},
+			Result: &calllog.ResultRecord{Res: json.RawMessage(`{"n":1}`), FilesVersion: 3}, Time: 1700000000000, Seed: "ffffffffffffffff",
 			Oracles: []sandbox.OracleValue{{Value: json.RawMessage(`0.5`)}, {Error: &sandbox.ScriptError{Name: "Error", Message: "x"}}}},
-		{Type: core.TypeCall, Call: &core.CallRecord{MethodName: "fail", Args: json.RawMessage(`[]`)},
-			Result: &core.ResultRecord{Res: json.RawMessage(`null`), Err: &bob}, Error: &sandbox.ScriptError{Name: "Error", Message: "no"}, Seed: "0000000000000000",
-			Auth: &core.Auth{Key: strings.Repeat("a", 64), Signature: strings.Repeat("b", 128), Seq: 9}},
+		{Type: calllog.TypeCall, Call: &calllog.CallRecord{MethodName: "fail", Args: json.RawMessage(`[]`)},
+			Result: &calllog.ResultRecord{Res: json.RawMessage(`null`), Err: &bob}, Error: &sandbox.ScriptError{Name: "Error", Message: "no"}, Seed: "0000000000000000",
+			Auth: &calllog.Auth{Key: strings.Repeat("a", 64), Signature: strings.Repeat("b", 128), Seq: 9}},
 	} {
-		b, err := core.EncodeEntry(e)
+		b, err := calllog.EncodeEntry(e)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,14 +257,14 @@ func seedCorpus(t *testing.T) map[string][][]any {
 	add("FuzzDecodeEntry", []byte(`{"type":"call"}`))
 	add("FuzzDecodeEntry", []byte("{}\n{}"))
 	// Schema 2: an init entry whose memory starts afresh, and a reload.
-	for _, e := range []*core.Entry{
-		{Type: core.TypeInit, Schema: core.SchemaAfresh, Memory: core.MemoryAfresh, Code: "exports.f = () => 1", FilesArchiveURL: "dat://" + strings.Repeat("ab", 32),
+	for _, e := range []*calllog.Entry{
+		{Type: calllog.TypeInit, Schema: calllog.SchemaAfresh, Memory: calllog.MemoryAfresh, Code: "exports.f = () => 1", FilesArchiveURL: "dat://" + strings.Repeat("ab", 32),
 			FilesContentKey: strings.Repeat("cd", 32), Time: 1, Seed: "0123456789abcdef",
-			FilesRoot: &core.FilesRoot{Metadata: strings.Repeat("0", 64), Content: strings.Repeat("1", 64), ContentLength: 2}},
-		{Type: core.TypeReload, Reason: core.ReloadStoppedCall, Time: 2, Seed: "fedcba9876543210", FilesVersion: 3,
-			FilesRoot: &core.FilesRoot{Metadata: strings.Repeat("2", 64), Content: strings.Repeat("3", 64), ContentLength: 2}},
+			FilesRoot: &calllog.FilesRoot{Metadata: strings.Repeat("0", 64), Content: strings.Repeat("1", 64), ContentLength: 2}},
+		{Type: calllog.TypeReload, Reason: calllog.ReloadStoppedCall, Time: 2, Seed: "fedcba9876543210", FilesVersion: 3,
+			FilesRoot: &calllog.FilesRoot{Metadata: strings.Repeat("2", 64), Content: strings.Repeat("3", 64), ContentLength: 2}},
 	} {
-		b, err := core.EncodeEntry(e)
+		b, err := calllog.EncodeEntry(e)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,7 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/calllog"
 )
 
 // ErrAuth is wrapped by every refused identity.
@@ -24,9 +24,9 @@ type CallAuth struct {
 	Seq       uint64 `json:"seq"`       // greater than the caller's previous call's
 }
 
-// SignedBytes are the canonical bytes a caller signs (core.SignedBytes).
+// SignedBytes are the canonical bytes a caller signs (calllog.SignedBytes).
 func SignedBytes(callLogKey []byte, method string, args json.RawMessage, seq uint64) ([]byte, error) {
-	return core.SignedBytes(callLogKey, method, args, seq)
+	return calllog.SignedBytes(callLogKey, method, args, seq)
 }
 
 // SignCall signs a call with key.
@@ -44,7 +44,7 @@ func SignCall(key ed25519.PrivateKey, callLogKey []byte, method string, args jso
 
 // VerifyCall checks a signed call; it returns the caller's id (the key).
 func VerifyCall(a *CallAuth, callLogKey []byte, method string, args json.RawMessage) (string, error) {
-	id, err := core.VerifyAuth(&core.Auth{Key: a.Key, Signature: a.Signature, Seq: a.Seq}, callLogKey, method, args)
+	id, err := calllog.VerifyAuth(&calllog.Auth{Key: a.Key, Signature: a.Signature, Seq: a.Seq}, callLogKey, method, args)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrAuth, err)
 	}

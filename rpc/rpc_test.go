@@ -20,6 +20,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
@@ -153,7 +154,7 @@ func TestSignedCalls(t *testing.T) {
 	}
 	// The log records the key and the signature, for auditors.
 	blk, _ := b.Log.Get(b.Log.Length() - 1)
-	e, _ := core.DecodeEntry(blk)
+	e, _ := calllog.DecodeEntry(blk)
 	if e.Auth == nil || e.Auth.Key != hex.EncodeToString(pub) {
 		t.Errorf("logged auth %+v", e.Auth)
 	}

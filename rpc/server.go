@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
@@ -158,7 +159,7 @@ func (s *Server) Mount(path string, b Backend) error {
 		if err != nil {
 			return err
 		}
-		e, err := core.DecodeEntry(blk)
+		e, err := calllog.DecodeEntry(blk)
 		if err != nil {
 			return err
 		}
@@ -520,7 +521,7 @@ func (c *conn) submit() {
 
 // identify works out who is calling: a signed call's key, the debug-mode
 // user, or nobody.
-func (c *conn) identify(req *request, args json.RawMessage) (*string, *core.Auth, error) {
+func (c *conn) identify(req *request, args json.RawMessage) (*string, *calllog.Auth, error) {
 	if req.Auth != nil {
 		logKey := c.b.Log.PublicKey()
 		id, err := VerifyCall(req.Auth, logKey, req.Method, args)
@@ -535,7 +536,7 @@ func (c *conn) identify(req *request, args json.RawMessage) (*string, *core.Auth
 		}
 		c.b.seqs[id] = req.Auth.Seq
 		c.b.mu.Unlock()
-		return &id, &core.Auth{Key: req.Auth.Key, Signature: req.Auth.Signature, Seq: req.Auth.Seq}, nil
+		return &id, &calllog.Auth{Key: req.Auth.Key, Signature: req.Auth.Signature, Seq: req.Auth.Seq}, nil
 	}
 	if c.user != "" {
 		u := c.user

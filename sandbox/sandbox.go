@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodevms/nodevms/calllog"
+
 	"github.com/dop251/goja"
 
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -407,21 +409,8 @@ type Result struct {
 	Error *ScriptError
 }
 
-// ScriptError is an error a script threw.
-type ScriptError struct {
-	Name    string `json:"name"`
-	Message string `json:"message"`
-}
-
-func (e *ScriptError) Error() string {
-	switch {
-	case e.Name == "":
-		return e.Message
-	case e.Message == "":
-		return e.Name
-	}
-	return e.Name + ": " + e.Message
-}
+// ScriptError is an error a script threw, as the call log records it.
+type ScriptError = calllog.ScriptError
 
 // Call runs one exported method. A script's own failure (it throws) is in
 // Result.Error; err is for calls that could not run or were stopped

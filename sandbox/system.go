@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nodevms/nodevms/calllog"
+
 	"github.com/dop251/goja"
 
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -24,10 +26,7 @@ var ErrOracleMismatch = errors.New("sandbox: the call asked for an oracle value 
 
 // OracleValue is one recorded System.oracle outcome: a JSON value or the
 // error the function threw.
-type OracleValue struct {
-	Value json.RawMessage `json:"value,omitempty"`
-	Error *ScriptError    `json:"error,omitempty"`
-}
+type OracleValue = calllog.OracleValue
 
 // Oracles gives a call's System.oracle values.
 type Oracles interface {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -34,7 +35,7 @@ var ErrOtherBackend = errors.New("server: the folder holds another backend")
 // Memory modes (Options.Memory; see core.Config.MemoryAfresh).
 const (
 	MemoryKept   = "kept"
-	MemoryAfresh = core.MemoryAfresh
+	MemoryAfresh = calllog.MemoryAfresh
 )
 
 // Options configure Open.
@@ -154,7 +155,7 @@ func sameBackend(log *hypercore.Feed, code []byte, memory string) (string, error
 	if err != nil {
 		return "", fmt.Errorf("reading the call log's init entry: %w", err)
 	}
-	init, err := core.DecodeEntry(blk)
+	init, err := calllog.DecodeEntry(blk)
 	if err != nil {
 		return "", err
 	}
@@ -162,7 +163,7 @@ func sameBackend(log *hypercore.Feed, code []byte, memory string) (string, error
 		return "", fmt.Errorf("%w: this folder serves another script; deploy this one into a new folder (--dir)", ErrOtherBackend)
 	}
 	deployed := MemoryKept
-	if init.Memory == core.MemoryAfresh {
+	if init.Memory == calllog.MemoryAfresh {
 		deployed = MemoryAfresh
 	}
 	if memory != "" && memory != deployed {

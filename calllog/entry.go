@@ -1,4 +1,4 @@
-package core
+package calllog
 
 import (
 	"bytes"
@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/nodevms/nodevms/sandbox"
 )
 
 // SchemaVersion is the call log schema this package writes for a backend
@@ -39,7 +37,7 @@ const (
 )
 
 // ErrEntry is wrapped by every error about a malformed log entry.
-var ErrEntry = errors.New("core: malformed log entry")
+var ErrEntry = errors.New("calllog: malformed log entry")
 
 // Entry is one block of the call log. The fields the original libvms wrote
 // (type, code, filesArchiveUrl, call, result) keep their names and meaning,
@@ -72,10 +70,10 @@ type Entry struct {
 	Time int64  `json:"time"`
 	Seed string `json:"seed"`
 	// Oracles are the System.oracle values, in the order asked for.
-	Oracles []sandbox.OracleValue `json:"oracles,omitempty"`
+	Oracles []OracleValue `json:"oracles,omitempty"`
 	// Error is the thrown error in full (result.err keeps libvms's
 	// err.name || err.message).
-	Error *sandbox.ScriptError `json:"error,omitempty"`
+	Error *ScriptError `json:"error,omitempty"`
 	// FilesVersion is the archive's version at a reload entry, which
 	// changes nothing in it (a call's is in its result).
 	FilesVersion uint64 `json:"filesVersion,omitempty"`
@@ -120,15 +118,15 @@ type Auth struct {
 // version); they are written by hand because reflection was a fifth of a
 // small call's cost.
 func EncodeEntry(e *Entry) ([]byte, error) {
-	return appendEntry(make([]byte, 0, entrySize(e)), e)
+	return AppendEntry(make([]byte, 0, entrySize(e)), e)
 }
 
-// appendEntry appends EncodeEntry(e) to dst.
-func appendEntry(dst []byte, e *Entry) ([]byte, error) {
+// AppendEntry appends EncodeEntry(e) to dst.
+func AppendEntry(dst []byte, e *Entry) ([]byte, error) {
 	w := entryWriter{buf: dst}
 	w.entry(e)
 	if w.err != nil {
-		return dst, fmt.Errorf("core: encode entry: %w", w.err)
+		return dst, fmt.Errorf("calllog: encode entry: %w", w.err)
 	}
 	return append(w.buf, '\n'), nil
 }
@@ -281,7 +279,7 @@ func (w *entryWriter) raw(k string, v json.RawMessage) {
 	w.buf = out.Bytes()
 }
 
-func (w *entryWriter) scriptError(k string, e *sandbox.ScriptError) {
+func (w *entryWriter) scriptError(k string, e *ScriptError) {
 	if e == nil {
 		return
 	}
@@ -400,7 +398,7 @@ func (e *Entry) check() error {
 			return fmt.Errorf("%w: a result without res", ErrEntry)
 		}
 	}
-	if _, err := e.seed(); err != nil {
+	if _, err := e.SeedValue(); err != nil {
 		return err
 	}
 	for _, o := range e.Oracles {
@@ -411,7 +409,9 @@ func (e *Entry) check() error {
 	return nil
 }
 
-func (e *Entry) seed() (uint64, error) {
+// SeedValue is the entry's seed as a number (DecodeEntry has checked that
+// it reads).
+func (e *Entry) SeedValue() (uint64, error) {
 	b, err := hex.DecodeString(e.Seed)
 	if err != nil || len(b) != 8 {
 		return 0, fmt.Errorf("%w: seed %q is not 16 hex digits", ErrEntry, e.Seed)
@@ -423,15 +423,15 @@ func (e *Entry) seed() (uint64, error) {
 	return s, nil
 }
 
-// seedString is s as 16 hex digits (big-endian, as seed reads it).
-func seedString(s uint64) string {
+// FormatSeed is s as 16 hex digits (big-endian, as SeedValue reads it).
+func FormatSeed(s uint64) string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], s)
 	return hex.EncodeToString(b[:])
 }
 
-// errString is libvms's err: the error's name, or its message.
-func errString(e *sandbox.ScriptError) *string {
+// ShortError is libvms's result.err: the error's name, or its message.
+func ShortError(e *ScriptError) *string {
 	if e == nil {
 		return nil
 	}

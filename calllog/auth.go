@@ -1,4 +1,4 @@
-package core
+package calllog
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ func SignedBytes(callLogKey []byte, method string, args json.RawMessage, seq uin
 		args = json.RawMessage("[]")
 	}
 	if err := json.Compact(&compact, args); err != nil {
-		return nil, fmt.Errorf("core: arguments are not JSON: %w", err)
+		return nil, fmt.Errorf("calllog: arguments are not JSON: %w", err)
 	}
 	var b bytes.Buffer
 	b.WriteString("nodevms-call-v1\n")
@@ -65,30 +65,43 @@ func VerifyAuth(a *Auth, callLogKey []byte, method string, args json.RawMessage)
 // self-named users), a call that names a caller must be signed. It returns
 // the first entry that fails, or nil.
 func CheckCallers(entries []*Entry, callLogKey []byte, signed bool) *Divergence {
-	seqs := map[string]uint64{}
+	c := NewCallers(callLogKey, signed)
 	for i, e := range entries {
-		if d := checkCaller(uint64(i), e, callLogKey, signed, seqs); d != nil {
+		if d := c.Check(uint64(i), e); d != nil {
 			return d
 		}
 	}
 	return nil
 }
 
-// checkCaller checks one entry's caller; seqs holds each signer's last
-// sequence number so far.
-func checkCaller(block uint64, e *Entry, callLogKey []byte, signed bool, seqs map[string]uint64) *Divergence {
+// Callers checks the callers of a log's entries one at a time, in log
+// order, as CheckCallers does: it holds each signer's last sequence number.
+type Callers struct {
+	callLogKey []byte
+	signed     bool
+	seqs       map[string]uint64
+}
+
+// NewCallers starts a check of the callers of the log whose key is
+// callLogKey (signed as for CheckCallers).
+func NewCallers(callLogKey []byte, signed bool) *Callers {
+	return &Callers{callLogKey: callLogKey, signed: signed, seqs: map[string]uint64{}}
+}
+
+// Check checks the caller of the entry at block, the next in log order.
+func (c *Callers) Check(block uint64, e *Entry) *Divergence {
 	if e.Call == nil {
 		return nil
 	}
 	d := &Divergence{Block: block, Method: e.Call.MethodName, Field: "auth", Kind: KindTampering}
 	if e.Auth == nil {
-		if signed && e.Call.UserID != nil && block > 0 {
+		if c.signed && e.Call.UserID != nil && block > 0 {
 			d.Logged, d.Replayed = "caller "+*e.Call.UserID+" with no signature", "a signed call"
 			return d
 		}
 		return nil
 	}
-	id, err := VerifyAuth(e.Auth, callLogKey, e.Call.MethodName, e.Call.Args)
+	id, err := VerifyAuth(e.Auth, c.callLogKey, e.Call.MethodName, e.Call.Args)
 	if err != nil {
 		d.Logged, d.Replayed = "a signature by "+e.Auth.Key, err.Error()
 		return d
@@ -97,10 +110,10 @@ func checkCaller(block uint64, e *Entry, callLogKey []byte, signed bool, seqs ma
 		d.Logged, d.Replayed = fmt.Sprintf("caller %v", e.Call.UserID), "the signer "+id
 		return d
 	}
-	if last, ok := seqs[id]; ok && e.Auth.Seq <= last {
+	if last, ok := c.seqs[id]; ok && e.Auth.Seq <= last {
 		d.Logged, d.Replayed = fmt.Sprintf("sequence number %d", e.Auth.Seq), fmt.Sprintf("one after %d", last)
 		return d
 	}
-	seqs[id] = e.Auth.Seq
+	c.seqs[id] = e.Auth.Seq
 	return nil
 }
