@@ -559,6 +559,9 @@ func TestQuotaStopsTheCall(t *testing.T) {
 // accepted: before, the rebuild held both runtimes and stopped at the cap
 // itself, and the restart refused the log ("nondeterminism").
 func TestMemoryCapsAreNotOutcomes(t *testing.T) {
+	if raceDetector {
+		t.Skip("measures budgets against real speed, which the race detector slows tenfold")
+	}
 	limits := sandbox.Limits{Time: 2 * time.Second, Memory: 80 << 20, Retained: 200 << 20}
 	b := &backend{dir: t.TempDir()}
 	b.archive, b.log = openStores(t, b.dir, true)
@@ -744,6 +747,9 @@ func TestHostFaultsAreNotOutcomes(t *testing.T) {
 // budget take more than all of it. The host's limits are not outcomes, and the
 // replay runs under four times them (without that, this replay stops).
 func TestAuditUnderAnotherMachine(t *testing.T) {
+	if raceDetector {
+		t.Skip("measures budgets against real speed, which the race detector slows tenfold")
+	}
 	b := &backend{dir: t.TempDir()}
 	b.archive, b.log = openStores(t, b.dir, true)
 	cfg := testConfig(b.archive, b.log)
