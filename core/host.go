@@ -818,6 +818,12 @@ func signArchiveAndLog(archive *hyperdrive.Archive, log *hypercore.Feed) error {
 // runGroup runs calls in one outer archive transaction, appends their
 // entries in one batch, flushes the log, shows the archive, and answers. It
 // reports whether it appended to the log.
+//
+// A call that runs long (sandbox.SlowAfter) does not hold up the answers
+// of the group's calls before it: their entries are appended, flushed and
+// answered while it runs (earlyCommit), so that a call stopped at its
+// budget delays the others by that budget at most, not by the next one's
+// too.
 func (h *Host) runGroup(group []*pending) bool {
 	a := h.cfg.Archive
 	if err := a.Begin(); err != nil {
@@ -827,23 +833,39 @@ func (h *Host) runGroup(group []*pending) bool {
 		return false
 	}
 	var entries []*calllog.Entry
-	var done []*pending
+	var done []*pending // done[i] is entries[i]'s caller; nil for a reload
+	flushed := 0        // entries[:flushed] are in the log and answered
+	var reuse *earlyCommit
 	for i, p := range group {
 		if h.storeErr != nil {
 			// The archive failed under this group: none of it is logged.
 			a.Rollback()
-			for _, q := range append(done, group[i:]...) {
+			for _, q := range append(done[flushed:], group[i:]...) {
 				if q != nil {
 					q.done(Response{}, unavailable(h.storeErr, false))
 				}
 			}
-			return false
+			return flushed > 0
 		}
 		if err := p.ctx.Err(); err != nil {
 			p.done(Response{}, fmt.Errorf("%w: %w", ErrAborted, err))
 			continue
 		}
-		e, err := h.runCall(p, entries)
+		var early *earlyCommit
+		if len(entries) > flushed {
+			// One per group, reset for each call: most groups are of small
+			// calls, and pay nothing for it but this.
+			if reuse == nil {
+				reuse = &earlyCommit{h: h}
+				reuse.slow = reuse.start
+			}
+			early = reuse
+			early.reset(entries[flushed:], done[flushed:])
+		}
+		e, err := h.runCall(p, entries[flushed:], early)
+		if early.committed() {
+			flushed = len(entries)
+		}
 		if e != nil && err != nil {
 			// A reload after the stopped call: logged, nobody's answer.
 			entries = append(entries, e)
@@ -858,15 +880,16 @@ func (h *Host) runGroup(group []*pending) bool {
 	}
 	if h.storeErr != nil {
 		a.Rollback()
-		for _, q := range done {
+		for _, q := range done[flushed:] {
 			if q != nil {
 				q.done(Response{}, unavailable(h.storeErr, false))
 			}
 		}
-		return false
+		return flushed > 0
 	}
+	rest, restDone := entries[flushed:], done[flushed:]
 	first := h.cfg.Log.Length()
-	err := appendEntries(h.cfg.Log, entries, &h.encoded)
+	err := appendEntries(h.cfg.Log, rest, &h.encoded)
 	if err != nil {
 		a.Rollback()
 		// The log refuses writes now; the entries, and the state the calls
@@ -884,7 +907,7 @@ func (h *Host) runGroup(group []*pending) bool {
 			h.standby.setDurable(h.cfg.Log.Length())
 		}
 	}
-	for i, p := range done {
+	for i, p := range restDone {
 		if p == nil {
 			continue
 		}
@@ -892,15 +915,83 @@ func (h *Host) runGroup(group []*pending) bool {
 			p.done(Response{}, err)
 			continue
 		}
-		e := entries[i]
-		p.done(Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: first + uint64(i)}, nil)
+		answer(p, rest[i], first+uint64(i))
 	}
 	return err == nil && len(entries) > 0
 }
 
+// answer answers a call whose entry is durable at block.
+func answer(p *pending, e *calllog.Entry, block uint64) {
+	p.done(Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: block}, nil)
+}
+
+// earlyCommit appends a group's entries so far, flushes them and answers
+// their callers, on its own goroutine, while the host's runs a call that
+// has run long (sandbox.Call.Slow). The archive's group transaction stays
+// open: the entries are durable, so the calls stand whatever follows (a
+// crash, or a failure later in the group, redoes their writes from the
+// log, as after any append).
+type earlyCommit struct {
+	h        *Host
+	entries  []*calllog.Entry
+	done     []*pending
+	started  atomic.Bool
+	finished chan struct{} // made by start
+	err      error         // the append's, once finished
+	slow     func()        // start, as a func made once
+}
+
+// reset readies c for the next call of its group.
+func (c *earlyCommit) reset(entries []*calllog.Entry, done []*pending) {
+	c.entries, c.done, c.finished, c.err = entries, done, nil, nil
+	c.started.Store(false)
+}
+
+// start begins the commit; it is sandbox.Call.Slow, which must not block.
+func (c *earlyCommit) start() {
+	c.finished = make(chan struct{})
+	c.started.Store(true)
+	go func() {
+		defer close(c.finished)
+		log := c.h.cfg.Log
+		first := log.Length()
+		if c.err = appendEntries(log, c.entries, nil); c.err != nil {
+			return
+		}
+		if s := c.h.standby; s != nil {
+			s.setDurable(log.Length())
+		}
+		for i, p := range c.done {
+			if p != nil {
+				answer(p, c.entries[i], first+uint64(i))
+			}
+		}
+	}()
+}
+
+// settle waits for the commit if it started, and reports a failed append
+// as the stores failing (h.run is held).
+func (c *earlyCommit) settle() {
+	if c == nil || !c.started.Load() {
+		return
+	}
+	<-c.finished
+	if c.err != nil {
+		c.h.storesFailed("appending to the call log while a long call ran", c.err)
+	}
+}
+
+// committed reports whether the commit appended its entries (after settle).
+func (c *earlyCommit) committed() bool {
+	return c != nil && c.started.Load() && c.err == nil
+}
+
 // runCall runs one call; earlier are the entries of the group so far, not
 // yet in the log, which a rebuild after an abort must replay too.
-func (h *Host) runCall(p *pending, earlier []*calllog.Entry) (*calllog.Entry, error) {
+//
+// early, if set, commits the earlier entries if the call runs long; it has
+// settled when runCall returns, and earlier is then empty.
+func (h *Host) runCall(p *pending, earlier []*calllog.Entry, early *earlyCommit) (*calllog.Entry, error) {
 	if h.lost != nil {
 		return nil, h.lost
 	}
@@ -929,7 +1020,18 @@ func (h *Host) runCall(p *pending, earlier []*calllog.Entry) (*calllog.Entry, er
 	// The caller going away does not stop a call that has started: only
 	// the budgets do (stopping it would cost a rebuild, which a client
 	// could otherwise force at will).
+	if early != nil {
+		env.slow = early.slow
+	}
 	out, err := h.m.run(context.Background(), env, &ce.rec)
+	early.settle()
+	if early.committed() {
+		earlier = nil // in the log now
+	}
+	if h.storeErr != nil {
+		// The early commit's append failed: the group is given up.
+		return nil, unavailable(h.storeErr, false)
+	}
 	if errors.Is(err, sandbox.ErrArguments) {
 		// Refused before anything ran: the script is as it was.
 		return nil, fmt.Errorf("%w: %w", ErrInvalidArguments, err)

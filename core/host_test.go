@@ -855,3 +855,52 @@ func TestInitThatThrowsIsNotDeployed(t *testing.T) {
 		t.Errorf("the call log holds %d entries", n)
 	}
 }
+
+// TestSlowCallDoesNotHoldEarlierAnswers: the calls of a group before one
+// that runs long are answered while it runs, not after it: a call stopped
+// at its budget delays the calls queued with it by that budget at most.
+// Without it, a caller whose call arrived during one stopped call waited
+// for the next one too (twice the budget, measured against the binary).
+func TestSlowCallDoesNotHoldEarlierAnswers(t *testing.T) {
+	for _, afresh := range []bool{false, true} {
+		t.Run(fmt.Sprintf("memory afresh %v", afresh), func(t *testing.T) {
+			dir := t.TempDir()
+			archive, log := openStoresFsync(t, dir, true, false)
+			cfg := testConfig(archive, log)
+			cfg.MemoryAfresh = afresh
+			cfg.Limits.Time = 300 * time.Millisecond
+			h, err := Deploy(context.Background(), cfg, `let n = 0
+				exports.add = () => ++n
+				exports.spin = () => { n += 100; for (;;) {} }`, "t", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { h.Close(); archive.Close(); log.Close() }()
+			var mu sync.Mutex
+			var order []string
+			var wg sync.WaitGroup
+			batch := &Batch{}
+			for _, method := range []string{"add", "add", "spin", "add"} {
+				wg.Add(1)
+				h.Add(batch, context.Background(), Request{Method: method}, func(r Response, err error) {
+					mu.Lock()
+					order = append(order, fmt.Sprintf("%s %s %v", method, r.Res, err != nil))
+					mu.Unlock()
+					wg.Done()
+				})
+			}
+			h.SubmitBatch(batch)
+			wg.Wait()
+			want := []string{"add 1 false", "add 2 false", "spin  true", "add 3 false"}
+			if afresh {
+				want[3] = "add 1 false" // the memory starts afresh after the stop
+			}
+			if diff := cmp.Diff(want, order); diff != "" {
+				t.Errorf("answers in order (-want +got):\n%s", diff)
+			}
+			if v, err := Replay(context.Background(), log, ReplayOptions{}); err != nil || v.Divergence != nil || v.Calls != 3 {
+				t.Errorf("replay: %v, %v", v, err)
+			}
+		})
+	}
+}

@@ -41,13 +41,15 @@ type machine struct {
 	lastMeta, lastData [32]byte
 }
 
-// callEnv is everything a call depends on besides the state.
+// callEnv is everything a call depends on besides the state, and, on a
+// host, what to do if it runs long.
 type callEnv struct {
 	method   string
 	args     json.RawMessage
 	callerID *string
 	time     int64
 	seed     uint64
+	slow     func() // sandbox.Call.Slow; no part of the outcome
 }
 
 // outcome is what a call did.
@@ -147,6 +149,7 @@ func (m *machine) run(ctx context.Context, env callEnv, oracles sandbox.Oracles)
 		Files:            files,
 		Oracles:          oracles,
 		UnrecordedRandom: m.unrecorded,
+		Slow:             env.slow,
 	})
 	if err == nil && m.maxEntry > 0 {
 		if n := outcomeSize(r, oracles); n > m.maxEntry {

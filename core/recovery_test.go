@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -284,5 +286,63 @@ func TestUnavailableNamesNoPath(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "/srv") || strings.Contains(err.Error(), "no space") {
 		t.Errorf("the caller's error %q names the host's error", err)
+	}
+}
+
+// TestEarlyCommitOnAFullDisk: when the calls a long call's group ran
+// before it cannot be appended while it runs (the log's disk is full),
+// none of the group is acknowledged, and once the disk has room the host
+// serves on with the state the log holds.
+func TestEarlyCommitOnAFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	full := &atomic.Bool{}
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: true, DeferSignatures: true, WriteBack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, err := hypercore.Open(hypercore.Config{Storage: fullDisk{hypercore.DirStorage{Dir: filepath.Join(dir, hyperdrive.DatDir), Prefix: "call-log."}, full}, Create: true,
+		AnnounceOnSync: true, LineLog: true, DeferSignatures: true, WriteBack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { archive.Close(); log.Close() }()
+	cfg := testConfig(archive, log)
+	logs := &logBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	h, err := Deploy(context.Background(), cfg, `let n = 0
+		exports.add = () => ++n
+		exports.slow = () => { let x = 0; for (let i = 0; i < 3e6; i++) x += i; return ++n }`, "t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	full.Store(true)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	batch := &Batch{}
+	for i, method := range []string{"add", "slow", "add"} {
+		wg.Add(1)
+		h.Add(batch, context.Background(), Request{Method: method}, func(_ Response, err error) { errs[i] = err; wg.Done() })
+	}
+	h.SubmitBatch(batch)
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, ErrUnavailable) {
+			t.Errorf("call %d on a full disk: %v, want ErrUnavailable", i, err)
+		}
+	}
+	if !strings.Contains(logs.String(), "appending to the call log while a long call ran failed") {
+		t.Errorf("the early commit did not meet the full disk:\n%s", logs)
+	}
+	full.Store(false)
+	h.run.Lock()
+	h.lastRecovery = time.Time{} // try again at once
+	h.run.Unlock()
+	r, err := h.Call(context.Background(), Request{Method: "add"})
+	if err != nil || string(r.Res) != "1" {
+		t.Errorf("add once the disk has room: %s, %v; want 1 (nothing of the failed group stands)", r.Res, err)
+	}
+	if v, err := Replay(context.Background(), log, ReplayOptions{}); err != nil || v.Divergence != nil || v.Calls != 1 {
+		t.Errorf("replay: %v, %v", v, err)
 	}
 }

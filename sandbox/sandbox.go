@@ -398,7 +398,15 @@ type Call struct {
 	// source the log does not record. It exists only so that tests can
 	// make a host nondeterministic and check that an audit says so.
 	UnrecordedRandom func() float64
+	// Slow, if set, is called once if the call is still running SlowAfter
+	// after it began (within a few milliseconds more), on another
+	// goroutine: a host can answer calls that ran before it meanwhile. It
+	// must not block.
+	Slow func()
 }
+
+// SlowAfter is how long a call runs before Call.Slow is called.
+const SlowAfter = 5 * time.Millisecond
 
 // Result is what a call produced.
 type Result struct {
@@ -438,6 +446,7 @@ func (s *Script) Call(ctx context.Context, c Call) (Result, error) {
 		files:      c.Files,
 		oracles:    c.Oracles,
 		unrecorded: c.UnrecordedRandom,
+		slow:       c.Slow,
 	}
 	s.setCaller(c.CallerID)
 	var result Result
@@ -504,7 +513,7 @@ func (s *Script) run(ctx context.Context, st *callState, start func() (goja.Valu
 			s.release()
 		}
 	}()
-	stop := s.watchdog.begin(ctx)
+	stop := s.watchdog.begin(ctx, st.slow)
 	var v goja.Value
 	var err error
 	// Reading what the call gave runs script code too (toJSON, the getters
@@ -648,6 +657,7 @@ type callState struct {
 	oracles  Oracles
 
 	unrecorded func() float64
+	slow       func() // Call.Slow
 	timers     timerQueue
 	nextTimer  int64
 	rejection  *ScriptError

@@ -35,6 +35,7 @@ type watchdog struct {
 	base    uint64    // the heap at the running call's first check; 0 before it
 	why     error     // what interrupted the running call
 	large   bool      // the running call was charged for an allocation
+	slow    func()    // the running call's Call.Slow, until called
 }
 
 // memoryCheckEvery is how often a running call's budgets are checked.
@@ -42,13 +43,13 @@ const memoryCheckEvery = 5 * time.Millisecond
 
 // begin watches a call until the returned end, which says what, if
 // anything, interrupted it.
-func (w *watchdog) begin(ctx context.Context) (end func() error) {
+func (w *watchdog) begin(ctx context.Context, slow func()) (end func() error) {
 	w.mu.Lock()
 	w.running = true
 	w.seq++
 	seq := w.seq
 	w.start = time.Now()
-	w.base, w.why, w.large = 0, nil, false
+	w.base, w.why, w.large, w.slow = 0, nil, false, slow
 	if !w.armed {
 		w.armed = true
 		first := min(memoryCheckEvery, w.limits.Time)
@@ -70,7 +71,7 @@ func (w *watchdog) begin(ctx context.Context) (end func() error) {
 	return func() error {
 		stopCtx()
 		w.mu.Lock()
-		w.running = false
+		w.running, w.slow = false, nil
 		err := w.why
 		w.mu.Unlock()
 		w.rt.ClearInterrupt()
@@ -165,6 +166,10 @@ func (w *watchdog) check() {
 		return
 	}
 	elapsed := time.Since(w.start)
+	if w.slow != nil && elapsed >= SlowAfter {
+		w.slow()
+		w.slow = nil
+	}
 	if elapsed >= w.limits.Time {
 		w.interrupt(w.seq, fmt.Errorf("%w (%v)", ErrTimeBudget, w.limits.Time))
 	} else if used := heapBytes(); w.base == 0 {
