@@ -1,4 +1,4 @@
-package fuzz
+package core_test
 
 import (
 	"bytes"
@@ -10,101 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/examples"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
-	"github.com/nodevms/nodevms/internal/jsonrpc"
 	"github.com/nodevms/nodevms/sandbox"
 )
-
-// FuzzDecodeEntry: any bytes either fail to decode with ErrEntry or decode
-// to an entry that encodes and decodes back to itself.
-func FuzzDecodeEntry(f *testing.F) {
-	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := calllog.DecodeEntry(b)
-		if err != nil {
-			if !errors.Is(err, calllog.ErrEntry) {
-				t.Fatalf("error %v does not wrap ErrEntry", err)
-			}
-			return
-		}
-		enc, err := calllog.EncodeEntry(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := calllog.DecodeEntry(enc)
-		if err != nil {
-			t.Fatalf("re-encoded entry does not decode: %v\n%s", err, enc)
-		}
-		if diff := cmp.Diff(normalize(t, e), normalize(t, back)); diff != "" {
-			t.Fatalf("round trip (-first +second):\n%s", diff)
-		}
-	})
-}
-
-// FuzzEncodeEntry: EncodeEntry writes exactly what encoding/json's Encoder
-// (HTML escaping off) writes, which every log held before it was written by
-// hand, for any strings (invalid UTF-8 too) and any raw JSON fields (which
-// both must refuse when they are not JSON).
-func FuzzEncodeEntry(f *testing.F) {
-	f.Fuzz(func(t *testing.T, text, args, res []byte, n uint64) {
-		s := string(text)
-		e := &calllog.Entry{Type: s, Code: s, FilesArchiveURL: s, Title: s, Schema: int(int8(n)), Time: int64(n), Seed: s}
-		if n&1 != 0 {
-			e.Call = &calllog.CallRecord{UserID: &s, MethodName: s, Args: args}
-			e.Result = &calllog.ResultRecord{Res: res, Err: &s, FilesVersion: n}
-		}
-		if n&2 != 0 {
-			e.Oracles = []sandbox.OracleValue{{Value: res}, {Error: &sandbox.ScriptError{Name: s}}, {}}
-			e.Error = &sandbox.ScriptError{Name: s, Message: s}
-		}
-		if n&4 != 0 {
-			e.FilesRoot = &calllog.FilesRoot{Metadata: s, Content: s, ContentLength: n}
-			e.Auth = &calllog.Auth{Key: s, Signature: s, Seq: n}
-		}
-		if n&8 != 0 {
-			e.Memory, e.Reason, e.FilesVersion = s, s, n
-		}
-		var want bytes.Buffer
-		enc := json.NewEncoder(&want)
-		enc.SetEscapeHTML(false)
-		werr := enc.Encode(e)
-		got, gerr := calllog.EncodeEntry(e)
-		if (werr != nil) != (gerr != nil) {
-			t.Fatalf("encoding/json's error %v, EncodeEntry's %v", werr, gerr)
-		}
-		if werr == nil && !bytes.Equal(want.Bytes(), got) {
-			t.Fatalf("EncodeEntry wrote\n%q\nencoding/json\n%q", got, want.Bytes())
-		}
-	})
-}
-
-// FuzzParseRequest: a JSON-RPC request from a client reads exactly as
-// json.Unmarshal reads it (the same request, or the same error), whichever
-// path it takes.
-func FuzzParseRequest(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if err := jsonrpc.CheckAgainstUnmarshal(data); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
-
-// normalize compares entries as JSON values (raw JSON fields may differ in
-// spacing).
-func normalize(t *testing.T, e *calllog.Entry) any {
-	b, err := json.Marshal(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v any
-	json.Unmarshal(b, &v)
-	return v
-}
 
 // vmScripts are the backends the VM property runs: the examples, and one
 // that uses everything that could break determinism.

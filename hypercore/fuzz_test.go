@@ -1,97 +1,94 @@
-package fuzz
+package hypercore_test
 
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
+	"fmt"
 	"testing"
 
+	"github.com/nodevms/nodevms/conformance"
 	"github.com/nodevms/nodevms/hypercore"
-	"github.com/nodevms/nodevms/hypercore/bitfield"
 	"github.com/nodevms/nodevms/hypercore/merkle"
-	"github.com/nodevms/nodevms/hypercore/sleep"
+	"github.com/nodevms/nodevms/internal/fuzzcorpus"
 )
 
-// FuzzSleepHeader: any 32 bytes either fail to parse with ErrHeader or
-// parse to a header that encodes and parses back to itself.
-func FuzzSleepHeader(f *testing.F) {
-	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := sleep.ParseHeader(b)
-		if err != nil {
-			if !errors.Is(err, sleep.ErrHeader) {
-				t.Fatalf("error %v does not wrap ErrHeader", err)
-			}
-			return
-		}
-		enc := h.Encode()
-		back, err := sleep.ParseHeader(enc[:])
-		if err != nil || back != h {
-			t.Fatalf("round trip: %+v -> %+v, %v", h, back, err)
-		}
-		_ = h.Check(sleep.TreeHeader)
-	})
+// vectorDir holds the conformance vectors, which the seeds come from.
+const vectorDir = "../conformance/testdata"
+
+// sourceScenario is the vector whose feed FuzzOpenFiles and FuzzPut use:
+// small, with every file stored whole.
+const sourceScenario = "singles"
+
+func loadVectors(tb testing.TB) *conformance.HypercoreVectors {
+	tb.Helper()
+	v, err := conformance.LoadHypercoreVectors(vectorDir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }
 
-// FuzzTreeEntry: a decoded entry encodes back to the same 40 bytes.
-func FuzzTreeEntry(f *testing.F) {
-	f.Fuzz(func(t *testing.T, b []byte) {
-		hash, size, ok := sleep.DecodeTreeEntry(b)
-		if !ok {
-			return
-		}
-		var out [sleep.TreeEntrySize]byte
-		sleep.EncodeTreeEntry(out[:], hash, size)
-		if !bytes.Equal(out[:], b[:sleep.TreeEntrySize]) {
-			t.Fatalf("re-encoded %x, want %x", out, b[:sleep.TreeEntrySize])
-		}
+// sourceFeed builds the source scenario's feed in memory.
+func sourceFeed(tb testing.TB) (*hypercore.Feed, [][]byte) {
+	tb.Helper()
+	v := loadVectors(tb).Feeds[sourceScenario]
+	feed, err := hypercore.Open(hypercore.Config{
+		Storage: hypercore.NewMemoryStorage(), SecretKey: hypercore.KeyPairFromSeed(v.Seed).SecretKey, Create: true,
 	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var blocks [][]byte
+	for _, batch := range v.BatchBytes() {
+		if _, err := feed.Append(batch...); err != nil {
+			tb.Fatal(err)
+		}
+		blocks = append(blocks, batch...)
+	}
+	return feed, blocks
 }
 
-// FuzzBitfieldPages loads arbitrary page bytes as a bitfield and works it:
-// nothing may panic, and bits set read back as set.
-func FuzzBitfieldPages(f *testing.F) {
-	f.Fuzz(func(t *testing.T, legacy bool, data []byte, probe uint64) {
-		pageSize := bitfield.PageSize
-		if legacy {
-			pageSize = bitfield.LegacyPageSize
+// lineLogStates returns the files of a line log as a crash could leave
+// them: synced but not closed, with preallocated zeros; the same with an
+// unsynced line half in them; and closed.
+func lineLogStates(tb testing.TB) []map[string][]byte {
+	tb.Helper()
+	st := hypercore.NewMemoryStorage()
+	feed, err := openLineLog(st, true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	snapshot := func() map[string][]byte {
+		files := map[string][]byte{}
+		for _, name := range []string{"tree", "bitfield", "signatures", "data"} {
+			files[name] = bytes.Clone(st.Bytes(name))
 		}
-		var pages [][]byte
-		for off := 0; off+pageSize <= len(data) && len(pages) < 4; off += pageSize {
-			pages = append(pages, data[off:off+pageSize])
+		return files
+	}
+	for i := range 5 {
+		var lines [][]byte
+		for j := range i + 1 {
+			lines = append(lines, fmt.Appendf(nil, `{"i":%d,"j":%d}`+"\n", i, j))
 		}
-		if rest := len(data) % pageSize; rest > 0 && len(pages) < 4 {
-			// Short tails are padded, so that small inputs still reach Load.
-			page := make([]byte, pageSize)
-			copy(page, data[len(data)-rest:])
-			pages = append(pages, page)
+		if _, err := feed.Append(lines...); err != nil {
+			tb.Fatal(err)
 		}
-		b, err := bitfield.Load(pageSize, pages)
-		if err != nil {
-			t.Fatal(err)
+		if err := feed.Sync(); err != nil {
+			tb.Fatal(err)
 		}
-		tree := b.Tree()
-		n := tree.Blocks()
-		_ = tree.Roots()
-		probe %= 1 << 20
-		_ = tree.Digest(2 * probe)
-		_, _ = tree.Proof(2*probe, probe, probe&1 == 1, nil)
-		_ = tree.VerifiedBy(probe)
-		b.Set(probe, true)
-		if !b.Get(probe) {
-			t.Fatalf("block %d not set after Set", probe)
-		}
-		tree.Set(2 * probe)
-		if !tree.Get(2 * probe) {
-			t.Fatalf("node %d not set after Set", 2*probe)
-		}
-		_ = n
-		b.WriteDirty(func(_ uint64, page []byte) error {
-			if len(page) != pageSize {
-				t.Fatalf("dirty page of %d bytes", len(page))
+		if i == 2 {
+			if err := feed.Sign(); err != nil {
+				tb.Fatal(err)
 			}
-			return nil
-		})
-	})
+		}
+	}
+	open := snapshot()
+	torn := snapshot()
+	copy(torn["data"][feed.ByteLength():], `{"torn":`)
+	if err := feed.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return []map[string][]byte{open, torn, snapshot()}
 }
 
 // storageWith returns a memory storage holding kp and the given files.
@@ -261,4 +258,37 @@ func FuzzPut(f *testing.F) {
 			t.Fatalf("accepted a forged block %d: %q", index, data)
 		}
 	})
+}
+
+// TestSeedCorpus checks that testdata/fuzz holds the seeds the vectors
+// give (go test . -run TestSeedCorpus -update-corpus rewrites it).
+func TestSeedCorpus(t *testing.T) {
+	v := loadVectors(t)
+	var s fuzzcorpus.Seeds
+	src := v.Feeds[sourceScenario]
+	files := func(name string) []byte { return src.Files[name].Hex }
+	s.Add("FuzzOpenFiles", files("tree"), files("bitfield"), files("signatures"), files("data"))
+	s.Add("FuzzOpenFiles", files("tree")[:len(files("tree"))-40], files("bitfield"), files("signatures"), files("data"))
+	s.Add("FuzzOpenFiles", []byte{}, []byte{}, []byte{}, []byte{})
+	for _, st := range lineLogStates(t) {
+		s.Add("FuzzOpenLineLog", st["tree"], st["bitfield"], st["signatures"], st["data"])
+	}
+
+	feed, blocks := sourceFeed(t)
+	defer feed.Close()
+	for _, name := range v.ReplicaNames() {
+		rv := v.Replicas[name]
+		if rv.Source != sourceScenario {
+			continue
+		}
+		for _, put := range rv.Puts {
+			var nodes []merkle.Node
+			for _, n := range put.Nodes {
+				nodes = append(nodes, n.Merkle())
+			}
+			s.Add("FuzzPut", put.Index, blocks[put.Index], encodeProof(nodes), []byte(put.Signature))
+		}
+	}
+
+	fuzzcorpus.Check(t, &s)
 }

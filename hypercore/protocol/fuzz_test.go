@@ -1,4 +1,4 @@
-package fuzz
+package protocol_test
 
 import (
 	"bytes"
@@ -18,7 +18,16 @@ import (
 // the server must end the stream or keep serving, never panic, and return
 // once the peer hangs up.
 func FuzzServeStream(f *testing.F) {
-	src, _ := sourceFeed(f)
+	src, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(),
+		SecretKey: hypercore.KeyPairFromSeed(bytes.Repeat([]byte{5}, 32)).SecretKey, Create: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := src.Append(bytes.Repeat([]byte{byte(i)}, 100*i)); err != nil {
+			f.Fatal(err)
+		}
+	}
 	key := src.PublicKey()
 	dk := src.DiscoveryKey()
 	f.Add(wire.AppendFrame(nil, 0, &wire.Want{Start: 0, Length: wire.Uint64(1 << 20)}))

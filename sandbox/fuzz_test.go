@@ -1,4 +1,4 @@
-package fuzz
+package sandbox_test
 
 import (
 	"context"

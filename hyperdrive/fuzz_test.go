@@ -1,4 +1,4 @@
-package fuzz
+package hyperdrive_test
 
 import (
 	"bytes"

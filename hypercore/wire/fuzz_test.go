@@ -1,4 +1,4 @@
-package fuzz
+package wire_test
 
 import (
 	"bytes"
