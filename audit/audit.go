@@ -307,9 +307,11 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 	stats := &protocol.Stats{}
 	opts := protocol.Options{Stats: stats}
 	if a.opts.Progress != nil {
-		done := make(chan struct{})
-		defer close(done)
+		// Progress is told from here, and never after download returns.
+		done, stopped := make(chan struct{}), make(chan struct{})
+		defer func() { close(done); <-stopped }()
 		go func() {
+			defer close(stopped)
 			tick := time.NewTicker(200 * time.Millisecond)
 			defer tick.Stop()
 			for {
