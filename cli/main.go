@@ -19,7 +19,11 @@ import (
 	"github.com/nodevms/nodevms"
 )
 
-func main() {
+func main() { os.Exit(runMain()) }
+
+// runMain is the command as a process runs it: arguments, standard
+// streams, and signals.
+func runMain() int {
 	if wd := os.Getenv("BUILD_WORKING_DIRECTORY"); wd != "" {
 		// Under bazel run: paths the user typed are relative to where they
 		// typed them, not to the runfiles tree.
@@ -36,7 +40,7 @@ func main() {
 			cancel(signalled{sig})
 		}
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	return run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 }
 
 // signalled is the cause of main's context when a signal ends it.
