@@ -128,8 +128,7 @@ type Auditor struct {
 	archive *hyperdrive.Archive
 }
 
-// Open dials the host, reads its handshake (the feeds it serves), and
-// opens the replicas.
+// Open dials the host and reads its handshake (the feeds it serves).
 func Open(ctx context.Context, opts Options) (*Auditor, error) {
 	client, err := rpc.Dial(ctx, opts.Addr, rpc.ClientOptions{})
 	if err != nil {
@@ -137,9 +136,6 @@ func Open(ctx context.Context, opts Options) (*Auditor, error) {
 	}
 	a := &Auditor{opts: opts, info: client.Handshake()}
 	client.Close()
-	if a.log, a.archive, err = a.openReplicas(); err != nil {
-		return nil, err
-	}
 	return a, nil
 }
 
@@ -148,6 +144,9 @@ func (a *Auditor) Handshake() rpc.Handshake { return a.info }
 
 // Close closes the replicas (a folder's are flushed).
 func (a *Auditor) Close() error {
+	if a.log == nil {
+		return nil
+	}
 	return errors.Join(a.log.Close(), a.archive.Close())
 }
 
@@ -170,6 +169,12 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 				return Result{}, err
 			}
 			return Result{Outcome: Diverged, Mismatch: &Mismatch{What: p.what, Served: p.served, Pinned: p.pinned}}, nil
+		}
+	}
+	if a.log == nil {
+		var err error
+		if a.log, a.archive, err = a.openReplicas(); err != nil {
+			return Result{}, err
 		}
 	}
 	if fork, err := a.checkFork(ctx); err != nil {

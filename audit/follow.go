@@ -121,6 +121,9 @@ type FollowEvents struct {
 // ctx ends (Verified; Result.Entries says how far) or the host diverges or
 // forks. An error is a check that could not be done.
 func (a *Auditor) Follow(ctx context.Context, rehost net.Listener, events FollowEvents) (Result, error) {
+	if a.log == nil {
+		return Result{}, errors.New("audit: Follow before a verified Audit")
+	}
 	mon, err := core.NewMonitor(ctx, a.log, a.archive, core.AuditOptions{Signed: a.info.Auth == "signed", ReplayOptions: core.ReplayOptions{Limits: a.opts.Limits}})
 	if err != nil {
 		if ctx.Err() != nil {
