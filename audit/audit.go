@@ -269,6 +269,16 @@ func firstMissing(f *hypercore.Feed) uint64 {
 	return f.Length()
 }
 
+// contentReachesMetadata reports whether a replica's content feed is as
+// long as its metadata needs.
+func contentReachesMetadata(archive *hyperdrive.Archive) bool {
+	referenced, err := archive.ReferencedContent()
+	if err != nil || archive.Content() == nil {
+		return true // nothing more to fetch for: the audit says what is wrong
+	}
+	return referenced <= archive.Content().Length()
+}
+
 // DatKey parses dat://KEY (64 hex digits, either case, and an optional
 // trailing slash, as Dat tools print URLs).
 func DatKey(u string) ([]byte, error) {
@@ -331,14 +341,20 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 	}
 	// A host that appends as it is downloaded can show blocks past a gap
 	// that one pass did not fill: go again, a few times at most.
-	for pass := 0; pass < 5 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
-		conn, err := dial(ctx)
-		if err != nil {
-			return Download{}, err
+	fetchLog := func() error {
+		for pass := 0; pass < 5 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
+			conn, err := dial(ctx)
+			if err != nil {
+				return err
+			}
+			if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
+				return fmt.Errorf("downloading the call log: %w", err)
+			}
 		}
-		if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
-			return Download{}, fmt.Errorf("downloading the call log: %w", err)
-		}
+		return nil
+	}
+	if err := fetchLog(); err != nil {
+		return Download{}, err
 	}
 	for pass := 0; pass < 5 && (pass == 0 || firstMissing(archive.Metadata()) < archive.Metadata().Length()); pass++ {
 		if err := archive.Pull(ctx, dial, opts); err != nil {
@@ -347,15 +363,18 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 	}
 	// The two feeds of the archive replicate side by side, each as far as
 	// the host announced when its stream began: the metadata can name
-	// content past the content downloaded (the host signs content first,
-	// so it has it). Fetch again until the content reaches the metadata.
-	for pass := 0; pass < 5 && ctx.Err() == nil; pass++ {
-		referenced, err := archive.ReferencedContent()
-		if err != nil || archive.Content() == nil || referenced <= archive.Content().Length() {
-			break
+	// content past the content downloaded. Fetch the content feed alone
+	// again (the host signs content first, so it has it; the metadata,
+	// fetched again, would run on ahead). A busy folder-backed host may
+	// have replaced the last blocks meanwhile, and the replica then stays
+	// short: the audit checks what it has (see core.Audit).
+	for pass := 0; pass < 3 && ctx.Err() == nil && !contentReachesMetadata(archive); pass++ {
+		conn, err := dial(ctx)
+		if err != nil {
+			return Download{}, err
 		}
-		if err := archive.Pull(ctx, dial, opts); err != nil {
-			return Download{}, fmt.Errorf("downloading the files archive: %w", err)
+		if err := protocol.Replicate(ctx, conn, opts, archive.Content()); err != nil {
+			return Download{}, fmt.Errorf("downloading the files archive's content: %w", err)
 		}
 	}
 	// A serving host signs its archive a moment before the log entries
@@ -368,12 +387,23 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 		case <-ctx.Done():
 		case <-time.After(10 * time.Millisecond):
 		}
-		conn, err := dial(ctx)
-		if err != nil {
+		if err := fetchLog(); err != nil {
 			return Download{}, err
 		}
-		if err := protocol.Replicate(ctx, conn, opts, log); err != nil {
-			return Download{}, fmt.Errorf("downloading the call log: %w", err)
+	}
+	// A folder keeps only its current files' bytes, so a file the
+	// snapshot names as current may be gone from the host because a call
+	// replaced it since. The audit holds the host to its current files
+	// only if the log has not moved past the snapshot: fetch it once more
+	// when one is missing, a moment later, after the host has signed what
+	// it wrote meanwhile.
+	if core.CheckCurrentFiles(archive, 0) != nil && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+		if err := fetchLog(); err != nil {
+			return Download{}, err
 		}
 	}
 	// Replication ends without an error when ctx does: what arrived is

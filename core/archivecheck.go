@@ -17,12 +17,16 @@ import (
 // write to the archive that no call explains shows up as the first entry
 // whose root the archive does not have. It returns nil when all agree.
 func CheckArchive(entries []*calllog.Entry, archive *hyperdrive.Archive) *calllog.Divergence {
-	return checkArchive(entries, archive, false)
+	return checkArchive(entries, archive, false, false)
 }
 
 // checkArchive is CheckArchive; for a snapshot (AuditOptions.Entries), the
-// content may run on past the last entry, written by calls after it.
-func checkArchive(entries []*calllog.Entry, archive *hyperdrive.Archive, snapshot bool) *calllog.Divergence {
+// content may run on past the last entry, written by calls after it. If
+// the log has moved on past the snapshot (moved), the host may have
+// replaced the snapshot's current files since, and a content root the
+// replica cannot compute is not held against it: the metadata, which
+// names every block, was checked.
+func checkArchive(entries []*calllog.Entry, archive *hyperdrive.Archive, snapshot, moved bool) *calllog.Divergence {
 	meta, content := archive.Metadata(), archive.Content()
 	var last *calllog.Entry
 	lastRoot := lastWithRoot(entries)
@@ -32,7 +36,7 @@ func checkArchive(entries []*calllog.Entry, archive *hyperdrive.Archive, snapsho
 		}
 		d, lacksNodes := checkArchiveEntry(uint64(i), e, archive)
 		contentAhead := snapshot && content != nil && e.FilesRoot != nil && content.Length() > e.FilesRoot.ContentLength
-		if lacksNodes && (e != lastRoot || contentAhead) {
+		if lacksNodes && (e != lastRoot || contentAhead || moved) {
 			// A replica of a folder-backed archive lacks replaced files'
 			// blocks, and with them the nodes of some older roots; the
 			// metadata, which names every block, was checked.
@@ -75,8 +79,8 @@ func describeHash(what, got string, err error) string {
 }
 
 // checkArchiveEntry holds the archive to one entry's roots. lacksNodes says
-// the content root could not be computed because the replica lacks the nodes
-// (the divergence then describes that).
+// the content root could not be computed because the replica lacks the
+// nodes, or is shorter (the divergence then describes that).
 func checkArchiveEntry(block uint64, e *calllog.Entry, archive *hyperdrive.Archive) (d *calllog.Divergence, lacksNodes bool) {
 	if e.FilesRoot == nil {
 		return nil, false
@@ -95,6 +99,12 @@ func checkArchiveEntry(block uint64, e *calllog.Entry, archive *hyperdrive.Archi
 	if err != nil || got != e.FilesRoot.Metadata {
 		d.Logged, d.Replayed = e.FilesRoot.Metadata, describeHash("the archive's metadata", got, err)
 		return d, false
+	}
+	if content.Length() < e.FilesRoot.ContentLength {
+		// A replica of a live folder-backed host may not reach a length
+		// whose last blocks the host replaced before they were fetched.
+		d.Logged, d.Replayed = e.FilesRoot.Content, fmt.Sprintf("a replica of %d content blocks, not %d", content.Length(), e.FilesRoot.ContentLength)
+		return d, true
 	}
 	got, err = treeHash(content, e.FilesRoot.ContentLength)
 	if errors.Is(err, hypercore.ErrNotFound) {

@@ -66,7 +66,8 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	}
 	v := r.Verdict()
 	r.Close()
-	checks := []*calllog.Divergence{checkArchive(entries, archive, opts.Entries > 0), calllog.CheckCallers(entries, log.PublicKey(), opts.Signed)}
+	moved := uint64(len(entries)) < log.Length()
+	checks := []*calllog.Divergence{checkArchive(entries, archive, opts.Entries > 0, moved), calllog.CheckCallers(entries, log.PublicKey(), opts.Signed)}
 	if uint64(len(entries)) >= log.Length() {
 		// Only the host's current files are in its folder: a snapshot the
 		// log has moved past may have files whose bytes it replaced since.
