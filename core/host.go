@@ -231,6 +231,7 @@ type pending struct {
 	ctx  context.Context
 	req  Request
 	done func(Response, error)
+	took time.Duration // how long the call ran, once it has
 }
 
 // Deploy starts a new backend: the archive and the log must be empty. It
@@ -904,7 +905,7 @@ func (h *Host) runGroup(group []*pending) bool {
 			h.storesFailed("committing to the files archive", cerr)
 		}
 		if h.standby != nil {
-			h.standby.setDurable(h.cfg.Log.Length())
+			h.standby.noteDurable(first, restDone, h.cfg.Log.Length())
 		}
 	}
 	for i, p := range restDone {
@@ -959,7 +960,7 @@ func (c *earlyCommit) start() {
 			return
 		}
 		if s := c.h.standby; s != nil {
-			s.setDurable(log.Length())
+			s.noteDurable(first, c.done, log.Length())
 		}
 		for i, p := range c.done {
 			if p != nil {
@@ -1023,7 +1024,9 @@ func (h *Host) runCall(p *pending, earlier []*calllog.Entry, early *earlyCommit)
 	if early != nil {
 		env.slow = early.slow
 	}
+	began := time.Now()
 	out, err := h.m.run(context.Background(), env, &ce.rec)
+	p.took = time.Since(began)
 	early.settle()
 	if early.committed() {
 		earlier = nil // in the log now

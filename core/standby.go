@@ -27,7 +27,9 @@ var errNoStandby = errors.New("core: the backend keeps too much memory for a sta
 // It follows only while the host is idle (no call has run for idleGap),
 // holding the host's run lock one entry at a time and giving it back as
 // soon as a call waits: a busy host pays nothing for it (a call that
-// arrives during a turn waits for the one entry being replayed), and a
+// arrives during a turn waits for the one entry being replayed; an entry
+// the host took long to run is replayed only once the host has been idle
+// as long, so that a caller rarely waits for it), and a
 // call's memory budget, which counts the process's heap growth, never
 // counts the standby's. Under a load that never pauses the lag grows, and
 // a stop then costs that lag; the standby catches up once the load
@@ -59,6 +61,11 @@ type standby struct {
 	changed *sync.Cond // durable or stopped changed
 	durable uint64     // log blocks the host has made durable
 	stopped bool       // taken or closed: follow returns
+	// long holds the entries the host took long to run (block: how long),
+	// not yet replayed. Replaying one holds the host's run lock about as
+	// long, so the standby starts it only once the host has been idle that
+	// long: a call that arrives meanwhile would wait for all of it.
+	long map[uint64]time.Duration
 
 	// What follow has built, written only under the host's run lock (or
 	// once follow has returned).
@@ -96,6 +103,41 @@ func newStandby(log *hypercore.Feed, durable uint64, opts ReplayOptions, maxHeap
 	s.changed = sync.NewCond(&s.mu)
 	go s.follow()
 	return s
+}
+
+// longEntry is how long a call must run for its entry to be a long one
+// (standby.long): a turn's length.
+const longEntry = turnSlice
+
+// noteLong tells the standby that the host took d to run the entry at
+// block (called before setDurable reports the block).
+func (s *standby) noteLong(block uint64, d time.Duration) {
+	s.mu.Lock()
+	if s.long == nil {
+		s.long = map[uint64]time.Duration{}
+	}
+	s.long[block] = d
+	s.mu.Unlock()
+}
+
+// idleNeeded is how long the host must have been idle for the standby to
+// replay block.
+func (s *standby) idleNeeded(block uint64) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(idleGap, s.long[block])
+}
+
+// noteDurable tells the standby that the log's first n blocks are
+// durable, and which of them, from block first on (one per call, nil for
+// an entry of no call), the host took long to run.
+func (s *standby) noteDurable(first uint64, calls []*pending, n uint64) {
+	for i, p := range calls {
+		if p != nil && p.took >= longEntry {
+			s.noteLong(first+uint64(i), p.took)
+		}
+	}
+	s.setDurable(n)
 }
 
 // setDurable tells the standby that the log's first n blocks are durable.
@@ -144,14 +186,15 @@ func (s *standby) awaitTurn() bool {
 		case <-timer.C:
 		}
 		since := time.Since(time.Unix(0, s.turns.lastBusy.Load()))
-		if since >= idleGap && !s.turns.waiting() && s.turns.run.TryLock() {
+		need := s.idleNeeded(s.applied)
+		if since >= need && !s.turns.waiting() && s.turns.run.TryLock() {
 			if !s.turns.waiting() {
 				return true
 			}
 			s.turns.run.Unlock()
 		}
 		wait = min(2*wait, maxIdlePoll)
-		timer.Reset(max(wait, idleGap-since))
+		timer.Reset(max(wait, need-since))
 	}
 }
 
@@ -168,6 +211,9 @@ func (s *standby) turn(to uint64) error {
 		}
 		if s.turns.waiting() || time.Since(start) > turnSlice {
 			break
+		}
+		if time.Since(time.Unix(0, s.turns.lastBusy.Load())) < s.idleNeeded(s.applied) {
+			break // a long entry next: it waits for an idle host of its own
 		}
 	}
 	return nil
@@ -190,6 +236,9 @@ func (s *standby) step(ctx context.Context) error {
 	if d := s.r.Verdict().Divergence; d != nil {
 		return d
 	}
+	s.mu.Lock()
+	delete(s.long, s.applied)
+	s.mu.Unlock()
 	s.applied++
 	return nil
 }

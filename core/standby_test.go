@@ -193,3 +193,45 @@ func TestSelfCheckFindsDivergence(t *testing.T) {
 		t.Errorf("%d full replays, want 1", h.fullReplays)
 	}
 }
+
+// TestStandbyWaitsOutLongEntries: the standby replays an entry the host
+// took long to run only once the host has been idle as long, so that the
+// calls that follow it do not wait for its replay (two 3.3 s calls sent
+// back to back took 6.1 s and 7.2 s against the binary). It replays it
+// once the host is idle.
+func TestStandbyWaitsOutLongEntries(t *testing.T) {
+	b := deployScript(t, `let n = 0
+		exports.work = (loops) => { let x = 0; for (let i = 0; i < loops; i++) x += i % 7; return ++n }
+		exports.inc = () => ++n`, nil)
+	h := b.host
+	waitCaughtUp(t, h)
+	// A call of about 300 ms here, whatever the machine's speed.
+	start := time.Now()
+	b.call(t, "work", nil, 1_000_000)
+	loops := int(1_000_000 * float64(300*time.Millisecond) / float64(max(time.Since(start), time.Millisecond)))
+	waitCaughtUp(t, h)
+	long := h.cfg.Log.Length()
+	start = time.Now()
+	b.call(t, "work", nil, loops)
+	took := time.Since(start)
+	if took < 2*longEntry {
+		t.Skipf("the long call took only %v", took)
+	}
+	h.run.Lock()
+	need := h.standby.idleNeeded(long)
+	h.run.Unlock()
+	if need < longEntry {
+		t.Errorf("the standby waits %v of idle time before the long entry, want about %v", need, took)
+	}
+	// Calls more often than that: the host is never idle long enough.
+	for deadline := time.Now().Add(min(took/2, 500*time.Millisecond)); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b.call(t, "inc", nil)
+		h.run.Lock()
+		applied := h.standby.applied
+		h.run.Unlock()
+		if applied > long {
+			t.Fatalf("the standby replayed the long entry while calls kept coming")
+		}
+	}
+	waitCaughtUp(t, h) // and once they stop, it does
+}
