@@ -36,8 +36,8 @@ func counter(t *testing.T) []byte {
 }
 
 // TestEmbeddedHostAndAuditor: a program deploys a backend into a folder,
-// serves it, calls it, audits it from outside, and opens it again after a
-// stop, with no nodevms command involved.
+// serves it, calls it, audits and follows it from outside, and opens it
+// again after a stop, with no nodevms command involved.
 func TestEmbeddedHostAndAuditor(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "counter")
@@ -89,6 +89,41 @@ func TestEmbeddedHostAndAuditor(t *testing.T) {
 	if res.Outcome != audit.Verified || res.Verdict.Calls != 3 || res.Entries != 4 {
 		t.Errorf("audit: %v, %d calls of %d entries; want verified, 3 of 4", res.Outcome, res.Verdict.Calls, res.Entries)
 	}
+	// Following: each new call is checked as it arrives, until ctx ends.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	verified := make(chan uint64, 16)
+	followed := make(chan audit.Result, 1)
+	go func() {
+		res, err := a.Follow(followCtx, nil, audit.FollowEvents{Verified: func(block, _ uint64) { verified <- block }})
+		if err != nil {
+			t.Error(err)
+		}
+		followed <- res
+	}()
+	c, err = rpc.Dial(ctx, rpcLn.Addr().String(), rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := c.Call(ctx, "increment"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	for want := uint64(4); want < 6; want++ {
+		select {
+		case got := <-verified:
+			if got != want {
+				t.Errorf("followed entry %d, want %d", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("entry %d was not followed", want)
+		}
+	}
+	stopFollowing()
+	if res := <-followed; res.Outcome != audit.Verified || res.Entries != 6 {
+		t.Errorf("following ended with %v after %d entries, want verified after 6", res.Outcome, res.Entries)
+	}
 	a.Close()
 	// A pin the host does not serve is a divergence, found before any
 	// download.
@@ -116,8 +151,8 @@ func TestEmbeddedHostAndAuditor(t *testing.T) {
 		t.Errorf("reopened: deployed %v, title %q", b.Deployed, b.Title())
 	}
 	r, err := b.Host.Call(ctx, core.Request{Method: "increment"})
-	if err != nil || string(r.Res) != "4" {
-		t.Errorf("increment after a restart: %s, %v; want 4", r.Res, err)
+	if err != nil || string(r.Res) != "6" {
+		t.Errorf("increment after a restart: %s, %v; want 6", r.Res, err)
 	}
 }
 
