@@ -39,7 +39,9 @@
 // they are queued behind the others. A call's answer leaves
 // only once its entry is durable; calls that arrive together share one log
 // append and one flush (group commit), and the archive blocks they wrote
-// are shown to peers only then. With a log and an archive opened with
+// are shown to peers only then; a call that runs long (sandbox.SlowAfter)
+// does not hold up the answers of the calls before it in its group, whose
+// entries are committed while it runs. With a log and an archive opened with
 // DeferSignatures (as the command opens them), the host signs both every
 // Config.SignEvery (5 ms) rather than every group, and peers see new
 // entries and files when they are signed. A call that
