@@ -46,7 +46,8 @@
 // Config.SignEvery (5 ms) rather than every group, and peers see new
 // entries and files when they are signed. A call that
 // throws is logged with its error and its writes stay; a call the host
-// stops (a sandbox budget) leaves no trace: its writes are rolled back, and
+// stops (a sandbox budget) leaves no trace: its writes were staged in
+// memory (hyperdrive.Archive.Begin) and are dropped, and
 // the script, whose memory the stop left in an unknown state, is loaded
 // again (memory afresh) or replaced by a standby runtime (memory kept). The
 // standby follows the log in the host's idle time (so a busy host pays

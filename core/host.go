@@ -153,6 +153,8 @@ type Host struct {
 	methods []string // what callers may call: fixed at start
 	queue   chan *pending
 	done    chan struct{}
+	// maxStaged is maxStagedBytes; tests lower it.
+	maxStaged int
 
 	mu      sync.Mutex
 	closing bool
@@ -210,6 +212,11 @@ const recoverEvery = time.Second
 // flushed with every group; the archive can lag, since a restart redoes
 // from the log what a crash lost (see Open).
 const archiveSyncEvery = time.Second
+
+// maxStagedBytes is how much a group's archive writes may reach before the
+// group ends and commits, for the calls after to run in the next one: the
+// writes are staged in memory until then (hyperdrive.Archive.Begin).
+const maxStagedBytes = 32 << 20
 
 // Request is a call to run.
 type Request struct {
@@ -464,7 +471,8 @@ func start(cfg Config, m *machine) *Host {
 
 // newHost returns a host whose loop is not running yet.
 func newHost(cfg Config, m *machine) *Host {
-	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now()}
+	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now(),
+		maxStaged: maxStagedBytes}
 	m.quota, m.maxEntry = cfg.Quota, cfg.MaxEntry
 	seqs, err := logSeqs(cfg.Log)
 	if err != nil {
@@ -722,14 +730,18 @@ func (h *Host) runGroupAndSign(group []*pending) {
 			return
 		}
 	}
-	if h.runGroup(group) {
-		h.unsigned = true
-		if wait := h.cfg.SignEvery - time.Since(h.lastSign); wait <= 0 {
-			h.sign()
-		} else if !h.armed {
-			h.signTimer.Reset(wait)
-			h.armed = true
+	for len(group) > 0 {
+		appended, rest := h.runGroup(group)
+		if appended {
+			h.unsigned = true
+			if wait := h.cfg.SignEvery - time.Since(h.lastSign); wait <= 0 {
+				h.sign()
+			} else if !h.armed {
+				h.signTimer.Reset(wait)
+				h.armed = true
+			}
 		}
+		group = rest
 	}
 	if time.Since(h.lastArchiveSync) > archiveSyncEvery && h.storeErr == nil {
 		if err := h.cfg.Archive.Sync(); err != nil {
@@ -818,20 +830,22 @@ func signArchiveAndLog(archive *hyperdrive.Archive, log *hypercore.Feed) error {
 
 // runGroup runs calls in one outer archive transaction, appends their
 // entries in one batch, flushes the log, shows the archive, and answers. It
-// reports whether it appended to the log.
+// reports whether it appended to the log, and returns the calls it left
+// for another group: the archive stages a group's writes in memory until
+// it commits, so a group ends early once they pass maxStagedBytes.
 //
 // A call that runs long (sandbox.SlowAfter) does not hold up the answers
 // of the group's calls before it: their entries are appended, flushed and
 // answered while it runs (earlyCommit), so that a call stopped at its
 // budget delays the others by that budget at most, not by the next one's
 // too.
-func (h *Host) runGroup(group []*pending) bool {
+func (h *Host) runGroup(group []*pending) (appended bool, rest []*pending) {
 	a := h.cfg.Archive
 	if err := a.Begin(); err != nil {
 		for _, p := range group {
 			p.done(Response{}, err)
 		}
-		return false
+		return false, nil
 	}
 	var entries []*calllog.Entry
 	var done []*pending // done[i] is entries[i]'s caller; nil for a reload
@@ -846,7 +860,11 @@ func (h *Host) runGroup(group []*pending) bool {
 					q.done(Response{}, unavailable(h.storeErr, false))
 				}
 			}
-			return flushed > 0
+			return flushed > 0, nil
+		}
+		if i > 0 && a.StagedBytes() > h.maxStaged {
+			rest = group[i:]
+			break
 		}
 		if err := p.ctx.Err(); err != nil {
 			p.done(Response{}, fmt.Errorf("%w: %w", ErrAborted, err))
@@ -881,16 +899,16 @@ func (h *Host) runGroup(group []*pending) bool {
 	}
 	if h.storeErr != nil {
 		a.Rollback()
-		for _, q := range done[flushed:] {
+		for _, q := range append(done[flushed:], rest...) {
 			if q != nil {
 				q.done(Response{}, unavailable(h.storeErr, false))
 			}
 		}
-		return flushed > 0
+		return flushed > 0, nil
 	}
-	rest, restDone := entries[flushed:], done[flushed:]
+	logged, restDone := entries[flushed:], done[flushed:]
 	first := h.cfg.Log.Length()
-	err := appendEntries(h.cfg.Log, rest, &h.encoded)
+	err := appendEntries(h.cfg.Log, logged, &h.encoded)
 	if err != nil {
 		a.Rollback()
 		// The log refuses writes now; the entries, and the state the calls
@@ -916,9 +934,15 @@ func (h *Host) runGroup(group []*pending) bool {
 			p.done(Response{}, err)
 			continue
 		}
-		answer(p, rest[i], first+uint64(i))
+		answer(p, logged[i], first+uint64(i))
 	}
-	return err == nil && len(entries) > 0
+	if err != nil {
+		for _, q := range rest {
+			q.done(Response{}, unavailable(h.storeErr, false))
+		}
+		rest = nil
+	}
+	return err == nil && len(entries) > 0, rest
 }
 
 // answer answers a call whose entry is durable at block.

@@ -904,3 +904,45 @@ func TestSlowCallDoesNotHoldEarlierAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestGroupEndsAtStagedBytes: a group's archive writes are staged in memory
+// until it commits, so a group ends once they pass maxStaged, and the
+// calls after run in the next group: the first call is answered before the
+// last ones have written anything.
+func TestGroupEndsAtStagedBytes(t *testing.T) {
+	const calls, size = 4, 40_000
+	b := deployScript(t, `
+		exports.write = async (i, n) => { await System.files.writeFile('/big' + i, 'x'.repeat(n)); return i }`, nil)
+	b.host.maxStaged = 64_000 // two calls' writes
+	var batch Batch
+	var atFirstAnswer uint64
+	answered := 0
+	start := b.archive.Content().ByteLength()
+	for i := range calls {
+		b.host.Add(&batch, context.Background(), Request{Method: "write", Args: []byte(fmt.Sprintf("[%d, %d]", i, size))}, func(r Response, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			if answered == 0 {
+				atFirstAnswer = b.archive.Content().ByteLength() - start
+			}
+			answered++
+		})
+	}
+	b.host.SubmitBatch(&batch)
+	if answered != calls {
+		t.Fatalf("%d answers, want %d", answered, calls)
+	}
+	if atFirstAnswer > 2*size {
+		t.Errorf("at the first answer the archive held %d new bytes of content: the group went on past %d staged", atFirstAnswer, b.host.maxStaged)
+	}
+	if got := b.archive.StagedBytes(); got != 0 {
+		t.Errorf("%d bytes still staged", got)
+	}
+	for i := range calls {
+		if got, err := b.archive.ReadFile(fmt.Sprintf("/big%d", i)); err != nil || len(got) != size {
+			t.Errorf("/big%d: %d bytes, %v", i, len(got), err)
+		}
+	}
+	b.verify(t)
+}

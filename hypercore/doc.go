@@ -51,6 +51,15 @@
 // cheaper still, by growing the data file ahead of the log so that it
 // writes data only.
 //
+// # Staged changes
+//
+// Hold opens a group of appends that may yet be taken back (a call the
+// host stops). Until the outermost hold is released they are staged in
+// memory: Get, Length and TreeHash see them, but no file, signature or
+// peer does. Release writes them in one pass and signs once; Rollback
+// forgets them at no cost in I/O. A feed's files therefore only grow,
+// except by Truncate below.
+//
 // # Failures and damage
 //
 // A write that fails (a full disk) leaves the feed refusing writes

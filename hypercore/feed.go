@@ -152,6 +152,7 @@ type feedState struct {
 	syncNeeded bool    // files written since the last Sync
 	failed     error   // set by the first failed write; see fail
 	held       []*hold // open holds, outermost first
+	stage      *stage  // what appends wrote during the holds; nil without one
 
 	announceOnSync bool
 	noFsync        bool
@@ -603,6 +604,11 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	small := n < 256
 	dataWritten := make(chan error, 1)
 	writeData := func() { dataWritten <- f.writeData(f.scratch.data(blocks)) }
+	if f.stage != nil {
+		// A held append is staged, not written: see Hold.
+		small = true
+		writeData = func() { dataWritten <- nil }
+	}
 	if small {
 		writeData()
 	}
@@ -641,7 +647,12 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		go writeData()
 		go sign()
 	}
-	err := f.writeTree(treeBatch, nodeOffset, outside)
+	var err error
+	if f.stage != nil {
+		f.stage.append(f.scratch.data(blocks), treeBatch, nodeOffset, outside)
+	} else {
+		err = f.writeTree(treeBatch, nodeOffset, outside)
+	}
 	// The bitfield is marked while the data and signature are on their
 	// way: if a write fails the feed fails (see failed), so these marks are
 	// never written to disk, and reads stop at f.length, which only grows
@@ -855,6 +866,7 @@ func (f *Feed) Close() error {
 	if f.closed {
 		return nil
 	}
+	f.dropStage()   // never written, so never acknowledged: as a crash would
 	err := f.sync() // first: a signature must never cover what a crash could lose
 	if err == nil && f.deferSign && len(f.held) == 0 {
 		err = f.signLocked()
@@ -1087,6 +1099,13 @@ func (f *Feed) readData(i, off, size uint64) ([]byte, error) {
 	if size == 0 {
 		return []byte{}, nil
 	}
+	if st := f.stage; st != nil && off >= st.byteLength {
+		at := off - st.byteLength
+		if at+size > uint64(len(st.data)) {
+			return nil, fmt.Errorf("%w: block %d: %d bytes at %d, past the staged bytes", ErrCorrupt, i, size, off)
+		}
+		return bytes.Clone(st.data[at : at+size]), nil
+	}
 	if f.data == nil {
 		return nil, fmt.Errorf("%w: block %d: no data file", ErrCorrupt, i)
 	}
@@ -1144,6 +1163,11 @@ func (f *Feed) nodeOrKnown(i uint64, known []merkle.Node) (merkle.Node, error) {
 func (f *Feed) node(i uint64) (merkle.Node, error) {
 	if nd, ok := f.nodes.get(i); ok {
 		return nd, nil
+	}
+	if f.stage != nil {
+		if nd, ok := f.stage.nodes[i]; ok {
+			return nd, nil
+		}
 	}
 	buf := f.entryBuf[:] // the Feed's own: a local array would escape through ReadAt
 	n, err := f.tree.ReadAt(buf, sleep.TreeOffset(i))

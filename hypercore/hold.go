@@ -4,7 +4,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
 	"github.com/nodevms/nodevms/hypercore/sleep"
 )
@@ -12,25 +14,31 @@ import (
 // ErrHeld is returned by Sync while a hold is open.
 var ErrHeld = errors.New("hypercore: feed is held")
 
-// truncater is implemented by files that can be cut back.
-type truncater interface {
-	Truncate(size int64) error
-}
-
-// hold is what Hold recorded.
+// hold is what Hold recorded: where a Rollback takes the feed back to.
 type hold struct {
 	length, byteLength uint64
 	cleared            [][2]uint64 // ranges Clear took out during the hold
 }
 
+// stage is the feed's staged tail: what appends wrote while a hold was
+// open. None of it is in the files until the outermost hold is released,
+// so a rollback only forgets it. Reads see it as part of the feed.
+type stage struct {
+	length     uint64                 // the feed's length at the outermost Hold
+	byteLength uint64                 // and its byte length
+	data       []byte                 // the staged blocks' bytes, from byteLength on
+	nodes      map[uint64]merkle.Node // the tree nodes the staged appends made
+}
+
 // Hold starts a group of changes that may yet be taken back, such as the
-// file writes of a call that might be aborted. Until Release, appends are
-// readable here but not shown to peers (Published stays where it was), and
-// Rollback undoes appends and Clears back to this point. Holds nest: an
-// inner one is a save point within an outer one, and peers are shown
-// nothing until the outermost is released. A writer's feed only; Sync is
-// refused while a hold is open, so that nothing of it reaches the bitfield
-// on disk.
+// file writes of a call that might be aborted. Until the outermost hold is
+// released, appends are staged in memory: they are readable here (Get,
+// Length, TreeHash see them) but written to no file, signed by no one and
+// not shown to peers (Published stays where it was). Rollback forgets the
+// appends and Clears since its Hold, which costs no I/O and leaves the
+// files as they were: the feed on disk only ever grows. Holds nest: an
+// inner one is a save point within an outer one. A writer's feed only;
+// Sync is refused while a hold is open, and Close drops what is staged.
 func (f *Feed) Hold() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -42,12 +50,29 @@ func (f *Feed) Hold() error {
 	case f.failed != nil:
 		return f.failed
 	}
+	if len(f.held) == 0 {
+		f.stage = &stage{length: f.length, byteLength: f.byteLength, nodes: map[uint64]merkle.Node{}}
+	}
 	f.held = append(f.held, &hold{length: f.length, byteLength: f.byteLength})
 	return nil
 }
 
-// Release ends the innermost hold, keeping its changes; when it was the
-// outermost, the tree they built is signed (once) and peers are shown them.
+// StagedBytes returns how many bytes of blocks the open holds staged: the
+// memory they keep until the outermost is released or rolled back.
+func (f *Feed) StagedBytes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stage == nil {
+		return 0
+	}
+	return len(f.stage.data)
+}
+
+// Release ends the innermost hold, keeping its changes. When it was the
+// outermost, the staged blocks and tree nodes are written to the files in
+// one pass, the tree they built is signed (once), and peers are shown
+// them. A failed write fails the feed (see Failed), as a failed Append
+// does.
 func (f *Feed) Release() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -63,7 +88,16 @@ func (f *Feed) Release() {
 		outer.cleared = append(outer.cleared, h.cleared...)
 		return
 	}
-	if f.length > h.length && !f.deferSign {
+	st := f.stage
+	f.stage = nil
+	if f.closed || f.failed != nil || f.length == h.length {
+		return
+	}
+	if err := f.writeStage(st); err != nil {
+		f.fail(err)
+		return
+	}
+	if !f.deferSign {
 		if f.privateKey != nil {
 			// Appends during the hold were not signed: sign the tree they
 			// built, once.
@@ -77,131 +111,125 @@ func (f *Feed) Release() {
 	}
 }
 
-// Rollback ends a hold by undoing its changes: the bitfield, the tree
-// index and the signer's roots are as they were at Hold, the signatures
-// written since are erased (a stale one could be taken for a later block's),
-// and the data and tree files are cut back where the storage allows (bytes
-// left past the end are overwritten by later appends).
+// writeStage writes the staged blocks' bytes and tree nodes to the files:
+// the bytes in one write at the end of the data file, the nodes in runs of
+// consecutive indices (a staged parent may sit between stored nodes).
+func (f *Feed) writeStage(st *stage) error {
+	if len(st.data) > 0 {
+		if f.data == nil {
+			var err error
+			if f.data, err = f.openFile("data", true); err != nil {
+				return err
+			}
+		}
+		if _, err := f.data.WriteAt(st.data, int64(st.byteLength)); err != nil {
+			return fmt.Errorf("hypercore: write data: %w", err)
+		}
+	}
+	idx := make([]uint64, 0, len(st.nodes))
+	for i := range st.nodes {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	var run []byte
+	for k := 0; k < len(idx); {
+		j := k + 1
+		for j < len(idx) && idx[j] == idx[j-1]+1 {
+			j++
+		}
+		run = slices.Grow(run[:0], (j-k)*sleep.TreeEntrySize)[:(j-k)*sleep.TreeEntrySize]
+		for m, i := range idx[k:j] {
+			nd := st.nodes[i]
+			sleep.EncodeTreeEntry(run[m*sleep.TreeEntrySize:], nd.Hash, nd.Size)
+		}
+		if _, err := f.tree.WriteAt(run, sleep.TreeOffset(idx[k])); err != nil {
+			return fmt.Errorf("hypercore: write tree: %w", err)
+		}
+		k = j
+	}
+	return nil
+}
+
+// stageAppend records an append made during a hold: its bytes, and the
+// tree entries of the batch (treeBatch, from node nodeOffset on, zeros
+// where a parent is not complete) and the parents left of it (outside).
+func (st *stage) append(data, treeBatch []byte, nodeOffset uint64, outside []merkle.Node) {
+	st.data = append(st.data, data...)
+	for _, nd := range outside {
+		st.nodes[nd.Index] = nd
+	}
+	for k := 0; k+sleep.TreeEntrySize <= len(treeBatch); k += sleep.TreeEntrySize {
+		if hash, size, ok := sleep.DecodeTreeEntry(treeBatch[k:]); ok {
+			i := nodeOffset + uint64(k/sleep.TreeEntrySize)
+			st.nodes[i] = merkle.Node{Index: i, Hash: hash, Size: size}
+		}
+	}
+}
+
+// Rollback ends the innermost hold by forgetting its changes: the staged
+// blocks and tree nodes since its Hold, and its Clears. Nothing is written
+// or cut, since nothing of it reached the files.
 func (f *Feed) Rollback() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	n := len(f.held)
-	if n == 0 {
+	if len(f.held) == 0 {
 		return nil
 	}
-	h := f.held[n-1]
-	f.held = f.held[:n-1]
+	f.rollbackLocked()
 	if f.closed {
 		return ErrClosed
 	}
+	return nil
+}
+
+// rollbackLocked undoes the innermost hold in memory.
+func (f *Feed) rollbackLocked() {
+	n := len(f.held)
+	h := f.held[n-1]
+	f.held = f.held[:n-1]
 	for _, r := range h.cleared {
 		for i := r[0]; i < r[1]; i++ {
 			f.bitfield.Set(i, true)
 		}
 	}
-	return f.cutLocked(h.length, h.byteLength, "rollback")
-}
-
-// Truncate forgets the blocks from length on. It is for a writer
-// recovering from a crash that left blocks nothing refers to, such as a
-// files archive's content that reached the disk before the metadata that
-// would point at it. A block peers may have been shown must only be taken
-// back this way if the writer will append the same block again: another
-// block at a signed index is a fork. The files are cut at once; the
-// bitfield reaches the disk with the next Sync, and until then a crash
-// leaves the blocks as they were.
-func (f *Feed) Truncate(length uint64) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	switch {
-	case f.closed:
-		return ErrClosed
-	case f.privateKey == nil && !f.unsigned:
-		return ErrNotWritable
-	case f.failed != nil:
-		return f.failed
-	case len(f.held) > 0:
-		return ErrHeld
-	case length >= f.length:
-		return nil
-	}
-	roots, err := f.rootsOf(length)
-	if err != nil {
-		return fmt.Errorf("hypercore: truncate: %w", err)
-	}
-	var byteLength uint64
-	for _, r := range roots {
-		byteLength += r.Size
-	}
-	f.syncNeeded = true
-	if err := f.cutLocked(length, byteLength, "truncate"); err != nil {
-		return err
-	}
-	if f.privateKey != nil && length > 0 {
-		// The new head needs a signature of its own: the feed may never
-		// have been signed at this length. (It is a prefix of what was
-		// signed, not another history.)
-		th := f.gen.TreeHash()
-		if err := f.writeSignature(ed25519.Sign(f.privateKey, th[:]), length-1); err != nil {
-			return f.fail(fmt.Errorf("truncate: %w", err))
-		}
-		f.signedLength = length
-	}
-	return nil
-}
-
-// cutLocked takes the feed back to length blocks of byteLength bytes: the
-// bitfield, the tree index and the signer's roots, the signatures written
-// past it (erased: a stale one could be taken for a later block's), and the
-// data and tree files, cut where the storage allows (bytes left past the
-// end are overwritten by later appends).
-func (f *Feed) cutLocked(length, byteLength uint64, op string) error {
-	for i := length; i < f.length; i++ {
+	for i := h.length; i < f.length; i++ {
 		f.bitfield.Set(i, false)
 		f.treeBits.UnsetFrom(2 * i)
 	}
-	if f.length > length {
-		zero := make([]byte, SignatureSize)
-		for i := length; i < f.length; i++ {
-			if _, err := f.signatures.WriteAt(zero, sleep.HeaderSize+int64(i)*SignatureSize); err != nil {
-				return f.fail(fmt.Errorf("%s: signatures: %w", op, err))
-			}
-		}
-		cuts := []struct {
-			file File
-			size int64
-		}{
-			{f.signatures, sleep.HeaderSize + int64(length)*SignatureSize},
-			{f.data, int64(byteLength)},
-		}
-		if length > 0 {
-			cuts = append(cuts, struct {
-				file File
-				size int64
-			}{f.tree, sleep.TreeOffset(2*length - 1)})
-		}
-		for _, c := range cuts {
-			if t, ok := c.file.(truncater); ok {
-				if err := t.Truncate(c.size); err != nil {
-					return f.fail(fmt.Errorf("%s: %w", op, err))
-				}
-				if c.file == f.data {
-					f.dataEnd = uint64(c.size)
-				}
+	st := f.stage
+	if n == 1 {
+		f.stage = nil
+	} else {
+		st.data = st.data[:h.byteLength-st.byteLength]
+		// A node made since the hold covers a block appended since.
+		for i := range st.nodes {
+			if flat.RightSpan(i) >= 2*h.length {
+				delete(st.nodes, i)
 			}
 		}
 	}
-	f.length, f.byteLength = length, byteLength
-	f.synced = min(f.synced, f.length)
-	f.signedLength = min(f.signedLength, f.length)
+	if f.length == h.length {
+		return
+	}
+	f.length, f.byteLength = h.length, h.byteLength
 	f.rollbacks++
 	f.nodes = nodeCache{}
 	roots, err := f.rootsOf(f.length)
 	if err != nil {
-		return f.fail(fmt.Errorf("%s: roots: %w", op, err))
+		// The roots were readable when the hold began, and nothing since
+		// wrote to the files.
+		f.fail(fmt.Errorf("rollback: roots: %w", err))
+		return
 	}
 	f.gen = merkle.NewGenerator(roots)
-	return nil
+}
+
+// dropStage rolls back every open hold (for Close: what is staged was never
+// acknowledged to the feed's files, and a crash would drop it too).
+func (f *Feed) dropStage() {
+	for len(f.held) > 0 {
+		f.rollbackLocked()
+	}
 }
 
 // Published is the length that peers are shown: Length, or during a hold

@@ -282,3 +282,132 @@ func TestTruncateThenAppendAgain(t *testing.T) {
 		}
 	}
 }
+
+// writeCounter is a storage that counts the writes and truncations its
+// files receive.
+type writeCounter struct {
+	hypercore.Storage
+	writes *int
+}
+
+func (s writeCounter) Open(name string, create bool) (hypercore.File, error) {
+	f, err := s.Storage.Open(name, create)
+	if err != nil {
+		return nil, err
+	}
+	return countedFile{f, s.writes}, nil
+}
+
+type countedFile struct {
+	hypercore.File
+	writes *int
+}
+
+func (f countedFile) WriteAt(p []byte, off int64) (int, error) {
+	*f.writes++
+	return f.File.WriteAt(p, off)
+}
+
+func (f countedFile) Truncate(size int64) error {
+	*f.writes++
+	if t, ok := f.File.(interface{ Truncate(int64) error }); ok {
+		return t.Truncate(size)
+	}
+	return nil
+}
+
+// TestHeldAppendsTouchNoFile: what is appended during a hold is staged in
+// memory, readable and hashed, but reaches no file until Release; rolled
+// back (or dropped by Close) it costs no write and no truncation, so the
+// files only ever grow.
+func TestHeldAppendsTouchNoFile(t *testing.T) {
+	for _, end := range []string{"rollback", "close", "release"} {
+		t.Run(end, func(t *testing.T) {
+			writes := 0
+			st := hypercore.NewMemoryStorage()
+			kp := seedKey(4)
+			f := mustOpen(t, hypercore.Config{Storage: writeCounter{st, &writes}, SecretKey: kp.SecretKey, Create: true})
+			if _, err := f.Append(blocks("kept", 5)...); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			before := map[string][]byte{}
+			for _, name := range []string{"data", "tree", "signatures", "bitfield"} {
+				before[name] = bytes.Clone(st.Bytes(name))
+			}
+			committed, err := f.TreeHash(5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			writes = 0
+			if err := f.Hold(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Append(blocks("staged", 7)...); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Hold(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Append(bytes.Repeat([]byte{7}, 3*65536)); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Rollback(); err != nil { // the inner save point
+				t.Fatal(err)
+			}
+			if _, err := f.Append([]byte("staged too")); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := f.Get(12); err != nil || string(b) != "staged too" {
+				t.Fatalf("a staged block reads %q, %v", b, err)
+			}
+			if b, err := f.Get(6); err != nil || !bytes.Equal(b, blocks("staged", 7)[1]) {
+				t.Fatalf("a staged block reads %q, %v", b, err)
+			}
+			if writes != 0 {
+				t.Fatalf("%d file writes during the hold", writes)
+			}
+			switch end {
+			case "rollback":
+				if err := f.Rollback(); err != nil {
+					t.Fatal(err)
+				}
+				if writes != 0 {
+					t.Errorf("the rollback wrote %d times", writes)
+				}
+				if th, err := f.TreeHash(f.Length()); err != nil || th != committed || f.Length() != 5 {
+					t.Errorf("after the rollback: length %d, tree hash %x (%v), want 5, %x", f.Length(), th, err, committed)
+				}
+			case "close":
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+			case "release":
+				f.Release()
+				if writes == 0 {
+					t.Fatal("Release wrote nothing")
+				}
+				if err := f.Close(); err != nil {
+					t.Fatal(err)
+				}
+				g := mustOpen(t, hypercore.Config{Storage: st, PublicKey: kp.PublicKey})
+				if g.Length() != 13 {
+					t.Fatalf("reopened at length %d, want 13", g.Length())
+				}
+				for i := uint64(0); i < 13; i++ {
+					if _, err := g.Get(i); err != nil {
+						t.Errorf("block %d: %v", i, err)
+					}
+				}
+				return
+			}
+			for name, b := range before {
+				if !bytes.Equal(st.Bytes(name), b) {
+					t.Errorf("%s changed", name)
+				}
+			}
+		})
+	}
+}

@@ -652,7 +652,7 @@ func (a *Archive) writeContentLocked(name string, names []string, chunks [][]byt
 	}
 	err := a.appendContent(chunks)
 	if a.files != nil {
-		if ferr := a.files.finish(err == nil); err == nil {
+		if ferr := a.files.finish(err == nil, a.content.ByteLength()); err == nil {
 			err = ferr
 		}
 	}

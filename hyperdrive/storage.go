@@ -327,16 +327,22 @@ func (r *realFiles) tempFile(b []byte) (*os.File, string, error) {
 	return f, name, nil
 }
 
-// finish ends the file being written: with ok, it becomes the file name
-// (moved into place now, or at commit during a hold); otherwise it is thrown
-// away.
-func (r *realFiles) finish(ok bool) error {
+// finish ends the file being written, whose bytes end at content byte
+// end: with ok, it becomes the file name (moved into place at the next
+// Sync); otherwise it is thrown away. Bytes a held content feed staged
+// (hypercore.Feed.Hold) have not been written yet: they arrive through
+// WriteAt when the outermost transaction commits, and fill the file then.
+func (r *realFiles) finish(ok bool, end uint64) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, f := r.writing, r.out
 	r.writing, r.out = nil, nil
 	if w == nil {
 		return nil
+	}
+	if ok && end > w.end {
+		w.end = end
+		r.end = max(r.end, end)
 	}
 	if !ok {
 		if f != nil {
@@ -735,6 +741,10 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%w: content bytes %d..%d span two files", ErrCorrupt, x, x+uint64(len(p)))
 	}
 	if mem != nil || (!inFolder && e.tmp == "") {
+		if x+uint64(len(p)) > e.start+uint64(len(mem)) {
+			r.mu.Unlock()
+			return 0, fmt.Errorf("%w: content bytes %d..%d of %s were never written", ErrCorrupt, x, x+uint64(len(p)), e.name)
+		}
 		n := copy(p, mem[x-e.start:])
 		r.mu.Unlock()
 		return n, nil
@@ -759,14 +769,14 @@ func (r *realFiles) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-// WriteAt implements hypercore.File: only the file being written is
-// written to.
+// WriteAt implements hypercore.File: bytes for the file being written, or
+// (see fill) the staged bytes of files already finished.
 func (r *realFiles) WriteAt(p []byte, off int64) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := r.writing
 	if w == nil || uint64(off) < w.start {
-		return 0, fmt.Errorf("hyperdrive: content write at %d outside a file", off)
+		return r.fillLocked(p, uint64(off))
 	}
 	var n int
 	var err error
@@ -796,6 +806,69 @@ func (r *realFiles) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// fillLocked writes the bytes a held content feed staged for files that
+// finish recorded, as the outermost transaction commits: into their
+// buffers, spilled to a temporary file past maxBuffered. Bytes no file
+// covers any more (a file written again in the same transaction) are
+// dropped, as its feed blocks are cleared.
+func (r *realFiles) fillLocked(p []byte, off uint64) (int, error) {
+	end := off + uint64(len(p))
+	i := sort.Search(len(r.extents), func(i int) bool { return r.extents[i].end > off })
+	for ; i < len(r.extents) && r.extents[i].start < end; i++ {
+		e := &r.extents[i]
+		if e.mem == nil {
+			return 0, fmt.Errorf("hyperdrive: content write at %d into %s, which is already written", max(off, e.start), e.name)
+		}
+		lo, hi := max(off, e.start), min(end, e.end)
+		at := lo - e.start
+		if need := at + (hi - lo); need > uint64(len(e.mem.b)) {
+			e.mem.b = append(e.mem.b, make([]byte, need-uint64(len(e.mem.b)))...)
+		}
+		copy(e.mem.b[at:], p[lo-off:hi-off])
+		if uint64(len(e.mem.b)) > maxBuffered && uint64(len(e.mem.b)) == e.end-e.start {
+			if err := r.spillLocked(e.mem); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// spillLocked moves the bytes of a file from memory to a temporary file,
+// for the extents and queued folder changes that hold them.
+func (r *realFiles) spillLocked(mem *fileBuffer) error {
+	f, name, err := r.tempFile(mem.b)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		r.folder.remove(tmpParts(name))
+		return err
+	}
+	for k := range r.extents {
+		if r.extents[k].mem == mem {
+			r.extents[k].mem, r.extents[k].tmp = nil, name
+		}
+	}
+	queues := [][]folderOp{r.unsynced}
+	for _, h := range r.held {
+		queues = append(queues, h.ops)
+		for k := range h.extents {
+			if h.extents[k].mem == mem {
+				h.extents[k].mem, h.extents[k].tmp = nil, name
+			}
+		}
+	}
+	for _, ops := range queues {
+		for k := range ops {
+			if ops[k].mem == mem {
+				ops[k].mem, ops[k].tmp = nil, name
+			}
+		}
+	}
+	return nil
+}
+
 // Size implements hypercore.File. The files are the content feed's bytes,
 // so its length is the feed's: unknown while the feed opens (which checks
 // the data file against its tree), and then the feed's byte length.
@@ -822,7 +895,7 @@ func (r *realFiles) Sync() error {
 // extents are loaded again, and recover finishes or drops what the folder
 // was in the middle of.
 func (r *realFiles) reset() {
-	r.finish(false)
+	r.finish(false, 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.extents, r.end, r.sized = nil, 0, false
@@ -831,7 +904,7 @@ func (r *realFiles) reset() {
 }
 
 // Close implements hypercore.File.
-func (r *realFiles) Close() error { return r.finish(false) }
+func (r *realFiles) Close() error { return r.finish(false, 0) }
 
 // checkSizes returns the current files whose size on disk is not the size
 // they were written with, or that are not plain files reached without a

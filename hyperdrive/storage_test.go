@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -284,32 +285,52 @@ func waitFor(t *testing.T, ok func() bool) {
 }
 
 // TestDatStorageLargeFile: a file too big to keep in memory until the next
-// Sync goes through a temporary file; it reads back before and after.
+// Sync goes through a temporary file; it reads back before and after. In a
+// transaction its bytes are staged by the content feed and reach the
+// folder's storage at commit, with those of a file written twice in it
+// (whose first bytes no file holds any more) and of a small one.
 func TestDatStorageLargeFile(t *testing.T) {
-	dir := t.TempDir()
-	a, err := Open(Options{Storage: DatStorage(dir, t.TempDir()), Create: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
 	big := make([]byte, maxBuffered+3*ChunkSize+17)
 	for i := range big {
 		big[i] = byte(i * 31)
 	}
-	if err := a.WriteFile("/big", big, WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
-		t.Fatalf("before Sync: %d bytes, %v", len(got), err)
-	}
-	if err := a.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(filepath.Join(dir, "big")); err != nil || !bytes.Equal(got, big) {
-		t.Fatalf("the folder's file: %d bytes, %v", len(got), err)
-	}
-	if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
-		t.Fatalf("after Sync: %d bytes, %v", len(got), err)
+	for _, inTxn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("transaction=%v", inTxn), func(t *testing.T) {
+			dir := t.TempDir()
+			a, err := Open(Options{Storage: DatStorage(dir, t.TempDir()), Create: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if inTxn {
+				must(t, a.Begin())
+				must(t, a.WriteFile("/twice", []byte("first"), WriteOptions{}))
+			}
+			must(t, a.WriteFile("/big", big, WriteOptions{}))
+			must(t, a.WriteFile("/twice", []byte("second"), WriteOptions{}))
+			if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("before commit: %d bytes, %v", len(got), err)
+			}
+			if inTxn {
+				must(t, a.Commit())
+				tmps, _ := filepath.Glob(filepath.Join(dir, DatDir, "tmp", "*"))
+				if len(tmps) != 1 {
+					t.Errorf("temporary files after commit: %q, want the big file's", tmps)
+				}
+			}
+			if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("before Sync: %d bytes, %v", len(got), err)
+			}
+			must(t, a.Sync())
+			for name, want := range map[string][]byte{"big": big, "twice": []byte("second")} {
+				if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("the folder's %s: %d bytes, %v", name, len(got), err)
+				}
+			}
+			if got, err := a.ReadFile("/big"); err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("after Sync: %d bytes, %v", len(got), err)
+			}
+		})
 	}
 }
 

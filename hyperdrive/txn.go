@@ -18,10 +18,11 @@ type txn struct {
 }
 
 // Begin starts a transaction: the writes that follow are seen by this
-// archive's reads at once, but not shown to peers (hypercore.Feed.Hold),
-// and neither the folder nor the disk state that a crash would leave
-// changes, until Commit. Rollback undoes them all, leaving the archive,
-// its files and its folder as they were at Begin. Transactions nest: an
+// archive's reads at once, but staged in memory by both feeds
+// (hypercore.Feed.Hold): no feed file, no file of the folder and nothing
+// shown to peers changes until the outermost Commit, which writes them
+// out. Rollback forgets them, leaving the archive, its files and its
+// folder as they were at Begin, at no cost in I/O. Transactions nest: an
 // inner one is a save point, and nothing is shown or written to the folder
 // until the outermost commits. NodeVMS runs a group of calls in an outer
 // transaction (shown once their log entries are durable) and each call in
@@ -49,6 +50,12 @@ func (a *Archive) Begin() error {
 		modified:       maps.Clone(a.modified),
 	})
 	return nil
+}
+
+// StagedBytes returns the bytes of file content and metadata the open
+// transactions keep in memory until the outermost ends.
+func (a *Archive) StagedBytes() int {
+	return a.content.StagedBytes() + a.metadata.StagedBytes()
 }
 
 // Commit ends the innermost transaction, keeping its writes; when it is
