@@ -102,6 +102,11 @@ type Config struct {
 	// call seeds (crypto/rand if nil).
 	Now  func() time.Time
 	Rand io.Reader
+	// Clock is the host's own timekeeping (time.Now if nil): when to sign,
+	// flush the archive, retry stores that failed, and let the standby
+	// run. Unlike Now it is never recorded, so a test can move it on to
+	// make time pass.
+	Clock func() time.Time
 	// Logger receives what the host and the scripts' consoles say.
 	Logger *slog.Logger
 	// MemoryAfresh, at Deploy, records in the init entry that the
@@ -127,6 +132,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	if c.Rand == nil {
 		c.Rand = rand.Reader
@@ -471,7 +479,7 @@ func start(cfg Config, m *machine) *Host {
 
 // newHost returns a host whose loop is not running yet.
 func newHost(cfg Config, m *machine) *Host {
-	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: time.Now(),
+	h := &Host{cfg: cfg, m: m, queue: make(chan *pending, cfg.QueueSize), done: make(chan struct{}), lastArchiveSync: cfg.Clock(),
 		maxStaged: maxStagedBytes}
 	m.quota, m.maxEntry = cfg.Quota, cfg.MaxEntry
 	seqs, err := logSeqs(cfg.Log)
@@ -497,7 +505,7 @@ func newHost(cfg Config, m *machine) *Host {
 // newStandby starts a standby runtime following the log as it is. Its
 // console is silent: the host's runtime has said it all once.
 func (h *Host) newStandby() *standby {
-	t := turns{run: &h.run, lastBusy: &h.lastBusy, waiting: func() bool { return h.queued.Load() > 0 }}
+	t := turns{run: &h.run, lastBusy: &h.lastBusy, clock: h.cfg.Clock, waiting: func() bool { return h.queued.Load() > 0 }}
 	return newStandby(h.cfg.Log, h.cfg.Log.Length(), ReplayOptions{Limits: h.cfg.Limits}, h.cfg.Limits.Retained/2, t, h.cfg.Logger)
 }
 
@@ -734,7 +742,7 @@ func (h *Host) runGroupAndSign(group []*pending) {
 		appended, rest := h.runGroup(group)
 		if appended {
 			h.unsigned = true
-			if wait := h.cfg.SignEvery - time.Since(h.lastSign); wait <= 0 {
+			if wait := h.cfg.SignEvery - h.since(h.lastSign); wait <= 0 {
 				h.sign()
 			} else if !h.armed {
 				h.signTimer.Reset(wait)
@@ -743,14 +751,17 @@ func (h *Host) runGroupAndSign(group []*pending) {
 		}
 		group = rest
 	}
-	if time.Since(h.lastArchiveSync) > archiveSyncEvery && h.storeErr == nil {
+	if h.since(h.lastArchiveSync) > archiveSyncEvery && h.storeErr == nil {
 		if err := h.cfg.Archive.Sync(); err != nil {
 			h.storesFailed("flushing the files archive", err)
 		}
-		h.lastArchiveSync = time.Now()
+		h.lastArchiveSync = h.cfg.Clock()
 	}
-	h.lastBusy.Store(time.Now().UnixNano())
+	h.lastBusy.Store(h.cfg.Clock().UnixNano())
 }
+
+// since is how long ago t was by the host's clock.
+func (h *Host) since(t time.Time) time.Duration { return h.cfg.Clock().Sub(t) }
 
 // sign signs the archive and the log. h.run is held.
 func (h *Host) sign() {
@@ -759,7 +770,7 @@ func (h *Host) sign() {
 			h.storesFailed("signing", err)
 		}
 	}
-	h.lastSign, h.unsigned = time.Now(), false
+	h.lastSign, h.unsigned = h.cfg.Clock(), false
 }
 
 // storesFailed notes a failed write to the log or the archive: the feed
@@ -769,7 +780,7 @@ func (h *Host) storesFailed(doing string, err error) {
 	if h.storeErr == nil {
 		h.cfg.Logger.Error(doing+" failed; calls fail until the stores take writes again", "error", err)
 		h.storeErr = fmt.Errorf("%s: %w", doing, err)
-		h.lastRecovery = time.Now()
+		h.lastRecovery = h.cfg.Clock()
 	}
 }
 
@@ -778,10 +789,10 @@ func (h *Host) storesFailed(doing string, err error) {
 // was never acknowledged. Peers keep the same feeds. It tries at most every
 // recoverEvery. h.run is held.
 func (h *Host) recoverStores() error {
-	if time.Since(h.lastRecovery) < recoverEvery {
+	if h.since(h.lastRecovery) < recoverEvery {
 		return h.storeErr
 	}
-	h.lastRecovery = time.Now()
+	h.lastRecovery = h.cfg.Clock()
 	if h.standby != nil {
 		h.standby.close()
 		h.standby = nil
@@ -810,7 +821,7 @@ func (h *Host) recoverStores() error {
 	}
 	h.standby = h.newStandby()
 	h.storeErr = nil
-	h.lastArchiveSync = time.Now()
+	h.lastArchiveSync = h.cfg.Clock()
 	h.cfg.Logger.Warn("the stores take writes again; serving", "log length", h.cfg.Log.Length())
 	return nil
 }
@@ -1048,9 +1059,9 @@ func (h *Host) runCall(p *pending, earlier []*calllog.Entry, early *earlyCommit)
 	if early != nil {
 		env.slow = early.slow
 	}
-	began := time.Now()
+	began := h.cfg.Clock()
 	out, err := h.m.run(context.Background(), env, &ce.rec)
-	p.took = time.Since(began)
+	p.took = h.since(began)
 	early.settle()
 	if early.committed() {
 		earlier = nil // in the log now

@@ -946,3 +946,68 @@ func TestGroupEndsAtStagedBytes(t *testing.T) {
 	}
 	b.verify(t)
 }
+
+// manualClock is a Config.Clock that moves only when told to.
+type manualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newManualClock() *manualClock { return &manualClock{now: time.Unix(1_700_000_000, 0)} }
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestArchiveFlushKeepsTheHostsClock: the folder shows the archive as of
+// its last flush, which the host makes after a group once archiveSyncEvery
+// has passed on its clock, not before.
+func TestArchiveFlushKeepsTheHostsClock(t *testing.T) {
+	dir := t.TempDir()
+	archive, log := openStores(t, dir, true)
+	cfg := testConfig(archive, log)
+	clock := newManualClock()
+	cfg.Clock = clock.Now
+	h, err := Deploy(context.Background(), cfg, script(t, "persistent-counter.js"), "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		h.Close()
+		archive.Close()
+		log.Close()
+	}()
+	increment := func() {
+		t.Helper()
+		if _, err := h.Call(context.Background(), Request{Method: "increment"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inFolder := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "counter"))
+		return string(b)
+	}
+	// A call is answered before its group's flush, which is done before
+	// the next group runs: what a flush did shows after the next call.
+	increment()
+	clock.Advance(archiveSyncEvery - time.Millisecond)
+	increment()
+	increment()
+	if got := inFolder(); got != "" {
+		t.Fatalf("the folder shows %q before a flush was due", got)
+	}
+	clock.Advance(2 * time.Millisecond)
+	increment()
+	increment()
+	if got := inFolder(); got != "4" {
+		t.Fatalf("the folder shows %q once a flush was due, want 4", got)
+	}
+}

@@ -186,6 +186,8 @@ func TestFullDiskIsSurvivable(t *testing.T) {
 	}
 	archive, log := open(true)
 	cfg := testConfig(archive, log)
+	clock := newManualClock()
+	cfg.Clock = clock.Now
 	h, err := Deploy(context.Background(), cfg, script(t, "persistent-counter.js"), "test", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -224,24 +226,21 @@ func TestFullDiskIsSurvivable(t *testing.T) {
 		default:
 			t.Fatalf("a call on a full disk: %v, want ErrUnavailable", err)
 		}
-		time.Sleep(30 * time.Millisecond)
+		clock.Advance(recoverEvery / 3) // a retry of the stores every third call
 	}
 	if failures == 0 {
 		t.Fatal("no call failed on a full disk")
 	}
 	full.Store(false)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n, err := increment()
-		if err == nil {
-			acked = append(acked, n)
-			break
-		}
-		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("with space again: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if _, err := increment(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a call before the next retry of the stores: %v, want ErrUnavailable", err)
 	}
+	clock.Advance(recoverEvery)
+	n, err := increment()
+	if err != nil {
+		t.Fatalf("with space again: %v", err)
+	}
+	acked = append(acked, n)
 	for range 3 {
 		n, err := increment()
 		if err != nil {

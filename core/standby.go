@@ -78,8 +78,14 @@ type standby struct {
 // while it holds the host's run lock, and only when the host is idle.
 type turns struct {
 	run      *sync.Mutex
-	lastBusy *atomic.Int64 // when the host last ran calls (UnixNano)
-	waiting  func() bool   // whether calls wait for the host
+	lastBusy *atomic.Int64 // when the host last ran calls (UnixNano by clock)
+	clock    func() time.Time
+	waiting  func() bool // whether calls wait for the host
+}
+
+// idle is how long the host has run no call, by its clock.
+func (t turns) idle() time.Duration {
+	return t.clock().Sub(time.Unix(0, t.lastBusy.Load()))
 }
 
 // idleGap is how long the host must have run no call before the standby
@@ -185,7 +191,7 @@ func (s *standby) awaitTurn() bool {
 			return false
 		case <-timer.C:
 		}
-		since := time.Since(time.Unix(0, s.turns.lastBusy.Load()))
+		since := s.turns.idle()
 		need := s.idleNeeded(s.applied)
 		if since >= need && !s.turns.waiting() && s.turns.run.TryLock() {
 			if !s.turns.waiting() {
@@ -212,7 +218,7 @@ func (s *standby) turn(to uint64) error {
 		if s.turns.waiting() || time.Since(start) > turnSlice {
 			break
 		}
-		if time.Since(time.Unix(0, s.turns.lastBusy.Load())) < s.idleNeeded(s.applied) {
+		if s.turns.idle() < s.idleNeeded(s.applied) {
 			break // a long entry next: it waits for an idle host of its own
 		}
 	}
