@@ -36,7 +36,18 @@
 // host is idle and nothing is queued, they run at once on the server's
 // goroutine, which saves handing them to the host's (on virtual machines
 // a wake-up of another thread costs more than a small call); otherwise
-// they are queued behind the others. A call's answer leaves
+// they are queued behind the others.
+//
+// The host works in two steps, like raft's Ready and Advance. Running a
+// group's calls does no I/O: each runs against the archive with its
+// writes staged in memory, and leaves its entry in a ready (driver.go).
+// The driver's step then appends the ready's entries to the log in one
+// batch and flushes it, commits the archive (writing the staged blocks),
+// and answers. The walk of one call: rpc reads it, Host.SubmitBatch or
+// Submit queues it, runGroup and runCall run it (machine.run, the
+// sandbox), commitGroup makes it durable and answers it.
+//
+// A call's answer leaves
 // only once its entry is durable; calls that arrive together share one log
 // append and one flush (group commit), and the archive blocks they wrote
 // are shown to peers only then; a call that runs long (sandbox.SlowAfter)

@@ -839,11 +839,12 @@ func signArchiveAndLog(archive *hyperdrive.Archive, log *hypercore.Feed) error {
 	return nil
 }
 
-// runGroup runs calls in one outer archive transaction, appends their
-// entries in one batch, flushes the log, shows the archive, and answers. It
-// reports whether it appended to the log, and returns the calls it left
-// for another group: the archive stages a group's writes in memory until
-// it commits, so a group ends early once they pass maxStagedBytes.
+// runGroup runs calls in one outer archive transaction, then hands what
+// they left ready (their entries and callers) to commitGroup, which makes
+// it durable and answers. It reports whether it appended to the log, and
+// returns the calls it left for another group: the archive stages a
+// group's writes in memory until it commits, so a group ends early once
+// they pass maxStagedBytes.
 //
 // A call that runs long (sandbox.SlowAfter) does not hold up the answers
 // of the group's calls before it: their entries are appended, flushed and
@@ -853,24 +854,18 @@ func signArchiveAndLog(archive *hyperdrive.Archive, log *hypercore.Feed) error {
 func (h *Host) runGroup(group []*pending) (appended bool, rest []*pending) {
 	a := h.cfg.Archive
 	if err := a.Begin(); err != nil {
-		for _, p := range group {
-			p.done(Response{}, err)
-		}
+		failAll(group, err)
 		return false, nil
 	}
-	var entries []*calllog.Entry
-	var done []*pending // done[i] is entries[i]'s caller; nil for a reload
-	flushed := 0        // entries[:flushed] are in the log and answered
+	var r ready
+	flushed := 0 // r's first flushed entries are in the log and answered
 	var reuse *earlyCommit
 	for i, p := range group {
 		if h.storeErr != nil {
 			// The archive failed under this group: none of it is logged.
 			a.Rollback()
-			for _, q := range append(done[flushed:], group[i:]...) {
-				if q != nil {
-					q.done(Response{}, unavailable(h.storeErr, false))
-				}
-			}
+			r.from(flushed).fail(unavailable(h.storeErr, false))
+			failAll(group[i:], unavailable(h.storeErr, false))
 			return flushed > 0, nil
 		}
 		if i > 0 && a.StagedBytes() > h.maxStaged {
@@ -882,7 +877,7 @@ func (h *Host) runGroup(group []*pending) (appended bool, rest []*pending) {
 			continue
 		}
 		var early *earlyCommit
-		if len(entries) > flushed {
+		if len(r.entries) > flushed {
 			// One per group, reset for each call: most groups are of small
 			// calls, and pay nothing for it but this.
 			if reuse == nil {
@@ -890,136 +885,27 @@ func (h *Host) runGroup(group []*pending) (appended bool, rest []*pending) {
 				reuse.slow = reuse.start
 			}
 			early = reuse
-			early.reset(entries[flushed:], done[flushed:])
+			early.reset(r.from(flushed))
 		}
-		e, err := h.runCall(p, entries[flushed:], early)
+		e, err := h.runCall(p, r.entries[flushed:], early)
 		if early.committed() {
-			flushed = len(entries)
+			flushed = len(r.entries)
 		}
 		if e != nil && err != nil {
 			// A reload after the stopped call: logged, nobody's answer.
-			entries = append(entries, e)
-			done = append(done, nil)
+			r.add(e, nil)
 		}
 		if err != nil {
 			p.done(Response{}, err)
 			continue
 		}
-		entries = append(entries, e)
-		done = append(done, p)
+		r.add(e, p)
 	}
-	if h.storeErr != nil {
-		a.Rollback()
-		for _, q := range append(done[flushed:], rest...) {
-			if q != nil {
-				q.done(Response{}, unavailable(h.storeErr, false))
-			}
-		}
+	if !h.commitGroup(r.from(flushed)) {
+		failAll(rest, unavailable(h.storeErr, false))
 		return flushed > 0, nil
 	}
-	logged, restDone := entries[flushed:], done[flushed:]
-	first := h.cfg.Log.Length()
-	err := appendEntries(h.cfg.Log, logged, &h.encoded)
-	if err != nil {
-		a.Rollback()
-		// The log refuses writes now; the entries, and the state the calls
-		// made, are redone from the log, or were never acknowledged, when
-		// recoverStores reopens it.
-		h.storesFailed("appending to the call log", err)
-		err = unavailable(err, true)
-	} else {
-		if cerr := a.Commit(); cerr != nil {
-			// The entries are durable, so the calls stand: the archive
-			// gets their writes again from the log.
-			h.storesFailed("committing to the files archive", cerr)
-		}
-		if h.standby != nil {
-			h.standby.noteDurable(first, restDone, h.cfg.Log.Length())
-		}
-	}
-	for i, p := range restDone {
-		if p == nil {
-			continue
-		}
-		if err != nil {
-			p.done(Response{}, err)
-			continue
-		}
-		answer(p, logged[i], first+uint64(i))
-	}
-	if err != nil {
-		for _, q := range rest {
-			q.done(Response{}, unavailable(h.storeErr, false))
-		}
-		rest = nil
-	}
-	return err == nil && len(entries) > 0, rest
-}
-
-// answer answers a call whose entry is durable at block.
-func answer(p *pending, e *calllog.Entry, block uint64) {
-	p.done(Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: block}, nil)
-}
-
-// earlyCommit appends a group's entries so far, flushes them and answers
-// their callers, on its own goroutine, while the host's runs a call that
-// has run long (sandbox.Call.Slow). The archive's group transaction stays
-// open: the entries are durable, so the calls stand whatever follows (a
-// crash, or a failure later in the group, redoes their writes from the
-// log, as after any append).
-type earlyCommit struct {
-	h        *Host
-	entries  []*calllog.Entry
-	done     []*pending
-	started  atomic.Bool
-	finished chan struct{} // made by start
-	err      error         // the append's, once finished
-	slow     func()        // start, as a func made once
-}
-
-// reset readies c for the next call of its group.
-func (c *earlyCommit) reset(entries []*calllog.Entry, done []*pending) {
-	c.entries, c.done, c.finished, c.err = entries, done, nil, nil
-	c.started.Store(false)
-}
-
-// start begins the commit; it is sandbox.Call.Slow, which must not block.
-func (c *earlyCommit) start() {
-	c.finished = make(chan struct{})
-	c.started.Store(true)
-	go func() {
-		defer close(c.finished)
-		log := c.h.cfg.Log
-		first := log.Length()
-		if c.err = appendEntries(log, c.entries, nil); c.err != nil {
-			return
-		}
-		if s := c.h.standby; s != nil {
-			s.noteDurable(first, c.done, log.Length())
-		}
-		for i, p := range c.done {
-			if p != nil {
-				answer(p, c.entries[i], first+uint64(i))
-			}
-		}
-	}()
-}
-
-// settle waits for the commit if it started, and reports a failed append
-// as the stores failing (h.run is held).
-func (c *earlyCommit) settle() {
-	if c == nil || !c.started.Load() {
-		return
-	}
-	<-c.finished
-	if c.err != nil {
-		c.h.storesFailed("appending to the call log while a long call ran", c.err)
-	}
-}
-
-// committed reports whether the commit appended its entries (after settle).
-func (c *earlyCommit) committed() bool {
-	return c != nil && c.started.Load() && c.err == nil
+	return len(r.entries) > 0, rest
 }
 
 // runCall runs one call; earlier are the entries of the group so far, not
