@@ -178,12 +178,20 @@ func TestLogSignedSoon(t *testing.T) {
 	for range 3 {
 		b.call(t, "increment", nil)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.log.Published() != b.log.Length() || meta.Published() != meta.Length() {
-		if time.Now().After(deadline) {
+	timeout := time.After(5 * time.Second)
+	for {
+		// The channels first: a change between the check and the wait
+		// closes them.
+		logChanged, metaChanged := b.log.Changed(), meta.Changed()
+		if b.log.Published() == b.log.Length() && meta.Published() == meta.Length() {
+			break
+		}
+		select {
+		case <-logChanged:
+		case <-metaChanged:
+		case <-timeout:
 			t.Fatalf("published %d of %d entries, %d of %d archive blocks", b.log.Published(), b.log.Length(), meta.Published(), meta.Length())
 		}
-		time.Sleep(time.Millisecond)
 	}
 	if _, at, err := b.log.Signature(b.log.Length() - 1); err != nil || at != b.log.Length()-1 {
 		t.Errorf("the last entry: signature at %d (%v), want one at the end", at, err)
