@@ -290,5 +290,15 @@ func TestSeedCorpus(t *testing.T) {
 		}
 	}
 
+	// Staged appends: holds nested, rolled back, released, interleaved
+	// with reads; one left open at the end.
+	s.Add("FuzzStagedAppends", []byte{opAppend, 3, opHold, 0, opAppend, 7, opRead, 4, opRollback, 0, opRead, 1})
+	s.Add("FuzzStagedAppends", []byte{opAppend, 1, opHold, 0, opAppend, 14, opHold, 0, opAppend, 2, opRead, 9,
+		opRollback, 0, opAppend, 5, opRelease, 0, opRead, 3, opRelease, 0, opAppend, 6, opRead, 200})
+	s.Add("FuzzStagedAppends", []byte{opHold, 0, opAppend, 4, opHold, 0, opAppend, 9, opRelease, 0, opRollback, 0,
+		opHold, 0, opAppend, 70, opAppend, 21, opRead, 5})
+	s.Add("FuzzStagedAppends", []byte{opRollback, 0, opRelease, 0, opAppend, 0, opHold, 0, opHold, 0, opAppend, 255,
+		opRollback, 0, opAppend, 128, opRead, 2})
+
 	fuzzcorpus.Check(t, &s)
 }
