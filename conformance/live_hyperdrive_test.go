@@ -258,7 +258,14 @@ func TestGoClonesJSArchive(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	// Pull dials again once it knows the content feed: nothing else tells
+	// a waiter that the feed is there to watch.
+	dialed := make(chan struct{}, 1)
 	dial := func(ctx context.Context) (io.ReadWriteCloser, error) {
+		select {
+		case dialed <- struct{}{}:
+		default:
+		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
@@ -273,13 +280,13 @@ func TestGoClonesJSArchive(t *testing.T) {
 	defer ref.Close()
 	applyDriveOps(t, ref, driveOps())
 	want := goReport(t, ref)
-	waitUntil(t, func() bool {
+	waitUntil(t, a, dialed, func() bool {
 		return a.Version() == want.Version && a.Content() != nil && a.Content().Length() == ref.Content().Length() && complete(a.Content())
 	})
 	checkReports(t, want, goReport(t, a))
 
 	send(fmt.Sprintf("write /sub/live.txt %x", "live!"))
-	waitUntil(t, func() bool { b, err := a.ReadFile("/sub/live.txt"); return err == nil && string(b) == "live!" })
+	waitUntil(t, a, dialed, func() bool { b, err := a.ReadFile("/sub/live.txt"); return err == nil && string(b) == "live!" })
 	cancel()
 	<-done
 }
@@ -293,13 +300,27 @@ func complete(f *hypercore.Feed) bool {
 	return true
 }
 
-func waitUntil(t *testing.T, ok func() bool) {
+// waitUntil waits until ok holds of replica a, checking again whenever one
+// of its feeds changes or wake fires.
+func waitUntil(t *testing.T, a *hyperdrive.Archive, wake <-chan struct{}, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
+	timeout := time.After(20 * time.Second)
+	for {
+		// Taken before the check, so that no change in between is missed.
+		metadata := a.Metadata().Changed()
+		var content <-chan struct{}
+		if f := a.Content(); f != nil {
+			content = f.Changed()
+		}
+		if ok() {
+			return
+		}
+		select {
+		case <-metadata:
+		case <-content:
+		case <-wake:
+		case <-timeout:
 			t.Fatal("timed out")
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

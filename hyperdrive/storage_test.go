@@ -253,7 +253,14 @@ func TestPullOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dst.Close()
+	// Pull dials again once it knows the content feed: nothing else tells
+	// a waiter that the feed is there to watch.
+	dialed := make(chan struct{}, 1)
 	dial := func(ctx context.Context) (io.ReadWriteCloser, error) {
+		select {
+		case dialed <- struct{}{}:
+		default:
+		}
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", ln.Addr().String())
 	}
@@ -261,26 +268,40 @@ func TestPullOverTCP(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- dst.Pull(live, dial, protocol.Options{Live: true}) }()
 
-	waitFor(t, func() bool { b, err := dst.ReadFile("/big"); return err == nil && bytes.Equal(b, big) })
+	waitFor(t, dst, dialed, func() bool { b, err := dst.ReadFile("/big"); return err == nil && bytes.Equal(b, big) })
 	if got, err := dst.ReadFile("/a/b.txt"); err != nil || string(got) != "hello" {
 		t.Fatalf("cloned file: %q, %v", got, err)
 	}
 	if err := src.WriteFile("/later", []byte("live"), WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { b, err := dst.ReadFile("/later"); return err == nil && string(b) == "live" })
+	waitFor(t, dst, dialed, func() bool { b, err := dst.ReadFile("/later"); return err == nil && string(b) == "live" })
 	stop()
 	<-done
 }
 
-func waitFor(t *testing.T, ok func() bool) {
+// waitFor waits until ok holds of replica a, checking again whenever one
+// of its feeds changes or wake fires.
+func waitFor(t *testing.T, a *Archive, wake <-chan struct{}, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
+	timeout := time.After(10 * time.Second)
+	for {
+		// Taken before the check, so that no change in between is missed.
+		metadata := a.Metadata().Changed()
+		var content <-chan struct{}
+		if f := a.Content(); f != nil {
+			content = f.Changed()
+		}
+		if ok() {
+			return
+		}
+		select {
+		case <-metadata:
+		case <-content:
+		case <-wake:
+		case <-timeout:
 			t.Fatal("timed out")
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -195,6 +195,7 @@ func TestDroppedClientAndBusy(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	busy := 0
+	overflowed := make(chan struct{}) // closed at the first busy answer
 	var clients []*Client
 	for range 2 {
 		c := dial(t, ts.URL, ClientOptions{Timeout: 20 * time.Second})
@@ -207,13 +208,23 @@ func TestDroppedClientAndBusy(t *testing.T) {
 				var ce *CallError
 				if errors.As(err, &ce) && ce.Code == CodeBusy {
 					mu.Lock()
-					busy++
+					if busy++; busy == 1 {
+						close(overflowed)
+					}
 					mu.Unlock()
 				}
 			}()
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Drop the clients once the flood has overflowed a connection, with
+	// calls still pending. If every call ends first, none was busy, and
+	// the check below says so.
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }()
+	select {
+	case <-overflowed:
+	case <-ended:
+	}
 	for _, c := range clients {
 		c.Close() // with calls still pending
 	}
@@ -263,15 +274,33 @@ func TestReplicationOverWebSocket(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	go replica.Pull(ctx, func(ctx context.Context) (io.ReadWriteCloser, error) { return dialWS(ctx) }, protocol.Options{Live: true})
+	// Pull dials again once it knows the content feed: nothing else tells
+	// a waiter that the feed is there to watch.
+	dialed := make(chan struct{}, 1)
+	go replica.Pull(ctx, func(ctx context.Context) (io.ReadWriteCloser, error) {
+		select {
+		case dialed <- struct{}{}:
+		default:
+		}
+		return dialWS(ctx)
+	}, protocol.Options{Live: true})
 	for {
+		// Taken before the check, so that no change in between is missed.
+		metadata := replica.Metadata().Changed()
+		var content <-chan struct{}
+		if f := replica.Content(); f != nil {
+			content = f.Changed()
+		}
 		if got, err := replica.ReadFile("/hello.txt"); err == nil && string(got) == "hi there" {
 			break
 		}
-		if ctx.Err() != nil {
+		select {
+		case <-metadata:
+		case <-content:
+		case <-dialed:
+		case <-ctx.Done():
 			t.Fatal("the replica never got the file")
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -363,17 +392,36 @@ func TestConcurrentClientCalls(t *testing.T) {
 		got := make([]string, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
+		var mu sync.Mutex
+		answered := make(chan struct{}) // closed, and replaced, at each answer
 		for i := range n {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for {
+					// Taken before the call: if it is refused as busy,
+					// the calls ahead of it are answered later, and close
+					// this.
+					mu.Lock()
+					ahead := answered
+					mu.Unlock()
 					res, err := c.Call(context.Background(), "increment")
 					var ce *CallError
 					if errors.As(err, &ce) && ce.Code == CodeBusy {
-						time.Sleep(time.Millisecond) // a queue of 4
+						// The queue (of 4) or the connection is full: try
+						// again once a call ahead has its answer.
+						select {
+						case <-ahead:
+						case <-time.After(10 * time.Second):
+							errs[i] = errors.New("busy, and no call ahead of it was answered")
+							return
+						}
 						continue
 					}
+					mu.Lock()
+					close(answered)
+					answered = make(chan struct{})
+					mu.Unlock()
 					got[i], errs[i] = string(res), err
 					return
 				}

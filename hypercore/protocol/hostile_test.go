@@ -22,14 +22,58 @@ import (
 	"github.com/nodevms/nodevms/hypercore/wire"
 )
 
-// logBuffer collects a stream's log records.
+// notifier hands out a channel that the next notify closes, as
+// hypercore.Feed.Changed does: take it before checking a condition, then
+// wait on it.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (n *notifier) next() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *notifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
+
+// wait waits up to d for cond, checking it again at each notify.
+func (n *notifier) wait(d time.Duration, cond func() bool) bool {
+	timeout := time.After(d)
+	for {
+		next := n.next()
+		if cond() {
+			return true
+		}
+		select {
+		case <-next:
+		case <-timeout:
+			return cond()
+		}
+	}
+}
+
+// logBuffer collects a stream's log records, and says when one comes.
 type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	wrote notifier
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
+	defer l.wrote.notify()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
 }
@@ -239,12 +283,8 @@ func TestHostileClients(t *testing.T) {
 			}
 			sameBlocks(t, src, good)
 
-			deadline := time.Now().Add(10 * time.Second)
-			for !strings.Contains(logs.String(), tt.want) {
-				if time.Now().After(deadline) {
-					t.Fatalf("no log containing %q; logs: %s", tt.want, logs.String())
-				}
-				time.Sleep(20 * time.Millisecond)
+			if !logs.wrote.wait(10*time.Second, func() bool { return strings.Contains(logs.String(), tt.want) }) {
+				t.Fatalf("no log containing %q; logs: %s", tt.want, logs.String())
 			}
 		})
 	}
@@ -286,11 +326,12 @@ func TestHostileAnnouncements(t *testing.T) {
 }
 
 // countingListener counts the bytes its connections' readers took and the
-// connections closed, so that a test knows when the server has read what
-// its peers sent.
+// connections closed, and notifies counted at each, so that a test knows
+// when the server has read what its peers sent.
 type countingListener struct {
 	net.Listener
 	read, closed atomic.Int64
+	counted      notifier
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
@@ -310,11 +351,17 @@ type countingConn struct {
 func (c *countingConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.l.read.Add(int64(n))
+	if n > 0 {
+		c.l.counted.notify()
+	}
 	return n, err
 }
 
 func (c *countingConn) Close() error {
-	c.once.Do(func() { c.l.closed.Add(1) })
+	c.once.Do(func() {
+		c.l.closed.Add(1)
+		c.l.counted.notify()
+	})
 	return c.Conn.Close()
 }
 
@@ -326,7 +373,9 @@ func heapInUse() int64 {
 	return int64(m.HeapAlloc)
 }
 
-// waitFor polls cond every 10 ms for up to d.
+// waitFor polls cond every 10 ms for up to d, for a condition that
+// nothing notifies: a PeerLimit's count changes after every effect a test
+// can see.
 func waitFor(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if cond() {
@@ -392,10 +441,10 @@ func TestClaimedFramesCostWhatArrives(t *testing.T) {
 			}
 			if tt.opened {
 				sent += int64(peers) * int64(len(openingOf(t, src.PublicKey())))
-				if !waitFor(10*time.Second, func() bool { return ln.read.Load() >= sent }) {
+				if !ln.counted.wait(10*time.Second, func() bool { return ln.read.Load() >= sent }) {
 					t.Errorf("the server read %d of the %d bytes sent", ln.read.Load(), sent)
 				}
-			} else if !waitFor(10*time.Second, func() bool { return ln.closed.Load() == peers }) {
+			} else if !ln.counted.wait(10*time.Second, func() bool { return ln.closed.Load() == peers }) {
 				t.Errorf("the server closed %d of %d peers that sent a large frame before their handshake", ln.closed.Load(), peers)
 			}
 			grew := heapInUse() - start

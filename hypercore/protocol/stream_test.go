@@ -171,7 +171,12 @@ func TestSeveralFeedsOnOneStream(t *testing.T) {
 	m, c := replicaOf(t, metadata), replicaOf(t, content)
 	c1, c2, ctx := pipe(t)
 	var serverStats protocol.Stats
-	go protocol.Serve(ctx, c1, protocol.Options{Stats: &serverStats}, lookupOf(metadata, content))
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() {
+		served <- protocol.Serve(serveCtx, c1, protocol.Options{Stats: &serverStats}, lookupOf(metadata, content))
+	}()
 	s := protocol.NewStream(c2, protocol.Options{Live: true}, nil)
 	for _, f := range []*hypercore.Feed{m, c, replicaOf(t, unknown)} {
 		if err := s.AddFeed(f); err != nil {
@@ -188,9 +193,12 @@ func TestSeveralFeedsOnOneStream(t *testing.T) {
 	}
 	sameBlocks(t, metadata, m)
 	sameBlocks(t, content, c)
-	deadline := time.Now().Add(5 * time.Second)
-	for serverStats.UploadedBlocks.Load() < 70 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	// Once Serve has returned, the server counts no more.
+	stopServing()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
 	}
 	if got := serverStats.UploadedBlocks.Load(); got != 70 {
 		t.Errorf("server counted %d uploaded blocks, want 70", got)
