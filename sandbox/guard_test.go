@@ -52,7 +52,9 @@ func TestGuardsContainHostileCalls(t *testing.T) {
 		{"spread of a sparse array", `var a = []; a.length = 2**32 - 1; return [...a].length`, "RangeError: Invalid array length", nil},
 		{"Map from a long iterator", `return new Map(new Array(2**24).entries()).size`, "RangeError: Invalid array length", nil},
 		{"forEach over a sparse array", `var a = []; a.length = 2**32 - 1; a.forEach(function () {}); return 1`, "RangeError: Invalid array length", nil},
-		{"quadratic replacement", "return 'x'.repeat(1e5).replaceAll('x', '$`').length", "", ErrMemoryBudget},
+		// (On a busy machine the time budget may stop the quadratic ones
+		// before the memory budget or the length checks do.)
+		{"quadratic replacement", "return 'x'.repeat(1e5).replaceAll('x', '$`').length", "", errAnyBudget},
 		{"flat of one array many times", `var a = new Array(3000).fill(0); var b = new Array(3000).fill(a); return b.flat().length`, "RangeError: Invalid array length", ErrTimeBudget},
 		{"Object.keys of a large typed array", `return Object.keys(new Uint8Array(2**26)).length`, "RangeError: Invalid array length", nil},
 		{"deep eval", `return eval('['.repeat(5000) + ']'.repeat(5000)).length`, "SyntaxError: code nested deeper", nil},
@@ -62,8 +64,8 @@ func TestGuardsContainHostileCalls(t *testing.T) {
 		// Each of these crashed the process, or ran for tens of seconds,
 		// through the first version of the guards.
 		{"sort whose comparator empties the array", `const a = []; for (let i = 0; i < 100; i++) a[i] = 100 - i; a.sort((x, y) => { a.length = 0; return x - y }); throw new Error('sorted ' + a.length)`, "Error: sorted 100", nil},
-		{"replaceAll of the empty string", `const s = 'x'.repeat(1e5), r = 'y'.repeat(1e5); return s.replaceAll('', r).length`, "RangeError: Invalid string length", ErrMemoryBudget},
-		{"replace with a function giving long strings", `const s = 'x'.repeat(1e5), r = 'y'.repeat(1e5); return s.replace(/(?:)/g, () => r).length`, "RangeError: Invalid string length", ErrMemoryBudget},
+		{"replaceAll of the empty string", `const s = 'x'.repeat(1e5), r = 'y'.repeat(1e5); return s.replaceAll('', r).length`, "RangeError: Invalid string length", errAnyBudget},
+		{"replace with a function giving long strings", `const s = 'x'.repeat(1e5), r = 'y'.repeat(1e5); return s.replace(/(?:)/g, () => r).length`, "RangeError: Invalid string length", errAnyBudget},
 		{"String.raw of long parts", `const s = 'x'.repeat(1e7); return String.raw({raw: Array(1000).fill(s)}).length`, "RangeError: Invalid string length", nil},
 		{"a length that grows after the check", `let c = 0; const o = {get length() { return c++ ? 1e15 : 0 }}; throw new Error(String(Array.prototype.includes.call(o, 1)))`, "Error: false", nil},
 		{"a length that grows before fill", `let c = 0; const o = {get length() { return c++ ? 2**31 : 0 }}; Array.prototype.fill.call(o, 1); throw new Error('filled')`, "Error: filled", nil},
