@@ -7,7 +7,6 @@ import (
 
 	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
-	"github.com/nodevms/nodevms/hypercore/sleep"
 )
 
 // checkReadSize is how much of the data file CheckStored reads at a time.
@@ -33,8 +32,9 @@ type CheckOptions struct {
 // summarises its block bits, and, as opts asks, every block is present
 // and hashes to its leaf. Errors wrap ErrCorrupt (the files disagree with
 // each other) or ErrDataChanged (a block is not the one signed), and name
-// the file and the block or node. It reads the whole tree, and the data
-// with opts.Data: it is for a start and for an offline check.
+// the file and the block or node. It reads the whole tree (twice, a chunk
+// at a time), and the data with opts.Data: it is for a start and for an
+// offline check.
 func (f *Feed) CheckStored(opts CheckOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -43,39 +43,61 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 	}
 	n := f.length
 	hs := merkle.NewHasher()
-	// The tree is read in one piece: a node at a time would be a read
-	// call for each of 2n nodes.
-	var tree []byte
+	// The tree is read forward a chunk at a time, and each parent checked
+	// when its last leaf has been read: stored parents wait in a map until
+	// then (one per level at most), so that a long feed's check does not
+	// hold its tree in memory.
+	tree := &treeScanner{file: f.tree}
 	if n > 0 {
-		tree = make([]byte, sleep.TreeOffset(2*n-1)-sleep.HeaderSize)
-		if _, err := f.tree.ReadAt(tree, sleep.HeaderSize); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("tree"), err)
-		}
+		tree.n = 2*n - 1
 	}
-	node := func(j uint64) (merkle.Node, bool) {
-		off := sleep.TreeOffset(j) - sleep.HeaderSize
-		hash, size, ok := sleep.DecodeTreeEntry(tree[off : off+sleep.TreeEntrySize])
-		return merkle.Node{Index: j, Hash: hash, Size: size}, ok
+	waiting := map[uint64]merkle.Node{}
+	var stack []merkle.Node // the complete subtrees so far, as Generator keeps roots
+	var next uint64         // the next tree entry to read
+	// takeIn reads tree entries up to leaf 2i, and returns the leaf.
+	takeIn := func(i uint64) (merkle.Node, error) {
+		var leaf merkle.Node
+		for ; next <= 2*i; next++ {
+			if flat.RightSpan(next) >= 2*n {
+				continue // not a node of the tree of n blocks
+			}
+			if !f.treeBits.Get(next) {
+				return leaf, fmt.Errorf("%w: %s: tree node %d is not marked present", ErrCorrupt, f.fileName("bitfield"), next)
+			}
+			hash, size, ok, err := tree.entry(next)
+			if err != nil {
+				return leaf, fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("tree"), err)
+			}
+			if !ok {
+				return leaf, fmt.Errorf("%w: %s: node %d is blank", ErrCorrupt, f.fileName("tree"), next)
+			}
+			nd := merkle.Node{Index: next, Hash: hash, Size: size}
+			if next%2 == 1 {
+				waiting[next] = nd
+			} else {
+				leaf = nd
+			}
+		}
+		stack = append(stack, leaf)
+		for len(stack) > 1 {
+			left, right := stack[len(stack)-2], stack[len(stack)-1]
+			p := flat.Parent(left.Index)
+			if p != flat.Parent(right.Index) {
+				break
+			}
+			nd, ok := waiting[p]
+			if !ok || nd.Hash != hs.Parent(left, right) || nd.Size != left.Size+right.Size {
+				return leaf, fmt.Errorf("%w: %s: node %d does not hash from its children", ErrCorrupt, f.fileName("tree"), p)
+			}
+			delete(waiting, p)
+			stack = append(stack[:len(stack)-2], nd)
+		}
+		return leaf, nil
 	}
-	for j := uint64(0); j < 2*n; j++ {
-		if flat.RightSpan(j) >= 2*n {
-			continue // not a node of the tree of n blocks
-		}
-		if !f.treeBits.Get(j) {
-			return fmt.Errorf("%w: %s: tree node %d is not marked present", ErrCorrupt, f.fileName("bitfield"), j)
-		}
-		nd, ok := node(j)
-		if !ok {
-			return fmt.Errorf("%w: %s: node %d is blank", ErrCorrupt, f.fileName("tree"), j)
-		}
-		if j%2 == 0 {
-			continue
-		}
-		l, r, _ := flat.Children(j)
-		left, lok := node(l)
-		right, rok := node(r)
-		if !lok || !rok || nd.Hash != hs.Parent(left, right) || nd.Size != left.Size+right.Size {
-			return fmt.Errorf("%w: %s: node %d does not hash from its children", ErrCorrupt, f.fileName("tree"), j)
+
+	for i := range n {
+		if _, err := takeIn(i); err != nil {
+			return err
 		}
 	}
 	if n > 0 && !f.unsigned {
@@ -114,8 +136,15 @@ func (f *Feed) CheckStored(opts CheckOptions) error {
 	var off uint64 // block i's first byte in the data file
 	var buf []byte
 	var bufAt uint64 // the data file offset buf starts at
+	// The blocks, once the tree they are checked against is known good:
+	// the leaves are read again, forward.
+	leaves := &treeScanner{file: f.tree, n: tree.n}
 	for i := range n {
-		leaf, _ := node(2 * i)
+		hash, size, _, err := leaves.entry(2 * i)
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrCorrupt, f.fileName("tree"), err)
+		}
+		leaf := merkle.Node{Index: 2 * i, Hash: hash, Size: size}
 		start := off
 		off += leaf.Size
 		if !f.bitfield.Get(i) {

@@ -44,11 +44,12 @@ func (f *Feed) recoverLines(stateErr error) error {
 	// Before redoing anything from the data, make sure it is what was
 	// signed: a data file changed on disk must not become a new, signed
 	// history.
-	if err := f.checkSignedData(); err != nil {
+	treeErr, err := f.checkData(stateErr == nil)
+	if err != nil {
 		return err
 	}
 	if stateErr == nil {
-		stateErr = f.checkAgainstData()
+		stateErr = treeErr
 	}
 	if stateErr != nil {
 		if err := f.resetFromData(); err != nil {
@@ -131,104 +132,137 @@ func (f *Feed) resetFromData() error {
 	return nil
 }
 
-// checkAgainstData checks what the tree and bitfield say against the data
-// file: a writer has every block, and the lines up to the recorded end must
-// hash to the recorded roots. Unsynced tree and bitfield pages can be torn
-// by a crash in ways the signature check at open does not see.
-func (f *Feed) checkAgainstData() error {
-	for i := uint64(0); i < f.length; i++ {
+// checkData checks a line log's data file in one pass, a chunk at a
+// time, so that its cost in memory does not grow with the log:
+//
+//   - its lines up to the last stored signature must hash to the tree that
+//     signature signs (a signature is only ever made over synced lines,
+//     and the data file is synced first, so after any crash the data still
+//     holds them). Otherwise err wraps ErrDataChanged: a data file changed
+//     on disk must not become a new, signed history.
+//   - with againstTree, the bitfield must claim the feed's first f.length
+//     blocks and those lines must hash to the stored tree, node for node.
+//     Unsynced tree and bitfield pages can be torn by a crash in ways the
+//     signature check does not see; treeErr (wrapping ErrCorrupt) then
+//     says to rebuild them from the data.
+func (f *Feed) checkData(againstTree bool) (treeErr, err error) {
+	var at uint64
+	var sig []byte
+	if !f.unsigned {
+		if at, sig, err = f.lastStoredSignature(); err != nil {
+			return nil, err
+		}
+	}
+	corrupt := func(format string, args ...any) error {
+		againstTree = false
+		return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+	}
+	for i := uint64(0); againstTree && i < f.length; i++ {
 		if !f.bitfield.Get(i) {
-			return fmt.Errorf("%w: the bitfield lacks block %d", ErrCorrupt, i)
+			treeErr = corrupt("the bitfield lacks block %d", i)
 		}
 	}
-	if f.length == 0 {
-		return nil
+	var lines uint64 // how many lines to read
+	if sig != nil {
+		lines = at + 1
 	}
-	data := make([]byte, f.byteLength)
-	if _, err := f.data.ReadAt(data, 0); err != nil {
-		return fmt.Errorf("%w: data: %v", ErrCorrupt, err)
+	if againstTree {
+		lines = max(lines, f.length)
 	}
-	tree := make([]byte, sleep.TreeOffset(2*f.length-1))
-	if _, err := f.tree.ReadAt(tree, 0); err != nil {
-		return fmt.Errorf("%w: tree: %v", ErrCorrupt, err)
+	if lines == 0 {
+		return treeErr, nil
 	}
-	gen := merkle.NewGenerator(nil)
-	var n uint64
-	var nodes []merkle.Node
-	var entry [sleep.TreeEntrySize]byte
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
-		if i < 0 {
-			return fmt.Errorf("%w: the data does not end with a line", ErrCorrupt)
-		}
-		nodes = gen.Next(data[:i+1], nodes[:0])
-		for _, nd := range nodes {
-			// Every node the data gives must be the stored one.
-			off := sleep.TreeOffset(nd.Index)
-			sleep.EncodeTreeEntry(entry[:], nd.Hash, nd.Size)
-			if off+sleep.TreeEntrySize > int64(len(tree)) || !bytes.Equal(tree[off:off+sleep.TreeEntrySize], entry[:]) {
-				return fmt.Errorf("%w: tree node %d does not match the data", ErrCorrupt, nd.Index)
-			}
-		}
-		data = data[i+1:]
-		n++
-	}
-	roots, err := f.rootsOf(f.length)
-	if err != nil || n != f.length || merkle.NewHasher().Tree(roots) != gen.TreeHash() {
-		return fmt.Errorf("%w: the tree does not match the data", ErrCorrupt)
-	}
-	return nil
-}
-
-// checkSignedData checks the data file against the last signature the
-// signatures file holds: it must sign the tree of the data's lines up to
-// it. (A signature is only ever made over synced lines, and the data file
-// is synced first, so after any crash the data still holds those lines.)
-func (f *Feed) checkSignedData() error {
-	if f.unsigned {
-		return nil
-	}
-	at, sig, err := f.lastStoredSignature()
-	if err != nil || sig == nil {
-		return err
-	}
-	size, err := f.data.Size()
+	scan, err := newLineScanner(f.data)
 	if err != nil {
-		return fmt.Errorf("hypercore: data: %w", err)
+		return nil, fmt.Errorf("hypercore: data: %w", err)
 	}
-	data := make([]byte, size)
-	if _, err := f.data.ReadAt(data, 0); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("hypercore: data: %w", err)
+	tree := &treeScanner{file: f.tree}
+	if f.length > 0 {
+		tree.n = 2*f.length - 1
 	}
+	// The stored parents the data has not completed yet: a parent is
+	// computed when its last leaf is read, long after the tree file's
+	// forward read passed it, and at most one per level waits.
+	waiting := map[uint64]merkle.Node{}
+	var next uint64 // the next tree entry to read
 	gen := merkle.NewGenerator(nil)
-	var leaves []merkle.Node
-	var offsets []int
-	rest, off := data, 0
-	for n := uint64(0); n <= at; n++ {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 || bytes.IndexByte(rest[:i], 0) >= 0 {
-			return fmt.Errorf("%w: %s: block %d is signed, and the data file ends before it (at byte %d)", ErrDataChanged, f.fileName("data"), at, off)
+	var nodes []merkle.Node
+	for n := range lines {
+		line, off, ok, err := scan.next()
+		if err != nil {
+			return nil, fmt.Errorf("hypercore: data: %w", err)
 		}
-		nodes := gen.Next(rest[:i+1], nil)
-		leaves = append(leaves, nodes[0])
-		offsets = append(offsets, off)
-		rest, off = rest[i+1:], off+i+1
-	}
-	th := gen.TreeHash()
-	if ed25519.Verify(f.publicKey, th[:], sig) {
-		return nil
-	}
-	// Name the first block whose hash is not the stored tree's, if the
-	// tree file still says.
-	for i, leaf := range leaves {
-		var entry [sleep.TreeEntrySize]byte
-		if _, err := f.tree.ReadAt(entry[:], sleep.TreeOffset(leaf.Index)); err != nil {
+		if !ok || bytes.IndexByte(line, 0) >= 0 {
+			if sig != nil && n <= at {
+				return nil, fmt.Errorf("%w: %s: block %d is signed, and the data file ends before it (at byte %d)", ErrDataChanged, f.fileName("data"), at, off)
+			}
+			treeErr = corrupt("the data does not end with a line")
 			break
 		}
-		hash, size, _ := sleep.DecodeTreeEntry(entry[:])
-		if hash != leaf.Hash || size != leaf.Size {
-			return fmt.Errorf("%w: %s: block %d (bytes %d to %d) does not hash to the tree the signature of block %d covers",
-				ErrDataChanged, f.fileName("data"), i, offsets[i], offsets[i]+int(leaf.Size), at)
+		nodes = gen.Next(line, nodes[:0])
+		if againstTree && n < f.length {
+			for ; next <= 2*n; next++ {
+				hash, size, ok, err := tree.entry(next)
+				if err != nil {
+					treeErr = corrupt("tree: %v", err)
+					break
+				}
+				stored := merkle.Node{Index: next, Hash: hash, Size: size}
+				if next%2 == 1 {
+					if ok {
+						waiting[next] = stored
+					}
+				} else if !ok || stored != nodes[0] {
+					treeErr = corrupt("tree node %d does not match the data", next)
+					break
+				}
+			}
+			for _, nd := range nodes[1:] {
+				if !againstTree {
+					break
+				}
+				if stored, ok := waiting[nd.Index]; !ok || stored != nd {
+					treeErr = corrupt("tree node %d does not match the data", nd.Index)
+				}
+				delete(waiting, nd.Index)
+			}
+			if againstTree && n == f.length-1 {
+				roots, err := f.rootsOf(f.length)
+				if err != nil || uint64(off)+uint64(len(line)) != f.byteLength || merkle.NewHasher().Tree(roots) != gen.TreeHash() {
+					treeErr = corrupt("the tree does not match the data")
+				}
+			}
+		}
+		if sig != nil && n == at {
+			if th := gen.TreeHash(); !ed25519.Verify(f.publicKey, th[:], sig) {
+				return nil, f.unsignedDataError(at)
+			}
+		}
+	}
+	return treeErr, nil
+}
+
+// unsignedDataError explains why the data's first at+1 lines do not hash
+// to the tree the signature of block at signs: it names the first line
+// whose hash is not the stored tree's leaf, if the tree file still says.
+func (f *Feed) unsignedDataError(at uint64) error {
+	scan, err := newLineScanner(f.data)
+	if err == nil {
+		tree := &treeScanner{file: f.tree, n: 2*at + 1}
+		hs := merkle.NewHasher()
+		for i := uint64(0); i <= at; i++ {
+			line, off, ok, err := scan.next()
+			if err != nil || !ok {
+				break
+			}
+			hash, size, ok, err := tree.entry(2 * i)
+			if err != nil || !ok {
+				break
+			}
+			if hash != hs.Leaf(line) || size != uint64(len(line)) {
+				return fmt.Errorf("%w: %s: block %d (bytes %d to %d) does not hash to the tree the signature of block %d covers",
+					ErrDataChanged, f.fileName("data"), i, off, off+int64(len(line)), at)
+			}
 		}
 	}
 	return fmt.Errorf("%w: %s: the signature of block %d does not sign the data's first %d blocks", ErrDataChanged, f.fileName("data"), at, at+1)
