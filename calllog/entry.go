@@ -34,6 +34,8 @@ const MemoryAfresh = "afresh"
 // Reasons a host gives for a reload entry.
 const (
 	ReloadStoppedCall = "stopped call"
+	// ReloadStart: the host started without replaying the log.
+	ReloadStart = "start"
 )
 
 // ErrEntry is wrapped by every error about a malformed log entry.

@@ -13,7 +13,8 @@ import (
 // TestMemoryAfresh: a backend deployed with --memory afresh answers on
 // after stopped calls, its files' state kept and its memory loaded again;
 // the audit verifies the reloads; the folder keeps its mode (another
-// --memory is refused, none takes the deployed one).
+// --memory is refused, none takes the deployed one), and a restart loads
+// the script again (a logged reload) instead of replaying the log.
 func TestMemoryAfresh(t *testing.T) {
 	script := filepath.Join(t.TempDir(), "files-counter.js")
 	code := `const fs = System.files
@@ -64,7 +65,10 @@ func TestMemoryAfresh(t *testing.T) {
 		t.Errorf("--memory sometimes: %v\n%s", err, stderr)
 	}
 	s = startServer(t, script, dir, "--time-budget", "50ms")
-	if got := rpcCall(t, s.addr, "inc"); got != "[5,2]" {
-		t.Errorf("inc after a restart: %s, want [5,2] (the memory the last reload started, replayed)", got)
+	if got := rpcCall(t, s.addr, "inc"); got != "[5,1]" {
+		t.Errorf("inc after a restart: %s, want [5,1] (the script loaded again at start, not the log replayed)", got)
+	}
+	if code, out := auditBinary(t, s.addr, "--time-budget", "50ms"); code != 0 || !strings.Contains(out, "VERIFIED 5 calls and 21 reloads") {
+		t.Errorf("audit after the restart: exit %d\n%s", code, out)
 	}
 }

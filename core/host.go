@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -102,6 +103,11 @@ type Config struct {
 	// call seeds (crypto/rand if nil).
 	Now  func() time.Time
 	Rand io.Reader
+	// ArchiveChecked says that the archive was checked as stored
+	// (hyperdrive.Archive.CheckStored) just before it was opened, so that
+	// Open need not check it again; package server does so before it
+	// opens a folder for writing.
+	ArchiveChecked bool
 	// Clock is the host's own timekeeping (time.Now if nil): when to sign,
 	// flush the archive, retry stores that failed, and let the standby
 	// run. Unlike Now it is never recorded, so a test can move it on to
@@ -314,85 +320,153 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 // entry becoming durable and the archive's next flush) into the archive
 // itself, redoing them. Then it checks that the archive is where the log
 // says before serving.
+//
+// A backend whose memory starts afresh is not replayed when the archive
+// holds exactly what the log's last entry left (a clean stop, or a crash
+// after the archive's last flush): its script is loaded again and a
+// reload entry (reason "start") logged, so that a start costs a check of
+// the stores and a load, at any length of log.
 func Open(ctx context.Context, cfg Config) (*Host, error) {
 	cfg.defaults()
-	m, err := openMachine(ctx, cfg)
+	if err := checkStores(cfg); err != nil {
+		return nil, err
+	}
+	cfg.ArchiveChecked = false // a later reopen (recoverStores) checks it again
+	m, reload, err := resume(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if m != nil {
+		if err := appendEntries(cfg.Log, []*calllog.Entry{reload}, nil); err != nil {
+			return nil, err
+		}
+		if err := signArchiveAndLog(cfg.Archive, cfg.Log); err != nil {
+			return nil, err
+		}
+		return start(cfg, m), nil
+	}
+	if m, err = replayMachine(ctx, cfg); err != nil {
 		return nil, err
 	}
 	return start(cfg, m), nil
 }
 
+// checkStores checks the archive and the log as stored, and the folder
+// against the archive.
+func checkStores(cfg Config) error {
+	if !cfg.ArchiveChecked {
+		if err := cfg.Archive.CheckStored(); err != nil {
+			return fmt.Errorf("%w: the files archive's %w", ErrDamaged, err)
+		}
+	}
+	if err := cfg.Log.CheckStored(hypercore.CheckOptions{AllBlocks: true}); err != nil {
+		return fmt.Errorf("%w: the call log: %w", ErrDamaged, err)
+	}
+	if names := cfg.Archive.Modified(); len(names) > 0 {
+		return fmt.Errorf("%w: %s in the folder is not what the archive holds (changed, or replaced by something else); restore it from a copy of the archive", ErrDamaged, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// resume starts a backend whose memory starts afresh without replaying
+// its log, if the archive holds exactly what the log's last entry left:
+// it loads the script again, and returns the machine and the reload entry
+// (reason "start") that records the load, to be logged before any call.
+// It returns no machine, and no error, when a replay is needed instead (a
+// backend whose memory is kept, an archive a crash left behind the log,
+// or a log a replay will report on).
+func resume(cfg Config) (*machine, *calllog.Entry, error) {
+	n := cfg.Log.Length()
+	if n == 0 {
+		return nil, nil, nil
+	}
+	init, err := readEntry(cfg.Log, 0)
+	if err != nil || init.Type != calllog.TypeInit || init.Memory != calllog.MemoryAfresh ||
+		init.FilesArchiveURL != "dat://"+hex.EncodeToString(cfg.Archive.Key()) {
+		return nil, nil, nil
+	}
+	last, err := readEntry(cfg.Log, n-1)
+	if err != nil || entryVersion(last) != cfg.Archive.Version() || checkRoot(cfg.Archive, last.FilesRoot) != nil {
+		return nil, nil, nil
+	}
+	m := &machine{archive: cfg.Archive, files: cfg.Archive.Files(), log: cfg.Logger, unrecorded: cfg.UnrecordedRandom,
+		code: init.Code, afresh: true, limits: cfg.Limits}
+	e, err := reloadEntry(m, cfg, calllog.ReloadStart)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: loading the backend: %w", ErrState, err)
+	}
+	m.quota, m.maxEntry = cfg.Quota, cfg.MaxEntry
+	return m, e, nil
+}
+
 // openMachine checks the stores and replays the log into a new machine,
 // redoing into the archive what it lacks (see Open).
 func openMachine(ctx context.Context, cfg Config) (*machine, error) {
-	if err := cfg.Archive.CheckStored(); err != nil {
-		return nil, fmt.Errorf("%w: the files archive's %w", ErrDamaged, err)
+	if err := checkStores(cfg); err != nil {
+		return nil, err
 	}
-	if err := cfg.Log.CheckStored(hypercore.CheckOptions{AllBlocks: true}); err != nil {
-		return nil, fmt.Errorf("%w: the call log: %w", ErrDamaged, err)
-	}
-	if names := cfg.Archive.Modified(); len(names) > 0 {
-		return nil, fmt.Errorf("%w: %s in the folder is not what the archive holds (changed, or replaced by something else); restore it from a copy of the archive", ErrDamaged, strings.Join(names, ", "))
-	}
+	return replayMachine(ctx, cfg)
+}
+
+// replayMachine replays the log into a new machine, redoing into the
+// archive what it lacks (see Open).
+func replayMachine(ctx context.Context, cfg Config) (*machine, error) {
 	n := cfg.Log.Length()
-	entries := make([]*calllog.Entry, n)
-	for i := range n {
-		if i%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-		}
-		e, err := readEntry(cfg.Log, i)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrState, err)
-		}
-		entries[i] = e
-	}
-	if n == 0 || entries[0].Type != calllog.TypeInit {
+	if n == 0 {
 		return nil, fmt.Errorf("%w: the call log has no init entry", ErrState)
 	}
-	if want := "dat://" + hex.EncodeToString(cfg.Archive.Key()); entries[0].FilesArchiveURL != want {
-		return nil, fmt.Errorf("%w: the log is for %s, the archive is %s", ErrState, entries[0].FilesArchiveURL, want)
-	}
-	// The archive holds the effects of the entries before redo.
-	version := cfg.Archive.Version()
-	redo, err := archiveHolds(entries, version)
+	init, err := readEntry(cfg.Log, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrState, err)
 	}
-	if redo > 0 {
-		if err := checkRoot(cfg.Archive, entries[redo-1].FilesRoot); err != nil {
-			return nil, err
-		}
+	if init.Type != calllog.TypeInit {
+		return nil, fmt.Errorf("%w: the call log has no init entry", ErrState)
 	}
+	if want := "dat://" + hex.EncodeToString(cfg.Archive.Key()); init.FilesArchiveURL != want {
+		return nil, fmt.Errorf("%w: the log is for %s, the archive is %s", ErrState, init.FilesArchiveURL, want)
+	}
+	// The archive holds the effects of the entries before the first whose
+	// version is past its own (versions only grow along a log): those are
+	// replayed into a private copy, and from there on into the archive,
+	// redoing what it lost. The entries are read as the replay goes, never
+	// all at once.
+	version := cfg.Archive.Version()
 	opts := ReplayOptions{Limits: cfg.Limits, Logger: cfg.Logger}
-	if redo == 0 {
+	inArchive := entryVersion(init) > version // not even the deploy reached it
+	if inArchive {
 		opts.archive = cfg.Archive
 	}
-	r, err := NewReplayer(ctx, entries[0], opts)
+	prev := init
+	intoArchive := func(r *Replayer) error {
+		if got := entryVersion(prev); got != version {
+			return fmt.Errorf("%w: the archive is at version %d, which no log entry reached (entry %d is at %d)", ErrState, version, r.next-1, got)
+		}
+		if err := checkRoot(cfg.Archive, prev.FilesRoot); err != nil {
+			return err
+		}
+		scratch := r.m.archive
+		r.m.archive, r.m.files = cfg.Archive, cfg.Archive.Files()
+		inArchive = true
+		return scratch.Close()
+	}
+	opts.before = func(r *Replayer, e *calllog.Entry) error {
+		if !inArchive && entryVersion(e) > version && r.m != nil {
+			if err := intoArchive(r); err != nil {
+				return err
+			}
+		}
+		prev = e
+		return nil
+	}
+	r, err := replayLog(ctx, cfg.Log, n, opts)
 	if err != nil {
 		return nil, err
 	}
-	for i := uint64(1); i < n; i++ {
-		if err := ctx.Err(); err != nil {
+	if !inArchive && r.m != nil && r.verdict.Divergence == nil {
+		if err := intoArchive(r); err != nil {
+			r.Close()
 			return nil, err
 		}
-		if int(i) == redo {
-			// From here on the archive lacks the entries' effects: replay
-			// them into it.
-			scratch := r.m.archive
-			r.m.archive, r.m.files = cfg.Archive, cfg.Archive.Files()
-			scratch.Close()
-		}
-		if err := r.Apply(ctx, i, entries[i]); err != nil {
-			return nil, err
-		}
-	}
-	if int(n) == redo && redo > 0 {
-		scratch := r.m.archive
-		r.m.archive, r.m.files = cfg.Archive, cfg.Archive.Files()
-		scratch.Close()
 	}
 	v := r.Verdict()
 	if v.Divergence != nil {
@@ -505,6 +579,9 @@ func newHost(cfg Config, m *machine) *Host {
 // newStandby starts a standby runtime following the log as it is. Its
 // console is silent: the host's runtime has said it all once.
 func (h *Host) newStandby() *standby {
+	if h.m.afresh {
+		return nil // a stopped call reloads the script: nothing to stand by
+	}
 	t := turns{run: &h.run, lastBusy: &h.lastBusy, clock: h.cfg.Clock, waiting: func() bool { return h.queued.Load() > 0 }}
 	return newStandby(h.cfg.Log, h.cfg.Log.Length(), ReplayOptions{Limits: h.cfg.Limits}, h.cfg.Limits.Retained/2, t, h.cfg.Logger)
 }
@@ -1012,22 +1089,28 @@ const reloadAttempts = 3
 // MemoryAfresh) and returns the reload entry to log, which holds the clock
 // and seed its top-level code ran with. h.run is held.
 func (h *Host) reload(reason string) (*calllog.Entry, error) {
+	return reloadEntry(h.m, h.cfg, reason)
+}
+
+// reloadEntry loads m's script again with a fresh clock and seed, and
+// returns the reload entry that records it.
+func reloadEntry(m *machine, cfg Config, reason string) (*calllog.Entry, error) {
 	var err error
 	for range reloadAttempts {
 		var seed uint64
-		if seed, err = newSeed(h.cfg.Rand); err != nil {
+		if seed, err = newSeed(cfg.Rand); err != nil {
 			return nil, err
 		}
-		now := h.cfg.Now().UnixMilli()
-		if err = h.m.reload(now, seed); err != nil {
-			h.cfg.Logger.Warn("loading the backend again failed", "error", err)
+		now := cfg.Now().UnixMilli()
+		if err = m.reload(now, seed); err != nil {
+			cfg.Logger.Warn("loading the backend again failed", "error", err)
 			continue
 		}
-		root, err := h.m.root()
+		root, err := m.root()
 		if err != nil {
 			return nil, err
 		}
-		return &calllog.Entry{Type: calllog.TypeReload, Reason: reason, Time: now, Seed: calllog.FormatSeed(seed), FilesVersion: h.cfg.Archive.Version(), FilesRoot: &root}, nil
+		return &calllog.Entry{Type: calllog.TypeReload, Reason: reason, Time: now, Seed: calllog.FormatSeed(seed), FilesVersion: m.archive.Version(), FilesRoot: &root}, nil
 	}
 	return nil, err
 }
@@ -1070,23 +1153,32 @@ func (h *Host) rebuild(pendingEntries []*calllog.Entry) error {
 	return nil
 }
 
+// LoggedSeqs returns each signer's last sequence number in the log, as of
+// now: what a server checks a signed call's against as it arrives (the
+// host checks again as it logs it).
+func (h *Host) LoggedSeqs() map[string]uint64 {
+	h.run.Lock()
+	defer h.run.Unlock()
+	return maps.Clone(h.seqs)
+}
+
 // logSeqs reads each signer's last sequence number from a log.
 func logSeqs(log *hypercore.Feed) (map[string]uint64, error) {
 	seqs := map[string]uint64{}
-	for i := uint64(1); i < log.Length(); i++ {
-		blk, err := log.Get(i)
-		if err != nil {
-			return seqs, err
+	err := log.Blocks(1, log.Length(), func(_ uint64, blk []byte) error {
+		if !bytes.Contains(blk, []byte(`"auth"`)) {
+			return nil // no signed call: most entries, not worth decoding
 		}
 		e, err := calllog.DecodeEntry(blk)
 		if err != nil {
-			return seqs, err
+			return err
 		}
 		if e.Auth != nil && e.Auth.Seq > seqs[e.Auth.Key] {
 			seqs[e.Auth.Key] = e.Auth.Seq
 		}
-	}
-	return seqs, nil
+		return nil
+	})
+	return seqs, err
 }
 
 // appendEntries appends entries as one batch and makes them durable. buf,

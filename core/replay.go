@@ -61,6 +61,9 @@ type ReplayOptions struct {
 	// archive, if set, is replayed into instead of a private copy (a
 	// restart redoing what the archive lost).
 	archive *hyperdrive.Archive
+	// before, if set, is called before each entry after the init entry is
+	// applied; an error stops the replay.
+	before func(r *Replayer, e *calllog.Entry) error
 }
 
 // Replayer replays a call log entry by entry through the same core the host
@@ -370,15 +373,23 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 	defer close(stop)
 	go func() {
 		defer close(ahead)
-		for i := uint64(1); i < n; i++ {
-			e, err := readEntry(log, i)
+		errStop := errors.New("stopped")
+		err := log.Blocks(1, n, func(i uint64, b []byte) error {
+			e, err := decodeEntry(i, b)
 			select {
 			case ahead <- decoded{e, err}:
 			case <-stop:
-				return
+				return errStop
 			}
-			if err != nil {
-				return
+			return err
+		})
+		if err != nil && err != errStop {
+			var derr *calllog.Divergence
+			if !errors.As(err, &derr) {
+				select {
+				case ahead <- decoded{nil, fmt.Errorf("core: call log: %w", err)}:
+				case <-stop:
+				}
 			}
 		}
 	}()
@@ -398,6 +409,12 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 		}
 		if keep {
 			entries = append(entries, d.e)
+		}
+		if opts.before != nil {
+			if err := opts.before(r, d.e); err != nil {
+				r.Close()
+				return nil, nil, err
+			}
 		}
 		if err := r.Apply(ctx, i, d.e); err != nil {
 			r.Close()
@@ -424,6 +441,11 @@ func readEntry(log *hypercore.Feed, i uint64) (*calllog.Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: call log block %d: %w", i, err)
 	}
+	return decodeEntry(i, b)
+}
+
+// decodeEntry decodes log block i, as readEntry does.
+func decodeEntry(i uint64, b []byte) (*calllog.Entry, error) {
 	e, err := calllog.DecodeEntry(b)
 	if err != nil {
 		return nil, &calllog.Divergence{Block: i, Field: "entry", Logged: err.Error(), Replayed: "a valid entry", Kind: calllog.KindInvalid}

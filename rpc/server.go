@@ -153,20 +153,7 @@ func NewServer(opts Options) *Server {
 // signatures to replay.
 func (s *Server) Mount(path string, b Backend) error {
 	path = "/" + strings.Trim(path, "/")
-	m := &mounted{Backend: b, path: path, seqs: map[string]uint64{}}
-	for i := uint64(1); i < b.Log.Length(); i++ {
-		blk, err := b.Log.Get(i)
-		if err != nil {
-			return err
-		}
-		e, err := calllog.DecodeEntry(blk)
-		if err != nil {
-			return err
-		}
-		if e.Auth != nil && e.Auth.Seq > m.seqs[e.Auth.Key] {
-			m.seqs[e.Auth.Key] = e.Auth.Seq
-		}
-	}
+	m := &mounted{Backend: b, path: path, seqs: b.Host.LoggedSeqs()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.backends[path]; ok {

@@ -122,7 +122,7 @@ func open(ctx context.Context, folder *claimedFolder, opts Options) (*Backend, e
 		archive.Close()
 	}
 	cfg := core.Config{Archive: archive, Log: log, QueueSize: opts.QueueSize, Logger: opts.Logger, Limits: opts.Limits, Quota: opts.Quota,
-		MaxEntry: opts.MaxEntry, MemoryAfresh: opts.Memory == MemoryAfresh}
+		MaxEntry: opts.MaxEntry, MemoryAfresh: opts.Memory == MemoryAfresh, ArchiveChecked: folder.deployed}
 	b := &Backend{Archive: archive, Log: log, dir: folder.dir, title: opts.Title, folder: folder}
 	if folder.deployed {
 		b.title, err = sameBackend(log, opts.Code, opts.Memory)
