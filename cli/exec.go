@@ -190,6 +190,10 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	defer datLn.Close()
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Until it serves, callers are told it is starting (a long log's
+	// replay can take a while), not refused.
+	stopStarting := server.Starting(rpcLn)
+	defer stopStarting()
 	backend, err := server.Open(ctx, server.Options{
 		Dir: f.dir, Code: code, Title: f.title, Memory: f.memory, NoFsync: f.sync == "none",
 		Limits: f.limits(), Quota: f.quota(), MaxEntry: f.entryMiB << 20, QueueSize: f.queue, Logger: logger,
@@ -210,6 +214,7 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 		}
 		return n
 	}
+	stopStarting()
 	serving, err := backend.Serve(rpcLn, datLn, server.ServeOptions{
 		Debug: f.debug, RequireSigned: f.requireSigned, Logger: logger,
 		MaxConnections: noCap(f.maxConnections), MaxPeers: noCap(f.maxPeers),
