@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -448,42 +447,41 @@ func TestFailedWriteIsSticky(t *testing.T) {
 
 func TestWait(t *testing.T) {
 	t.Parallel()
-	// In a bubble, synctest.Wait returns once the waiter is blocked in
-	// Wait, so that each append wakes it rather than beating it there.
-	synctest.Test(t, func(t *testing.T) {
-		kp := seedKey(8)
-		f := mustOpen(t, hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true})
-		got := make(chan []byte, 1)
-		go func() {
-			b, err := f.Wait(context.Background(), 2)
-			if err != nil {
-				t.Error(err)
-			}
-			got <- b
-		}()
-		for i := range 3 {
-			synctest.Wait()
-			if _, err := f.Append(fmt.Appendf(nil, "b%d", i)); err != nil {
-				t.Fatal(err)
-			}
+	kp := seedKey(8)
+	f := mustOpen(t, hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true})
+	got := make(chan []byte, 1)
+	go func() {
+		b, err := f.Wait(context.Background(), 2)
+		if err != nil {
+			t.Error(err)
 		}
-		select {
-		case b := <-got:
-			if string(b) != "b2" {
-				t.Errorf("Wait = %q, want b2", b)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("Wait did not return after the block was appended")
+		got <- b
+	}()
+	for i := range 3 {
+		// Not a synchronisation: the test passes whether the waiter is
+		// blocked yet or not; the pause makes it likely to be, so that
+		// the appends wake it rather than beat it there.
+		time.Sleep(time.Millisecond)
+		if _, err := f.Append(fmt.Appendf(nil, "b%d", i)); err != nil {
+			t.Fatal(err)
 		}
-		if n, err := f.WaitLength(context.Background(), 3); err != nil || n != 3 {
-			t.Errorf("WaitLength = %d, %v", n, err)
+	}
+	select {
+	case b := <-got:
+		if string(b) != "b2" {
+			t.Errorf("Wait = %q, want b2", b)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		if _, err := f.Wait(ctx, 100); !errors.Is(err, context.Canceled) {
-			t.Errorf("Wait with a cancelled context = %v", err)
-		}
-	})
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return after the block was appended")
+	}
+	if n, err := f.WaitLength(context.Background(), 3); err != nil || n != 3 {
+		t.Errorf("WaitLength = %d, %v", n, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := f.Wait(ctx, 100); !errors.Is(err, context.Canceled) {
+		t.Errorf("Wait with a cancelled context = %v", err)
+	}
 }
 
 // TestReplicateByProofs moves every block of a feed into a replica through
