@@ -27,31 +27,65 @@ func CheckArchive(entries []*calllog.Entry, archive *hyperdrive.Archive) *calllo
 // replica cannot compute is not held against it: the metadata, which
 // names every block, was checked.
 func checkArchive(entries []*calllog.Entry, archive *hyperdrive.Archive, snapshot, moved bool) *calllog.Divergence {
-	meta, content := archive.Metadata(), archive.Content()
-	var last *calllog.Entry
-	lastRoot := lastWithRoot(entries)
+	c := &archiveChecker{archive: archive, snapshot: snapshot}
 	for i, e := range entries {
-		if e.FilesRoot != nil {
-			last = e
-		}
-		d, lacksNodes := checkArchiveEntry(uint64(i), e, archive)
-		contentAhead := snapshot && content != nil && e.FilesRoot != nil && content.Length() > e.FilesRoot.ContentLength
-		if lacksNodes && (e != lastRoot || contentAhead || moved) {
-			// A replica of a folder-backed archive lacks replaced files'
-			// blocks, and with them the nodes of some older roots; the
-			// metadata, which names every block, was checked.
-			continue
-		}
-		if d != nil {
-			return d
-		}
+		c.check(uint64(i), e)
+	}
+	return c.finish(moved)
+}
+
+// archiveChecker is checkArchive an entry at a time, in log order, so that
+// an audit checks entries as it decodes them rather than keeping them all.
+type archiveChecker struct {
+	archive  *hyperdrive.Archive
+	snapshot bool
+
+	checked uint64              // entries seen
+	found   *calllog.Divergence // the first divergence, once found
+	last    *calllog.Entry      // the last entry with a root so far
+	// lacking is the last entry's divergence if the replica lacks the
+	// nodes of its content root: held against the archive only if no
+	// later entry has a root (a replica of a folder-backed archive lacks
+	// replaced files' blocks, and with them the nodes of older roots; the
+	// metadata, which names every block, is checked).
+	lacking *calllog.Divergence
+}
+
+// check checks the entry at block, the next in log order.
+func (c *archiveChecker) check(block uint64, e *calllog.Entry) {
+	c.checked = block + 1
+	if c.found != nil || e.FilesRoot == nil {
+		return
+	}
+	c.last, c.lacking = e, nil
+	d, lacksNodes := checkArchiveEntry(block, e, c.archive)
+	content := c.archive.Content()
+	contentAhead := c.snapshot && content != nil && content.Length() > e.FilesRoot.ContentLength
+	switch {
+	case lacksNodes && !contentAhead:
+		c.lacking = d
+	case lacksNodes:
+	case d != nil:
+		c.found = d
+	}
+}
+
+// finish returns the first divergence of the entries checked, or what
+// follows the last logged change: moved is as for checkArchive.
+func (c *archiveChecker) finish(moved bool) *calllog.Divergence {
+	if c.found != nil {
+		return c.found
+	}
+	if c.lacking != nil && !moved {
+		return c.lacking
 	}
 	// Nothing may follow the last logged change: a write no call explains.
-	if last != nil && content != nil {
+	meta, content := c.archive.Metadata(), c.archive.Content()
+	if last := c.last; last != nil && content != nil {
 		version := entryVersion(last)
-		if meta.Length() > version+1 || content.Length() > last.FilesRoot.ContentLength && !snapshot {
+		if meta.Length() > version+1 || content.Length() > last.FilesRoot.ContentLength && !c.snapshot {
 			return &calllog.Divergence{
-				Block: uint64(len(entries)), Method: "(none)", Field: "filesVersion", Kind: calllog.KindTampering,
+				Block: c.checked, Method: "(none)", Field: "filesVersion", Kind: calllog.KindTampering,
 				Logged:   fmt.Sprintf("version %d, %d content blocks after the last call", version, last.FilesRoot.ContentLength),
 				Replayed: fmt.Sprintf("the archive at version %d with %d content blocks", meta.Length()-1, content.Length()),
 			}

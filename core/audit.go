@@ -56,7 +56,20 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	if opts.Entries > 0 {
 		n = min(n, opts.Entries)
 	}
-	r, entries, err := replayLogEntries(ctx, log, n, opts.ReplayOptions, true)
+	// The archive and the callers are checked entry by entry as the
+	// entries are decoded, beside the replay (on another core), and
+	// nothing is kept: an audit's memory does not grow with the log.
+	archiveCheck := &archiveChecker{archive: archive, snapshot: opts.Entries > 0}
+	callers := calllog.NewCallers(log.PublicKey(), opts.Signed)
+	var callerDivergence *calllog.Divergence
+	ropts := opts.ReplayOptions
+	ropts.check = func(block uint64, e *calllog.Entry) {
+		archiveCheck.check(block, e)
+		if callerDivergence == nil {
+			callerDivergence = callers.Check(block, e)
+		}
+	}
+	r, _, err := replayLogEntries(ctx, log, n, ropts, false)
 	if err != nil {
 		var d *calllog.Divergence
 		if errors.As(err, &d) { // the init entry itself
@@ -66,12 +79,14 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	}
 	v := r.Verdict()
 	r.Close()
-	moved := uint64(len(entries)) < log.Length()
-	checks := []*calllog.Divergence{checkArchive(entries, archive, opts.Entries > 0, moved), calllog.CheckCallers(entries, log.PublicKey(), opts.Signed)}
-	if uint64(len(entries)) >= log.Length() {
+	// After a divergence the replay stops early, and with it the checks:
+	// those of the entries before it were done, as decoding runs ahead.
+	checked := archiveCheck.checked
+	checks := []*calllog.Divergence{archiveCheck.finish(checked < log.Length()), callerDivergence}
+	if checked >= log.Length() {
 		// Only the host's current files are in its folder: a snapshot the
 		// log has moved past may have files whose bytes it replaced since.
-		checks = append(checks, CheckCurrentFiles(archive, uint64(len(entries))))
+		checks = append(checks, CheckCurrentFiles(archive, checked))
 	}
 	for _, d := range checks {
 		if d != nil && (v.Divergence == nil || d.Block < v.Divergence.Block) {

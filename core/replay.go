@@ -64,6 +64,12 @@ type ReplayOptions struct {
 	// before, if set, is called before each entry after the init entry is
 	// applied; an error stops the replay.
 	before func(r *Replayer, e *calllog.Entry) error
+	// check, if set, is called with every entry as it is decoded, in log
+	// order, init entry first, on the goroutine that decodes ahead of the
+	// replay: for the checks of an entry that do not need the replay (an
+	// audit's of the archive and the callers), which so run beside it.
+	// It is not called again once the replay returns.
+	check func(block uint64, e *calllog.Entry)
 }
 
 // Replayer replays a call log entry by entry through the same core the host
@@ -362,6 +368,9 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 	if keep {
 		entries = append(make([]*calllog.Entry, 0, n), init)
 	}
+	if opts.check != nil {
+		opts.check(0, init)
+	}
 	// Reading and decoding entries runs ahead on its own goroutine: it
 	// costs about as much as running the calls.
 	type decoded struct {
@@ -370,12 +379,20 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 	}
 	ahead := make(chan decoded, 1024)
 	stop := make(chan struct{})
-	defer close(stop)
+	decoding := make(chan struct{})
+	defer func() {
+		close(stop)
+		<-decoding // and so no check runs after this returns
+	}()
 	go func() {
+		defer close(decoding)
 		defer close(ahead)
 		errStop := errors.New("stopped")
 		err := log.Blocks(1, n, func(i uint64, b []byte) error {
 			e, err := decodeEntry(i, b)
+			if err == nil && opts.check != nil {
+				opts.check(i, e)
+			}
 			select {
 			case ahead <- decoded{e, err}:
 			case <-stop:
