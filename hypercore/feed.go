@@ -147,7 +147,8 @@ type feedState struct {
 	gen        *merkle.Generator // the writer's roots; nil for replicas
 	hasher     *merkle.Hasher
 	nodes      nodeCache
-	scratch    scratch // buffers reused by Append
+	lastRead   blockSpan // the last block dataOffset placed: reads go forward
+	scratch    scratch   // buffers reused by Append
 	entryBuf   [sleep.TreeEntrySize]byte
 	syncNeeded bool    // files written since the last Sync
 	failed     error   // set by the first failed write; see fail
@@ -1135,6 +1136,36 @@ func (f *Feed) readData(i, off, size uint64) ([]byte, error) {
 // many there are, from the sizes of the tree nodes left of it. Nodes in
 // known are used before the stored ones.
 func (f *Feed) dataOffset(i uint64, known []merkle.Node) (offset, size uint64, err error) {
+	if last := f.lastRead; known == nil && last.valid && (i == last.index || i == last.index+1) {
+		// The block after the last one read starts where it ended: one
+		// node to read, not one per root to its left (a replica or a
+		// replay reads a feed forward, block after block).
+		if i == last.index {
+			return last.offset, last.size, nil
+		}
+		nd, err := f.node(2 * i)
+		if err != nil {
+			return 0, 0, err
+		}
+		f.lastRead = blockSpan{index: i, offset: last.offset + last.size, size: nd.Size, valid: true}
+		return last.offset + last.size, nd.Size, nil
+	}
+	offset, size, err = f.dataOffsetFromRoots(i, known)
+	if err == nil && known == nil {
+		f.lastRead = blockSpan{index: i, offset: offset, size: size, valid: true}
+	}
+	return offset, size, err
+}
+
+// blockSpan is where a block's bytes are in the data file.
+type blockSpan struct {
+	index, offset, size uint64
+	valid               bool
+}
+
+// dataOffsetFromRoots is dataOffset from the sizes of the roots left of
+// block i.
+func (f *Feed) dataOffsetFromRoots(i uint64, known []merkle.Node) (offset, size uint64, err error) {
 	var rootsBuf [64]uint64
 	for _, r := range flat.AppendFullRoots(rootsBuf[:0], 2*i) {
 		nd, err := f.nodeOrKnown(r, known)

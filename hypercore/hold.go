@@ -213,7 +213,7 @@ func (f *Feed) rollbackLocked() {
 	}
 	f.length, f.byteLength = h.length, h.byteLength
 	f.rollbacks++
-	f.nodes = nodeCache{}
+	f.nodes, f.lastRead = nodeCache{}, blockSpan{}
 	roots, err := f.rootsOf(f.length)
 	if err != nil {
 		// The roots were readable when the hold began, and nothing since

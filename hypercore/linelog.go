@@ -126,7 +126,7 @@ func (f *Feed) resetFromData() error {
 	}
 	f.bitfield, f.treeBits = b, b.Tree()
 	f.length, f.byteLength, f.synced = 0, 0, 0
-	f.nodes = nodeCache{}
+	f.nodes, f.lastRead = nodeCache{}, blockSpan{}
 	f.gen = merkle.NewGenerator(nil)
 	f.failed = nil
 	return nil

@@ -105,3 +105,54 @@ func TestBlocksReadsAsGet(t *testing.T) {
 		t.Errorf("unchecked, across damaged data: %d blocks, %v; want 2000", unchecked, err)
 	}
 }
+
+// readCounter is a storage that counts the reads of its tree file.
+type readCounter struct {
+	hypercore.Storage
+	reads *int
+}
+
+func (s readCounter) Open(name string, create bool) (hypercore.File, error) {
+	f, err := s.Storage.Open(name, create)
+	if err != nil || name != "tree" {
+		return f, err
+	}
+	return countedReads{f, s.reads}, nil
+}
+
+type countedReads struct {
+	hypercore.File
+	reads *int
+}
+
+func (f countedReads) ReadAt(p []byte, off int64) (int, error) {
+	*f.reads++
+	return f.File.ReadAt(p, off)
+}
+
+// TestForwardGetsReadOneNode: a block read after the one before it is
+// placed from that one's end, with one tree read, not one per root to its
+// left (a replica serving a download, or a replay, reads forward).
+func TestForwardGetsReadOneNode(t *testing.T) {
+	reads := 0
+	st := readCounter{hypercore.NewMemoryStorage(), &reads}
+	f := mustOpen(t, hypercore.Config{Storage: st, SecretKey: seedKey(6).SecretKey, Create: true})
+	const n = 1 << 14
+	var blocks [][]byte
+	for i := range n {
+		blocks = append(blocks, []byte{byte(i), byte(i >> 8), 1, 2, 3}[:1+i%5])
+	}
+	if _, err := f.Append(blocks...); err != nil {
+		t.Fatal(err)
+	}
+	reads = 0
+	for i := range uint64(n) {
+		b, err := f.GetUnchecked(i)
+		if err != nil || !bytes.Equal(b, blocks[i]) {
+			t.Fatalf("block %d: %x, %v", i, b, err)
+		}
+	}
+	if reads > n+64 {
+		t.Errorf("%d tree reads for %d blocks read forward, want about one each", reads, n)
+	}
+}

@@ -107,7 +107,7 @@ func (f *Feed) cutLocked(length, byteLength uint64) error {
 	f.synced = min(f.synced, f.length)
 	f.signedLength = min(f.signedLength, f.length)
 	f.rollbacks++
-	f.nodes = nodeCache{}
+	f.nodes, f.lastRead = nodeCache{}, blockSpan{}
 	roots, err := f.rootsOf(f.length)
 	if err != nil {
 		return f.fail(fmt.Errorf("%s: roots: %w", op, err))
