@@ -70,6 +70,10 @@ type advCase struct {
 	// with flags added, which must then reopen and audit.
 	ownServer bool
 	flags     []string
+	// budget, if set, is the own server's --time-budget instead of the
+	// matrix's: for a case about memory, whose calls must not meet the
+	// time budget on a busy machine.
+	budget time.Duration
 	// maxOK, if not 0, is how many of the calls may succeed; okFirst:
 	// none may succeed after one has failed.
 	maxOK   int
@@ -208,12 +212,14 @@ func TestAdversarialMatrix(t *testing.T) {
 			maxOK:     2,
 		},
 		{
-			// Each call's budget well above what it allocates: only the
-			// cap on what the script keeps stops them, so the first
-			// calls succeed and the later ones fail.
+			// Each call's budgets well above what it allocates and how
+			// long it takes (about 1.2 s alone, over 2 s beside other
+			// tests): only the cap on what the script keeps stops them,
+			// so the first calls succeed and the later ones fail.
 			name:      "7b five calls keeping 256 MiB each, a call's budget 768 MiB",
 			ownServer: true,
 			flags:     []string{"--max-memory", "768"},
+			budget:    6 * time.Second,
 			calls:     advKeepCalls(5, 1<<28),
 			maxOK:     2,
 			okFirst:   true,
@@ -241,6 +247,10 @@ func TestAdversarialMatrix(t *testing.T) {
 				return
 			}
 			own := &advHarness{t: t, script: h.script, root: h.root, dir: filepath.Join(h.root, servedPrefix+strings.Fields(c.name)[0]), outside: h.outside, extra: append(c.flags, h.extra...), budget: h.budget, outHash: h.outHash}
+			if c.budget > 0 && h.budget > 0 {
+				// Last of the flags, so that it is the one that counts.
+				own.extra, own.budget = append(own.extra, "--time-budget", c.budget.String()), c.budget
+			}
 			own.startServer(t)
 			own.runCase(t, c)
 			own.restartAndAudit(t)
