@@ -22,7 +22,7 @@
 // on a log of any length, however many stops come in a row, and at a
 // start when the archive holds what the log's last entry left, which then
 // costs a check of the stores and a load rather than a replay of the log
-// (a million calls: under 4 s, 50 MB). A backend that
+// (a million calls: 4 to 5 s, about 50 MB). A backend that
 // keeps its state in its files loses nothing by it; one that keeps state in
 // memory (a counter in a variable) must be deployed with its memory kept.
 //
