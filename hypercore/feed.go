@@ -576,14 +576,8 @@ func (f *Feed) notify() {
 func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
-		return 0, ErrClosed
-	}
-	if f.privateKey == nil && !f.unsigned {
-		return 0, ErrNotWritable
-	}
-	if f.failed != nil {
-		return 0, f.failed
+	if err := f.writableLocked(); err != nil {
+		return 0, err
 	}
 	start := f.length
 	if len(blocks) == 0 {
@@ -682,6 +676,18 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		f.notify()
 	}
 	return start, nil
+}
+
+// writableLocked returns why the feed takes no writes now, if it does
+// not: closed, not the writer's, or failed.
+func (f *Feed) writableLocked() error {
+	switch {
+	case f.closed:
+		return ErrClosed
+	case f.privateKey == nil && !f.unsigned:
+		return ErrNotWritable
+	}
+	return f.failed
 }
 
 // writeTree writes a batch's tree entries the way the reference does: the

@@ -42,13 +42,8 @@ type stage struct {
 func (f *Feed) Hold() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	switch {
-	case f.closed:
-		return ErrClosed
-	case f.privateKey == nil && !f.unsigned:
-		return ErrNotWritable
-	case f.failed != nil:
-		return f.failed
+	if err := f.writableLocked(); err != nil {
+		return err
 	}
 	if len(f.held) == 0 {
 		f.stage = &stage{length: f.length, byteLength: f.byteLength, nodes: map[uint64]merkle.Node{}}

@@ -24,13 +24,10 @@ type truncater interface {
 func (f *Feed) Truncate(length uint64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.writableLocked(); err != nil {
+		return err
+	}
 	switch {
-	case f.closed:
-		return ErrClosed
-	case f.privateKey == nil && !f.unsigned:
-		return ErrNotWritable
-	case f.failed != nil:
-		return f.failed
 	case len(f.held) > 0:
 		return ErrHeld
 	case length >= f.length:
