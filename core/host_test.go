@@ -1003,16 +1003,18 @@ func TestArchiveFlushKeepsTheHostsClock(t *testing.T) {
 		archive.Close()
 		log.Close()
 	}()
-	increment := func() {
+	// increment returns when the host last flushed, read under the run
+	// lock: a call is answered before its group decides whether to flush,
+	// with the lock held throughout, so once the lock is taken the
+	// decision is made, and the clock may move.
+	increment := func() time.Time {
 		t.Helper()
 		if _, err := h.Call(context.Background(), Request{Method: "increment"}); err != nil {
 			t.Fatal(err)
 		}
-		// A call is answered before its group decides whether to flush,
-		// with the run lock held throughout: once the lock is free, the
-		// decision is made, and the clock may move.
 		h.run.Lock()
-		h.run.Unlock()
+		defer h.run.Unlock()
+		return h.lastArchiveSync
 	}
 	inFolder := func() string {
 		b, _ := os.ReadFile(filepath.Join(dir, "counter"))
@@ -1025,7 +1027,9 @@ func TestArchiveFlushKeepsTheHostsClock(t *testing.T) {
 		t.Fatalf("the folder shows %q before a flush was due", got)
 	}
 	clock.Advance(2 * time.Millisecond)
-	increment()
+	if flushed := increment(); !flushed.Equal(clock.Now()) {
+		t.Errorf("the last flush was at %v, want now, %v", flushed, clock.Now())
+	}
 	if got := inFolder(); got != "3" {
 		t.Fatalf("the folder shows %q once a flush was due, want 3", got)
 	}
