@@ -34,7 +34,10 @@
 // Append writes to the files; Sync makes the batch durable. Sync flushes the
 // data, tree and signatures first and writes the bitfield (which is what
 // says a block exists) only after them, so a crash at any moment leaves a
-// feed that opens as a valid, signed prefix of what was appended. If a write
+// feed that opens as a valid, signed prefix of what was appended. The
+// bitfield's own write can be cut short by the crash (Linux ends a killed
+// process's write at a 4 KiB boundary); a writer's Open then rebuilds it
+// from the longest signed tree it claims, and Reclaimed says why. If a write
 // to the storage fails, the feed refuses further writes with ErrFailed
 // (what reached the disk is then unknown); reopening it continues from the
 // last Sync.

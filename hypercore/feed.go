@@ -132,6 +132,7 @@ type feedState struct {
 
 	checkAllReads bool
 	unsigned      bool         // appends without signatures (Config.UnsignedWrites)
+	reclaimed     error        // why Open rebuilt the bitfield, if it did
 	lineLog       bool         // see Config.LineLog
 	preallocate   int64        // see Config.Preallocate; 0 unless a line log that fsyncs
 	dataEnd       uint64       // how far the data file may reach past byteLength (Preallocate's zeros); cutData cuts it back
@@ -413,28 +414,55 @@ func (f *Feed) checkHeader(file File, name string, want sleep.Header) error {
 }
 
 // loadState reads the bitfield, derives the feed's length from its tree bits,
-// and checks the roots and their signature.
+// and checks the roots and their signature. A writer's bitfield that a
+// crash tore is rebuilt (see reclaim).
 func (f *Feed) loadState() error {
+	torn, err := f.loadBitfield()
+	if err != nil {
+		return err
+	}
+	err = f.deriveState()
+	if f.privateKey == nil || f.lineLog {
+		// A line log redoes its state from its data (recoverLines); a
+		// replica's claims are its own to keep or download again.
+		return err
+	}
+	if torn == nil {
+		torn = f.checkClaims()
+	}
+	if torn == nil {
+		// Claims that hang together but do not check (a signature or
+		// tree node changed on disk) are damage, not a torn write.
+		return err
+	}
+	return f.reclaim(torn)
+}
+
+// loadBitfield reads the bitfield file's pages. A last page cut short (a
+// crash can stop a write at any 4 KiB boundary of the file) is read as if
+// the rest were zeros, and reported in torn.
+func (f *Feed) loadBitfield() (torn, err error) {
 	pageSize := bitfield.PageSize
 	size, err := f.bits.Size()
 	if err != nil {
-		return fmt.Errorf("hypercore: bitfield: %w", err)
+		return nil, fmt.Errorf("hypercore: bitfield: %w", err)
 	}
 	var pages [][]byte
 	if size > 0 {
 		var hb [sleep.HeaderSize]byte
 		if _, err := f.bits.ReadAt(hb[:], 0); err != nil {
-			return fmt.Errorf("%w: bitfield: %v", ErrCorrupt, err)
+			return nil, fmt.Errorf("%w: bitfield: %v", ErrCorrupt, err)
 		}
 		h, _ := sleep.ParseHeader(hb[:]) // checked in openSleepFiles
 		pageSize = int(h.EntrySize)
 		body := size - sleep.HeaderSize
-		if body%int64(pageSize) != 0 {
-			return fmt.Errorf("%w: bitfield: %d bytes after the header is not a whole number of %d-byte pages", ErrCorrupt, body, pageSize)
+		if rest := body % int64(pageSize); rest != 0 {
+			torn = fmt.Errorf("%w: bitfield: %d bytes after the header is not a whole number of %d-byte pages", ErrCorrupt, body, pageSize)
+			body += int64(pageSize) - rest
 		}
 		buf := make([]byte, body)
-		if _, err := f.bits.ReadAt(buf, sleep.HeaderSize); err != nil && !(errors.Is(err, io.EOF) && body == 0) {
-			return fmt.Errorf("%w: bitfield: %v", ErrCorrupt, err)
+		if _, err := f.bits.ReadAt(buf, sleep.HeaderSize); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: bitfield: %v", ErrCorrupt, err)
 		}
 		for off := 0; off < len(buf); off += pageSize {
 			pages = append(pages, buf[off:off+pageSize])
@@ -442,11 +470,18 @@ func (f *Feed) loadState() error {
 	}
 	f.bitfield, err = bitfield.Load(pageSize, pages)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	f.treeBits = f.bitfield.Tree()
-	f.length = f.treeBits.Blocks()
+	return torn, nil
+}
 
+// deriveState sets the feed's length from the tree bits and checks what
+// the bitfield claims: the roots, their signature and, if the last block is
+// claimed, that the tree and data files are long enough to hold them.
+func (f *Feed) deriveState() error {
+	f.length = f.treeBits.Blocks()
+	f.byteLength = 0
 	roots, err := f.rootsOf(f.length)
 	if err != nil {
 		return fmt.Errorf("%w: roots of length %d: %w", ErrCorrupt, f.length, err)
@@ -455,35 +490,53 @@ func (f *Feed) loadState() error {
 		f.byteLength += r.Size
 	}
 	if f.length > 0 && !f.unsigned {
-		sig, err := f.readSignature(f.length - 1)
-		if err != nil {
-			return fmt.Errorf("%w: signature of length %d: %w", ErrCorrupt, f.length, err)
-		}
-		th := f.hasher.Tree(roots)
-		if !ed25519.Verify(f.publicKey, th[:], sig) {
-			return fmt.Errorf("%w: the signature of length %d does not match the stored tree", ErrCorrupt, f.length)
+		if err := f.checkSigned(f.length, roots); err != nil {
+			return err
 		}
 		if f.bitfield.Get(f.length - 1) {
 			// The writer (or a full replica) has every block: the last leaf
 			// and the data must be there too.
-			if n, err := f.tree.Size(); err != nil {
-				return fmt.Errorf("hypercore: tree: %w", err)
-			} else if n < sleep.TreeOffset(2*f.length-1) {
-				return fmt.Errorf("%w: tree file has %d bytes, too short for %d blocks", ErrCorrupt, n, f.length)
-			}
-			n := int64(0)
-			if f.data != nil {
-				if n, err = f.data.Size(); err != nil {
-					return fmt.Errorf("hypercore: data: %w", err)
-				}
-			}
-			if uint64(n) < f.byteLength {
-				return fmt.Errorf("%w: data file has %d bytes, the tree says %d", ErrCorrupt, n, f.byteLength)
+			if err := f.checkStored(f.length, f.byteLength); err != nil {
+				return err
 			}
 		}
 	}
 	if f.privateKey != nil || f.unsigned {
 		f.gen = merkle.NewGenerator(roots)
+	}
+	return nil
+}
+
+// checkSigned checks that the signature stored at length-1 signs roots.
+func (f *Feed) checkSigned(length uint64, roots []merkle.Node) error {
+	sig, err := f.readSignature(length - 1)
+	if err != nil {
+		return fmt.Errorf("%w: signature of length %d: %w", ErrCorrupt, length, err)
+	}
+	th := f.hasher.Tree(roots)
+	if !ed25519.Verify(f.publicKey, th[:], sig) {
+		return fmt.Errorf("%w: the signature of length %d does not match the stored tree", ErrCorrupt, length)
+	}
+	return nil
+}
+
+// checkStored checks that the tree and data files are long enough for
+// length blocks of byteLength bytes.
+func (f *Feed) checkStored(length, byteLength uint64) error {
+	if n, err := f.tree.Size(); err != nil {
+		return fmt.Errorf("hypercore: tree: %w", err)
+	} else if n < sleep.TreeOffset(2*length-1) {
+		return fmt.Errorf("%w: tree file has %d bytes, too short for %d blocks", ErrCorrupt, n, length)
+	}
+	n := int64(0)
+	if f.data != nil {
+		var err error
+		if n, err = f.data.Size(); err != nil {
+			return fmt.Errorf("hypercore: data: %w", err)
+		}
+	}
+	if uint64(n) < byteLength {
+		return fmt.Errorf("%w: data file has %d bytes, the tree says %d", ErrCorrupt, n, byteLength)
 	}
 	return nil
 }
@@ -539,6 +592,18 @@ func (f *Feed) Has(i uint64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.bitfield.Get(i)
+}
+
+// HasAll reports whether blocks start to end-1 are all stored here.
+func (f *Feed) HasAll(start, end uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := start; i < end; i++ {
+		if !f.bitfield.Get(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // Changed returns a channel that is closed the next time the feed changes

@@ -115,6 +115,15 @@ func Open(opts Options) (*Archive, error) {
 		contentKey: opts.ContentKey,
 	}
 	a.tree = tree{entries: a.entries, version: -1}
+	if err := meta.Reclaimed(); err != nil && meta.Writable() {
+		// A crash tore the bitfield, and the tear may have taken the
+		// claims of blocks the feed holds. A writer's metadata holds
+		// every block: claim them again, each checked against the tree.
+		if err := meta.Unclear(0, meta.Length()); err != nil {
+			meta.Close()
+			return nil, fmt.Errorf("hyperdrive: metadata: claiming blocks back after a torn bitfield: %w", err)
+		}
+	}
 	if _, files := opts.Storage.content(); files != nil && !meta.Writable() && !opts.ReadOnly {
 		// The folder shows the current files, so its content can only be
 		// written in order, by the archive's writer.
@@ -264,19 +273,23 @@ func (a *Archive) referencedContent() (uint64, error) {
 // are, from the tree (not the history), and notes files changed on disk.
 // A writer's current file whose blocks are cleared, but whose bytes the
 // folder holds, is claimed again: a crash can make the Clear of a rewrite
-// durable before the metadata that would have finished it (Sync's order).
+// durable before the metadata that would have finished it (Sync's order),
+// or tear the bitfield page that claimed it.
 func (a *Archive) loadExtents() error {
 	var list, cleared []extent
 	var clearedStats []Stat
 	sizes := map[string]uint64{}
 	writer := a.content.Writable() && !a.readOnly
+	// After a torn bitfield (see hypercore's Reclaimed), a file's first
+	// block claimed says nothing of the others.
+	reclaimed := writer && a.content.Reclaimed() != nil
 	err := a.walk("/", func(name string, st Stat) {
 		if !st.IsFile() || st.Size == 0 {
 			return
 		}
 		e := extent{start: st.ByteOffset, end: st.ByteOffset + st.Size, name: name}
 		switch {
-		case a.content.Has(st.Offset):
+		case a.content.Has(st.Offset) && (!reclaimed || a.content.HasAll(st.Offset, st.Offset+st.Blocks)):
 			list = append(list, e)
 			sizes[name] = st.Size
 		case writer && st.Offset+st.Blocks <= a.content.Length():

@@ -246,6 +246,10 @@ func (b *Bitfield) CheckIndex() error {
 	return nil
 }
 
+// LastSet returns the last block that is present, and whether there is
+// one.
+func (b *Bitfield) LastSet() (uint64, bool) { return b.data.lastSet() }
+
 // FirstSetFrom returns the first block at or after i that is present, and
 // whether there is one.
 func (b *Bitfield) FirstSetFrom(i uint64) (uint64, bool) {

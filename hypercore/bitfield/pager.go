@@ -121,6 +121,16 @@ func (v *view) setByte(i uint64, b byte) bool {
 	return true
 }
 
+// lastSet returns the highest bit set, and whether there is one.
+func (v *view) lastSet() (uint64, bool) {
+	for i := v.byteLength; i > 0; i-- {
+		if b := v.getByte(i - 1); b != 0 {
+			return 8*(i-1) + 7 - uint64(bits.TrailingZeros8(b)), true
+		}
+	}
+	return 0, false
+}
+
 func (v *view) get(i uint64) bool {
 	return v.getByte(i/8)&(128>>(i&7)) != 0
 }

@@ -257,3 +257,7 @@ func (t *TreeIndex) FirstSetFrom(i uint64) (uint64, bool) {
 	}
 	return 0, false
 }
+
+// LastSet returns the highest node that is present, and whether there is
+// one.
+func (t *TreeIndex) LastSet() (uint64, bool) { return t.bits.lastSet() }
