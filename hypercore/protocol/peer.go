@@ -95,7 +95,7 @@ func (p *peer) ready() {
 		return
 	}
 	p.readied = true
-	go p.s.watch(p.ch)
+	go p.s.watch(p.ch, p.ch.feed.Changed())
 	p.sendWants()
 }
 

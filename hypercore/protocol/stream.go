@@ -677,10 +677,14 @@ func (s *Stream) onFeedLocked(id uint64, m *wire.Feed, ack chan []byte) error {
 	return nil
 }
 
-// watch forwards a feed's changes to the loop until the stream ends.
-func (s *Stream) watch(ch *channel) {
+// watch forwards a feed's changes to the loop until the stream ends,
+// starting from c, which the caller took from the feed before it looked at
+// the feed's state. Each next channel is taken before the change is
+// delivered, for the same reason: a change between the loop's look at the
+// feed and a later Changed would close no channel anybody waits on, and
+// would not be announced until the next one.
+func (s *Stream) watch(ch *channel, c <-chan struct{}) {
 	for {
-		c := ch.feed.Changed()
 		select {
 		case <-c:
 		case <-s.done:
@@ -689,6 +693,7 @@ func (s *Stream) watch(ch *channel) {
 		if ch.feed.Closed() {
 			return // a closed feed's channel stays closed: nothing more to watch
 		}
+		c = ch.feed.Changed()
 		if !s.deliver(event{changed: ch}) {
 			return
 		}
