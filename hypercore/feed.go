@@ -94,12 +94,13 @@ type Config struct {
 	// the data. Writable feeds only.
 	DeferSignatures bool
 
-	// WriteBack keeps a writer's writes to the tree, signatures and
-	// bitfield files in memory and writes them out together: when Sign
-	// signs (the tree and signatures), at Sync (except for a line log,
-	// whose Sync makes only the data durable) and at Close. Appends then
-	// cost one write to the data file instead of three or four small ones.
-	// Reads see pending writes.
+	// WriteBack keeps the writes to the tree, signatures and bitfield
+	// files in memory and writes them out together: when Sign signs (the
+	// tree and signatures), at Sync (except for a line log, whose Sync
+	// makes only the data durable), at Close, and when a few megabytes
+	// are pending. A writer's appends then cost one write to the data
+	// file instead of three or four small ones, and so do a replica's
+	// downloaded blocks. Reads see pending writes.
 	WriteBack bool
 
 	// CheckAllReads makes GetUnchecked check blocks against their hashes
@@ -133,6 +134,7 @@ type feedState struct {
 	checkAllReads bool
 	unsigned      bool         // appends without signatures (Config.UnsignedWrites)
 	reclaimed     error        // why Open rebuilt the bitfield, if it did
+	wrapData      bool         // the data file goes behind a write-back buffer too
 	lineLog       bool         // see Config.LineLog
 	preallocate   int64        // see Config.Preallocate; 0 unless a line log that fsyncs
 	dataEnd       uint64       // how far the data file may reach past byteLength (Preallocate's zeros); cutData cuts it back
@@ -273,7 +275,7 @@ func (f *Feed) open(cfg Config) error {
 	}
 
 	f.unsigned = cfg.UnsignedWrites && f.privateKey == nil && !f.readOnly
-	if err := f.openSleepFiles(isNew, cfg.WriteBack && f.privateKey != nil && !f.readOnly); err != nil {
+	if err := f.openSleepFiles(isNew, cfg.WriteBack && !f.readOnly); err != nil {
 		return err
 	}
 	f.lineLog = cfg.LineLog && f.privateKey != nil && !f.readOnly
@@ -362,12 +364,19 @@ func (f *Feed) openSleepFiles(isNew, writeBack bool) error {
 	}
 	if writeBack && f.tree != nil {
 		for _, file := range []*File{&f.tree, &f.signatures, &f.bits} {
-			w, err := newWriteBack(*file)
-			if err != nil {
+			if err := f.wrapWriteBack(file); err != nil {
 				return err
 			}
-			*file = w
-			f.writeBacks = append(f.writeBacks, w)
+		}
+		// A replica's, or an unsigned writer's, data too: its blocks
+		// are small writes at the end of the file as well. (A signed
+		// writer's data file is where Sync's durability starts, and may
+		// be a folder of real files: it is left as it is.)
+		f.wrapData = f.privateKey == nil
+		if f.wrapData && f.data != nil {
+			if err := f.wrapWriteBack(&f.data); err != nil {
+				return err
+			}
 		}
 	}
 	if f.tree == nil { // read-only, nothing stored
@@ -380,6 +389,32 @@ func (f *Feed) openSleepFiles(isNew, writeBack bool) error {
 		return err
 	}
 	return f.checkHeader(f.bits, "bitfield", sleep.BitfieldHeader(bitfield.PageSize))
+}
+
+// wrapWriteBack puts *file behind a write-back buffer (Config.WriteBack),
+// flushed before the bitfield that claims what it holds (flushWriteBacks
+// goes in order: tree, signatures, bitfield, then the data if wrapped).
+func (f *Feed) wrapWriteBack(file *File) error {
+	w, err := newWriteBack(*file)
+	if err != nil {
+		return err
+	}
+	*file = w
+	f.writeBacks = append(f.writeBacks, w)
+	return nil
+}
+
+// openData opens the data file, creating it, on a feed's first block.
+func (f *Feed) openData() (File, error) {
+	data, err := f.openFile("data", true)
+	if err != nil || !f.wrapData {
+		return data, err
+	}
+	if err := f.wrapWriteBack(&data); err != nil {
+		data.Close()
+		return nil, err
+	}
+	return data, nil
 }
 
 // checkHeader checks the header of a SLEEP file, writing it if the file is
@@ -787,7 +822,7 @@ func (f *Feed) writeData(data []byte) error {
 	}
 	if f.data == nil {
 		var err error
-		if f.data, err = f.openFile("data", true); err != nil {
+		if f.data, err = f.openData(); err != nil {
 			return err
 		}
 	}
@@ -1207,14 +1242,15 @@ func (f *Feed) readData(i, off, size uint64) ([]byte, error) {
 // many there are, from the sizes of the tree nodes left of it. Nodes in
 // known are used before the stored ones.
 func (f *Feed) dataOffset(i uint64, known []merkle.Node) (offset, size uint64, err error) {
-	if last := f.lastRead; known == nil && last.valid && (i == last.index || i == last.index+1) {
-		// The block after the last one read starts where it ended: one
+	if last := f.lastRead; last.valid && (i == last.index || i == last.index+1) {
+		// The block after the last one placed starts where it ended: one
 		// node to read, not one per root to its left (a replica or a
-		// replay reads a feed forward, block after block).
+		// replay reads a feed forward, block after block, and a download
+		// stores it so).
 		if i == last.index {
 			return last.offset, last.size, nil
 		}
-		nd, err := f.node(2 * i)
+		nd, err := f.nodeOrKnown(2*i, known)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -1222,7 +1258,7 @@ func (f *Feed) dataOffset(i uint64, known []merkle.Node) (offset, size uint64, e
 		return last.offset + last.size, nd.Size, nil
 	}
 	offset, size, err = f.dataOffsetFromRoots(i, known)
-	if err == nil && known == nil {
+	if err == nil {
 		f.lastRead = blockSpan{index: i, offset: offset, size: size, valid: true}
 	}
 	return offset, size, err
@@ -1364,14 +1400,25 @@ func (f *Feed) Signature(i uint64) (sig []byte, at uint64, err error) {
 // nodeCache is a small direct-mapped cache of tree nodes: reads of recent
 // blocks and proofs touch the same few nodes over and over.
 type nodeCache struct {
-	entries [1024]struct {
+	entries [1 << nodeCacheBits]struct {
 		node  merkle.Node
 		valid bool
 	}
 }
 
+// slot spreads node indices over the cache. Not i modulo its size: the
+// roots of a long feed are the nodes of large spans, whose indices all end
+// in the same run of one bits (2^k-1 plus multiples of 2^(k+1)), and would
+// all take one slot, evicting each other at every TreeHash.
+func (c *nodeCache) slot(i uint64) uint64 {
+	return (i * 0x9e3779b97f4a7c15) >> (64 - nodeCacheBits)
+}
+
+// nodeCacheBits is log2 of the cache's entries.
+const nodeCacheBits = 10
+
 func (c *nodeCache) get(i uint64) (merkle.Node, bool) {
-	e := &c.entries[i%uint64(len(c.entries))]
+	e := &c.entries[c.slot(i)]
 	if e.valid && e.node.Index == i {
 		return e.node, true
 	}
@@ -1379,7 +1426,7 @@ func (c *nodeCache) get(i uint64) (merkle.Node, bool) {
 }
 
 func (c *nodeCache) put(nd merkle.Node) {
-	e := &c.entries[nd.Index%uint64(len(c.entries))]
+	e := &c.entries[c.slot(nd.Index)]
 	e.node, e.valid = nd, true
 }
 

@@ -113,7 +113,7 @@ func (f *Feed) writeStage(st *stage) error {
 	if len(st.data) > 0 {
 		if f.data == nil {
 			var err error
-			if f.data, err = f.openFile("data", true); err != nil {
+			if f.data, err = f.openData(); err != nil {
 				return err
 			}
 		}

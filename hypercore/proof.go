@@ -259,7 +259,7 @@ func (f *Feed) writePut(i uint64, data []byte, nodes []merkle.Node, sig []byte, 
 		}
 		if f.data == nil {
 			var err error
-			if f.data, err = f.openFile("data", true); err != nil {
+			if f.data, err = f.openData(); err != nil {
 				return f.fail(err)
 			}
 		}
