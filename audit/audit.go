@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,7 +29,9 @@ type Options struct {
 	// pins): another key is a divergence.
 	Files, Log []byte
 	// Out, if set, is a folder that keeps the replicas and the verified
-	// head between audits; otherwise they are in memory.
+	// head between audits; otherwise they are in a temporary folder that
+	// Close removes (on disk, not in memory: an audit's memory does not
+	// grow with the log).
 	Out string
 	// Limits are the host's budgets, if it was given more than the
 	// defaults: a replay runs under Limits.ForReplay.
@@ -126,6 +129,7 @@ type Auditor struct {
 	info    rpc.Handshake
 	log     *hypercore.Feed
 	archive *hyperdrive.Archive
+	tmp     string // the replicas' temporary folder, without Options.Out
 }
 
 // Open dials the host and reads its handshake (the feeds it serves).
@@ -142,12 +146,17 @@ func Open(ctx context.Context, opts Options) (*Auditor, error) {
 // Handshake is what the host said it serves.
 func (a *Auditor) Handshake() rpc.Handshake { return a.info }
 
-// Close closes the replicas (a folder's are flushed).
+// Close closes the replicas (Options.Out's are flushed, a temporary
+// folder's removed).
 func (a *Auditor) Close() error {
-	if a.log == nil {
-		return nil
+	var err error
+	if a.log != nil {
+		err = errors.Join(a.log.Close(), a.archive.Close())
 	}
-	return errors.Join(a.log.Close(), a.archive.Close())
+	if a.tmp != "" {
+		err = errors.Join(err, os.RemoveAll(a.tmp))
+	}
+	return err
 }
 
 // Audit checks the pins, compares the host's log with the head verified
@@ -204,7 +213,7 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 		entries = n
 	}
 	replayed := int64(0)
-	opts := core.ReplayOptions{Limits: a.opts.Limits}
+	opts := core.ReplayOptions{Limits: a.opts.Limits, ScratchDir: os.TempDir()}
 	if a.opts.Progress != nil {
 		opts.Progress = func(uint64) {
 			replayed++
@@ -231,7 +240,8 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// openReplicas opens the replicas: in memory, or kept in Options.Out.
+// openReplicas opens the replicas: kept in Options.Out, or in a temporary
+// folder.
 func (a *Auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
 	logKey, err := DatKey(a.info.CallLogURL)
 	if err != nil {
@@ -241,16 +251,21 @@ func (a *Auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	logStorage, filesStorage := hypercore.Storage(hypercore.NewMemoryStorage()), hyperdrive.MemoryStorage()
-	if a.opts.Out != "" {
-		logStorage = hypercore.DirStorage{Dir: a.opts.Out, Prefix: "call-log."}
-		filesStorage = hyperdrive.FlatStorage(filepath.Join(a.opts.Out, "files"))
+	dir := a.opts.Out
+	if dir == "" {
+		if a.tmp, err = os.MkdirTemp("", "nodevms-audit-"); err != nil {
+			return nil, nil, fmt.Errorf("a folder for the replicas: %w", err)
+		}
+		dir = a.tmp
 	}
-	log, err := hypercore.Open(hypercore.Config{Storage: logStorage, PublicKey: logKey, Create: true})
+	logStorage := hypercore.DirStorage{Dir: dir, Prefix: "call-log."}
+	filesStorage := hyperdrive.FlatStorage(filepath.Join(dir, "files"))
+	// A replica is made again from the host if lost: no fsync.
+	log, err := hypercore.Open(hypercore.Config{Storage: logStorage, PublicKey: logKey, Create: true, NoFsync: a.opts.Out == "", WriteBack: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("the call log replica: %w", err)
 	}
-	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: filesStorage, Key: filesKey, Create: true})
+	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: filesStorage, Key: filesKey, Create: true, WriteBack: true})
 	if err != nil {
 		log.Close()
 		return nil, nil, fmt.Errorf("the files archive replica: %w", err)

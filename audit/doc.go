@@ -15,6 +15,11 @@
 //	default: // audit.Diverged or audit.Forked: the host misbehaved
 //	}
 //
+// An audit's memory does not grow with the log: the replicas it downloads,
+// and the replay's own copy of the files archive, are files (in a
+// temporary folder that Close removes, unless Options.Out keeps the
+// replicas), written through write-back buffers of a few megabytes.
+//
 // An auditor that keeps its replicas in a folder (Options.Out) downloads
 // only what is new at its next audit, and records the head it verified, so
 // that a host that later shows another history under the same key is

@@ -124,7 +124,7 @@ func (a *Auditor) Follow(ctx context.Context, rehost net.Listener, events Follow
 	if a.log == nil {
 		return Result{}, errors.New("audit: Follow before a verified Audit")
 	}
-	mon, err := core.NewMonitor(ctx, a.log, a.archive, core.AuditOptions{Signed: a.info.Auth == "signed", ReplayOptions: core.ReplayOptions{Limits: a.opts.Limits}})
+	mon, err := core.NewMonitor(ctx, a.log, a.archive, core.AuditOptions{Signed: a.info.Auth == "signed", ReplayOptions: core.ReplayOptions{Limits: a.opts.Limits, ScratchDir: os.TempDir()}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return Result{Outcome: Verified}, nil

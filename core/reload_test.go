@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +99,24 @@ func TestAfreshStopsReload(t *testing.T) {
 	}
 	if v.Calls != 503 || v.Reloads != 100 {
 		t.Errorf("replay: %d calls and %d reloads, want 503 and 100", v.Calls, v.Reloads)
+	}
+	// With its archive's copy on disk, as an audit keeps it: the same
+	// verdict, and the folder gone once the replay is done.
+	scratch := t.TempDir()
+	var during []os.DirEntry
+	onDisk, err := Replay(ctx, log, ReplayOptions{ScratchDir: scratch, Progress: func(uint64) {
+		if during == nil {
+			during, _ = os.ReadDir(scratch)
+		}
+	}})
+	if err != nil || onDisk != v {
+		t.Errorf("replay with a scratch folder: %v, %v; want %v", onDisk, err, v)
+	}
+	if len(during) != 1 || !strings.HasPrefix(during[0].Name(), "nodevms-replay-") {
+		t.Errorf("in the scratch folder during the replay: %v", during)
+	}
+	if left, _ := os.ReadDir(scratch); len(left) != 0 {
+		t.Errorf("left in the scratch folder: %v", left)
 	}
 	e, err := readEntry(log, 502)
 	if err != nil {

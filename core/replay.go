@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 
@@ -58,6 +59,13 @@ type ReplayOptions struct {
 	// Progress, if set, is told each entry replayed (its block number).
 	Progress func(block uint64)
 
+	// ScratchDir, if set, is where the replay keeps its private copy of
+	// the files archive: in a new folder under it, removed by Close. By
+	// default the copy is in memory, where a long log's history of
+	// writes adds up (an audit of a million file writes held half a
+	// gigabyte).
+	ScratchDir string
+
 	// archive, if set, is replayed into instead of a private copy (a
 	// restart redoing what the archive lost).
 	archive *hyperdrive.Archive
@@ -82,6 +90,7 @@ type Replayer struct {
 	verdict  Verdict
 	next     uint64 // the next log block expected
 	progress func(block uint64)
+	scratch  string // the folder of the archive's copy (ScratchDir), if any
 }
 
 // NewReplayer starts a replay with the log's init entry (block 0).
@@ -103,10 +112,18 @@ func NewReplayer(ctx context.Context, init *calllog.Entry, opts ReplayOptions) (
 	}
 	archive := opts.archive
 	if archive == nil {
+		storage := hyperdrive.MemoryStorage()
+		if opts.ScratchDir != "" {
+			if r.scratch, err = os.MkdirTemp(opts.ScratchDir, "nodevms-replay-"); err != nil {
+				return nil, fmt.Errorf("core: a folder for the replay's archive: %w", err)
+			}
+			storage = hyperdrive.FlatStorage(r.scratch)
+		}
 		archive, err = hyperdrive.Open(hyperdrive.Options{
-			Storage: hyperdrive.MemoryStorage(), Key: key, ContentKey: content, Unsigned: true, Create: true,
+			Storage: storage, Key: key, ContentKey: content, Unsigned: true, Create: true, WriteBack: opts.ScratchDir != "",
 		})
 		if err != nil {
+			r.removeScratch()
 			return nil, err
 		}
 	}
@@ -120,6 +137,7 @@ func NewReplayer(ctx context.Context, init *calllog.Entry, opts ReplayOptions) (
 	if err != nil {
 		if opts.archive == nil {
 			archive.Close()
+			r.removeScratch()
 		}
 		if d := divergenceOf(0, "init", err); d != nil {
 			r.verdict.Divergence = d
@@ -325,12 +343,23 @@ func jsonEqual(a, b json.RawMessage) bool {
 // Verdict is the replay so far.
 func (r *Replayer) Verdict() Verdict { return r.verdict }
 
-// Close releases the replay's archive.
+// Close releases the replay's archive (and removes its ScratchDir
+// folder).
 func (r *Replayer) Close() error {
-	if r.m == nil {
+	var err error
+	if r.m != nil {
+		err = r.m.archive.Close()
+	}
+	return errors.Join(err, r.removeScratch())
+}
+
+func (r *Replayer) removeScratch() error {
+	if r.scratch == "" {
 		return nil
 	}
-	return r.m.archive.Close()
+	dir := r.scratch
+	r.scratch = ""
+	return os.RemoveAll(dir)
 }
 
 // Replay replays a whole call log (whose blocks the feed has verified

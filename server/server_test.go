@@ -127,6 +127,26 @@ func TestEmbeddedHostAndAuditor(t *testing.T) {
 	a.Close()
 	// A pin the host does not serve is a divergence, found before any
 	// download.
+	// Without Out, the replicas are in a temporary folder, gone at Close.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	a, err = audit.Open(ctx, audit.Options{Addr: rpcLn.Addr().String(), Log: b.Log.PublicKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := a.Audit(ctx); err != nil || res.Outcome != audit.Verified {
+		t.Errorf("audit without Out: %+v, %v", res, err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(tmp, "nodevms-audit-*", "call-log.data")); len(names) != 1 {
+		t.Errorf("replicas in the temporary folder: %v", names)
+	}
+	if err := a.Close(); err != nil {
+		t.Error(err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left in the temporary folder after Close: %v", left)
+	}
+
 	a, err = audit.Open(ctx, audit.Options{Addr: rpcLn.Addr().String(), Files: b.Log.PublicKey()})
 	if err != nil {
 		t.Fatal(err)
