@@ -152,15 +152,6 @@ func checkArchiveEntry(block uint64, e *calllog.Entry, archive *hyperdrive.Archi
 	return nil, false
 }
 
-func lastWithRoot(entries []*calllog.Entry) *calllog.Entry {
-	for i := len(entries) - 1; i >= 0; i-- {
-		if entries[i].FilesRoot != nil {
-			return entries[i]
-		}
-	}
-	return nil
-}
-
 // CheckCurrentFiles checks that a replica holds every content block of
 // every current file: a host that does not serve one (such as a file edited
 // on its disk, which the host refuses to serve as it no longer matches its

@@ -69,7 +69,7 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 			callerDivergence = callers.Check(block, e)
 		}
 	}
-	r, _, err := replayLogEntries(ctx, log, n, ropts, false)
+	r, err := replayLog(ctx, log, n, ropts)
 	if err != nil {
 		var d *calllog.Divergence
 		if errors.As(err, &d) { // the init entry itself

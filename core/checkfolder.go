@@ -59,7 +59,41 @@ func CheckFolder(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.A
 		return rep, err
 	}
 
-	r, entries, err := replayLogEntries(ctx, log, log.Length(), opts, true)
+	// The callers and the archive are checked entry by entry as the
+	// entries are decoded, beside the replay, and no entry is kept: the
+	// check's memory does not grow with the log.
+	version := archive.Version()
+	callers := calllog.NewCallers(log.PublicKey(), false)
+	var (
+		callerDivergence *calllog.Divergence
+		damage           error
+		entries, held    int
+		heldVersion      uint64
+		lastHeldRoot     *calllog.Entry // the last held entry with a root
+	)
+	opts.check = func(block uint64, e *calllog.Entry) {
+		entries = int(block) + 1
+		if callerDivergence == nil {
+			callerDivergence = callers.Check(block, e)
+		}
+		// The archive holds the effects of the entries up to its version
+		// (entries' versions only grow); a start redoes the rest.
+		v := entryVersion(e)
+		if v > version {
+			return
+		}
+		held, heldVersion = int(block)+1, v
+		if e.FilesRoot != nil {
+			lastHeldRoot = e
+		}
+		if damage != nil {
+			return
+		}
+		if d, lacksNodes := checkArchiveEntry(block, e, archive); d != nil && !lacksNodes {
+			damage = fmt.Errorf("%w: the files archive after entry %d: %s is %s, the log says %s", ErrDamaged, block, d.Field, d.Replayed, d.Logged)
+		}
+	}
+	r, err := replayLog(ctx, log, log.Length(), opts)
 	if err != nil {
 		var d *calllog.Divergence
 		if errors.As(err, &d) {
@@ -73,25 +107,18 @@ func CheckFolder(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.A
 	if rep.Verdict.Divergence != nil {
 		return rep, nil
 	}
-	if d := calllog.CheckCallers(entries, log.PublicKey(), false); d != nil {
-		rep.Verdict.Divergence = d
+	if callerDivergence != nil {
+		rep.Verdict.Divergence = callerDivergence
 		return rep, nil
 	}
-
-	// The archive holds the effects of the entries before redo; a start
-	// redoes the rest.
-	held, err := archiveHolds(entries, archive.Version())
-	if err != nil {
-		return rep, fmt.Errorf("%w: the files archive: %v", ErrDamaged, err)
+	if held > 0 && heldVersion != version {
+		return rep, fmt.Errorf("%w: the files archive: the archive is at version %d, which no log entry reached (entry %d is at %d)", ErrDamaged, version, held-1, heldVersion)
 	}
-	rep.Redo = len(entries) - held
-	for i, e := range entries[:held] {
-		d, lacksNodes := checkArchiveEntry(uint64(i), e, archive)
-		if d != nil && !lacksNodes {
-			return rep, fmt.Errorf("%w: the files archive after entry %d: %s is %s, the log says %s", ErrDamaged, i, d.Field, d.Replayed, d.Logged)
-		}
+	rep.Redo = entries - held
+	if damage != nil {
+		return rep, damage
 	}
-	if last := lastWithRoot(entries[:held]); last != nil {
+	if last := lastHeldRoot; last != nil {
 		referenced, err := archive.ReferencedContent()
 		if err != nil {
 			return rep, fmt.Errorf("%w: the files archive's metadata: %w", ErrDamaged, err)

@@ -498,24 +498,6 @@ func replayMachine(ctx context.Context, cfg Config) (*machine, error) {
 	return m, nil
 }
 
-// archiveHolds returns how many of the first entries an archive at version
-// holds the effects of (after a crash, the rest are to be redone), or an
-// error if the archive stopped at a version no entry left.
-func archiveHolds(entries []*calllog.Entry, version uint64) (int, error) {
-	held := 0 // not even the deploy writes reached the archive
-	for i, e := range entries {
-		if entryVersion(e) <= version {
-			held = i + 1
-		}
-	}
-	if held > 0 {
-		if got := entryVersion(entries[held-1]); got != version {
-			return 0, fmt.Errorf("the archive is at version %d, which no log entry reached (entry %d is at %d)", version, held-1, got)
-		}
-	}
-	return held, nil
-}
-
 // entryVersion is the archive version an entry left: its result's, a
 // reload's own, or, for an init entry of a script without an init export,
 // the version deploy's two files make.

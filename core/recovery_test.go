@@ -345,3 +345,42 @@ func TestEarlyCommitOnAFullDisk(t *testing.T) {
 		t.Errorf("replay: %v, %v", v, err)
 	}
 }
+
+// TestCheckFolderFindsWritesNoEntryExplains: an offline check, which checks
+// the archive entry by entry as it replays, names an archive that holds a
+// write no logged call made, and passes the same folder before the write.
+func TestCheckFolderFindsWritesNoEntryExplains(t *testing.T) {
+	b := deployScript(t, script(t, "persistent-counter.js"), nil)
+	for range 3 {
+		b.call(t, "increment", nil)
+	}
+	if err := b.host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.host = nil
+	check := func() (FolderReport, error) {
+		ro, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(b.dir, filepath.Join(b.dir, ".keys")), ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		roLog, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: filepath.Join(b.dir, hyperdrive.DatDir), Prefix: "call-log."}, LineLog: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer roLog.Close()
+		return CheckFolder(context.Background(), roLog, ro, ReplayOptions{})
+	}
+	if rep, err := check(); err != nil || rep.Verdict.Divergence != nil || rep.Verdict.Calls != 3 || rep.Redo != 0 {
+		t.Fatalf("the folder as the host left it: %+v, %v", rep, err)
+	}
+	if err := b.archive.Files().WriteFile("/counter", []byte("1000"), hyperdrive.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.archive.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := check(); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "which no log entry reached") {
+		t.Errorf("after a write no call made: %+v, %v; want the archive damaged at a version no entry reached", rep, err)
+	}
+}

@@ -373,29 +373,19 @@ func Replay(ctx context.Context, log *hypercore.Feed, opts ReplayOptions) (Verdi
 	return r.Verdict(), nil
 }
 
-// replayLog replays the first n entries of log.
+// replayLog replays the first n entries of log, reading them as it goes:
+// it keeps none.
 func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions) (*Replayer, error) {
-	r, _, err := replayLogEntries(ctx, log, n, opts, false)
-	return r, err
-}
-
-// replayLogEntries is replayLog that can also return the decoded entries
-// (up to the first that does not decode).
-func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions, keep bool) (*Replayer, []*calllog.Entry, error) {
 	if n == 0 {
-		return nil, nil, errors.New("core: the call log is empty")
+		return nil, errors.New("core: the call log is empty")
 	}
 	init, err := readEntry(log, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	r, err := NewReplayer(ctx, init, opts)
 	if err != nil {
-		return nil, nil, err
-	}
-	var entries []*calllog.Entry
-	if keep {
-		entries = append(make([]*calllog.Entry, 0, n), init)
+		return nil, err
 	}
 	if opts.check != nil {
 		opts.check(0, init)
@@ -451,33 +441,21 @@ func replayLogEntries(ctx context.Context, log *hypercore.Feed, n uint64, opts R
 				break
 			}
 			r.Close()
-			return nil, nil, d.err
-		}
-		if keep {
-			entries = append(entries, d.e)
+			return nil, d.err
 		}
 		if opts.before != nil {
 			if err := opts.before(r, d.e); err != nil {
 				r.Close()
-				return nil, nil, err
+				return nil, err
 			}
 		}
 		if err := r.Apply(ctx, i, d.e); err != nil {
 			r.Close()
-			return nil, nil, err
+			return nil, err
 		}
 		i++
 	}
-	// After a divergence the rest is still wanted (an audit checks the
-	// archive against every entry): decode what the replay did not reach.
-	for ; keep && i < n; i++ {
-		e, err := readEntry(log, i)
-		if err != nil {
-			break
-		}
-		entries = append(entries, e)
-	}
-	return r, entries, nil
+	return r, nil
 }
 
 // readEntry reads and decodes log block i; a block that does not decode is
