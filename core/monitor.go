@@ -11,15 +11,17 @@ import (
 // Monitor audits a host's log and archive as they grow, as a Certificate
 // Transparency monitor watches a log: it replays each new entry once, keeps
 // the replay's state between checks, and holds the archive to each entry's
-// roots. The replicas are fed by replication elsewhere.
+// roots. The replicas are fed by replication elsewhere. It keeps no
+// entries: following a host for years costs no more memory than a day.
 type Monitor struct {
 	log     *hypercore.Feed
 	archive *hyperdrive.Archive
 	opts    AuditOptions
 
-	r       *Replayer
-	entries []*calllog.Entry
-	callers *calllog.Callers
+	r        *Replayer
+	init     *calllog.Entry
+	verified uint64 // entries checked: [0, verified)
+	callers  *calllog.Callers
 }
 
 // NewMonitor starts monitoring with the log's init entry.
@@ -32,11 +34,11 @@ func NewMonitor(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Ar
 	if err != nil {
 		return nil, err
 	}
-	return &Monitor{log: log, archive: archive, opts: opts, r: r, entries: []*calllog.Entry{init}, callers: calllog.NewCallers(log.PublicKey(), opts.Signed)}, nil
+	return &Monitor{log: log, archive: archive, opts: opts, r: r, init: init, verified: 1, callers: calllog.NewCallers(log.PublicKey(), opts.Signed)}, nil
 }
 
 // Verified is how far the monitor has checked: entries [0, Verified()).
-func (m *Monitor) Verified() uint64 { return uint64(len(m.entries)) }
+func (m *Monitor) Verified() uint64 { return m.verified }
 
 // waiting reports whether the next entry's archive data has not arrived
 // yet (its roots name blocks the replica does not have).
@@ -60,8 +62,8 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 	if d := m.r.verdict.Divergence; d != nil {
 		return m.r.verdict, nil
 	}
-	if len(m.entries) == 1 && m.r.verdict.Calls == 0 {
-		if d, lacksNodes := checkArchiveEntry(0, m.entries[0], m.archive); d != nil && !lacksNodes {
+	if m.verified == 1 && m.r.verdict.Calls == 0 {
+		if d, lacksNodes := checkArchiveEntry(0, m.init, m.archive); d != nil && !lacksNodes {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}
@@ -79,15 +81,15 @@ func (m *Monitor) Advance(ctx context.Context) (Verdict, error) {
 		if err := m.r.Apply(ctx, i, e); err != nil {
 			return Verdict{}, err
 		}
-		m.entries = append(m.entries, e)
+		m.verified++
 		if d := m.r.verdict.Divergence; d != nil {
 			return m.r.verdict, nil
 		}
-		if d, lacksNodes := checkArchiveEntry(uint64(len(m.entries)-1), e, m.archive); d != nil && !lacksNodes {
+		if d, lacksNodes := checkArchiveEntry(i, e, m.archive); d != nil && !lacksNodes {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}
-		if d := m.callers.Check(uint64(len(m.entries)-1), e); d != nil {
+		if d := m.callers.Check(i, e); d != nil {
 			m.r.verdict.Divergence = d
 			return m.r.verdict, nil
 		}
