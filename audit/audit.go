@@ -368,13 +368,21 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 		}
 		return nil
 	}
-	if err := fetchLog(); err != nil {
-		return Download{}, err
-	}
-	for pass := 0; pass < 5 && (pass == 0 || firstMissing(archive.Metadata()) < archive.Metadata().Length()); pass++ {
-		if err := archive.Pull(ctx, dial, opts); err != nil {
-			return Download{}, fmt.Errorf("downloading the files archive: %w", err)
+	fetchArchive := func() error {
+		for pass := 0; pass < 5 && (pass == 0 || firstMissing(archive.Metadata()) < archive.Metadata().Length()); pass++ {
+			if err := archive.Pull(ctx, dial, opts); err != nil {
+				return fmt.Errorf("downloading the files archive: %w", err)
+			}
 		}
+		return nil
+	}
+	// Side by side: neither the host's serving nor this side's checking
+	// of one stream fills a core.
+	archiveErr := make(chan error, 1)
+	go func() { archiveErr <- fetchArchive() }()
+	logErr := fetchLog()
+	if err := errors.Join(logErr, <-archiveErr); err != nil {
+		return Download{}, err
 	}
 	// The two feeds of the archive replicate side by side, each as far as
 	// the host announced when its stream began: the metadata can name
