@@ -5,9 +5,9 @@
 //   node bench/js/original-server.js ORIGINAL_DIR counter|persistent-counter DATA_DIR
 //
 // It prints "Serving at ws://127.0.0.1:PORT/vm" once it listens, and stops
-// on SIGINT or SIGTERM. The original never fsyncs. Its files API is
-// DatArchive's (no 'json' encoding, errors named by their message), so
-// the persistent counter is the same workload in its dialect: read
+// on SIGINT or SIGTERM. The original never fsyncs. The persistent
+// counter is the same workload as examples/persistent-counter.js in the
+// original's files API (as the original's own benchmark writes it): read
 // /counter, add one, write it back.
 'use strict'
 const path = require('path')
