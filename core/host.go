@@ -328,12 +328,15 @@ func Deploy(ctx context.Context, cfg Config, code, title string, callerID *strin
 // the stores and a load, at any length of log.
 func Open(ctx context.Context, cfg Config) (*Host, error) {
 	cfg.defaults()
-	for name, feed := range map[string]*hypercore.Feed{"metadata": cfg.Archive.Metadata(), "content": cfg.Archive.Content()} {
-		if feed == nil {
+	for _, f := range []struct {
+		name string
+		feed *hypercore.Feed
+	}{{"metadata", cfg.Archive.Metadata()}, {"content", cfg.Archive.Content()}} {
+		if f.feed == nil {
 			continue
 		}
-		if err := feed.Reclaimed(); err != nil {
-			cfg.Logger.Warn("the files archive's bitfield was torn by a crash, and rebuilt", "feed", name, "cause", err)
+		if err := f.feed.Reclaimed(); err != nil {
+			cfg.Logger.Warn("the files archive's bitfield was torn by a crash, and rebuilt", "feed", f.name, "cause", err)
 		}
 	}
 	if err := checkStores(cfg); err != nil {

@@ -66,17 +66,18 @@ func (f *Feed) reclaim(cause error) error {
 	if last, ok := f.treeBits.LastSet(); ok {
 		upper = max(upper, last/2+1)
 	}
-	// Nor can it be longer than its tree and signatures files hold.
-	for _, file := range []struct {
-		file      File
-		perLength int64
-	}{{f.tree, 2 * sleep.TreeEntrySize}, {f.signatures, SignatureSize}} {
-		size, err := file.file.Size()
-		if err != nil {
-			return fmt.Errorf("%w (and reading a file's size failed: %w)", cause, err)
-		}
-		upper = min(upper, uint64(max(0, size-sleep.HeaderSize+sleep.TreeEntrySize)/file.perLength))
+	// Nor can it be longer than its tree and signatures files hold: n
+	// blocks take 2n-1 tree entries and n signatures.
+	treeSize, err := f.tree.Size()
+	if err != nil {
+		return fmt.Errorf("%w (and reading the tree file's size failed: %w)", cause, err)
 	}
+	sigSize, err := f.signatures.Size()
+	if err != nil {
+		return fmt.Errorf("%w (and reading the signatures file's size failed: %w)", cause, err)
+	}
+	entries := uint64(max(0, treeSize-sleep.HeaderSize)) / sleep.TreeEntrySize
+	upper = min(upper, (entries+1)/2, uint64(max(0, sigSize-sleep.HeaderSize))/SignatureSize)
 	length, byteLength, roots, err := f.lastSigned(upper)
 	if err != nil {
 		return fmt.Errorf("%w (and finding the last signed length failed: %w)", cause, err)
