@@ -150,7 +150,7 @@ type feedState struct {
 	gen        *merkle.Generator // the writer's roots; nil for replicas
 	hasher     *merkle.Hasher
 	nodes      nodeCache
-	lastRead   blockSpan // the last block dataOffset placed: reads go forward
+	lastRead   blockSpan // the last block dataOffset placed: reads and downloads go forward
 	scratch    scratch   // buffers reused by Append
 	entryBuf   [sleep.TreeEntrySize]byte
 	syncNeeded bool    // files written since the last Sync
