@@ -85,6 +85,30 @@ func deployScript(t *testing.T, code string, caller *string) *backend {
 	return b
 }
 
+// idleHost closes b's host and puts in its place one over the same
+// machine and stores whose loop has not started and which has no standby:
+// nothing but the test's own calls takes h.run, so SubmitBatch finds the
+// host idle. (A live host's sign timer, or its standby catching up while
+// the host is idle, may hold h.run just as a batch comes, and the batch
+// is then queued: seen on a loaded machine.) start starts the loop; the
+// test's end does if the test did not.
+func (b *backend) idleHost(t *testing.T) (start func()) {
+	t.Helper()
+	if err := b.host.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := newHost(b.host.cfg, b.host.m)
+	if h.standby != nil {
+		h.standby.close()
+		h.standby = nil
+	}
+	b.host = h
+	var once sync.Once
+	start = func() { once.Do(func() { go h.loop() }) }
+	t.Cleanup(start) // before b.close, which waits for the loop
+	return start
+}
+
 func (b *backend) close(t *testing.T) {
 	if b.host != nil {
 		if err := b.host.Close(); err != nil {
@@ -398,6 +422,7 @@ func TestBusyQueue(t *testing.T) {
 // SubmitBatch returns, and the log replays.
 func TestSubmitBatchRunsAtOnce(t *testing.T) {
 	b := deployScript(t, script(t, "counter.js"), nil)
+	b.idleHost(t)
 	var batch Batch
 	var got []string
 	for range 5 {
@@ -935,6 +960,7 @@ func TestGroupEndsAtStagedBytes(t *testing.T) {
 	const calls, size = 4, 40_000
 	b := deployScript(t, `
 		exports.write = async (i, n) => { await System.files.writeFile('/big' + i, 'x'.repeat(n)); return i }`, nil)
+	b.idleHost(t)
 	b.host.maxStaged = 64_000 // two calls' writes
 	var batch Batch
 	var atFirstAnswer uint64

@@ -232,14 +232,18 @@ func TestDroppedClientAndBusy(t *testing.T) {
 	if busy == 0 {
 		t.Error("no call was answered busy")
 	}
-	d := dial(t, ts.URL, ClientOptions{Timeout: 20 * time.Second})
 	// The dropped client's queued calls are skipped as they come up, but
 	// a batch its connection had started running goes on to its end (up
-	// to MaxInFlight slow calls, seconds under the race detector); until
-	// then the queue may still be full. The deadline only bounds a hang.
-	deadline := time.Now().Add(60 * time.Second)
+	// to MaxInFlight slow calls per connection: seconds under the race
+	// detector, tens of seconds on a loaded machine); until then the
+	// queue may still be full, or the call waits behind that batch. The
+	// deadline only bounds a hang, so it bounds each call too.
+	d := dial(t, ts.URL, ClientOptions{Timeout: 2 * time.Minute})
+	deadline := time.Now().Add(90 * time.Second)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	for {
-		_, err := d.Call(context.Background(), "increment")
+		_, err := d.Call(ctx, "increment")
 		var ce *CallError
 		if err == nil {
 			break
