@@ -1,0 +1,62 @@
+package receipt_test
+
+import (
+	"testing"
+
+	"github.com/nodevms/nodevms/receipt"
+)
+
+// The costs a receipt adds to a call on a log of 100,000 entries: the
+// host makes one and writes it into the answer, the client parses it.
+
+func benchLog(b *testing.B) (*receipt.Receipt, func() (*receipt.Receipt, error)) {
+	log := newLog(b, 100_000)
+	make1 := func() (*receipt.Receipt, error) { return receipt.Make(log, 77_777) }
+	r, err := make1()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return r, make1
+}
+
+func BenchmarkMake(b *testing.B) {
+	_, make1 := benchLog(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := make1(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	r, _ := benchLog(b)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = r.AppendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkParse(b *testing.B) {
+	r, _ := benchLog(b)
+	data, _ := r.MarshalJSON()
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := receipt.Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerify(b *testing.B) {
+	r, _ := benchLog(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Verify(r.Log); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

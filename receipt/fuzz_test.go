@@ -1,0 +1,54 @@
+package receipt_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/nodevms/nodevms/internal/fuzzcorpus"
+	"github.com/nodevms/nodevms/receipt"
+)
+
+// TestSeedCorpus keeps testdata/fuzz/FuzzParse the receipts of a short
+// log, in both written forms (go test -run TestSeedCorpus -update-corpus
+// rewrites it).
+func TestSeedCorpus(t *testing.T) {
+	var s fuzzcorpus.Seeds
+	log := newLog(t, 5)
+	for _, i := range []uint64{0, 3, 4} {
+		r, err := receipt.Make(log, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := r.Marshal()
+		s.Add("FuzzParse", data)
+		data, _ = r.MarshalJSON()
+		s.Add("FuzzParse", data)
+	}
+	fuzzcorpus.Check(t, &s)
+}
+
+// FuzzParse: any bytes either are refused or parse to a receipt that
+// writes back to the same bytes; Verify never panics on what Parse takes.
+func FuzzParse(f *testing.F) {
+	key := newLog(f, 5).PublicKey() // the key the seeds are of
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := receipt.Parse(data)
+		if err != nil {
+			return
+		}
+		indented, err := r.Marshal()
+		if err != nil {
+			t.Fatalf("a parsed receipt does not marshal: %v", err)
+		}
+		compact, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(indented, data) && !bytes.Equal(compact, data) {
+			t.Fatalf("parsed and written back differently:\n%s\n%s", data, indented)
+		}
+		r.Verify(key)
+		r.Verify(r.Log)
+		r.TreeHash()
+	})
+}
