@@ -76,6 +76,7 @@ Usage:
   nodevms -r ADDR [flags]             a REPL on a served backend (also: nodevms repl ADDR)
   nodevms -a ADDR [flags]             audit a served backend (also: nodevms verify ADDR)
   nodevms check DIR                   check a backend's folder offline
+  nodevms receipt verify FILE         check a call's receipt offline
   nodevms -h | --help                 print this help
   nodevms -v | --version              print the version
 
@@ -128,6 +129,16 @@ The REPL (-r, repl):
   --key FILE         sign calls with this key (default: one kept in the
                      user's config folder, made on first use)
   --exec CMD         run one command, print its result and exit
+  --receipts DIR     ask for every call's receipt, check it against the
+                     call log's key, and save it in DIR
+
+Receipts (receipt verify):
+  nodevms receipt verify FILE [--log dat://KEY]
+                     check a receipt (saved by the REPL's --receipts, or
+                     the Go client) offline: that the call log with this
+                     key signed this entry at this index; --log requires
+                     that key rather than the one the receipt names; exit
+                     0 valid, 1 invalid, 2 could not read
 
 Auditing (-a, verify):
   nodevms -a ADDR [--files dat://..] [--log dat://..] [--out DIR]
@@ -172,6 +183,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAudit(ctx, args[1:], stdout, stderr)
 	case "check":
 		return runCheck(ctx, args[1:], stdout, stderr)
+	case "receipt":
+		return runReceipt(ctx, args[1:], stdout, stderr)
 	}
 	if len(args[0]) > 0 && args[0][0] == '-' {
 		fmt.Fprintf(stderr, "nodevms: flag provided but not defined: %s\nrun 'nodevms --help' for usage\n", args[0])

@@ -16,18 +16,20 @@ import (
 	"github.com/chzyer/readline"
 	"github.com/dop251/goja"
 
+	"github.com/nodevms/nodevms/audit"
 	"github.com/nodevms/nodevms/rpc"
 )
 
 func runREPL(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("repl", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var user, keyFile, command string
+	var user, keyFile, command, receipts string
 	fs.StringVar(&user, "user", "", "")
 	fs.StringVar(&user, "u", "", "")
 	fs.StringVar(&keyFile, "key", "", "")
 	fs.StringVar(&command, "exec", "", "")
 	fs.StringVar(&command, "e", "", "")
+	fs.StringVar(&receipts, "receipts", "", "")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil || len(pos) != 1 {
 		if err == nil {
@@ -59,7 +61,7 @@ func runREPL(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return exitError
 	}
 	defer client.Close()
-	r := newREPL(ctx, client)
+	r := newREPL(ctx, client, receipts, stdout)
 	if command != "" {
 		out, err := r.eval(command)
 		if err != nil {
@@ -79,15 +81,18 @@ func runREPL(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 // repl evaluates JavaScript with client in scope: client.method(...args)
 // calls the backend and gives a promise of the result, which the REPL
-// awaits before printing.
+// awaits before printing. With a receipts folder, every call asks for its
+// receipt, which the REPL checks against the call log's key and saves.
 type repl struct {
-	ctx    context.Context
-	vm     *goja.Runtime
-	client *rpc.Client
+	ctx      context.Context
+	vm       *goja.Runtime
+	client   *rpc.Client
+	receipts string    // the folder receipts are saved in; "" for none
+	notes    io.Writer // where saved receipts are reported
 }
 
-func newREPL(ctx context.Context, c *rpc.Client) *repl {
-	r := &repl{ctx: ctx, vm: goja.New(), client: c}
+func newREPL(ctx context.Context, c *rpc.Client, receipts string, notes io.Writer) *repl {
+	r := &repl{ctx: ctx, vm: goja.New(), client: c, receipts: receipts, notes: notes}
 	obj := r.vm.NewObject()
 	for _, m := range c.Handshake().Methods {
 		method := m
@@ -97,7 +102,7 @@ func newREPL(ctx context.Context, c *rpc.Client) *repl {
 				args[i] = a.Export()
 			}
 			promise, resolve, reject := r.vm.NewPromise()
-			res, err := c.Call(ctx, method, args...)
+			res, err := r.call(method, args)
 			if err != nil {
 				e := r.vm.NewGoError(err)
 				var ce *rpc.CallError
@@ -118,6 +123,39 @@ func newREPL(ctx context.Context, c *rpc.Client) *repl {
 	}
 	r.vm.Set("client", obj)
 	return r
+}
+
+// call calls the backend; with a receipts folder, it asks for the call's
+// receipt, checks it against the call log's key and saves it. A receipt
+// that is missing or does not check is reported, and the call's answer
+// still given: the call happened.
+func (r *repl) call(method string, args []any) (json.RawMessage, error) {
+	if r.receipts == "" {
+		return r.client.Call(r.ctx, method, args...)
+	}
+	res, rec, err := r.client.CallWithReceipt(r.ctx, method, args...)
+	var ce *rpc.CallError
+	if err != nil && !errors.As(err, &ce) {
+		if rec == nil && res != nil {
+			fmt.Fprintf(r.notes, "no receipt: %v\n", err)
+			return res, nil
+		}
+		return nil, err
+	}
+	key, kerr := audit.DatKey(r.client.Handshake().CallLogURL)
+	switch {
+	case kerr != nil:
+		fmt.Fprintf(r.notes, "no receipt saved: the server names no call log: %v\n", kerr)
+	case rec.Verify(key) != nil:
+		fmt.Fprintf(r.notes, "no receipt saved: the server's receipt does not check: %v\n", rec.Verify(key))
+	default:
+		if path, serr := saveReceipt(r.receipts, rec); serr != nil {
+			fmt.Fprintf(r.notes, "no receipt saved: %v\n", serr)
+		} else {
+			fmt.Fprintf(r.notes, "receipt of entry %d saved: %s\n", rec.Index, path)
+		}
+	}
+	return res, err
 }
 
 // eval runs one line and describes its result (awaited, if a promise).

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"bytes"
 	"sync/atomic"
 
 	"github.com/nodevms/nodevms/calllog"
@@ -37,11 +38,12 @@ func (r ready) from(i int) ready {
 }
 
 // answer answers r's callers, whose entries are durable from log block
-// first on.
-func (r ready) answer(first uint64) {
+// first on, as blocks; those that asked for receipts are held until h
+// signs.
+func (r ready) answer(h *Host, first uint64, blocks [][]byte) {
 	for i, p := range r.callers {
 		if p != nil {
-			answer(p, r.entries[i], first+uint64(i))
+			answer(h, p, r.entries[i], first+uint64(i), blocks[i])
 		}
 	}
 }
@@ -58,25 +60,35 @@ func failAll(calls []*pending, err error) {
 	}
 }
 
-// answer answers a call whose entry is durable at block.
-func answer(p *pending, e *calllog.Entry, block uint64) {
-	p.done(Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: block}, nil)
+// answer answers a call whose entry is durable at block, or holds the
+// answer until the entry is signed if the call asked for a receipt (with a
+// copy of the entry's bytes, which the receipt carries: reading them back
+// from the log would cost a read and a hash).
+func answer(h *Host, p *pending, e *calllog.Entry, block uint64, data []byte) {
+	resp := Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: block}
+	if p.req.Receipt {
+		h.holdForReceipt(p, resp, bytes.Clone(data))
+		return
+	}
+	p.done(resp, nil)
 }
 
 // persist appends r's entries to the log in one batch and flushes it (as
 // the log's durability mode says), then tells the standby: from here the
-// calls stand. It returns the log block of r's first entry. buf, if set,
-// is a buffer to encode into and keep.
-func (h *Host) persist(r ready, buf *[]byte) (uint64, error) {
+// calls stand. It returns the log block of r's first entry, and the
+// entries' bytes (in buf's memory). buf, if set, is a buffer to encode into
+// and keep.
+func (h *Host) persist(r ready, buf *[]byte) (uint64, [][]byte, error) {
 	log := h.cfg.Log
 	first := log.Length()
-	if err := appendEntries(log, r.entries, buf); err != nil {
-		return 0, err
+	blocks, err := appendEntryBlocks(log, r.entries, buf)
+	if err != nil {
+		return 0, nil, err
 	}
 	if s := h.standby; s != nil {
 		s.noteDurable(first, r.callers, log.Length())
 	}
-	return first, nil
+	return first, blocks, nil
 }
 
 // commitGroup is the driver's step at the end of a group: it makes r
@@ -91,7 +103,7 @@ func (h *Host) commitGroup(r ready) bool {
 		r.fail(unavailable(h.storeErr, false))
 		return false
 	}
-	first, err := h.persist(r, &h.encoded)
+	first, blocks, err := h.persist(r, &h.encoded)
 	if err != nil {
 		a.Rollback()
 		// The log refuses writes now; the entries, and the state the calls
@@ -106,7 +118,7 @@ func (h *Host) commitGroup(r ready) bool {
 		// their writes again from the log.
 		h.storesFailed("committing to the files archive", err)
 	}
-	r.answer(first)
+	r.answer(h, first, blocks)
 	return true
 }
 
@@ -138,9 +150,9 @@ func (c *earlyCommit) start() {
 	c.started.Store(true)
 	go func() {
 		defer close(c.finished)
-		var first uint64
-		if first, c.err = c.h.persist(c.r, nil); c.err == nil {
-			c.r.answer(first)
+		first, blocks, err := c.h.persist(c.r, nil)
+		if c.err = err; err == nil {
+			c.r.answer(c.h, first, blocks)
 		}
 	}()
 }

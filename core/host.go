@@ -21,6 +21,7 @@ import (
 	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/receipt"
 	"github.com/nodevms/nodevms/sandbox"
 )
 
@@ -64,6 +65,8 @@ var (
 	// ErrState: the archive and the log disagree in a way the host cannot
 	// repair.
 	ErrState = errors.New("core: the files archive and the call log disagree")
+	// ErrNoEntry: a receipt asked for past the log's end.
+	ErrNoEntry = errors.New("core: no such log entry")
 )
 
 // Config configures a host.
@@ -195,6 +198,11 @@ type Host struct {
 	// recoverStores reopens them; lastRecovery is when it last tried.
 	storeErr     error
 	lastRecovery time.Time
+
+	// Answers held until their entries are signed (Request.Receipt); not
+	// under run, since an early commit answers without it.
+	receiptsMu sync.Mutex
+	awaiting   []awaitingReceipt
 }
 
 // unavailableError is what callers get while the stores fail: the
@@ -238,6 +246,9 @@ type Request struct {
 	Args     json.RawMessage // a JSON array; nil for none
 	CallerID *string
 	Auth     *calllog.Auth
+	// Receipt asks for the call's receipt: the answer then waits until
+	// the call's entry is signed (SignEvery at most) and carries it.
+	Receipt bool
 }
 
 // Response is a call's outcome.
@@ -246,6 +257,11 @@ type Response struct {
 	Err          *sandbox.ScriptError // the script threw
 	FilesVersion uint64
 	Block        uint64 // the call's entry in the log
+	// Receipt proves the entry at Block, if the request asked for it;
+	// ReceiptErr is why there is none (the stores failed before the entry
+	// was signed: the call stands, its receipt can be asked for later).
+	Receipt    *receipt.Receipt
+	ReceiptErr error
 }
 
 type pending struct {
@@ -841,6 +857,7 @@ func (h *Host) sign() {
 		}
 	}
 	h.lastSign, h.unsigned = h.cfg.Clock(), false
+	h.answerReceipts(h.storeErr)
 }
 
 // storesFailed notes a failed write to the log or the archive: the feed
@@ -1178,8 +1195,15 @@ func logSeqs(log *hypercore.Feed) (map[string]uint64, error) {
 // if not nil, is a buffer to encode them in, kept for the next batch: the
 // feed copies what it writes.
 func appendEntries(log *hypercore.Feed, entries []*calllog.Entry, buf *[]byte) error {
+	_, err := appendEntryBlocks(log, entries, buf)
+	return err
+}
+
+// appendEntryBlocks is appendEntries, and returns the blocks it appended,
+// which share buf's memory.
+func appendEntryBlocks(log *hypercore.Feed, entries []*calllog.Entry, buf *[]byte) ([][]byte, error) {
 	if len(entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	var data []byte
 	if buf != nil {
@@ -1189,7 +1213,7 @@ func appendEntries(log *hypercore.Feed, entries []*calllog.Entry, buf *[]byte) e
 	for i, e := range entries {
 		var err error
 		if data, err = calllog.AppendEntry(data, e); err != nil {
-			return err
+			return nil, err
 		}
 		ends[i] = len(data)
 	}
@@ -1202,9 +1226,9 @@ func appendEntries(log *hypercore.Feed, entries []*calllog.Entry, buf *[]byte) e
 		start = ends[i]
 	}
 	if _, err := log.Append(blocks...); err != nil {
-		return err
+		return nil, err
 	}
-	return log.Sync()
+	return blocks, log.Sync()
 }
 
 func newSeed(r io.Reader) (uint64, error) {

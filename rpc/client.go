@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/nodevms/nodevms/receipt"
 )
 
 // ErrClosed: the connection is gone.
@@ -108,7 +111,7 @@ type Client struct {
 	mu      sync.Mutex
 	nextID  uint64
 	seq     uint64 // guarded by writeMu
-	pending map[uint64]chan response
+	pending map[uint64]chan clientResponse
 	err     error
 	done    chan struct{}
 }
@@ -156,14 +159,14 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		}
 		return nil, se
 	}
-	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan response{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
+	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan clientResponse{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
 	go c.read()
-	raw, err := c.call(ctx, "handshake", nil, false)
+	hs, err := c.call(ctx, "handshake", nil, false, false)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
-	if err := json.Unmarshal(raw, &c.info); err != nil {
+	if err := json.Unmarshal(hs.Result, &c.info); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("rpc: handshake: %w", err)
 	}
@@ -216,23 +219,101 @@ func (c *Client) Call(ctx context.Context, method string, args ...any) (json.Raw
 
 // CallRaw calls method with params, a JSON array.
 func (c *Client) CallRaw(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	return c.call(ctx, method, params, c.opts.Key != nil)
+	r, err := c.call(ctx, method, params, c.opts.Key != nil, false)
+	return r.Result, err
+}
+
+// CallWithReceipt calls method as Call does and asks for the call's
+// receipt, which the answer carries once the host has signed the call's
+// entry (within milliseconds). A call whose script threw returns its
+// *CallError and the receipt too: the error is what the log holds. The
+// receipt is parsed but not verified: Verify it against the call log's
+// key (Handshake().CallLogURL) before relying on it.
+func (c *Client) CallWithReceipt(ctx context.Context, method string, args ...any) (json.RawMessage, *receipt.Receipt, error) {
+	if args == nil {
+		args = []any{}
+	}
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := c.call(ctx, method, raw, c.opts.Key != nil, true)
+	if ce := (*CallError)(nil); err != nil && (!errors.As(err, &ce) || ce.Code != CodeScriptError) {
+		return nil, nil, err // not run, or not known to be logged: no receipt
+	}
+	if r.ReceiptError != "" {
+		return r.Result, nil, fmt.Errorf("rpc: %s: %s", method, r.ReceiptError)
+	}
+	if len(r.Receipt) == 0 {
+		return r.Result, nil, errors.New("rpc: the server sent no receipt")
+	}
+	rec, perr := receipt.Parse(r.Receipt)
+	if perr != nil {
+		return r.Result, nil, fmt.Errorf("rpc: the server's receipt: %w", perr)
+	}
+	return r.Result, rec, err
+}
+
+// Receipt fetches the receipt of the call log's entry at index (any
+// entry, not only this client's), parsed but not verified.
+func (c *Client) Receipt(ctx context.Context, index uint64) (*receipt.Receipt, error) {
+	r, err := c.call(ctx, ReceiptMethod, json.RawMessage(fmt.Sprintf("[%d]", index)), false, false)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := receipt.Parse(r.Result)
+	if err != nil {
+		return nil, fmt.Errorf("rpc: the server's receipt: %w", err)
+	}
+	return rec, nil
+}
+
+// clientResponse is an answer as the client reads it: the receipt stays
+// raw until the caller wants it, so that a malformed one does not lose
+// the answer.
+type clientResponse struct {
+	ID           json.RawMessage `json:"id"`
+	Result       json.RawMessage `json:"result"`
+	Error        *wireError      `json:"error"`
+	Receipt      json.RawMessage `json:"receipt"`
+	ReceiptError string          `json:"receiptError"`
+}
+
+// receiptMember starts the receipt member the server writes last in an
+// answer.
+const receiptMember = `,"receipt":{"format":"` + receipt.Format + `"`
+
+// decodeResponse reads an answer. The receipt, which the server writes as
+// the answer's last member, is cut off and kept raw rather than scanned
+// twice by encoding/json (it is most of the answer's bytes); anything
+// else, or a cut that does not leave valid JSON, is read whole.
+func decodeResponse(data []byte, r *clientResponse) error {
+	if i := bytes.LastIndex(data, []byte(receiptMember)); i >= 0 && data[len(data)-1] == '}' {
+		head := append(data[:i:i], '}')
+		if json.Unmarshal(head, r) == nil && r.Receipt == nil {
+			r.Receipt = data[i+len(`,"receipt":`) : len(data)-1]
+			return nil
+		}
+		*r = clientResponse{}
+	}
+	return json.Unmarshal(data, r)
 }
 
 // call sends a request and waits for its answer. A signed call takes its
 // sequence number as it is written, so that calls in flight at once reach
-// the server in the order of their numbers.
-func (c *Client) call(ctx context.Context, method string, params json.RawMessage, sign bool) (json.RawMessage, error) {
+// the server in the order of their numbers. A script's error is a
+// *CallError, returned with the rest of the answer.
+func (c *Client) call(ctx context.Context, method string, params json.RawMessage, sign, wantReceipt bool) (clientResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return nil, c.err
+		return clientResponse{}, c.err
 	}
 	c.nextID++
 	id := c.nextID
-	ch := make(chan response, 1)
+	ch := make(chan clientResponse, 1)
 	c.pending[id] = ch
 	c.mu.Unlock()
 	defer func() {
@@ -247,16 +328,16 @@ func (c *Client) call(ctx context.Context, method string, params json.RawMessage
 		c.seq++
 		if auth, err = SignCall(c.opts.Key, c.logKey, method, params, c.seq); err != nil {
 			c.writeMu.Unlock()
-			return nil, err
+			return clientResponse{}, err
 		}
 	}
-	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth})
+	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth, Receipt: wantReceipt})
 	if err == nil {
 		err = c.ws.WriteMessage(websocket.TextMessage, msg)
 	}
 	c.writeMu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("rpc: %w", err)
+		return clientResponse{}, fmt.Errorf("rpc: %w", err)
 	}
 	select {
 	case r := <-ch:
@@ -266,13 +347,13 @@ func (c *Client) call(ctx context.Context, method string, params json.RawMessage
 			if json.Unmarshal(r.Error.Data, &data) == nil {
 				e.Name = data.Name
 			}
-			return nil, e
+			return r, e
 		}
-		return r.Result, nil
+		return r, nil
 	case <-ctx.Done():
-		return nil, fmt.Errorf("rpc: %s: %w", method, ctx.Err())
+		return clientResponse{}, fmt.Errorf("rpc: %s: %w", method, ctx.Err())
 	case <-c.done:
-		return nil, c.closedErr()
+		return clientResponse{}, c.closedErr()
 	}
 }
 
@@ -289,8 +370,8 @@ func (c *Client) read() {
 		if _, data, err = c.ws.ReadMessage(); err != nil {
 			break
 		}
-		var r response
-		if json.Unmarshal(data, &r) != nil {
+		var r clientResponse
+		if decodeResponse(data, &r) != nil {
 			continue
 		}
 		var id uint64

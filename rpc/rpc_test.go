@@ -40,6 +40,12 @@ const testScript = `
 
 func serve(t *testing.T, opts Options) (*httptest.Server, Backend) {
 	t.Helper()
+	return serveQueue(t, opts, 4)
+}
+
+// serveQueue is serve with a host queue of queueSize calls.
+func serveQueue(t *testing.T, opts Options, queueSize int) (*httptest.Server, Backend) {
+	t.Helper()
 	dir := t.TempDir()
 	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: true})
 	if err != nil {
@@ -49,7 +55,7 @@ func serve(t *testing.T, opts Options) (*httptest.Server, Backend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := core.Deploy(context.Background(), core.Config{Archive: archive, Log: log, QueueSize: 4, Limits: sandbox.Limits{Time: 2 * time.Second}}, testScript, "test", nil)
+	h, err := core.Deploy(context.Background(), core.Config{Archive: archive, Log: log, QueueSize: queueSize, Limits: sandbox.Limits{Time: 2 * time.Second}}, testScript, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -372,11 +372,20 @@ const maxBatch = 64
 func (c *conn) send(r response) { c.out <- encodeResponse(r) }
 
 func encodeResponse(r response) []byte {
+	if rec := r.Receipt; rec != nil {
+		// Written by the receipt itself, in its one compact form, into the
+		// rest of the answer: json.Marshal would check and compact the
+		// receipt's bytes again, which cost more than the call.
+		r.Receipt = nil
+		b := encodeResponse(r)
+		b = append(b[:len(b)-1], `,"receipt":`...)
+		return append(rec.AppendJSON(b), '}')
+	}
 	r.JSONRPC = "2.0"
 	if r.ID == nil {
 		r.ID = json.RawMessage("null")
 	}
-	if r.Error == nil && len(r.Result) > 0 && plainJSON(r.ID) && plainJSON(r.Result) {
+	if r.Error == nil && r.ReceiptError == "" && len(r.Result) > 0 && plainJSON(r.ID) && plainJSON(r.Result) {
 		// An answer, written as json.Marshal would write it (there is
 		// nothing to compact or escape) without its reflection.
 		b := make([]byte, 0, len(`{"jsonrpc":"2.0","id":,"result":}`)+len(r.ID)+len(r.Result))
@@ -438,6 +447,10 @@ func (c *conn) handleRequest(ctx context.Context, data []byte) {
 		c.reply(req, c.handshake(), nil)
 		return
 	}
+	if req.Method == ReceiptMethod {
+		c.receipt(ctx, req)
+		return
+	}
 	args := req.Params
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("[]")
@@ -462,7 +475,7 @@ func (c *conn) handleRequest(ctx context.Context, data []byte) {
 		return
 	}
 	c.wg.Add(1)
-	c.b.Host.Add(&c.batch, ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth}, func(resp core.Response, err error) {
+	c.b.Host.Add(&c.batch, ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth, Receipt: req.Receipt}, func(resp core.Response, err error) {
 		c.readyMu.Lock()
 		if c.submitting {
 			c.ready = append(c.ready, answer{req, resp, err})
@@ -474,6 +487,48 @@ func (c *conn) handleRequest(ctx context.Context, data []byte) {
 		c.wg.Done()
 	})
 }
+
+// receipt answers ReceiptMethod: the receipt of the log entry params[0].
+// It may wait for the host to sign the entry (SignEvery), so it answers on
+// a goroutine of its own, holding a slot as a call does.
+func (c *conn) receipt(ctx context.Context, req request) {
+	var params []uint64
+	if err := json.Unmarshal(req.Params, &params); err != nil || len(params) != 1 {
+		c.fail(req.ID, codeInvalidParams, "params must be [index], the log entry's index")
+		return
+	}
+	index := params[0]
+	select {
+	case c.slots <- struct{}{}:
+	default:
+		c.fail(req.ID, CodeBusy, fmt.Sprintf("too many calls in flight on this connection (%d); wait for answers", cap(c.slots)))
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, receiptWait)
+		defer cancel()
+		r, err := c.b.Host.Receipt(ctx, index)
+		var msg []byte
+		switch {
+		case errors.Is(err, core.ErrNoEntry):
+			msg = encodeResponse(response{ID: req.ID, Error: &wireError{Code: codeInvalidParams, Message: strings.TrimPrefix(err.Error(), "core: ")}})
+		case err != nil:
+			msg = encodeResponse(response{ID: req.ID, Error: &wireError{Code: CodeUnavailable, Message: "no receipt: " + err.Error()}})
+		default:
+			msg = replyMessage(req, r, nil)
+		}
+		<-c.slots
+		if msg != nil {
+			c.out <- msg
+		}
+	}()
+}
+
+// receiptWait bounds how long ReceiptMethod waits for an entry's
+// signature: a host signs within milliseconds unless its stores fail.
+const receiptWait = 10 * time.Second
 
 // submit hands the calls read so far to the host. The reader calls it
 // before it waits for more input, so that calls that arrived together
@@ -587,15 +642,19 @@ func replyMessage(req request, result any, err error) []byte {
 		return encodeResponse(response{ID: req.ID, Error: &wireError{Code: code, Message: msg}})
 	}
 	if resp, ok := result.(core.Response); ok {
+		r := response{ID: req.ID, Result: resp.Res, Receipt: resp.Receipt}
+		if resp.ReceiptErr != nil {
+			r.ReceiptError = resp.ReceiptErr.Error()
+		}
 		if resp.Err != nil {
 			data, _ := json.Marshal(resp.Err)
 			msg := resp.Err.Message
 			if msg == "" {
 				msg = resp.Err.Name
 			}
-			return encodeResponse(response{ID: req.ID, Error: &wireError{Code: CodeScriptError, Message: msg, Data: data}})
+			r.Result, r.Error = nil, &wireError{Code: CodeScriptError, Message: msg, Data: data}
 		}
-		return encodeResponse(response{ID: req.ID, Result: resp.Res})
+		return encodeResponse(r)
 	}
 	raw, err := json.Marshal(result)
 	if err != nil {

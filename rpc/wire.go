@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/nodevms/nodevms/internal/jsonrpc"
+	"github.com/nodevms/nodevms/receipt"
 )
 
 // The wire format is JSON-RPC 2.0 over a WebSocket, one message per text
@@ -12,6 +13,17 @@ import (
 // {"jsonrpc": "2.0", "method", "params": [args] or null, "id"}, answers
 // {"jsonrpc": "2.0", "id", "result"} or {"jsonrpc": "2.0", "id", "error":
 // {"code", "message", "data"}}. A signed call adds an "auth" member.
+//
+// NodeVMS's receipts extend both: a request with "receipt": true is
+// answered once its entry is signed, and its answer (a result or a script
+// error) carries a "receipt" member, the receipt in its one-line form
+// (calllog/RECEIPTS.md), or "receiptError" if there is none. The method
+// ReceiptMethod, with params [index], answers the receipt of any entry.
+
+// ReceiptMethod is the server's method that answers the receipt of a log
+// entry: params [index], result the receipt. A backend's export of the
+// same name is not reachable over RPC.
+const ReceiptMethod = "nodevms.receipt"
 
 type request struct {
 	JSONRPC string          `json:"jsonrpc"`
@@ -19,13 +31,16 @@ type request struct {
 	Params  json.RawMessage `json:"params,omitempty"`
 	ID      json.RawMessage `json:"id,omitempty"`
 	Auth    *CallAuth       `json:"auth,omitempty"`
+	Receipt bool            `json:"receipt,omitempty"`
 }
 
 type response struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *wireError      `json:"error,omitempty"`
+	JSONRPC      string           `json:"jsonrpc"`
+	ID           json.RawMessage  `json:"id"`
+	Result       json.RawMessage  `json:"result,omitempty"`
+	Error        *wireError       `json:"error,omitempty"`
+	Receipt      *receipt.Receipt `json:"receipt,omitempty"`
+	ReceiptError string           `json:"receiptError,omitempty"`
 }
 
 type wireError struct {
@@ -86,6 +101,11 @@ func parseRequest(data []byte) (request, error) {
 		req.Auth = new(CallAuth)
 		if err := json.Unmarshal(r.Auth, req.Auth); err != nil {
 			return request{}, fmt.Errorf("auth: %w", err)
+		}
+	}
+	if len(r.Receipt) > 0 && string(r.Receipt) != "null" {
+		if err := json.Unmarshal(r.Receipt, &req.Receipt); err != nil {
+			return request{}, fmt.Errorf("receipt: %w", err)
 		}
 	}
 	return req, nil

@@ -18,8 +18,8 @@ import (
 	"unicode/utf8"
 )
 
-// Request is a JSON-RPC request as it arrives. Params, ID and Auth are the
-// raw JSON of their members (nil when absent, "null" when null).
+// Request is a JSON-RPC request as it arrives. Params, ID, Auth and
+// Receipt are the raw JSON of their members (nil when absent, "null" when null).
 type Request struct {
 	JSONRPC string          `json:"jsonrpc"`
 	Method  string          `json:"method"`
@@ -27,6 +27,8 @@ type Request struct {
 	ID      json.RawMessage `json:"id,omitempty"`
 	// Auth is NodeVMS's extension: a signed call's proof of its caller.
 	Auth json.RawMessage `json:"auth,omitempty"`
+	// Receipt is NodeVMS's extension: true asks for the call's receipt.
+	Receipt json.RawMessage `json:"receipt,omitempty"`
 }
 
 // ParseRequest decodes data as json.Unmarshal(data, &req) does. The raw
@@ -67,7 +69,7 @@ func parsePlain(data []byte) (req Request, ok bool) {
 	if len(d) == 0 || d[0] != '{' {
 		return Request{}, false
 	}
-	fields := [...]string{"jsonrpc", "method", "params", "id", "auth"}
+	fields := [...]string{"jsonrpc", "method", "params", "id", "auth", "receipt"}
 	var seen uint8
 	d = skipSpace(d[1:])
 	if len(d) > 0 && d[0] == '}' {
@@ -125,6 +127,8 @@ func parsePlain(data []byte) (req Request, ok bool) {
 				req.ID = value
 			case 4:
 				req.Auth = value
+			case 5:
+				req.Receipt = value
 			}
 		}
 		if field >= 0 {
