@@ -9,10 +9,16 @@
 // up while taking less from the server than several do, whose hand-offs
 // wake each other's CPUs.
 //
+// -receipts asks for every call's receipt (as Client.CallWithReceipt
+// does, parsing it), and -server-pid names the server's process, whose CPU
+// time over the measured calls it reports per call: what a call costs the
+// server, whatever the load generator spends.
+//
 //	go run ./bench/load -url localhost:5555 -method increment -conns 1 -inflight 16 -duration 10s
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -21,6 +27,8 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +50,10 @@ type result struct {
 	P50ms       float64 `json:"p50ms"`
 	P99ms       float64 `json:"p99ms"`
 	P999ms      float64 `json:"p999ms"`
+	Receipts    bool    `json:"receipts"`
+	// ServerCPUus is the server's CPU time (user and system) per call, in
+	// microseconds, when -server-pid names it.
+	ServerCPUus float64 `json:"serverCpuUs,omitempty"`
 }
 
 func main() {
@@ -53,6 +65,8 @@ func main() {
 	warmup := flag.Duration("warmup", time.Second, "calls before measuring")
 	signed := flag.Bool("signed", false, "sign every call (a fresh key per connection)")
 	procs := flag.Int("procs", 1, "OS threads running Go code (GOMAXPROCS; 0: one per CPU)")
+	receipts := flag.Bool("receipts", false, "ask for every call's receipt")
+	serverPID := flag.Int("server-pid", 0, "the server's process id, to measure its CPU time per call")
 	flag.Parse()
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
@@ -75,6 +89,7 @@ func main() {
 	}
 	var measuring atomic.Bool
 	var calls, errs atomic.Int64
+	var cpuAtStart atomic.Int64
 	var mu sync.Mutex
 	var latencies []time.Duration
 	stop := time.Now().Add(*warmup + *duration)
@@ -88,11 +103,16 @@ func main() {
 			var mine []time.Duration
 			for time.Now().Before(stop) {
 				t0 := time.Now()
-				_, err := c.Call(ctx, *method)
+				var err error
+				if *receipts {
+					_, _, err = c.CallWithReceipt(ctx, *method)
+				} else {
+					_, err = c.Call(ctx, *method)
+				}
 				d := time.Since(t0)
 				if !measuring.Load() {
-					if time.Now().After(start) {
-						measuring.Store(true)
+					if time.Now().After(start) && measuring.CompareAndSwap(false, true) {
+						cpuAtStart.Store(processCPU(*serverPID))
 					}
 					continue
 				}
@@ -110,6 +130,7 @@ func main() {
 	}
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
+	cpu := processCPU(*serverPID) - cpuAtStart.Load()
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 	pct := func(p float64) float64 {
 		if len(latencies) == 0 {
@@ -122,6 +143,33 @@ func main() {
 		Seconds: elapsed, Calls: calls.Load(), Errors: errs.Load(),
 		CallsPerSec: float64(calls.Load()) / elapsed,
 		P50ms:       pct(0.50), P99ms: pct(0.99), P999ms: pct(0.999),
+		Receipts: *receipts,
+	}
+	if *serverPID > 0 && calls.Load() > 0 {
+		r.ServerCPUus = float64(cpu) / 1e3 / float64(calls.Load())
 	}
 	json.NewEncoder(os.Stdout).Encode(r)
+}
+
+// processCPU is a process's user and system CPU time so far, in ns, from
+// /proc (0 where there is none, or for pid 0).
+func processCPU(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command (which is in parentheses and may hold
+	// spaces): utime and stime are the 12th and 13th, in clock ticks.
+	rest := b[bytes.LastIndexByte(b, ')')+1:]
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return (utime + stime) * (1e9 / ticksPerSecond)
 }
