@@ -82,6 +82,54 @@ func (f *Feed) Proof(i uint64, req ProofRequest) (Proof, error) {
 	return out, nil
 }
 
+// ProofAt returns the proof of block i against the tree of the feed's
+// first length blocks, for a peer that has nothing: the siblings up to the
+// root of length that covers block i, then length's other roots. It is
+// what a receipt at a length other than the feed's own carries (a monitor
+// makes receipts at the length it cosigned). The signature over that
+// length is set if this side stores it. ErrNotFound if a node is not
+// stored here, or block i is not below length and the feed's length.
+func (f *Feed) ProofAt(i, length uint64) (Proof, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return Proof{}, ErrClosed
+	}
+	if i >= length || length > f.length {
+		return Proof{}, fmt.Errorf("%w: block %d of a tree of %d blocks (the feed has %d)", ErrNotFound, i, length, f.length)
+	}
+	p, ok := f.treeBits.ProofAt(2*i, 0, false, nil, length)
+	if !ok {
+		return Proof{}, fmt.Errorf("%w: no proof for block %d at length %d", ErrNotFound, i, length)
+	}
+	out := Proof{Nodes: make([]merkle.Node, len(p.Nodes))}
+	for k, idx := range p.Nodes {
+		nd, err := f.node(idx)
+		if err != nil {
+			return Proof{}, err
+		}
+		out.Nodes[k] = nd
+	}
+	if sig, err := f.readSignature(length - 1); err == nil {
+		out.Signature = sig
+	}
+	return out, nil
+}
+
+// SignatureAt returns the signature stored at block i: the signature over
+// the tree of the first i+1 blocks. ErrNotFound if none is stored there.
+func (f *Feed) SignatureAt(i uint64) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, ErrClosed
+	}
+	if i >= f.length {
+		return nil, fmt.Errorf("%w: no signature for block %d of %d", ErrNotFound, i, f.length)
+	}
+	return f.readSignature(i)
+}
+
 // Put verifies block i against proof and, if it checks out, stores it with
 // the proof's nodes and signature: the receiving side of replication. A
 // block or proof that does not verify is rejected with an error wrapping

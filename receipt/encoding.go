@@ -59,6 +59,7 @@ type layout struct {
 	format, log, index, length, entry, nodes string
 	nodeOpen, nodeSize, nodeHash, nodeClose  string
 	nodeSep, nodesClose, signature, close    string
+	checkpoint                               string
 }
 
 var forms = [2]layout{
@@ -66,13 +67,13 @@ var forms = [2]layout{
 		format: `{"format":"`, log: `","log":"`, index: `","index":`,
 		length: `,"length":`, entry: `,"entry":"`, nodes: `","nodes":[`,
 		nodeOpen: `{"index":`, nodeSize: `,"size":`, nodeHash: `,"hash":"`, nodeClose: `"}`, nodeSep: `,`,
-		nodesClose: `]`, signature: `,"signature":"`, close: `"}`,
+		nodesClose: `]`, signature: `,"signature":"`, close: `"}`, checkpoint: `","checkpoint":"`,
 	},
 	{ // indented
 		format: "{\n  \"format\": \"", log: "\",\n  \"log\": \"", index: "\",\n  \"index\": ",
 		length: ",\n  \"length\": ", entry: ",\n  \"entry\": \"", nodes: "\",\n  \"nodes\": [",
 		nodeOpen: "\n    {\n      \"index\": ", nodeSize: ",\n      \"size\": ", nodeHash: ",\n      \"hash\": \"", nodeClose: "\"\n    }", nodeSep: ",",
-		nodesClose: "\n  ]", signature: ",\n  \"signature\": \"", close: "\"\n}\n",
+		nodesClose: "\n  ]", signature: ",\n  \"signature\": \"", close: "\"\n}\n", checkpoint: "\",\n  \"checkpoint\": \"",
 	},
 }
 
@@ -116,6 +117,10 @@ func (r *Receipt) appendForm(b []byte, indented bool) []byte {
 	}
 	b = append(b, l.signature...)
 	b = hex.AppendEncode(b, r.Signature)
+	if r.Checkpoint != nil {
+		b = append(b, l.checkpoint...)
+		b = base64.StdEncoding.AppendEncode(b, r.Checkpoint)
+	}
 	return append(b, l.close...)
 }
 
@@ -174,6 +179,13 @@ func Parse(data []byte) (*Receipt, error) {
 	}
 	p.expect(l.signature)
 	r.Signature = p.hex("signature", ed25519.SignatureSize)
+	if p.err == nil && bytes.HasPrefix(p.data[p.pos:], []byte(l.checkpoint)) {
+		p.expect(l.checkpoint)
+		r.Checkpoint = p.base64("checkpoint")
+		if p.err == nil && r.Checkpoint == nil {
+			r.Checkpoint = []byte{}
+		}
+	}
 	p.expect(l.close)
 	if p.err == nil && p.pos != len(data) {
 		p.fail("data after the receipt")

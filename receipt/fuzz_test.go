@@ -24,6 +24,17 @@ func TestSeedCorpus(t *testing.T) {
 		data, _ = r.MarshalJSON()
 		s.Add("FuzzParse", data)
 	}
+	// With a cosigned checkpoint.
+	r, err := receipt.Make(log, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := monitor(t, "alice", 21)
+	cosign(t, r, signer)
+	data, _ := r.Marshal()
+	s.Add("FuzzParse", data)
+	data, _ = r.MarshalJSON()
+	s.Add("FuzzParse", data)
 	fuzzcorpus.Check(t, &s)
 }
 

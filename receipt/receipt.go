@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
@@ -45,13 +46,19 @@ const (
 // signs; Nodes are the proof: the siblings on the path from the entry up
 // to the root of Length that covers it (lowest first), then the other
 // roots of Length, left to right.
+//
+// Checkpoint, if set, is a checkpoint note (package checkpoint) of the
+// same log at Length, with monitors' cosignatures: VerifyCosigned checks
+// them. A receipt gets one from a monitor that replayed the log that far
+// (its /receipt endpoint makes receipts at its checkpoint's length).
 type Receipt struct {
-	Log       ed25519.PublicKey
-	Index     uint64
-	Length    uint64
-	Entry     []byte
-	Nodes     []merkle.Node
-	Signature []byte
+	Log        ed25519.PublicKey
+	Index      uint64
+	Length     uint64
+	Entry      []byte
+	Nodes      []merkle.Node
+	Signature  []byte
+	Checkpoint []byte
 }
 
 // Make builds the receipt for block index of log, against the newest
@@ -105,6 +112,29 @@ func provenLength(index uint64, nodes []merkle.Node) uint64 {
 		last = max(last, nodes[len(nodes)-1].Index)
 	}
 	return flat.RightSpan(last)/2 + 1
+}
+
+// MakeAt builds the receipt for block index of log against the tree of
+// its first length blocks, whose signature log must store (a replica does
+// for the lengths it was shown): a monitor makes receipts at the length it
+// cosigned. Like Make, it does not verify what it builds.
+func MakeAt(log *hypercore.Feed, index, length uint64) (*Receipt, error) {
+	if length == 0 {
+		return nil, fmt.Errorf("receipt: entry %d at length 0", index)
+	}
+	sig, err := log.SignatureAt(length - 1)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: the signature of length %d: %w", length, err)
+	}
+	entry, err := log.Get(index)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: entry %d: %w", index, err)
+	}
+	proof, err := log.ProofAt(index, length)
+	if err != nil {
+		return nil, fmt.Errorf("receipt: proof of entry %d at length %d: %w", index, length, err)
+	}
+	return &Receipt{Log: log.PublicKey(), Index: index, Length: length, Entry: entry, Nodes: proof.Nodes, Signature: sig}, nil
 }
 
 // Verify checks r against the call log's public key: the entry, hashed up
@@ -168,8 +198,37 @@ func (r *Receipt) check() error {
 		return fmt.Errorf("%w: %d proof nodes", ErrMalformed, len(r.Nodes))
 	case len(r.Signature) != ed25519.SignatureSize:
 		return fmt.Errorf("%w: a signature of %d bytes", ErrMalformed, len(r.Signature))
+	case r.Checkpoint != nil && (len(r.Checkpoint) == 0 || len(r.Checkpoint) > checkpoint.MaxNote):
+		return fmt.Errorf("%w: a checkpoint of %d bytes", ErrMalformed, len(r.Checkpoint))
 	}
 	return nil
+}
+
+// VerifyCosigned is Verify, then checks the receipt's checkpoint: that it
+// is of this log at this length, with the tree hash the receipt's proof
+// gives, and cosigned by at least need of verifiers (the monitors the
+// checker trusts). It returns the names of those that cosigned; too few is
+// an error wrapping checkpoint.ErrCosignatures, and no checkpoint at all
+// one wrapping ErrInvalid.
+func (r *Receipt) VerifyCosigned(logKey ed25519.PublicKey, verifiers []*checkpoint.Verifier, need int) ([]string, error) {
+	if err := r.Verify(logKey); err != nil {
+		return nil, err
+	}
+	if r.Checkpoint == nil {
+		return nil, fmt.Errorf("%w: the receipt carries no cosigned checkpoint", ErrInvalid)
+	}
+	note, err := checkpoint.ParseNote(r.Checkpoint)
+	if err != nil {
+		return nil, fmt.Errorf("%w: its checkpoint: %w", ErrMalformed, err)
+	}
+	th, err := r.TreeHash()
+	if err != nil {
+		return nil, err
+	}
+	if !logKey.Equal(note.Log) || note.Length != r.Length || note.TreeHash != th {
+		return nil, fmt.Errorf("%w: its checkpoint is of another log, length or tree (length %d)", ErrInvalid, note.Length)
+	}
+	return note.Verify(verifiers, need)
 }
 
 // roots hashes the entry up through the proof's siblings, as a hypercore

@@ -263,3 +263,50 @@ func TestVerifyWithABadKey(t *testing.T) {
 		t.Error("a 31-byte key verified")
 	}
 }
+
+// TestReceiptsAtEveryLength: MakeAt gives, for every length a log signed
+// and every entry below it, a receipt of that length that verifies; on a
+// replica that downloaded the log too.
+func TestReceiptsAtEveryLength(t *testing.T) {
+	writer := newLog(t, 21)
+	replica, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), PublicKey: writer.PublicKey(), Create: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	for i := range writer.Length() {
+		// As a live replica gets them: each block with the signature of
+		// the length it ends.
+		blk, _ := writer.Get(i)
+		proof, err := writer.ProofAt(i, i+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := replica.Put(i, blk, proof); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	for _, log := range []*hypercore.Feed{writer, replica} {
+		checkEveryLength(t, log)
+	}
+}
+
+func checkEveryLength(t *testing.T, log *hypercore.Feed) {
+	for length := uint64(1); length <= 21; length++ {
+		for i := range length {
+			r, err := receipt.MakeAt(log, i, length)
+			if err != nil {
+				t.Fatalf("entry %d at %d: %v", i, length, err)
+			}
+			if err := r.Verify(log.PublicKey()); err != nil || r.Length != length {
+				t.Errorf("entry %d at %d: length %d, %v", i, length, r.Length, err)
+			}
+		}
+	}
+	if _, err := receipt.MakeAt(log, 3, 3); err == nil {
+		t.Error("an entry at its own index's length")
+	}
+	if _, err := receipt.MakeAt(log, 3, 22); err == nil {
+		t.Error("a length past the log")
+	}
+}
