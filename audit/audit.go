@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
@@ -42,6 +43,9 @@ type Options struct {
 	// Downloaded, if set, is told what the download fetched, once it is
 	// done and before the replay.
 	Downloaded func(Download)
+	// Monitor, if set with Out, cosigns a checkpoint of every head the
+	// auditor verifies (see CheckpointHandler).
+	Monitor *checkpoint.Signer
 }
 
 // Stage is a part of an audit, for Options.Progress.
@@ -114,6 +118,11 @@ type Fork struct {
 	Now       Head  // zero if Err is set
 	Err       error // data from the host that did not verify
 	Following bool  // found while following
+	// Evidence is the file in Options.Out that proves the fork to anyone
+	// offline (package evidence), when both heads are known;
+	// EvidenceErr is why it could not be written.
+	Evidence    string
+	EvidenceErr error
 }
 
 // Download is what an audit fetched.
@@ -130,6 +139,8 @@ type Auditor struct {
 	log     *hypercore.Feed
 	archive *hyperdrive.Archive
 	tmp     string // the replicas' temporary folder, without Options.Out
+	// cosigned is the length of the last checkpoint cosigned (Monitor).
+	cosigned uint64
 }
 
 // Open dials the host and reads its handshake (the feeds it serves).
@@ -236,6 +247,9 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 		if err := saveHead(a.opts.Out, a.log); err != nil {
 			return Result{}, err
 		}
+	}
+	if _, err := a.cosign(n); err != nil {
+		return Result{}, fmt.Errorf("cosigning a checkpoint: %w", err)
 	}
 	return res, nil
 }

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/evidence"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
 )
@@ -101,7 +103,47 @@ func (a *Auditor) checkFork(ctx context.Context) (*Fork, error) {
 			return nil, nil
 		}
 	}
-	return &Fork{Key: a.log.PublicKey(), Verified: mine, Now: now}, nil
+	fork := &Fork{Key: a.log.PublicKey(), Verified: mine, Now: now}
+	path, err := a.writeEvidence(mine, theirs)
+	if err != nil {
+		fork.EvidenceErr = err
+	}
+	fork.Evidence = path
+	return fork, nil
+}
+
+// writeEvidence writes the evidence that the head verified before (mine,
+// whose history the replicas hold) and the host's log now (theirs) are
+// two histories under one key, to a new file in Options.Out, and returns
+// its path.
+func (a *Auditor) writeEvidence(mine Head, theirs *hypercore.Feed) (string, error) {
+	roots, err := a.log.Roots(mine.Length)
+	if err != nil {
+		return "", fmt.Errorf("the verified head's roots: %w", err)
+	}
+	sig, err := hex.DecodeString(mine.Signature)
+	if err != nil {
+		return "", fmt.Errorf("the verified head's signature: %w", err)
+	}
+	verified := evidence.Head{Length: mine.Length, Roots: roots, Signature: sig}
+	now, err := evidence.HeadOf(theirs, theirs.Length())
+	if err != nil {
+		return "", err
+	}
+	longer := theirs
+	if mine.Length > now.Length {
+		longer = a.log
+	}
+	e, err := evidence.Find(a.log.PublicKey(), verified, now, longer)
+	if err != nil {
+		return "", err
+	}
+	data, err := e.Marshal()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(a.opts.Out, fmt.Sprintf("fork-evidence-%d-%d.json", mine.Length, now.Length))
+	return path, writeAtomically(path, data)
 }
 
 // FollowEvents are told what Follow does; any may be nil.
@@ -110,9 +152,11 @@ type FollowEvents struct {
 	Rehosting func(addr net.Addr)
 	// Verified: entry block checked, leaving the archive at version.
 	Verified func(block, version uint64)
-	// SaveFailed: the verified head could not be recorded (following goes
-	// on).
+	// SaveFailed: the verified head could not be recorded, or its
+	// checkpoint cosigned (following goes on).
 	SaveFailed func(err error)
+	// Cosigned: the monitor cosigned a checkpoint (Options.Monitor).
+	Cosigned func(n *checkpoint.Note)
 }
 
 // Follow keeps the replicas live after a verified Audit, rehosts them on
@@ -189,6 +233,11 @@ func (a *Auditor) Follow(ctx context.Context, rehost net.Listener, events Follow
 			if err := saveHead(a.opts.Out, a.log); err != nil && events.SaveFailed != nil {
 				events.SaveFailed(err)
 			}
+		}
+		if n, err := a.cosign(mon.Verified()); err != nil && events.SaveFailed != nil {
+			events.SaveFailed(fmt.Errorf("cosigning a checkpoint: %w", err))
+		} else if n != nil && events.Cosigned != nil {
+			events.Cosigned(n)
 		}
 	}
 }

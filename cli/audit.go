@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nodevms/nodevms/audit"
+	"github.com/nodevms/nodevms/checkpoint"
+	"github.com/nodevms/nodevms/rpc"
 	"github.com/nodevms/nodevms/sandbox"
 	"github.com/nodevms/nodevms/server"
 )
@@ -29,9 +33,11 @@ const (
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var files, logURL, out string
+	var files, logURL, out, monitorName, checkpointsAddr string
 	var once bool
 	var datPort int
+	fs.StringVar(&monitorName, "monitor-name", "nodevms-monitor", "")
+	fs.StringVar(&checkpointsAddr, "checkpoints", "", "")
 	fs.StringVar(&files, "files", "", "")
 	fs.StringVar(&logURL, "log", "", "")
 	fs.StringVar(&out, "out", "", "")
@@ -76,7 +82,25 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		*p.key = key
 	}
-	r := &auditReport{stdout: stdout, stderr: stderr, bars: isTerminal(stderr)}
+	if out != "" {
+		// A monitor cosigns what it verified, with a key kept in its folder.
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			fmt.Fprintf(stderr, "nodevms: %v\n", err)
+			return auditFailed
+		}
+		key, err := rpc.LoadOrCreateKey(filepath.Join(out, "monitor.key"))
+		if err == nil {
+			opts.Monitor, err = checkpoint.NewSigner(monitorName, key)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "nodevms: --monitor-name: %v\n", err)
+			return exitUsage
+		}
+	} else if checkpointsAddr != "" {
+		fmt.Fprintf(stderr, "nodevms: --checkpoints needs --out: a monitor keeps its checkpoints there\nrun 'nodevms --help' for usage\n")
+		return exitUsage
+	}
+	r := &auditReport{stdout: stdout, stderr: stderr, bars: isTerminal(stderr), checkpointsAddr: checkpointsAddr}
 	opts.Progress = r.progress
 	opts.Downloaded = func(d audit.Download) {
 		r.finishBar()
@@ -110,10 +134,11 @@ func isTerminal(w io.Writer) bool {
 // auditReport prints an audit: its progress on stderr (bars, on a
 // terminal), its verdict on stdout.
 type auditReport struct {
-	stdout, stderr io.Writer
-	bars           bool
-	bar            *progressbar.ProgressBar
-	stage          audit.Stage
+	stdout, stderr  io.Writer
+	bars            bool
+	checkpointsAddr string // where a following monitor serves its checkpoints
+	bar             *progressbar.ProgressBar
+	stage           audit.Stage
 }
 
 // run audits, and follows the host if follow is set (with --out), and
@@ -142,7 +167,23 @@ func (r *auditReport) run(ctx context.Context, opts audit.Options, follow bool, 
 	if err != nil {
 		return 0, err
 	}
+	if opts.Monitor != nil {
+		fmt.Fprintf(r.stdout, "Cosigning checkpoints as %s\n", opts.Monitor.VerifierKey())
+	}
+	if r.checkpointsAddr != "" {
+		hl, err := net.Listen("tcp", r.checkpointsAddr)
+		if err != nil {
+			return 0, err
+		}
+		hs := &http.Server{Handler: a.CheckpointHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(hl)
+		defer hs.Close()
+		fmt.Fprintf(r.stdout, "Checkpoints at http://%s/checkpoint\n", server.DisplayAddr(hl.Addr()))
+	}
 	res, err = a.Follow(ctx, ln, audit.FollowEvents{
+		Cosigned: func(n *checkpoint.Note) {
+			fmt.Fprintf(r.stdout, "cosigned the checkpoint of length %d\n", n.Length)
+		},
 		Rehosting: func(addr net.Addr) {
 			fmt.Fprintf(r.stdout, "Following the host; rehosting at %s (Ctrl+C to stop)\n", server.DisplayAddr(addr))
 		},
@@ -178,6 +219,12 @@ func (r *auditReport) verdict(res audit.Result) {
 			"  now:      length %d, tree hash %s, signature %s\n"+
 			"  both are signed with the call log's key %x\n",
 			f.Verified.Length, f.Verified.TreeHash, f.Verified.Signature, f.Now.Length, f.Now.TreeHash, f.Now.Signature, f.Key)
+		switch {
+		case f.Evidence != "":
+			fmt.Fprintf(r.stdout, "  evidence anyone can check: %s (nodevms evidence verify %s)\n", f.Evidence, f.Evidence)
+		case f.EvidenceErr != nil:
+			fmt.Fprintf(r.stdout, "  no evidence file: %v\n", f.EvidenceErr)
+		}
 	case res.Verdict.Divergence != nil:
 		d := res.Verdict.Divergence
 		fmt.Fprintf(r.stdout, "DIVERGENCE at call log entry %d (%s): %s differs\n  logged:   %s\n  replayed: %s\n  this looks like %s\n",

@@ -1,21 +1,26 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nodevms/nodevms/calllog"
+	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/receipt"
 	"github.com/nodevms/nodevms/rpc"
 )
 
@@ -254,11 +259,11 @@ func TestAuditFollowsAndFindsForks(t *testing.T) {
 	}
 
 	// A host that rewrites history: the same log key, an entry removed.
-	var forked *hypercore.Feed
+	var forked, honest *hypercore.Feed
 	var host *core.Host
 	var archive *hyperdrive.Archive
 	addr := dishonest(t, nil, func(h *core.Host, a *hyperdrive.Archive, log *hypercore.Feed) *hypercore.Feed {
-		host, archive = h, a
+		host, archive, honest = h, a, log
 		f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: log.SecretKey(), Create: true})
 		if err != nil {
 			t.Fatal(err)
@@ -277,6 +282,30 @@ func TestAuditFollowsAndFindsForks(t *testing.T) {
 	if code, text := auditBinary(t, addr, "--out", forkOut, "--once"); code != 0 {
 		t.Fatalf("the honest history: exit %d\n%s", code, text)
 	}
+	// The monitor cosigned the honest head: a receipt of entry 2 (which
+	// the fork drops) at that length, carrying the checkpoint.
+	note, err := os.ReadFile(filepath.Join(forkOut, "checkpoint.note"))
+	if err != nil {
+		t.Fatalf("the monitor cosigned no checkpoint: %v", err)
+	}
+	n, err := checkpoint.ParseNote(note)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := receipt.MakeAt(honest, 2, n.Length)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before.Checkpoint = note
+	beforeFile := filepath.Join(t.TempDir(), "before-the-fork.json")
+	data, _ := before.Marshal()
+	os.WriteFile(beforeFile, data, 0o644)
+	monitorKey, err := rpc.LoadOrCreateKey(filepath.Join(forkOut, "monitor.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := checkpoint.NewSigner("nodevms-monitor", monitorKey)
+
 	srv := rpc.NewServer(rpc.Options{})
 	if err := srv.Mount("/", rpc.Backend{Host: host, Title: "t", Archive: archive, Log: forked}); err != nil {
 		t.Fatal(err)
@@ -286,5 +315,28 @@ func TestAuditFollowsAndFindsForks(t *testing.T) {
 	code, report := auditBinary(t, strings.TrimPrefix(ts.URL, "http://"), "--out", forkOut, "--once")
 	if code != 1 || !strings.Contains(report, "FORK") || !strings.Contains(report, "verified: length 5") || !strings.Contains(report, "now:      length 4") {
 		t.Fatalf("the forked history: exit %d\n%s", code, report)
+	}
+	// The monitor wrote evidence of the fork that anyone can check.
+	m := regexp.MustCompile(`evidence anyone can check: (\S+)`).FindStringSubmatch(report)
+	if m == nil {
+		t.Fatalf("no evidence file:\n%s", report)
+	}
+	logURL := fmt.Sprintf("dat://%x", forked.PublicKey())
+	out, errOut, err := runNodevms(t, "evidence", "verify", m[1], "--log", logURL)
+	if err != nil || !strings.Contains(out, "VALID") || !strings.Contains(out, "signed two histories") {
+		t.Fatalf("evidence verify: %v\n%s%s", err, out, errOut)
+	}
+	// The receipt from before the fork still verifies against the
+	// checkpoint the monitor cosigned: the host cannot take it back.
+	if out, errOut, err := runNodevms(t, "receipt", "verify", beforeFile, "--log", logURL, "--monitor", signer.VerifierKey()); err != nil ||
+		!strings.Contains(out, "cosigned at that length by 1 of the 1") {
+		t.Errorf("the receipt from before the fork: %v\n%s%s", err, out, errOut)
+	}
+	// Edited, it proves nothing.
+	data, _ = os.ReadFile(m[1])
+	edited := filepath.Join(t.TempDir(), "edited.json")
+	os.WriteFile(edited, bytes.Replace(data, []byte(`"length": 4`), []byte(`"length": 5`), 1), 0o644)
+	if out, _, err := runNodevms(t, "evidence", "verify", edited); exitCode(t, err) != 1 || !strings.Contains(out, "INVALID") {
+		t.Errorf("edited evidence: %v\n%s", err, out)
 	}
 }

@@ -77,6 +77,7 @@ Usage:
   nodevms -a ADDR [flags]             audit a served backend (also: nodevms verify ADDR)
   nodevms check DIR                   check a backend's folder offline
   nodevms receipt verify FILE         check a call's receipt offline
+  nodevms evidence verify FILE        check a monitor's fork evidence offline
   nodevms -h | --help                 print this help
   nodevms -v | --version              print the version
 
@@ -133,12 +134,27 @@ The REPL (-r, repl):
                      call log's key, and save it in DIR
 
 Receipts (receipt verify):
-  nodevms receipt verify FILE [--log dat://KEY]
+  nodevms receipt verify FILE [--log dat://KEY] [--monitor VKEY]...
+                     [--require K]
                      check a receipt (saved by the REPL's --receipts, or
                      the Go client) offline: that the call log with this
                      key signed this entry at this index; --log requires
                      that key rather than the one the receipt names; exit
                      0 valid, 1 invalid, 2 could not read
+  --monitor VKEY     a monitor trusted to have replayed the log (its
+                     verifier key, which it prints and serves at
+                     /monitor); the receipt must carry a checkpoint of its
+                     length cosigned by K of those named (--require;
+                     default: all). A monitor's /receipt/INDEX gives such
+                     receipts
+
+Fork evidence (evidence verify):
+  nodevms evidence verify FILE [--log dat://KEY]
+                     check evidence that a call log's key signed two
+                     histories that cannot both be true (a monitor with
+                     --out writes it when it finds a fork): both signed
+                     heads and the node where they differ; exit 0 it
+                     proves a fork, 1 it does not, 2 could not read
 
 Auditing (-a, verify):
   nodevms -a ADDR [--files dat://..] [--log dat://..] [--out DIR]
@@ -154,6 +170,15 @@ Auditing (-a, verify):
                      another history), then follow the host: check each new
                      call as it arrives and rehost both feeds, until Ctrl+C
   --once             with --out: audit once and exit
+  --monitor-name NAME
+                     with --out: the name this monitor cosigns checkpoints
+                     as (default nodevms-monitor), with a key kept in
+                     DIR/monitor.key; it cosigns a checkpoint of every head
+                     it verifies, keeping them in DIR/checkpoints/
+  --checkpoints ADDR while following, serve the checkpoints over HTTP on
+                     ADDR (host:port): /checkpoint, /checkpoint/LENGTH,
+                     /receipt/INDEX (a receipt carrying the latest one),
+                     /monitor (the verifier key)
   --dat-port N       the port to rehost on while following (default: any)
   --time-budget D, --max-memory MIB
                      the host's budgets, if it was given more than the
@@ -185,6 +210,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runCheck(ctx, args[1:], stdout, stderr)
 	case "receipt":
 		return runReceipt(ctx, args[1:], stdout, stderr)
+	case "evidence":
+		return runEvidence(ctx, args[1:], stdout, stderr)
 	}
 	if len(args[0]) > 0 && args[0][0] == '-' {
 		fmt.Fprintf(stderr, "nodevms: flag provided but not defined: %s\nrun 'nodevms --help' for usage\n", args[0])

@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nodevms/nodevms/audit"
 	"github.com/nodevms/nodevms/calllog"
+	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/receipt"
 )
 
@@ -25,7 +27,7 @@ const (
 // runReceipt is `nodevms receipt verify FILE [--log dat://KEY]`: an
 // offline check of a receipt.
 func runReceipt(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	const usageLine = "nodevms: usage: nodevms receipt verify FILE [--log dat://KEY]\n"
+	const usageLine = "nodevms: usage: nodevms receipt verify FILE [--log dat://KEY] [--monitor VKEY]... [--require K]\n"
 	if len(args) == 0 || args[0] != "verify" {
 		fmt.Fprint(stderr, usageLine)
 		return exitUsage
@@ -33,8 +35,15 @@ func runReceipt(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("receipt verify", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var logURL string
+	var monitorKeys stringList
+	require := -1
 	fs.StringVar(&logURL, "log", "", "")
+	fs.Var(&monitorKeys, "monitor", "")
+	fs.IntVar(&require, "require", -1, "")
 	pos, err := parseInterleaved(fs, args[1:])
+	if err == nil && (require > len(monitorKeys) || require == 0 || require < -1) {
+		err = fmt.Errorf("--require %d of the %d monitors named", require, len(monitorKeys))
+	}
 	if err != nil || len(pos) != 1 {
 		if err != nil {
 			fmt.Fprintf(stderr, "nodevms: %v\n", err)
@@ -51,6 +60,18 @@ func runReceipt(_ context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 	}
+	var verifiers []*checkpoint.Verifier
+	for _, k := range monitorKeys {
+		v, err := checkpoint.ParseVerifier(k)
+		if err != nil {
+			fmt.Fprintf(stderr, "nodevms: --monitor %s: %v\n", k, err)
+			return exitUsage
+		}
+		verifiers = append(verifiers, v)
+	}
+	if require == -1 {
+		require = len(verifiers) // every monitor named, unless told otherwise
+	}
 	data, err := readBounded(pos[0], receipt.MaxFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "nodevms: %v\n", err)
@@ -65,12 +86,22 @@ func runReceipt(_ context.Context, args []string, stdout, stderr io.Writer) int 
 	if key == nil {
 		key = r.Log
 	}
-	if err := r.Verify(key); err != nil {
+	var cosigners []string
+	if len(verifiers) > 0 {
+		cosigners, err = r.VerifyCosigned(key, verifiers, require)
+	} else {
+		err = r.Verify(key)
+	}
+	if err != nil {
 		fmt.Fprintf(stdout, "INVALID %s\n  %v\n", pos[0], err)
 		return receiptInvalid
 	}
 	fmt.Fprintf(stdout, "VALID %s\n  entry %d of the call log dat://%x, signed at length %d\n  %s\n",
 		pos[0], r.Index, []byte(r.Log), r.Length, describeEntry(r.Entry))
+	if len(verifiers) > 0 {
+		fmt.Fprintf(stdout, "  cosigned at that length by %d of the %d monitors named (%d required): %s\n",
+			len(cosigners), len(verifiers), require, strings.Join(cosigners, ", "))
+	}
 	if pinned == nil {
 		fmt.Fprintf(stdout, "  checked against the key the receipt names: compare it with the backend's call log URL, or pass --log\n")
 	}
@@ -143,3 +174,9 @@ func saveReceipt(dir string, r *receipt.Receipt) (string, error) {
 	}
 	return path, nil
 }
+
+// stringList is a flag given any number of times.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }

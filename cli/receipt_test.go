@@ -3,13 +3,24 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/receipt"
+	"github.com/nodevms/nodevms/rpc"
 )
 
 // TestReceiptsEndToEnd: the REPL saves a call's receipt, which verifies
@@ -98,4 +109,115 @@ func TestReceiptVerifyUsage(t *testing.T) {
 			t.Errorf("%q: exit %d, %q; want 2 and %q", tt.args, code, stderr.String(), tt.want)
 		}
 	}
+}
+
+// TestMonitorCosignsReceipts: a following monitor cosigns checkpoints of
+// the heads it verified, serves them, and serves receipts that carry one;
+// receipt verify accepts such a receipt for the monitor's key and refuses
+// it when the monitors it requires did not cosign.
+func TestMonitorCosignsReceipts(t *testing.T) {
+	s := startServer(t, exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "c"))
+	out := t.TempDir()
+	cmd := exec.Command(nodevmsBin(t), "-a", s.addr, "--out", out, "--checkpoints", "127.0.0.1:0", "--monitor-name", "test-monitor")
+	var text syncBuilder
+	cmd.Stdout, cmd.Stderr = &text, &text
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	}()
+	c, err := rpc.Dial(context.Background(), s.addr, rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cosigned := regexp.MustCompile(`cosigned the checkpoint of length (\d+)`)
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		if m := cosigned.FindAllStringSubmatch(text.String(), -1); len(m) > 0 {
+			if n, _ := strconv.Atoi(m[len(m)-1][1]); n >= 4 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the monitor cosigned no checkpoint of length 4:\n%s", text.String())
+		}
+		if i%10 == 0 && strings.Contains(text.String(), "Following") {
+			c.Call(context.Background(), "increment")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	base := regexp.MustCompile(`Checkpoints at (http://\S+)/checkpoint`).FindStringSubmatch(text.String())
+	if base == nil {
+		t.Fatalf("no checkpoints address:\n%s", text.String())
+	}
+	get := func(path string) []byte {
+		t.Helper()
+		resp, err := http.Get(base[1] + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s %s", path, resp.Status, b)
+		}
+		return b
+	}
+	vkey := strings.TrimSpace(string(get("/monitor")))
+	v, err := checkpoint.ParseVerifier(vkey)
+	if err != nil || v.Name != "test-monitor" {
+		t.Fatalf("the monitor's key %q: %v", vkey, err)
+	}
+	note, err := checkpoint.ParseNote(get("/checkpoint"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Verify([]*checkpoint.Verifier{v}, 1); err != nil || fmt.Sprintf("dat://%x", []byte(note.Log)) != s.callLog {
+		t.Fatalf("the latest checkpoint: %v\n%s", err, note.Marshal())
+	}
+	get(fmt.Sprintf("/checkpoint/%d", note.Length)) // kept in the history
+
+	path := filepath.Join(t.TempDir(), "r.json")
+	os.WriteFile(path, get("/receipt/2"), 0o644)
+	other, _ := checkpoint.NewSigner("other", ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, 32)))
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--monitor", vkey}, receiptValid, "cosigned at that length by 1 of the 1 monitors named (1 required): test-monitor"},
+		{[]string{"--monitor", other.VerifierKey()}, receiptInvalid, "too few monitors cosigned"},
+		{[]string{"--monitor", vkey, "--monitor", other.VerifierKey()}, receiptInvalid, "1 of the 2 needed"},
+		{[]string{"--monitor", vkey, "--monitor", other.VerifierKey(), "--require", "1"}, receiptValid, "by 1 of the 2 monitors named (1 required)"},
+		{[]string{"--monitor", vkey, "--require", "2"}, exitUsage, ""},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"receipt", "verify", path, "--log", s.callLog}, tt.args...)
+		code := run(context.Background(), args, nil, &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stdout.String(), tt.want) {
+			t.Errorf("%q: exit %d\n%s%s", tt.args, code, stdout.String(), stderr.String())
+		}
+	}
+}
+
+// syncBuilder is a strings.Builder that a process's two output streams
+// may write at once.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -520,6 +520,10 @@ func replayMachine(ctx context.Context, cfg Config) (*machine, error) {
 // entryVersion is the archive version an entry left: its result's, a
 // reload's own, or, for an init entry of a script without an init export,
 // the version deploy's two files make.
+// ArchiveVersion is the files archive's version after entry e (as a
+// replay leaves it).
+func ArchiveVersion(e *calllog.Entry) uint64 { return entryVersion(e) }
+
 func entryVersion(e *calllog.Entry) uint64 {
 	if e.Type == calllog.TypeReload {
 		return e.FilesVersion
