@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -119,7 +118,7 @@ func TestMonitorCosignsReceipts(t *testing.T) {
 	s := startServer(t, exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "c"))
 	out := t.TempDir()
 	cmd := exec.Command(nodevmsBin(t), "-a", s.addr, "--out", out, "--checkpoints", "127.0.0.1:0", "--monitor-name", "test-monitor")
-	var text syncBuilder
+	var text lockedBuffer // both of the process's streams
 	cmd.Stdout, cmd.Stderr = &text, &text
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -201,23 +200,4 @@ func TestMonitorCosignsReceipts(t *testing.T) {
 			t.Errorf("%q: exit %d\n%s%s", tt.args, code, stdout.String(), stderr.String())
 		}
 	}
-}
-
-// syncBuilder is a strings.Builder that a process's two output streams
-// may write at once.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

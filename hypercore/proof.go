@@ -64,14 +64,11 @@ func (f *Feed) Proof(i uint64, req ProofRequest) (Proof, error) {
 	if !ok {
 		return Proof{}, fmt.Errorf("%w: no proof for block %d", ErrNotFound, i)
 	}
-	out := Proof{Nodes: make([]merkle.Node, len(p.Nodes))}
-	for k, idx := range p.Nodes {
-		nd, err := f.node(idx)
-		if err != nil {
-			return Proof{}, err
-		}
-		out.Nodes[k] = nd
+	nodes, err := f.readNodes(p.Nodes)
+	if err != nil {
+		return Proof{}, err
 	}
+	out := Proof{Nodes: nodes}
 	if p.VerifiedBy > 0 {
 		sig, err := f.readSignature(p.VerifiedBy/2 - 1)
 		if err != nil {
@@ -102,16 +99,26 @@ func (f *Feed) ProofAt(i, length uint64) (Proof, error) {
 	if !ok {
 		return Proof{}, fmt.Errorf("%w: no proof for block %d at length %d", ErrNotFound, i, length)
 	}
-	out := Proof{Nodes: make([]merkle.Node, len(p.Nodes))}
-	for k, idx := range p.Nodes {
-		nd, err := f.node(idx)
-		if err != nil {
-			return Proof{}, err
-		}
-		out.Nodes[k] = nd
+	nodes, err := f.readNodes(p.Nodes)
+	if err != nil {
+		return Proof{}, err
 	}
+	out := Proof{Nodes: nodes}
 	if sig, err := f.readSignature(length - 1); err == nil {
 		out.Signature = sig
+	}
+	return out, nil
+}
+
+// readNodes reads the tree nodes at indexes. f.mu is held.
+func (f *Feed) readNodes(indexes []uint64) ([]merkle.Node, error) {
+	out := make([]merkle.Node, len(indexes))
+	for k, idx := range indexes {
+		nd, err := f.node(idx)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = nd
 	}
 	return out, nil
 }
