@@ -100,6 +100,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "nodevms: --checkpoints needs --out: a monitor keeps its checkpoints there\nrun 'nodevms --help' for usage\n")
 		return exitUsage
 	}
+	replay := opts.Limits.ForReplay()
+	tuneGC(replay.Memory + replay.Retained)
 	r := &auditReport{stdout: stdout, stderr: stderr, bars: isTerminal(stderr), checkpointsAddr: checkpointsAddr}
 	opts.Progress = r.progress
 	opts.Downloaded = func(d audit.Download) {

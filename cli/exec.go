@@ -114,12 +114,6 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodevms: exec needs a script (and optionally a folder)\nrun 'nodevms --help' for usage\n")
 		return exitUsage
 	}
-	if os.Getenv("GOGC") == "" {
-		// A server's live heap is small and its garbage is per call:
-		// collecting at five times the live heap rather than twice saves
-		// a tenth of the CPU (more with files) for a few megabytes.
-		debug.SetGCPercent(400)
-	}
 	if len(pos) == 2 {
 		f.dir = pos[1]
 	}
@@ -139,12 +133,7 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nodevms: --time-budget, --max-memory and --max-retained must be more than 0\n")
 		return exitUsage
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// The collector works harder as the heap nears what a backend may
-		// keep plus what one call may use, rather than letting garbage
-		// grow the process past them.
-		debug.SetMemoryLimit(int64(f.retainedMiB+f.memoryMiB)<<20 + 256<<20)
-	}
+	tuneGC(uint64(f.retainedMiB+f.memoryMiB) << 20)
 	if f.dir == "" {
 		f.dir = strings.TrimSuffix(filepath.Base(pos[0]), ".js")
 	}
@@ -288,4 +277,20 @@ func rate(bytesPerSecond float64) string {
 		return fmt.Sprintf("%.0f %s", bytesPerSecond, units[i])
 	}
 	return fmt.Sprintf("%.1f %s", bytesPerSecond, units[i])
+}
+
+// tuneGC sets the collector for a process that runs calls, unless the user
+// set GOGC or GOMEMLIMIT: a server's or a replay's live heap is small and
+// its garbage is per call, so collecting at five times the live heap rather
+// than twice saves a tenth of the CPU (more with files) for a few
+// megabytes; and the collector works harder as the heap nears scripts,
+// what a backend may keep plus what one call may use, rather than letting
+// garbage grow the process past them.
+func tuneGC(scripts uint64) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(scripts) + 256<<20)
+	}
 }

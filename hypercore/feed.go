@@ -697,15 +697,18 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	// the data is written first, so that a line log's writeback (see
 	// writeData) overlaps the hashing.
 	small := n < 256
-	dataWritten := make(chan error, 1)
-	writeData := func() { dataWritten <- f.writeData(f.scratch.data(blocks)) }
-	if f.stage != nil {
-		// A held append is staged, not written: see Hold.
+	staged := f.stage != nil // a held append is staged, not written: see Hold
+	if staged {
 		small = true
-		writeData = func() { dataWritten <- nil }
 	}
-	if small {
-		writeData()
+	// During a hold nothing is shown, so only the tree the hold ends with
+	// needs a signature (Release signs it): a group of calls costs one
+	// signature, not one per write. An unsigned append (a replica that
+	// writes, a hold) does not hash the roots either.
+	signs := f.privateKey != nil && len(f.held) == 0 && !f.deferSign
+	var dataErr error
+	if small && !staged {
+		dataErr = f.writeData(f.scratch.data(blocks))
 	}
 	nodeOffset := 2 * start
 	treeBatch := f.scratch.tree(int((2*n - 1) * sleep.TreeEntrySize))
@@ -720,30 +723,27 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 			outside = append(outside, nd)
 		}
 	})
-	th := f.gen.TreeHash()
-	var sig []byte
-	signed := make(chan struct{})
 	byteLength := f.byteLength
 	for _, b := range blocks {
 		byteLength += uint64(len(b))
 	}
+	var sig []byte
 	sign := func() {
-		// During a hold nothing is shown, so only the tree the hold ends
-		// with needs a signature (Release signs it): a group of calls
-		// costs one signature, not one per write.
-		if f.privateKey != nil && len(f.held) == 0 && !f.deferSign {
+		if signs {
+			th := f.gen.TreeHash()
 			sig = ed25519.Sign(f.privateKey, th[:])
 		}
-		close(signed)
 	}
+	var dataWritten, signed chan struct{}
 	if small {
 		sign()
 	} else {
-		go writeData()
-		go sign()
+		dataWritten, signed = make(chan struct{}), make(chan struct{})
+		go func() { dataErr = f.writeData(f.scratch.data(blocks)); close(dataWritten) }()
+		go func() { sign(); close(signed) }()
 	}
 	var err error
-	if f.stage != nil {
+	if staged {
 		f.stage.append(f.scratch.data(blocks), treeBatch, nodeOffset, outside)
 	} else {
 		err = f.writeTree(treeBatch, nodeOffset, outside)
@@ -756,10 +756,13 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 		f.bitfield.Set(start+i, true)
 		f.treeBits.Set(2 * (start + i))
 	}
-	if derr := <-dataWritten; err == nil {
-		err = derr
+	if !small {
+		<-dataWritten
+		<-signed
 	}
-	<-signed
+	if err == nil {
+		err = dataErr
+	}
 	if err == nil && sig != nil {
 		err = f.writeSignature(sig, start+n-1)
 	}
