@@ -75,8 +75,15 @@ type served struct {
 // and waits for its banner.
 func startServer(t *testing.T, script, dir string, extra ...string) *served {
 	t.Helper()
+	return startServerIn(t, "", script, dir, extra...)
+}
+
+// startServerIn is startServer in the network namespace netns (none if
+// "").
+func startServerIn(t *testing.T, netns, script, dir string, extra ...string) *served {
+	t.Helper()
 	args := append([]string{"-e", script, dir, "--port", "0", "--dat-port", "0"}, extra...)
-	cmd := exec.Command(nodevmsBin(t), args...)
+	cmd := commandIn(netns, nodevmsBin(t), args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -285,13 +292,22 @@ func TestNodeVMSClient(t *testing.T) {
 // a cache, and returns its node_modules.
 func jsClient(t *testing.T) string {
 	t.Helper()
+	return jsModules(t, "js", "client", "nodevms-client")
+}
+
+// jsModules installs testdata/DIR's packages from its lock file, once, into
+// a cache (a folder named for cacheName and the lock's hash), and returns
+// their node_modules; marker is a package whose presence says the install
+// finished.
+func jsModules(t *testing.T, dir, cacheName, marker string) string {
+	t.Helper()
 	if _, err := exec.LookPath("node"); err != nil {
 		if os.Getenv("CI") != "" {
 			t.Fatal("node is needed for this test in CI")
 		}
 		t.Skip("node is not installed")
 	}
-	lock, err := os.ReadFile(filepath.Join("testdata", "js", "package-lock.json"))
+	lock, err := os.ReadFile(filepath.Join("testdata", dir, "package-lock.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,25 +319,25 @@ func jsClient(t *testing.T) string {
 		}
 		base = filepath.Join(base, "nodevms")
 	}
-	dir := filepath.Join(base, "client-"+hex.EncodeToString(sum[:8]))
-	modules := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(modules, "nodevms-client")); err == nil {
+	install := filepath.Join(base, cacheName+"-"+hex.EncodeToString(sum[:8]))
+	modules := filepath.Join(install, "node_modules")
+	if _, err := os.Stat(filepath.Join(modules, marker)); err == nil {
 		return modules
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(install, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range []string{"package.json", "package-lock.json"} {
-		b, err := os.ReadFile(filepath.Join("testdata", "js", f))
+		b, err := os.ReadFile(filepath.Join("testdata", dir, f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(install, f), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cmd := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
+	cmd.Dir = install
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("npm ci: %v\n%s", err, out)
 	}

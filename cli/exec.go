@@ -8,17 +8,20 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chzyer/readline"
 
 	"github.com/nodevms/nodevms"
 	"github.com/nodevms/nodevms/core"
+	"github.com/nodevms/nodevms/discovery"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
 	"github.com/nodevms/nodevms/hyperdrive"
@@ -50,6 +53,7 @@ type execFlags struct {
 	port, datPort, queue     int
 	maxConnections, maxPeers int
 	debug, requireSigned     bool
+	mdns                     bool // announce the feeds by multicast DNS
 	// What a backend may use: each call's time and memory, what it keeps,
 	// and its disk.
 	timeBudget                         time.Duration
@@ -99,6 +103,7 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.debug, "debug", false, "")
 	fs.BoolVar(&f.debug, "d", false, "")
 	fs.BoolVar(&f.requireSigned, "require-signed", false, "")
+	fs.BoolVar(&f.mdns, "mdns", false, "")
 	fs.DurationVar(&f.timeBudget, "time-budget", 5*time.Second, "")
 	fs.IntVar(&f.memoryMiB, "max-memory", defaultMemoryMiB, "")
 	fs.IntVar(&f.retainedMiB, "max-retained", defaultRetainedMiB, "")
@@ -136,6 +141,10 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	tuneGC(uint64(f.retainedMiB+f.memoryMiB) << 20)
 	if f.dir == "" {
 		f.dir = strings.TrimSuffix(filepath.Base(pos[0]), ".js")
+	}
+	if ip, err := netip.ParseAddr(f.host); f.mdns && (f.host == "localhost" || err == nil && ip.IsLoopback()) {
+		fmt.Fprintf(stderr, "nodevms: --mdns announces the Dat port to the local network, which cannot reach %s: serve on an address it can (say --host 0.0.0.0)\nrun 'nodevms --help' for usage\n", f.host)
+		return exitUsage
 	}
 	if err := serve(ctx, pos[0], f, stdout, stderr); err != nil {
 		if ctx.Err() != nil {
@@ -219,7 +228,23 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	fmt.Fprintf(stdout, "Replicating at %s\n\n", server.DisplayAddr(datLn.Addr()))
 	fmt.Fprintf(stdout, "Files:    dat://%x\n", backend.Archive.Key())
 	fmt.Fprintf(stdout, "Call log: dat://%x\n\n", backend.Log.PublicKey())
-	statusLine(ctx, stdout, serving.RPC, serving.Stats)
+	var found *foundPeers
+	if f.mdns {
+		found = &foundPeers{}
+		mdns, err := discovery.ListenMDNS(discovery.MDNSConfig{Found: found.add})
+		if err != nil {
+			serving.Shutdown(context.Background())
+			backend.Close()
+			return err
+		}
+		defer mdns.Close()
+		port := uint16(datLn.Addr().(*net.TCPAddr).Port)
+		metaKey, logKey := backend.Archive.Metadata().DiscoveryKey(), backend.Log.DiscoveryKey()
+		mdns.Announce(metaKey[:], port)
+		mdns.Announce(logKey[:], port)
+		fmt.Fprintf(stdout, "Announcing both feeds by multicast DNS on the local network\n\n")
+	}
+	statusLine(ctx, stdout, serving.RPC, serving.Stats, found)
 
 	// Shut down: no new connections, queued calls answered, all flushed.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -236,9 +261,13 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 
 // statusLine shows connections and replication rates until ctx ends: kept
 // current on a terminal, printed once otherwise.
-func statusLine(ctx context.Context, stdout io.Writer, server *rpc.Server, stats *protocol.Stats) {
+func statusLine(ctx context.Context, stdout io.Writer, server *rpc.Server, stats *protocol.Stats, found *foundPeers) {
 	line := func(down, up float64) string {
-		return fmt.Sprintf("%d connections | Download %s Upload %s", server.Connections(), rate(down), rate(up))
+		s := fmt.Sprintf("%d connections | Download %s Upload %s", server.Connections(), rate(down), rate(up))
+		if found != nil {
+			s += fmt.Sprintf(" | %d peers found", found.count())
+		}
+		return s
 	}
 	tty := false
 	if file, ok := stdout.(*os.File); ok {
@@ -293,4 +322,25 @@ func tuneGC(scripts uint64) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(scripts) + 256<<20)
 	}
+}
+
+// foundPeers counts the other peers discovery found for the feeds.
+type foundPeers struct {
+	mu    sync.Mutex
+	peers map[netip.AddrPort]bool
+}
+
+func (f *foundPeers) add(_ []byte, peer netip.AddrPort) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.peers == nil {
+		f.peers = map[netip.AddrPort]bool{}
+	}
+	f.peers[peer] = true
+}
+
+func (f *foundPeers) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.peers)
 }

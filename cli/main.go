@@ -86,6 +86,10 @@ Serving (-e, exec):
   --host HOST        the address to listen on (default 127.0.0.1)
   --port N           the RPC port (default 5555; 0 picks one)
   --dat-port N       the Dat replication port (default 3282; 0 picks one)
+  --mdns             announce both feeds on the local network by multicast
+                     DNS, as the Dat tools do, so that a Dat peer finds
+                     them by key alone (needs a --host the LAN reaches;
+                     off unless given: it sends packets to the LAN)
   --title TITLE      the files archive's title (default "SCRIPT files")
   --debug            callers may name themselves (?user=NAME)
   --memory MODE      at deploy, what happens to the backend's memory when

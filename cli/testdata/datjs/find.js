@@ -1,0 +1,66 @@
+// node find.js feed|archive KEY
+//
+// Finds a Dat feed by its key alone, the way dat-node joins the network
+// (discovery-channel with hash: false, multicast DNS only), connects to the
+// first peer found over TCP, downloads the feed (hypercore 6) or archive
+// (hyperdrive 9) in full, and prints what it got as JSON: the feed's length
+// and first block, or the archive's version and its /dat.json.
+var discovery = require('discovery-channel')
+var hypercore = require('hypercore')
+var hyperdrive = require('hyperdrive')
+var ram = require('random-access-memory')
+var net = require('net')
+
+var kind = process.argv[2]
+var key = Buffer.from(process.argv[3], 'hex')
+
+setTimeout(function () {
+  console.error('nothing found and downloaded in 60 s')
+  process.exit(1)
+}, 60000).unref()
+
+var target = kind === 'archive' ? hyperdrive(ram, key, { sparse: false }) : hypercore(ram, key, { sparse: false })
+target.ready(function () {
+  var channel = discovery({ dht: false, dns: { server: [], domain: 'dat.local' }, hash: false })
+  var connected = false
+  channel.on('peer', function (id, peer, type) {
+    if (connected) return
+    connected = true
+    var socket = net.connect(peer.port, peer.host)
+    var stream = target.replicate({ live: false })
+    socket.pipe(stream).pipe(socket)
+    socket.on('error', fail)
+    stream.on('error', fail)
+    stream.on('end', function () { done(peer, type) })
+  })
+  channel.join(target.discoveryKey)
+})
+
+function done (peer, type) {
+  var found = { via: type, peer: peer.host + ':' + peer.port }
+  if (kind === 'archive') {
+    target.readFile('/dat.json', 'utf-8', function (err, text) {
+      if (err) return fail(err)
+      found.version = target.version
+      found.datJson = JSON.parse(text)
+      print(found)
+    })
+    return
+  }
+  target.get(0, function (err, block) {
+    if (err) return fail(err)
+    found.length = target.length
+    found.first = JSON.parse(block.toString())
+    print(found)
+  })
+}
+
+function print (found) {
+  console.log(JSON.stringify(found))
+  process.exit(0)
+}
+
+function fail (err) {
+  console.error(err)
+  process.exit(1)
+}
