@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/checkpoint"
 	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/hypercore"
@@ -46,7 +47,32 @@ type Options struct {
 	// Monitor, if set with Out, cosigns a checkpoint of every head the
 	// auditor verifies (see CheckpointHandler).
 	Monitor *checkpoint.Signer
+	// Network, if set, finds feeds' peers by discovery key. An audit by
+	// dat:// URL (Addr) needs it; a following auditor announces the feeds
+	// it rehosts on it.
+	Network Network
+	// FindTimeout bounds how long an audit by dat:// URL looks for a peer
+	// that serves the call log's first entry (default 30 s).
+	FindTimeout time.Duration
 }
+
+// Network finds the peers of feeds by discovery key (package discovery's
+// Peers is one).
+type Network interface {
+	// Dial connects to a peer found for the feed, waiting for one until
+	// ctx ends; dialled again, it tries another if there is one.
+	Dial(ctx context.Context, discoveryKey [32]byte) (io.ReadWriteCloser, error)
+	// Announce makes the feed findable at this machine's port.
+	Announce(discoveryKey [32]byte, port int)
+}
+
+// ErrNotFound is the error of an audit by dat:// URL that found no peer
+// serving the call log.
+var ErrNotFound = errors.New("audit: the call log was not found on the network")
+
+// ErrNoNetwork is the error of an audit by dat:// URL without
+// Options.Network.
+var ErrNoNetwork = errors.New("audit: a dat:// URL is found on the network, and no discovery was given")
 
 // Stage is a part of an audit, for Options.Progress.
 type Stage int
@@ -136,6 +162,7 @@ type Download struct {
 type Auditor struct {
 	opts    Options
 	info    rpc.Handshake
+	byKey   bool // Addr is the call log's dat:// URL: no host to ask
 	log     *hypercore.Feed
 	archive *hyperdrive.Archive
 	tmp     string // the replicas' temporary folder, without Options.Out
@@ -143,8 +170,21 @@ type Auditor struct {
 	cosigned uint64
 }
 
-// Open dials the host and reads its handshake (the feeds it serves).
+// Open dials the host and reads its handshake (the feeds it serves). For
+// an Addr that is the call log's dat:// URL it dials nothing: the audit
+// finds the log on Options.Network, and the files archive's key in the
+// log's init entry.
 func Open(ctx context.Context, opts Options) (*Auditor, error) {
+	if strings.HasPrefix(opts.Addr, "dat://") {
+		key, err := DatKey(opts.Addr)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Network == nil {
+			return nil, ErrNoNetwork
+		}
+		return &Auditor{opts: opts, byKey: true, info: rpc.Handshake{CallLogURL: fmt.Sprintf("dat://%x", key)}}, nil
+	}
 	client, err := rpc.Dial(ctx, opts.Addr, rpc.ClientOptions{})
 	if err != nil {
 		return nil, err
@@ -175,6 +215,12 @@ func (a *Auditor) Close() error {
 // where it meets the archive (a host that serves runs on past it). An
 // error is an audit that could not be done.
 func (a *Auditor) Audit(ctx context.Context) (Result, error) {
+	if a.byKey && a.log == nil {
+		var err error
+		if a.log, a.archive, err = a.openReplicas(ctx); err != nil {
+			return Result{}, err
+		}
+	}
 	for _, p := range []struct {
 		what   string
 		pinned []byte
@@ -193,7 +239,7 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 	}
 	if a.log == nil {
 		var err error
-		if a.log, a.archive, err = a.openReplicas(); err != nil {
+		if a.log, a.archive, err = a.openReplicas(ctx); err != nil {
 			return Result{}, err
 		}
 	}
@@ -255,13 +301,10 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 }
 
 // openReplicas opens the replicas: kept in Options.Out, or in a temporary
-// folder.
-func (a *Auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
+// folder. By key, it first downloads the call log to read the files
+// archive's key from its init entry.
+func (a *Auditor) openReplicas(ctx context.Context) (*hypercore.Feed, *hyperdrive.Archive, error) {
 	logKey, err := DatKey(a.info.CallLogURL)
-	if err != nil {
-		return nil, nil, err
-	}
-	filesKey, err := DatKey(a.info.FilesArchiveURL)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -279,12 +322,60 @@ func (a *Auditor) openReplicas() (*hypercore.Feed, *hyperdrive.Archive, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("the call log replica: %w", err)
 	}
+	if a.byKey {
+		if err := a.readInit(ctx, log); err != nil {
+			log.Close()
+			return nil, nil, err
+		}
+	}
+	filesKey, err := DatKey(a.info.FilesArchiveURL)
+	if err != nil {
+		log.Close()
+		return nil, nil, err
+	}
 	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: filesStorage, Key: filesKey, Create: true, WriteBack: true})
 	if err != nil {
 		log.Close()
 		return nil, nil, fmt.Errorf("the files archive replica: %w", err)
 	}
 	return log, archive, nil
+}
+
+// readInit downloads the call log from a peer found by its key until its
+// init entry is here, and takes the files archive's URL from it.
+func (a *Auditor) readInit(ctx context.Context, log *hypercore.Feed) error {
+	timeout := a.opts.FindTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	findCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	dial := a.dialerFor(log.DiscoveryKey())
+	for attempt := 0; !log.Has(0) && attempt < 10; attempt++ {
+		conn, err := dial(findCtx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: no peer with the call log %s answered within %v", ErrNotFound, a.info.CallLogURL, timeout)
+		}
+		if err := protocol.Replicate(findCtx, conn, protocol.Options{}, log); err != nil && findCtx.Err() == nil {
+			continue // another peer, if there is one
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	b, err := log.Get(0)
+	if err != nil {
+		return fmt.Errorf("%w: no peer found served the call log %s's first entry", ErrNotFound, a.info.CallLogURL)
+	}
+	init, err := calllog.DecodeEntry(b)
+	if err != nil || init.Type != calllog.TypeInit {
+		return fmt.Errorf("the call log's first entry is not an init entry naming the files archive (%v)", err)
+	}
+	a.info.FilesArchiveURL = init.FilesArchiveURL
+	return nil
 }
 
 // firstMissing is the first block of f that is not here (its length if
@@ -319,23 +410,31 @@ func DatKey(u string) ([]byte, error) {
 	return key, nil
 }
 
+// dialerFor dials a peer of the feed whose discovery key is dk: by key,
+// one found on the network; otherwise the backend's replication path,
+// which serves every feed.
+func (a *Auditor) dialerFor(dk [32]byte) func(context.Context) (io.ReadWriteCloser, error) {
+	if a.byKey {
+		return func(ctx context.Context) (io.ReadWriteCloser, error) { return a.opts.Network.Dial(ctx, dk) }
+	}
+	return a.dialer
+}
+
 // dialer dials the backend's replication path.
-func (a *Auditor) dialer() (func(context.Context) (io.ReadWriteCloser, error), error) {
+func (a *Auditor) dialer(ctx context.Context) (io.ReadWriteCloser, error) {
 	u, err := url.Parse(rpc.BackendURL(a.opts.Addr))
 	if err != nil {
 		return nil, err
 	}
 	u.Path = a.info.ReplicationPath
-	return func(ctx context.Context) (io.ReadWriteCloser, error) {
-		ws, resp, err := rpc.DialWebSocket(ctx, u.String(), nil)
-		if err != nil {
-			if resp != nil {
-				return nil, fmt.Errorf("replication at %s: %s", u, resp.Status)
-			}
-			return nil, fmt.Errorf("replication at %s: %w", u, err)
+	ws, resp, err := rpc.DialWebSocket(ctx, u.String(), nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("replication at %s: %s", u, resp.Status)
 		}
-		return rpc.NewWebSocketStream(ws), nil
-	}, nil
+		return nil, fmt.Errorf("replication at %s: %w", u, err)
+	}
+	return rpc.NewWebSocketStream(ws), nil
 }
 
 // download fetches the call log and the files archive over the host's
@@ -343,10 +442,7 @@ func (a *Auditor) dialer() (func(context.Context) (io.ReadWriteCloser, error), e
 // reachable wherever the backend is).
 func (a *Auditor) download(ctx context.Context) (Download, error) {
 	log, archive := a.log, a.archive
-	dial, err := a.dialer()
-	if err != nil {
-		return Download{}, err
-	}
+	dialLog, dialArchive := a.dialerFor(log.DiscoveryKey()), a.dialerFor(archive.Metadata().DiscoveryKey())
 	start := time.Now()
 	stats := &protocol.Stats{}
 	opts := protocol.Options{Stats: stats}
@@ -372,7 +468,7 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 	// that one pass did not fill: go again, a few times at most.
 	fetchLog := func() error {
 		for pass := 0; pass < 5 && (pass == 0 || firstMissing(log) < log.Length()); pass++ {
-			conn, err := dial(ctx)
+			conn, err := dialLog(ctx)
 			if err != nil {
 				return err
 			}
@@ -384,7 +480,7 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 	}
 	fetchArchive := func() error {
 		for pass := 0; pass < 5 && (pass == 0 || firstMissing(archive.Metadata()) < archive.Metadata().Length()); pass++ {
-			if err := archive.Pull(ctx, dial, opts); err != nil {
+			if err := archive.Pull(ctx, dialArchive, opts); err != nil {
 				return fmt.Errorf("downloading the files archive: %w", err)
 			}
 		}
@@ -406,7 +502,7 @@ func (a *Auditor) download(ctx context.Context) (Download, error) {
 	// have replaced the last blocks meanwhile, and the replica then stays
 	// short: the audit checks what it has (see core.Audit).
 	for pass := 0; pass < 3 && ctx.Err() == nil && !contentReachesMetadata(archive); pass++ {
-		conn, err := dial(ctx)
+		conn, err := dialArchive(ctx)
 		if err != nil {
 			return Download{}, err
 		}

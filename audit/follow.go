@@ -75,10 +75,7 @@ func (a *Auditor) checkFork(ctx context.Context) (*Fork, error) {
 		return nil, err
 	}
 	defer theirs.Close()
-	dial, err := a.dialer()
-	if err != nil {
-		return nil, err
-	}
+	dial := a.dialerFor(a.log.DiscoveryKey())
 	conn, err := dial(ctx)
 	if err != nil {
 		return nil, err
@@ -100,6 +97,15 @@ func (a *Auditor) checkFork(ctx context.Context) (*Fork, error) {
 	}
 	if theirs.Length() >= mine.Length {
 		if at, err := readHead(theirs, mine.Length); err == nil && at.TreeHash == mine.TreeHash {
+			return nil, nil
+		}
+	} else if a.byKey {
+		// A peer found by key may be behind the head verified before (a
+		// rehoster catching up): only another tree at its length is a
+		// fork.
+		ours, err1 := a.log.TreeHash(theirs.Length())
+		at, err2 := theirs.TreeHash(theirs.Length())
+		if err1 == nil && err2 == nil && ours == at {
 			return nil, nil
 		}
 	}
@@ -202,6 +208,10 @@ func (a *Auditor) Follow(ctx context.Context, rehost net.Listener, events Follow
 			}
 			return lookup(dk)
 		})
+		if tcp, ok := rehost.Addr().(*net.TCPAddr); ok && a.opts.Network != nil {
+			a.opts.Network.Announce(logDK, tcp.Port)
+			a.opts.Network.Announce(a.archive.Metadata().DiscoveryKey(), tcp.Port)
+		}
 		if events.Rehosting != nil {
 			events.Rehosting(rehost.Addr())
 		}
@@ -245,11 +255,7 @@ func (a *Auditor) Follow(ctx context.Context, rehost net.Listener, events Follow
 // replicateLive keeps live streams to the host for the log and the archive,
 // reconnecting when they drop; data that does not verify is a fork.
 func (a *Auditor) replicateLive(ctx context.Context, forks chan<- error) {
-	dial, err := a.dialer()
-	if err != nil {
-		return
-	}
-	run := func(replicate func(io.ReadWriteCloser) error) {
+	run := func(dial func(context.Context) (io.ReadWriteCloser, error), replicate func(io.ReadWriteCloser) error) {
 		for ctx.Err() == nil {
 			conn, err := dial(ctx)
 			if err == nil {
@@ -269,6 +275,6 @@ func (a *Auditor) replicateLive(ctx context.Context, forks chan<- error) {
 		}
 	}
 	opts := protocol.Options{Live: true}
-	go run(func(c io.ReadWriteCloser) error { return protocol.Replicate(ctx, c, opts, a.log) })
-	run(func(c io.ReadWriteCloser) error { return a.archive.Replicate(ctx, c, opts) })
+	go run(a.dialerFor(a.log.DiscoveryKey()), func(c io.ReadWriteCloser) error { return protocol.Replicate(ctx, c, opts, a.log) })
+	run(a.dialerFor(a.archive.Metadata().DiscoveryKey()), func(c io.ReadWriteCloser) error { return a.archive.Replicate(ctx, c, opts) })
 }

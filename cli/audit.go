@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/nodevms/nodevms/audit"
 	"github.com/nodevms/nodevms/checkpoint"
+	"github.com/nodevms/nodevms/discovery"
 	"github.com/nodevms/nodevms/rpc"
 	"github.com/nodevms/nodevms/sandbox"
 	"github.com/nodevms/nodevms/server"
@@ -34,8 +37,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var files, logURL, out, monitorName, checkpointsAddr string
-	var once bool
+	var once, mdns bool
 	var datPort int
+	var host string
 	fs.StringVar(&monitorName, "monitor-name", "nodevms-monitor", "")
 	fs.StringVar(&checkpointsAddr, "checkpoints", "", "")
 	fs.StringVar(&files, "files", "", "")
@@ -43,6 +47,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&out, "out", "", "")
 	fs.BoolVar(&once, "once", false, "")
 	fs.IntVar(&datPort, "dat-port", 0, "")
+	fs.StringVar(&host, "host", "127.0.0.1", "")
+	fs.BoolVar(&mdns, "mdns", false, "")
 	// The host's budgets, if it was given more than the defaults: the
 	// replay runs under four times them.
 	var timeBudget time.Duration
@@ -100,6 +106,25 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "nodevms: --checkpoints needs --out: a monitor keeps its checkpoints there\nrun 'nodevms --help' for usage\n")
 		return exitUsage
 	}
+	if strings.HasPrefix(opts.Addr, "dat://") && !mdns {
+		fmt.Fprintf(stderr, "nodevms: %s is found on the network: say how (--mdns)\nrun 'nodevms --help' for usage\n", opts.Addr)
+		return exitUsage
+	}
+	if ip, err := netip.ParseAddr(host); mdns && out != "" && !once && (host == "localhost" || err == nil && ip.IsLoopback()) {
+		fmt.Fprintf(stderr, "nodevms: --mdns announces the rehosted feeds to the local network, which cannot reach %s: rehost on an address it can (say --host 0.0.0.0)\nrun 'nodevms --help' for usage\n", host)
+		return exitUsage
+	}
+	if mdns {
+		peers := discovery.NewPeers()
+		node, err := discovery.ListenMDNS(discovery.MDNSConfig{Found: peers.Found})
+		if err != nil {
+			fmt.Fprintf(stderr, "nodevms: %v\n", err)
+			return auditFailed
+		}
+		defer node.Close()
+		peers.Use(node)
+		opts.Network = peers
+	}
 	replay := opts.Limits.ForReplay()
 	tuneGC(replay.Memory + replay.Retained)
 	r := &auditReport{stdout: stdout, stderr: stderr, bars: isTerminal(stderr), checkpointsAddr: checkpointsAddr}
@@ -109,7 +134,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "downloaded %d blocks (%.1f MB) in %.1f s: call log %d, files %d + %d\n",
 			d.Blocks, float64(d.Bytes)/1e6, d.Duration.Seconds(), d.LogLength, d.Metadata, d.Content)
 	}
-	code, err := r.run(ctx, opts, out != "" && !once, datPort)
+	code, err := r.run(ctx, opts, out != "" && !once, net.JoinHostPort(host, strconv.Itoa(datPort)))
 	r.finishBar()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -145,7 +170,7 @@ type auditReport struct {
 
 // run audits, and follows the host if follow is set (with --out), and
 // returns the exit code; an error is an audit that could not be done.
-func (r *auditReport) run(ctx context.Context, opts audit.Options, follow bool, datPort int) (int, error) {
+func (r *auditReport) run(ctx context.Context, opts audit.Options, follow bool, rehostAddr string) (int, error) {
 	a, err := audit.Open(ctx, opts)
 	if err != nil {
 		return 0, err
@@ -165,7 +190,7 @@ func (r *auditReport) run(ctx context.Context, opts audit.Options, follow bool, 
 	if !follow {
 		return auditVerified, nil
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(datPort)))
+	ln, err := net.Listen("tcp", rehostAddr)
 	if err != nil {
 		return 0, err
 	}

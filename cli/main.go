@@ -166,6 +166,14 @@ Auditing (-a, verify):
                      replay every call, check every signature and root;
                      exit 0 verified, 1 divergence or fork (reported), 2
                      could not audit, 130 stopped by Ctrl+C first.
+  nodevms -a dat://CALL-LOG-KEY --mdns [--out DIR]
+                     the same with no host to ask: find the call log by
+                     its key on the network, read the files archive's key
+                     from its first entry, and download both from whoever
+                     has them (the host, or an auditor that rehosts them).
+                     The log does not say whether its host let callers
+                     name themselves (--debug), so a named caller with no
+                     signature is not held against it
   --files URL, --log URL
                      the files archive and call log the host must serve
                      (dat:// and a key of 64 hex digits); others diverge
@@ -184,6 +192,10 @@ Auditing (-a, verify):
                      /receipt/INDEX (a receipt carrying the latest one),
                      /monitor (the verifier key)
   --dat-port N       the port to rehost on while following (default: any)
+  --host HOST        the address to rehost on (default 127.0.0.1)
+  --mdns             find feeds on the local network by multicast DNS, and
+                     announce the rehosted ones there while following
+                     (needs a --host the LAN reaches); off unless given
   --time-budget D, --max-memory MIB
                      the host's budgets, if it was given more than the
                      defaults: a replay runs under four times them, and a

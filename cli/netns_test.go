@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -138,8 +140,8 @@ func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network namespaces and node: not in -short")
 	}
-	net := makeLAN(t, "host", "peer")
-	s := startServerIn(t, net.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
+	lan := makeLAN(t, "host", "peer")
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
 	if !strings.Contains(strings.Join(s.lines, "\n"), "Announcing both feeds by multicast DNS") {
 		t.Errorf("the banner does not say the feeds are announced:\n%s", strings.Join(s.lines, "\n"))
 	}
@@ -148,17 +150,133 @@ func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 		Length    int
 		First     struct{ Type string }
 	}
-	datTool(t, net.netns["peer"], &log, "find.js", "feed", strings.TrimPrefix(s.callLog, "dat://"))
-	if log.Via != "dns" || !strings.HasPrefix(log.Peer, net.addr["host"]+":") || log.Length < 1 || log.First.Type != "init" {
-		t.Errorf("the call log, found by key: %+v; want it by dns from %s, starting with its init entry", log, net.addr["host"])
+	datTool(t, lan.netns["peer"], &log, "find.js", "feed", strings.TrimPrefix(s.callLog, "dat://"))
+	if log.Via != "dns" || !strings.HasPrefix(log.Peer, lan.addr["host"]+":") || log.Length < 1 || log.First.Type != "init" {
+		t.Errorf("the call log, found by key: %+v; want it by dns from %s, starting with its init entry", log, lan.addr["host"])
 	}
 	var archive struct {
 		Via, Peer string
 		Version   int
 		DatJSON   struct{ URL, Title string }
 	}
-	datTool(t, net.netns["peer"], &archive, "find.js", "archive", strings.TrimPrefix(s.files, "dat://"))
+	datTool(t, lan.netns["peer"], &archive, "find.js", "archive", strings.TrimPrefix(s.files, "dat://"))
 	if archive.Via != "dns" || archive.DatJSON.URL != s.files || archive.Version < 1 {
 		t.Errorf("the files archive, found by key: %+v; want its dat.json naming %s", archive, s.files)
+	}
+}
+
+// TestAuditByKeyThroughARehostingMonitor: a monitor follows a host by its
+// address and rehosts both feeds with --mdns; with the host stopped,
+// `nodevms -a dat://CALL-LOG-KEY --mdns` on a third machine finds the call
+// log by its key alone, reads the files archive's key from it, downloads
+// both from the monitor, and verifies every call.
+func TestAuditByKeyThroughARehostingMonitor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces and node: not in -short")
+	}
+	lan := makeLAN(t, "host", "monitor", "auditor")
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
+	_, port, err := net.SplitHostPort(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePath := jsClient(t)
+	for range 3 {
+		cmd := commandIn(lan.netns["host"], "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
+		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("a call: %v\n%s", err, out)
+		}
+	}
+
+	monitor := commandIn(lan.netns["monitor"], nodevmsBin(t), "-a", net.JoinHostPort(lan.addr["host"], port), "--out", t.TempDir(), "--host", "0.0.0.0", "--mdns")
+	var text lockedBuffer
+	monitor.Stdout, monitor.Stderr = &text, &text
+	if err := monitor.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		monitor.Process.Signal(syscall.SIGINT)
+		monitor.Wait()
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(text.String(), "rehosting at") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the monitor never rehosted:\n%s", text.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop(t)
+
+	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--mdns")
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "VERIFIED 3 calls") {
+		t.Fatalf("the audit by key, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, text.String())
+	}
+}
+
+// TestAuditByKeyThroughAJavaScriptPeer: the JavaScript Dat tools find a
+// host's feeds by key, download and rehost them; with the host stopped,
+// `nodevms -a dat://CALL-LOG-KEY --mdns` finds that JavaScript copy by key
+// alone and verifies every call from it.
+func TestAuditByKeyThroughAJavaScriptPeer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces and node: not in -short")
+	}
+	lan := makeLAN(t, "host", "jspeer", "auditor")
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
+	_, port, err := net.SplitHostPort(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePath := jsClient(t)
+	for range 2 {
+		cmd := commandIn(lan.netns["host"], "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
+		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("a call: %v\n%s", err, out)
+		}
+	}
+	// The calls are in the log the host shows once it has signed them, a
+	// few milliseconds after the answers.
+	time.Sleep(100 * time.Millisecond)
+
+	modules := jsModules(t, "datjs", "datjs", "discovery-channel")
+	script, err := filepath.Abs(filepath.Join("testdata", "datjs", "rehost.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rehost := commandIn(lan.netns["jspeer"], "node", script, strings.TrimPrefix(s.callLog, "dat://"))
+	rehost.Env = append(os.Environ(), "NODE_PATH="+modules)
+	var rehostErr lockedBuffer
+	rehost.Stderr = &rehostErr
+	stdout, err := rehost.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rehost.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		rehost.Process.Kill()
+		rehost.Wait()
+	}()
+	var ready struct {
+		Ready     bool
+		LogLength int
+	}
+	if err := json.NewDecoder(stdout).Decode(&ready); err != nil || !ready.Ready || ready.LogLength != 3 {
+		t.Fatalf("the JavaScript peer did not rehost the 3 entries: %+v, %v\n%s", ready, err, rehostErr.String())
+	}
+	s.stop(t)
+
+	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--mdns")
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "VERIFIED 2 calls") {
+		t.Fatalf("the audit by key from the JavaScript copy: %v\n%s\nthe JavaScript peer:\n%s", err, out, rehostErr.String())
 	}
 }

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -219,4 +221,103 @@ func TestOpenRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
+}
+
+// peersAt is a Network that finds every feed at one TCP address (nil:
+// nowhere), and records what is announced.
+type peersAt struct {
+	addr      net.Addr
+	announced chan [32]byte
+}
+
+func (p *peersAt) Dial(ctx context.Context, dk [32]byte) (io.ReadWriteCloser, error) {
+	if p.addr == nil {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", p.addr.String())
+}
+
+func (p *peersAt) Announce(dk [32]byte, port int) { p.announced <- dk }
+
+// TestAuditByKey: an auditor given only the call log's dat:// URL finds the
+// log on its Network, the files archive through the log's init entry, and
+// verifies both; following, it announces the feeds it rehosts. With no
+// peer found, it says so within FindTimeout; with no Network, at once.
+func TestAuditByKey(t *testing.T) {
+	ctx := context.Background()
+	b, err := server.Open(ctx, server.Options{Dir: filepath.Join(t.TempDir(), "counter"), Code: counter(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rpcLn, datLn := listen(t), listen(t)
+	s, err := b.Serve(rpcLn, datLn, server.ServeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(ctx)
+	c, err := rpc.Dial(ctx, rpcLn.Addr().String(), rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Call(ctx, "increment"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	for b.Log.Published() < 4 {
+		select {
+		case <-b.Log.Changed():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the log shows peers %d entries of 4", b.Log.Published())
+		}
+	}
+	url := fmt.Sprintf("dat://%x", b.Log.PublicKey())
+	network := &peersAt{addr: datLn.Addr(), announced: make(chan [32]byte, 2)}
+	a, err := audit.Open(ctx, audit.Options{Addr: url, Network: network})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	res, err := a.Audit(ctx)
+	if err != nil || res.Outcome != audit.Verified || res.Verdict.Calls != 3 {
+		t.Fatalf("audit by key: %+v, %v; want 3 calls verified", res, err)
+	}
+	followCtx, stop := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() {
+		_, err := a.Follow(followCtx, listen(t), audit.FollowEvents{})
+		followed <- err
+	}()
+	want := map[[32]byte]bool{b.Log.DiscoveryKey(): true, b.Archive.Metadata().DiscoveryKey(): true}
+	for range 2 {
+		select {
+		case dk := <-network.announced:
+			if !want[dk] {
+				t.Errorf("announced %x, not a feed of the backend", dk)
+			}
+			delete(want, dk)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("following, the auditor did not announce %d feeds", len(want))
+		}
+	}
+	stop()
+	if err := <-followed; err != nil {
+		t.Error(err)
+	}
+
+	a, err = audit.Open(ctx, audit.Options{Addr: url, Network: &peersAt{}, FindTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Audit(ctx); !errors.Is(err, audit.ErrNotFound) {
+		t.Errorf("audit by key with no peer: %v, want ErrNotFound", err)
+	}
+	if _, err := audit.Open(ctx, audit.Options{Addr: url}); !errors.Is(err, audit.ErrNoNetwork) {
+		t.Errorf("audit by key with no Network: %v, want ErrNoNetwork", err)
+	}
 }
