@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/nodevms/nodevms/audit"
 	"github.com/nodevms/nodevms/checkpoint"
-	"github.com/nodevms/nodevms/discovery"
 	"github.com/nodevms/nodevms/rpc"
 	"github.com/nodevms/nodevms/sandbox"
 	"github.com/nodevms/nodevms/server"
@@ -37,7 +35,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var files, logURL, out, monitorName, checkpointsAddr string
-	var once, mdns bool
+	var once bool
+	var network networkFlags
 	var datPort int
 	var host string
 	fs.StringVar(&monitorName, "monitor-name", "nodevms-monitor", "")
@@ -48,7 +47,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.BoolVar(&once, "once", false, "")
 	fs.IntVar(&datPort, "dat-port", 0, "")
 	fs.StringVar(&host, "host", "127.0.0.1", "")
-	fs.BoolVar(&mdns, "mdns", false, "")
+	network.register(fs)
 	// The host's budgets, if it was given more than the defaults: the
 	// replay runs under four times them.
 	var timeBudget time.Duration
@@ -106,23 +105,25 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "nodevms: --checkpoints needs --out: a monitor keeps its checkpoints there\nrun 'nodevms --help' for usage\n")
 		return exitUsage
 	}
-	if strings.HasPrefix(opts.Addr, "dat://") && !mdns {
-		fmt.Fprintf(stderr, "nodevms: %s is found on the network: say how (--mdns)\nrun 'nodevms --help' for usage\n", opts.Addr)
+	if strings.HasPrefix(opts.Addr, "dat://") && !network.on() {
+		fmt.Fprintf(stderr, "nodevms: %s is found on the Dat network: say how (--mdns, --discovery or --dht-bootstrap)\nrun 'nodevms --help' for usage\n", opts.Addr)
 		return exitUsage
 	}
-	if ip, err := netip.ParseAddr(host); mdns && out != "" && !once && (host == "localhost" || err == nil && ip.IsLoopback()) {
-		fmt.Fprintf(stderr, "nodevms: --mdns announces the rehosted feeds to the local network, which cannot reach %s: rehost on an address it can (say --host 0.0.0.0)\nrun 'nodevms --help' for usage\n", host)
+	if err := network.check(host, out != "" && !once); err != nil {
+		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
 		return exitUsage
 	}
-	if mdns {
-		peers := discovery.NewPeers()
-		node, err := discovery.ListenMDNS(discovery.MDNSConfig{Found: peers.Found})
+	if network.on() {
+		state := ""
+		if out != "" {
+			state = filepath.Join(out, "dht-nodes")
+		}
+		peers, stop, err := network.start(host, state)
 		if err != nil {
 			fmt.Fprintf(stderr, "nodevms: %v\n", err)
 			return auditFailed
 		}
-		defer node.Close()
-		peers.Use(node)
+		defer stop()
 		opts.Network = peers
 	}
 	replay := opts.Limits.ForReplay()

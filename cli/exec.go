@@ -8,13 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/chzyer/readline"
@@ -53,7 +51,7 @@ type execFlags struct {
 	port, datPort, queue     int
 	maxConnections, maxPeers int
 	debug, requireSigned     bool
-	mdns                     bool // announce the feeds by multicast DNS
+	network                  networkFlags // announce the feeds on the Dat network
 	// What a backend may use: each call's time and memory, what it keeps,
 	// and its disk.
 	timeBudget                         time.Duration
@@ -103,7 +101,7 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&f.debug, "debug", false, "")
 	fs.BoolVar(&f.debug, "d", false, "")
 	fs.BoolVar(&f.requireSigned, "require-signed", false, "")
-	fs.BoolVar(&f.mdns, "mdns", false, "")
+	f.network.register(fs)
 	fs.DurationVar(&f.timeBudget, "time-budget", 5*time.Second, "")
 	fs.IntVar(&f.memoryMiB, "max-memory", defaultMemoryMiB, "")
 	fs.IntVar(&f.retainedMiB, "max-retained", defaultRetainedMiB, "")
@@ -142,8 +140,8 @@ func runExec(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.dir == "" {
 		f.dir = strings.TrimSuffix(filepath.Base(pos[0]), ".js")
 	}
-	if ip, err := netip.ParseAddr(f.host); f.mdns && (f.host == "localhost" || err == nil && ip.IsLoopback()) {
-		fmt.Fprintf(stderr, "nodevms: --mdns announces the Dat port to the local network, which cannot reach %s: serve on an address it can (say --host 0.0.0.0)\nrun 'nodevms --help' for usage\n", f.host)
+	if err := f.network.check(f.host, true); err != nil {
+		fmt.Fprintf(stderr, "nodevms: %v\nrun 'nodevms --help' for usage\n", err)
 		return exitUsage
 	}
 	if err := serve(ctx, pos[0], f, stdout, stderr); err != nil {
@@ -228,23 +226,22 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 	fmt.Fprintf(stdout, "Replicating at %s\n\n", server.DisplayAddr(datLn.Addr()))
 	fmt.Fprintf(stdout, "Files:    dat://%x\n", backend.Archive.Key())
 	fmt.Fprintf(stdout, "Call log: dat://%x\n\n", backend.Log.PublicKey())
-	var found *foundPeers
-	if f.mdns {
-		found = &foundPeers{}
-		mdns, err := discovery.ListenMDNS(discovery.MDNSConfig{Found: found.add})
+	var peers *discovery.Peers
+	if f.network.on() {
+		var stop func() error
+		peers, stop, err = f.network.start(f.host, filepath.Join(backend.Dir(), ".dat", "dht-nodes"))
 		if err != nil {
 			serving.Shutdown(context.Background())
 			backend.Close()
 			return err
 		}
-		defer mdns.Close()
-		port := uint16(datLn.Addr().(*net.TCPAddr).Port)
-		metaKey, logKey := backend.Archive.Metadata().DiscoveryKey(), backend.Log.DiscoveryKey()
-		mdns.Announce(metaKey[:], port)
-		mdns.Announce(logKey[:], port)
-		fmt.Fprintf(stdout, "Announcing both feeds by multicast DNS on the local network\n\n")
+		defer stop()
+		port := datLn.Addr().(*net.TCPAddr).Port
+		peers.Announce(backend.Archive.Metadata().DiscoveryKey(), port)
+		peers.Announce(backend.Log.DiscoveryKey(), port)
+		fmt.Fprintf(stdout, "Announcing both feeds on the Dat network (%s)\n\n", f.network.describe())
 	}
-	statusLine(ctx, stdout, serving.RPC, serving.Stats, found)
+	statusLine(ctx, stdout, serving.RPC, serving.Stats, peers)
 
 	// Shut down: no new connections, queued calls answered, all flushed.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -261,11 +258,11 @@ func serve(ctx context.Context, scriptPath string, f execFlags, stdout, stderr i
 
 // statusLine shows connections and replication rates until ctx ends: kept
 // current on a terminal, printed once otherwise.
-func statusLine(ctx context.Context, stdout io.Writer, server *rpc.Server, stats *protocol.Stats, found *foundPeers) {
+func statusLine(ctx context.Context, stdout io.Writer, server *rpc.Server, stats *protocol.Stats, found *discovery.Peers) {
 	line := func(down, up float64) string {
 		s := fmt.Sprintf("%d connections | Download %s Upload %s", server.Connections(), rate(down), rate(up))
 		if found != nil {
-			s += fmt.Sprintf(" | %d peers found", found.count())
+			s += fmt.Sprintf(" | %d peers found", found.Count())
 		}
 		return s
 	}
@@ -322,25 +319,4 @@ func tuneGC(scripts uint64) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(scripts) + 256<<20)
 	}
-}
-
-// foundPeers counts the other peers discovery found for the feeds.
-type foundPeers struct {
-	mu    sync.Mutex
-	peers map[netip.AddrPort]bool
-}
-
-func (f *foundPeers) add(_ []byte, peer netip.AddrPort) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.peers == nil {
-		f.peers = map[netip.AddrPort]bool{}
-	}
-	f.peers[peer] = true
-}
-
-func (f *foundPeers) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.peers)
 }

@@ -86,10 +86,10 @@ Serving (-e, exec):
   --host HOST        the address to listen on (default 127.0.0.1)
   --port N           the RPC port (default 5555; 0 picks one)
   --dat-port N       the Dat replication port (default 3282; 0 picks one)
-  --mdns             announce both feeds on the local network by multicast
-                     DNS, as the Dat tools do, so that a Dat peer finds
-                     them by key alone (needs a --host the LAN reaches;
-                     off unless given: it sends packets to the LAN)
+  --mdns, --discovery, --dht-bootstrap HOST:PORT,...
+                     announce both feeds on the Dat network, so that Dat
+                     peers find them by key alone (see "The Dat network";
+                     needs a --host the network reaches)
   --title TITLE      the files archive's title (default "SCRIPT files")
   --debug            callers may name themselves (?user=NAME)
   --memory MODE      at deploy, what happens to the backend's memory when
@@ -166,7 +166,7 @@ Auditing (-a, verify):
                      replay every call, check every signature and root;
                      exit 0 verified, 1 divergence or fork (reported), 2
                      could not audit, 130 stopped by Ctrl+C first.
-  nodevms -a dat://CALL-LOG-KEY --mdns [--out DIR]
+  nodevms -a dat://CALL-LOG-KEY --discovery|--mdns [--out DIR]
                      the same with no host to ask: find the call log by
                      its key on the network, read the files archive's key
                      from its first entry, and download both from whoever
@@ -193,14 +193,19 @@ Auditing (-a, verify):
                      /monitor (the verifier key)
   --dat-port N       the port to rehost on while following (default: any)
   --host HOST        the address to rehost on (default 127.0.0.1)
-  --mdns             find feeds on the local network by multicast DNS, and
-                     announce the rehosted ones there while following
-                     (needs a --host the LAN reaches); off unless given
+  --mdns, --discovery, --dht-bootstrap HOST:PORT,...
+                     find feeds on the Dat network, and announce the
+                     rehosted ones while following (needs a --host the
+                     network reaches)
   --time-budget D, --max-memory MIB
                      the host's budgets, if it was given more than the
                      defaults: a replay runs under four times them, and a
                      call it cannot finish within them could not be
                      verified (exit 2), which is not a divergence
+
+The Dat network (nothing goes to other machines unless one is given):
+` + networkUsage + `  A DHT node keeps its routing table in the folder (.dat/dht-nodes), or
+  in an auditor's --out DIR.
 `
 
 // run is main without the process, so that tests can drive it.

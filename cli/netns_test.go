@@ -142,7 +142,7 @@ func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 	}
 	lan := makeLAN(t, "host", "peer")
 	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
-	if !strings.Contains(strings.Join(s.lines, "\n"), "Announcing both feeds by multicast DNS") {
+	if !strings.Contains(strings.Join(s.lines, "\n"), "Announcing both feeds on the Dat network") {
 		t.Errorf("the banner does not say the feeds are announced:\n%s", strings.Join(s.lines, "\n"))
 	}
 	var log struct {
@@ -278,5 +278,108 @@ func TestAuditByKeyThroughAJavaScriptPeer(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "VERIFIED 2 calls") {
 		t.Fatalf("the audit by key from the JavaScript copy: %v\n%s\nthe JavaScript peer:\n%s", err, out, rehostErr.String())
+	}
+}
+
+// startJS runs testdata/datjs/SCRIPT with node in netns, waits for the
+// JSON line it prints when ready, decodes it into ready, and kills it when
+// the test ends.
+func startJS(t *testing.T, netns string, ready any, script string, args ...string) {
+	t.Helper()
+	modules := jsModules(t, "datjs", "datjs", "discovery-channel")
+	path, err := filepath.Abs(filepath.Join("testdata", "datjs", script))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := commandIn(netns, "node", append([]string{path}, args...)...)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	if err := json.NewDecoder(stdout).Decode(ready); err != nil {
+		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
+	}
+}
+
+// TestTheDHTFindsTheHostByKey: with no multicast DNS, a host announced on
+// the mainline DHT (its bootstrap node a JavaScript bittorrent-dht node on
+// a machine of its own) is found by the JavaScript Dat tools by key alone,
+// both its feeds download; and with the host stopped, an audit by key
+// finds a rehosting monitor through the DHT and verifies every call.
+func TestTheDHTFindsTheHostByKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces and node: not in -short")
+	}
+	lan := makeLAN(t, "bootstrap", "host", "peer", "monitor", "auditor")
+	var boot struct{ Ready bool }
+	startJS(t, lan.netns["bootstrap"], &boot, "dht-node.js", "6881")
+	bootstrap := lan.addr["bootstrap"] + ":6881"
+	dht := []string{"--host", "0.0.0.0", "--dht-bootstrap", bootstrap}
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), dht...)
+	_, port, err := net.SplitHostPort(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePath := jsClient(t)
+	for range 2 {
+		cmd := commandIn(lan.netns["host"], "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
+		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("a call: %v\n%s", err, out)
+		}
+	}
+
+	var log struct {
+		Via, Peer string
+		Length    int
+	}
+	datTool(t, lan.netns["peer"], &log, "find.js", "feed", strings.TrimPrefix(s.callLog, "dat://"), bootstrap)
+	if log.Via != "dht" || !strings.HasPrefix(log.Peer, lan.addr["host"]+":") || log.Length < 1 {
+		t.Errorf("the call log, found by key: %+v; want it by dht from %s", log, lan.addr["host"])
+	}
+	var archive struct {
+		Via     string
+		DatJSON struct{ URL string }
+	}
+	datTool(t, lan.netns["peer"], &archive, "find.js", "archive", strings.TrimPrefix(s.files, "dat://"), bootstrap)
+	if archive.Via != "dht" || archive.DatJSON.URL != s.files {
+		t.Errorf("the files archive, found by key: %+v; want its dat.json naming %s", archive, s.files)
+	}
+
+	monitor := commandIn(lan.netns["monitor"], nodevmsBin(t), append([]string{"-a", net.JoinHostPort(lan.addr["host"], port), "--out", t.TempDir()}, dht...)...)
+	var text lockedBuffer
+	monitor.Stdout, monitor.Stderr = &text, &text
+	if err := monitor.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		monitor.Process.Signal(syscall.SIGINT)
+		monitor.Wait()
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(text.String(), "rehosting at") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the monitor never rehosted:\n%s", text.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.stop(t)
+
+	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--dht-bootstrap", bootstrap)
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "VERIFIED 2 calls") {
+		t.Fatalf("the audit by key through the DHT, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, text.String())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -112,12 +113,7 @@ func ListenMDNS(cfg MDNSConfig) (*MDNS, error) {
 		keys: map[string]*mdnsKey{}, answered: map[netip.Addr]*bucket{}, found: map[string]map[netip.AddrPort]bool{},
 	}
 	if cfg.Local == nil {
-		addrs, _ := net.InterfaceAddrs()
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				m.cfg.Local = append(m.cfg.Local, p.Addr().Unmap())
-			}
-		}
+		m.cfg.Local = localAddrs()
 	}
 	rand.Read(m.secret[:])
 	m.receiving.Add(1)
@@ -258,7 +254,7 @@ func (m *MDNS) handle(msg Message, from netip.AddrPort) {
 		seen[peer] = true
 		reports = append(reports, report{k.key, peer})
 	}
-	allowed := len(answers) > 0 && m.allowLocked(from.Addr(), time.Now())
+	allowed := len(answers) > 0 && allow(m.answered, from.Addr(), time.Now(), m.cfg.AnswersPerSecond)
 	m.mu.Unlock()
 	if allowed {
 		if r, err := Response(token(m.secret[:], from.Addr().Unmap()), answers...); err == nil {
@@ -275,42 +271,58 @@ func (m *MDNS) handle(msg Message, from netip.AddrPort) {
 // isSelfLocked reports whether peer is this node: one of its addresses,
 // at a port it announces.
 func (m *MDNS) isSelfLocked(peer netip.AddrPort) bool {
-	local := false
-	for _, a := range m.cfg.Local {
-		local = local || a == peer.Addr()
-	}
-	if !local && !peer.Addr().IsLoopback() {
-		return false
-	}
+	var ports []uint16
 	for _, k := range m.keys {
-		if k.port == peer.Port() {
-			return true
+		if k.port != 0 {
+			ports = append(ports, k.port)
 		}
 	}
-	return false
+	return isSelf(peer, m.cfg.Local, ports)
 }
 
-// allowLocked takes a response's token from addr's bucket, if it has one.
-func (m *MDNS) allowLocked(addr netip.Addr, now time.Time) bool {
-	rate := float64(m.cfg.AnswersPerSecond)
-	b := m.answered[addr]
+// isSelf reports whether peer is at one of local (or loopback) and at one
+// of ports.
+func isSelf(peer netip.AddrPort, local []netip.Addr, ports []uint16) bool {
+	if !slices.Contains(local, peer.Addr()) && !peer.Addr().IsLoopback() {
+		return false
+	}
+	return slices.Contains(ports, peer.Port())
+}
+
+// localAddrs are this machine's interfaces' addresses.
+func localAddrs() []netip.Addr {
+	var local []netip.Addr
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			local = append(local, p.Addr().Unmap())
+		}
+	}
+	return local
+}
+
+// allow takes a token from addr's bucket in askers, which refill at rate
+// a second, if it has one. The table holds at most maxAskers addresses.
+func allow(askers map[netip.Addr]*bucket, addr netip.Addr, now time.Time, rate int) bool {
+	r := float64(rate)
+	b := askers[addr]
 	if b == nil {
-		if len(m.answered) >= maxAskers {
+		if len(askers) >= maxAskers {
 			// Forget the full buckets' owners: only a burst of new
 			// addresses fills the table, and they start full anyway.
-			for a, old := range m.answered {
-				if now.Sub(old.last).Seconds()*rate >= rate {
-					delete(m.answered, a)
+			for a, old := range askers {
+				if now.Sub(old.last).Seconds() >= 1 {
+					delete(askers, a)
 				}
 			}
-			if len(m.answered) >= maxAskers {
+			if len(askers) >= maxAskers {
 				return false
 			}
 		}
-		b = &bucket{tokens: rate, last: now}
-		m.answered[addr] = b
+		b = &bucket{tokens: r, last: now}
+		askers[addr] = b
 	}
-	b.tokens = min(rate, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.tokens = min(r, b.tokens+now.Sub(b.last).Seconds()*r)
 	b.last = now
 	if b.tokens < 1 {
 		return false

@@ -240,6 +240,10 @@ func TestSeedCorpus(t *testing.T) {
 	// the question echoed, then the TXT record.
 	s.Add("FuzzParseMessage", jsResponse)
 	s.Add("FuzzParseMessage", jsQuery)
+	for _, b := range [][]byte{jsGetPeers, jsPeers, jsAnnounce, jsKRPCError} {
+		s.Add("FuzzParseKRPC", b)
+	}
+	s.Add("FuzzParseKRPC", krpcResponse([]byte("xy"), map[string]bvalue{"id": make([]byte, 20), "nodes": make([]byte, 3*26), "values": [][]byte{make([]byte, 6)}}))
 	fuzzcorpus.Check(t, &s)
 }
 

@@ -112,6 +112,7 @@ func (p *Peers) Dial(ctx context.Context, discoveryKey [32]byte) (io.ReadWriteCl
 	p.mu.Unlock()
 	var lastErr error
 	tried := 0
+	looked := time.Now()
 	for {
 		p.mu.Lock()
 		k, changed := p.byKey[name], p.changed
@@ -132,7 +133,18 @@ func (p *Peers) Dial(ctx context.Context, discoveryKey [32]byte) (io.ReadWriteCl
 			lastErr = err
 			continue
 		}
-		tried = 0 // every known peer failed: wait for news, then go round again
+		if tried > 0 && time.Since(looked) >= 2*time.Second {
+			// Every peer found so far failed (gone since it announced,
+			// say): look again now rather than when the finders next would.
+			p.mu.Lock()
+			finders := p.finders
+			p.mu.Unlock()
+			for _, f := range finders {
+				f.Lookup(discoveryKey[:])
+			}
+			looked = time.Now()
+		}
+		tried = 0 // wait for news, then go round again
 		select {
 		case <-ctx.Done():
 			if lastErr != nil {

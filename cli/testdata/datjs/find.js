@@ -1,7 +1,8 @@
-// node find.js feed|archive KEY
+// node find.js feed|archive KEY [DHT-BOOTSTRAP]
 //
 // Finds a Dat feed by its key alone, the way dat-node joins the network
-// (discovery-channel with hash: false, multicast DNS only), connects to the
+// (discovery-channel with hash: false; multicast DNS only, or with a
+// bootstrap node HOST:PORT the mainline DHT only), connects to the
 // first peer found over TCP, downloads the feed (hypercore 6) or archive
 // (hyperdrive 9) in full, and prints what it got as JSON: the feed's length
 // and first block, or the archive's version and its /dat.json.
@@ -13,6 +14,10 @@ var net = require('net')
 
 var kind = process.argv[2]
 var key = Buffer.from(process.argv[3], 'hex')
+var bootstrap = process.argv[4]
+var network = bootstrap
+  ? { dht: { bootstrap: [bootstrap] }, dns: false, hash: false }
+  : { dht: false, dns: { server: [], domain: 'dat.local' }, hash: false }
 
 setTimeout(function () {
   console.error('nothing found and downloaded in 60 s')
@@ -21,7 +26,7 @@ setTimeout(function () {
 
 var target = kind === 'archive' ? hyperdrive(ram, key, { sparse: false }) : hypercore(ram, key, { sparse: false })
 target.ready(function () {
-  var channel = discovery({ dht: false, dns: { server: [], domain: 'dat.local' }, hash: false })
+  var channel = discovery(network)
   var connected = false
   channel.on('peer', function (id, peer, type) {
     if (connected) return
