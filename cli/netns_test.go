@@ -132,10 +132,35 @@ func datTool(t *testing.T, netns string, out any, script string, args ...string)
 	}
 }
 
+// datClone runs the dat command of Dat 1.0 (13.13.1) in netns: `dat clone
+// URL DIR extra...`, and returns the files archive's dat.json as cloned.
+func datClone(t *testing.T, netns, url string, extra ...string) (datJSON struct{ URL, Title string }) {
+	t.Helper()
+	modules := jsModules(t, "datjs", "datjs", "discovery-channel")
+	home := t.TempDir() // dat keeps its settings there
+	dir := filepath.Join(home, "clone")
+	cmd := commandIn(netns, "node", append([]string{filepath.Join(modules, "dat", "bin", "cli.js"), "clone", url, dir}, extra...)...)
+	cmd.Env = append(os.Environ(), "HOME="+home)
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "dat sync complete") {
+		t.Fatalf("dat clone %s: %v\n%s", url, err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "dat.json"))
+	if err != nil {
+		t.Fatalf("dat clone %s: %v\n%s", url, err, out)
+	}
+	if err := json.Unmarshal(raw, &datJSON); err != nil {
+		t.Fatalf("the cloned dat.json: %v: %s", err, raw)
+	}
+	return datJSON
+}
+
 // TestDatToolsFindTheHostByKeyOnTheLAN: a host serving with --mdns is found
-// by the JavaScript Dat tools of Dat 1.0 by key alone, over multicast DNS
-// on the LAN, and both its feeds download from it: the call log with
-// hypercore 6, the files archive with hyperdrive 9.
+// by the Dat tools of Dat 1.0 by key alone, over multicast DNS on the LAN:
+// `dat clone dat://FILES-KEY` clones its files archive, and hypercore 6,
+// finding the call log as dat-node finds a key, downloads the log.
 func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network namespaces and node: not in -short")
@@ -145,6 +170,9 @@ func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 	if !strings.Contains(strings.Join(s.lines, "\n"), "Announcing both feeds on the Dat network") {
 		t.Errorf("the banner does not say the feeds are announced:\n%s", strings.Join(s.lines, "\n"))
 	}
+	if got := datClone(t, lan.netns["peer"], s.files); got.URL != s.files || got.Title != "counter.js files" {
+		t.Errorf("dat clone %s: dat.json says %+v", s.files, got)
+	}
 	var log struct {
 		Via, Peer string
 		Length    int
@@ -153,15 +181,6 @@ func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 	datTool(t, lan.netns["peer"], &log, "find.js", "feed", strings.TrimPrefix(s.callLog, "dat://"))
 	if log.Via != "dns" || !strings.HasPrefix(log.Peer, lan.addr["host"]+":") || log.Length < 1 || log.First.Type != "init" {
 		t.Errorf("the call log, found by key: %+v; want it by dns from %s, starting with its init entry", log, lan.addr["host"])
-	}
-	var archive struct {
-		Via, Peer string
-		Version   int
-		DatJSON   struct{ URL, Title string }
-	}
-	datTool(t, lan.netns["peer"], &archive, "find.js", "archive", strings.TrimPrefix(s.files, "dat://"))
-	if archive.Via != "dns" || archive.DatJSON.URL != s.files || archive.Version < 1 {
-		t.Errorf("the files archive, found by key: %+v; want its dat.json naming %s", archive, s.files)
 	}
 }
 
@@ -313,9 +332,10 @@ func startJS(t *testing.T, netns string, ready any, script string, args ...strin
 
 // TestTheDHTFindsTheHostByKey: with no multicast DNS, a host announced on
 // the mainline DHT (its bootstrap node a JavaScript bittorrent-dht node on
-// a machine of its own) is found by the JavaScript Dat tools by key alone,
-// both its feeds download; and with the host stopped, an audit by key
-// finds a rehosting monitor through the DHT and verifies every call.
+// a machine of its own) is found by the Dat tools by key alone: hypercore
+// 6 downloads the call log, `dat clone` the files archive; and with the
+// host stopped, an audit by key finds a rehosting monitor through the DHT
+// and verifies every call.
 func TestTheDHTFindsTheHostByKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("network namespaces and node: not in -short")
@@ -347,13 +367,10 @@ func TestTheDHTFindsTheHostByKey(t *testing.T) {
 	if log.Via != "dht" || !strings.HasPrefix(log.Peer, lan.addr["host"]+":") || log.Length < 1 {
 		t.Errorf("the call log, found by key: %+v; want it by dht from %s", log, lan.addr["host"])
 	}
-	var archive struct {
-		Via     string
-		DatJSON struct{ URL string }
-	}
-	datTool(t, lan.netns["peer"], &archive, "find.js", "archive", strings.TrimPrefix(s.files, "dat://"), bootstrap)
-	if archive.Via != "dht" || archive.DatJSON.URL != s.files {
-		t.Errorf("the files archive, found by key: %+v; want its dat.json naming %s", archive, s.files)
+	// dat clone with multicast DNS off (--no-dns), from the test's own
+	// bootstrap node rather than the Dat tools' (--dht.bootstrap).
+	if got := datClone(t, lan.netns["peer"], s.files, "--no-dns", "--dht.bootstrap="+bootstrap); got.URL != s.files {
+		t.Errorf("dat clone %s over the DHT: dat.json says %+v", s.files, got)
 	}
 
 	monitor := commandIn(lan.netns["monitor"], nodevmsBin(t), append([]string{"-a", net.JoinHostPort(lan.addr["host"], port), "--out", t.TempDir()}, dht...)...)
