@@ -86,7 +86,7 @@ Serving (-e, exec):
   --host HOST        the address to listen on (default 127.0.0.1)
   --port N           the RPC port (default 5555; 0 picks one)
   --dat-port N       the Dat replication port (default 3282; 0 picks one)
-  --mdns, --discovery, --dht-bootstrap HOST:PORT,...
+  --mdns, --discovery, --dht-bootstrap ..., --dns-server ...
                      announce both feeds on the Dat network, so that Dat
                      peers find them by key alone (see "The Dat network";
                      needs a --host the network reaches)
@@ -193,7 +193,7 @@ Auditing (-a, verify):
                      /monitor (the verifier key)
   --dat-port N       the port to rehost on while following (default: any)
   --host HOST        the address to rehost on (default 127.0.0.1)
-  --mdns, --discovery, --dht-bootstrap HOST:PORT,...
+  --mdns, --discovery, --dht-bootstrap ..., --dns-server ...
                      find feeds on the Dat network, and announce the
                      rehosted ones while following (needs a --host the
                      network reaches)

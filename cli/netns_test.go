@@ -400,3 +400,28 @@ func TestTheDHTFindsTheHostByKey(t *testing.T) {
 		t.Fatalf("the audit by key through the DHT, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, text.String())
 	}
 }
+
+// TestADNSDiscoveryServerFindsTheHostByKey: a host announced at a DNS
+// discovery server (the JavaScript dns-discovery server, on a machine of
+// its own) is found through it by key alone: by `dat clone`, with the DHT
+// off, and by an audit by key.
+func TestADNSDiscoveryServerFindsTheHostByKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces and node: not in -short")
+	}
+	lan := makeLAN(t, "dns", "host", "peer", "auditor")
+	var ready struct{ Ready bool }
+	startJS(t, lan.netns["dns"], &ready, "dns-server.js", "5300")
+	server := lan.addr["dns"] + ":5300"
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--dns-server", server)
+	if got := datClone(t, lan.netns["peer"], s.files, "--no-dht", "--dns.server="+server, "--dns.domain=dat.local"); got.URL != s.files {
+		t.Errorf("dat clone %s through the DNS discovery server: dat.json says %+v", s.files, got)
+	}
+	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--dns-server", server)
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "VERIFIED 0 calls") {
+		t.Fatalf("the audit by key through the DNS discovery server: %v\n%s", err, out)
+	}
+}

@@ -15,16 +15,20 @@ import (
 type networkFlags struct {
 	mdns, discovery bool
 	dhtBootstrap    string // host:port,... (replaces the Dat tools' nodes)
+	dnsServers      string // host[:port],... (replaces the Dat tools' servers)
 }
 
 func (n *networkFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&n.mdns, "mdns", false, "")
 	fs.BoolVar(&n.discovery, "discovery", false, "")
 	fs.StringVar(&n.dhtBootstrap, "dht-bootstrap", "", "")
+	fs.StringVar(&n.dnsServers, "dns-server", "", "")
 }
 
 // on reports whether any discovery was asked for.
-func (n *networkFlags) on() bool { return n.mdns || n.discovery || n.dhtBootstrap != "" }
+func (n *networkFlags) on() bool {
+	return n.mdns || n.discovery || n.dhtBootstrap != "" || n.dnsServers != ""
+}
 
 // bootstrap is the DHT's bootstrap nodes, or nil for no DHT: --discovery
 // alone uses the Dat tools' nodes.
@@ -34,6 +38,18 @@ func (n *networkFlags) bootstrap() []string {
 	}
 	if n.discovery {
 		return discovery.DefaultBootstrap
+	}
+	return nil
+}
+
+// servers is the DNS discovery servers, or nil for none: --discovery alone
+// uses the Dat tools' servers.
+func (n *networkFlags) servers() []string {
+	if n.dnsServers != "" {
+		return strings.Split(n.dnsServers, ",")
+	}
+	if n.discovery {
+		return discovery.DefaultDNSServers
 	}
 	return nil
 }
@@ -76,6 +92,15 @@ func (n *networkFlags) start(host, statePath string) (peers *discovery.Peers, st
 		closers = append(closers, m.Close)
 		peers.Use(m)
 	}
+	if servers := n.servers(); servers != nil {
+		d, err := discovery.ListenDNS(discovery.DNSConfig{Servers: servers, Found: peers.Found})
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		closers = append(closers, d.Close)
+		peers.Use(d)
+	}
 	if boot := n.bootstrap(); boot != nil {
 		// The DHT is the wide network's: its socket is on every address,
 		// unless --host names one that reaches beyond this machine.
@@ -103,14 +128,22 @@ func (n *networkFlags) describe() string {
 	if boot := n.bootstrap(); boot != nil {
 		on = append(on, "the DHT from "+strings.Join(boot, ", "))
 	}
+	if servers := n.servers(); servers != nil {
+		on = append(on, "DNS discovery at "+strings.Join(servers, ", "))
+	}
 	return strings.Join(on, "; ")
 }
 
 // networkUsage is the help for networkFlags.
 const networkUsage = `  --mdns             find and announce feeds on the local network by
                      multicast DNS, as the Dat tools do
-  --discovery        --mdns and the BitTorrent mainline DHT, from the Dat
-                     tools' bootstrap nodes (bootstrap1-4.datprotocol.com)
+  --discovery        as the Dat tools: --mdns, the BitTorrent mainline DHT
+                     from their bootstrap nodes (bootstrap1-4.datprotocol
+                     .com:6881), and their DNS discovery servers
+                     (discovery1-2.datprotocol.com)
   --dht-bootstrap HOST:PORT,...
                      the DHT from these nodes instead (turns the DHT on)
+  --dns-server HOST[:PORT],...
+                     these DNS discovery servers instead (port 5300 if
+                     not given; turns them on)
 `

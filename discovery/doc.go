@@ -3,7 +3,7 @@
 // discovery-channel with hash: false): so that `dat clone dat://KEY` finds a
 // NodeVMS host, and a NodeVMS auditor finds whoever holds a feed.
 //
-// Two finders, each usable alone, feed one Peers:
+// Three finders, each usable alone, feed one Peers:
 //
 //   - MDNS, on the local network. A discovery key is named in DNS as its
 //     first 20 bytes in hex under "dat.local" (Name). A node that looks a
@@ -19,6 +19,12 @@
 //     with get_peers and announces them with announce_peer and the tokens
 //     the closest nodes gave. It starts from bootstrap nodes (the Dat
 //     tools' are DefaultBootstrap) and from the routing table it saved.
+//   - DNSServers, a client of DNS discovery servers (the Dat tools' are
+//     DefaultDNSServers), as dns-discovery's: it asks a server for a token,
+//     then for a name's TXT record with an additional record
+//     "subscribe=true", "token=...", and to announce "announce=PORT"; the
+//     answer's peers= are the key's peers, and the server pushes new ones
+//     as SRV records, which only the servers asked may send.
 //
 // Peers keeps what they find per key and dials it over TCP; a peer found
 // is only an address: the Dat wire protocol's handshake and the feed's

@@ -207,7 +207,7 @@ func TestMessagesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Message{Response: true, Found: []FoundRecord{{name, peers[0]}, {name, peers[1]}}}
+	want := Message{Response: true, Found: []FoundRecord{{name, peers[0]}, {name, peers[1]}}, Token: "tok"}
 	if diff := cmp.Diff(want, m, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("response (-want +got):\n%s", diff)
 	}
@@ -278,7 +278,7 @@ func TestJavaScriptMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Message{Response: true, Questions: []string{jsName}, Found: []FoundRecord{{jsName, netip.MustParseAddrPort("0.0.0.0:3282")}}}
+	want := Message{Response: true, Questions: []string{jsName}, Found: []FoundRecord{{jsName, netip.MustParseAddrPort("0.0.0.0:3282")}}, Token: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}
 	if diff := cmp.Diff(want, m, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("the JavaScript answer (-want +got):\n%s", diff)
 	}

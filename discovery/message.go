@@ -48,9 +48,13 @@ var ErrMessage = errors.New("discovery: bad message")
 // names, and the peers that its TXT and SRV records name, with the name
 // they are for.
 type Message struct {
+	ID        uint16
 	Response  bool
 	Questions []string      // names asked for (TXT), without the final dot
 	Found     []FoundRecord // peers the records name
+	// Token is the first token= of its TXT records: what a DNS discovery
+	// server wants back with an announcement.
+	Token string
 }
 
 // FoundRecord is a peer a record names for a name. An unspecified address
@@ -71,7 +75,7 @@ func ParseMessage(b []byte) (Message, error) {
 	if err != nil {
 		return Message{}, fmt.Errorf("%w: %w", ErrMessage, err)
 	}
-	m := Message{Response: h.Response}
+	m := Message{ID: h.ID, Response: h.Response}
 	for i := 0; ; i++ {
 		q, err := p.Question()
 		if errors.Is(err, dnsmessage.ErrSectionDone) {
@@ -113,6 +117,11 @@ func ParseMessage(b []byte) (Message, error) {
 				var r dnsmessage.TXTResource
 				if r, err = p.TXTResource(); err == nil {
 					m.Found = append(m.Found, txtPeers(name, r.TXT)...)
+					for _, s := range r.TXT {
+						if t, ok := strings.CutPrefix(s, "token="); ok && m.Token == "" && len(t) <= 128 {
+							m.Token = t
+						}
+					}
 				}
 			case h.Type == dnsmessage.TypeSRV:
 				var r dnsmessage.SRVResource
@@ -180,6 +189,41 @@ func Query(names ...string) ([]byte, error) {
 			return nil, err
 		}
 	}
+	return b.Finish()
+}
+
+// queryWithTXT is a unicast query for name's TXT record, as dns-discovery
+// sends a DNS discovery server: with id, recursion desired (as dns-socket
+// asks), and, if txt is not nil, an additional TXT record for name holding
+// txt (subscribe=true, token=..., announce=PORT).
+func queryWithTXT(id uint16, name string, txt []string) ([]byte, error) {
+	dn, err := dnsmessage.NewName(name + ".")
+	if err != nil {
+		return nil, fmt.Errorf("discovery: name %q: %w", name, err)
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, RecursionDesired: true})
+	if err := b.StartQuestions(); err != nil {
+		return nil, err
+	}
+	if err := b.Question(dnsmessage.Question{Name: dn, Type: dnsmessage.TypeTXT, Class: dnsmessage.ClassINET}); err != nil {
+		return nil, err
+	}
+	if txt != nil {
+		if err := b.StartAdditionals(); err != nil {
+			return nil, err
+		}
+		h := dnsmessage.ResourceHeader{Name: dn, Type: dnsmessage.TypeTXT, Class: dnsmessage.ClassINET}
+		if err := b.TXTResource(h, dnsmessage.TXTResource{TXT: txt}); err != nil {
+			return nil, err
+		}
+	}
+	return b.Finish()
+}
+
+// emptyResponse answers a query with nothing, under its id: what a
+// subscriber says to a server's push, so that it stops resending.
+func emptyResponse(id uint16) ([]byte, error) {
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, Response: true})
 	return b.Finish()
 }
 
