@@ -180,6 +180,11 @@ func (d *DHT) join(discoveryKey []byte, port uint16) {
 		return
 	}
 	if k := d.keys[ih]; k != nil {
+		// Looking a key up again (Peers does when the peers it found
+		// failed) starts over, but does not stop its announcement.
+		if port == 0 {
+			port = k.port
+		}
 		k.cancel()
 	}
 	ctx, cancel := context.WithCancel(d.ctx)

@@ -106,6 +106,11 @@ func (d *DNSServers) join(discoveryKey []byte, port uint16) {
 		return
 	}
 	if k := d.keys[name]; k != nil {
+		// Looking a key up again (Peers does when the peers it found
+		// failed) starts over, but does not stop its announcement.
+		if port == 0 {
+			port = k.port
+		}
 		k.cancel()
 	}
 	ctx, cancel := context.WithCancel(d.ctx)

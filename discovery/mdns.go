@@ -137,6 +137,11 @@ func (m *MDNS) join(discoveryKey []byte, port uint16) {
 		return
 	}
 	if k := m.keys[name]; k != nil {
+		// Looking a key up again (Peers does when the peers it found
+		// failed) starts over, but does not stop its announcement.
+		if port == 0 {
+			port = k.port
+		}
 		k.cancel()
 	}
 	ctx, cancel := context.WithCancel(context.Background())

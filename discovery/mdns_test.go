@@ -300,3 +300,26 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestLookupKeepsAnAnnouncement: looking up a key this node announces (as
+// a following auditor's Peers does when the peers it found failed) does
+// not stop the announcement.
+func TestLookupKeepsAnAnnouncement(t *testing.T) {
+	var l lan
+	host, err := ListenMDNS(MDNSConfig{Conn: l.join("10.0.0.1:5353"), Local: []netip.Addr{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	key := discoveryKey("feed")
+	host.Announce(key, 3282)
+	host.Lookup(key)
+	seeker := newFoundLog()
+	peer, err := ListenMDNS(MDNSConfig{Conn: l.join("10.0.0.2:5353"), Found: seeker.found, Local: []netip.Addr{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.Lookup(key)
+	seeker.wait(t)
+}
