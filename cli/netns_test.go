@@ -425,3 +425,27 @@ func TestADNSDiscoveryServerFindsTheHostByKey(t *testing.T) {
 		t.Fatalf("the audit by key through the DNS discovery server: %v\n%s", err, out)
 	}
 }
+
+// TestTheDatToolsQueryTheHostsDHTNode: the host's own DHT node is the
+// network's only one (--dht-port, and itself as the bootstrap node), so
+// every DHT query of the JavaScript Dat tools goes to the Go node: they
+// find the host's feeds through it, and dat clone clones the archive.
+func TestTheDatToolsQueryTheHostsDHTNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces and node: not in -short")
+	}
+	lan := makeLAN(t, "host", "peer")
+	node := lan.addr["host"] + ":6881"
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--dht-port", "6881", "--dht-bootstrap", node)
+	var log struct {
+		Via, Peer string
+		Length    int
+	}
+	datTool(t, lan.netns["peer"], &log, "find.js", "feed", strings.TrimPrefix(s.callLog, "dat://"), node)
+	if log.Via != "dht" || !strings.HasPrefix(log.Peer, lan.addr["host"]+":") || log.Length < 1 {
+		t.Errorf("the call log, found through the host's DHT node: %+v", log)
+	}
+	if got := datClone(t, lan.netns["peer"], s.files, "--no-dns", "--dht.bootstrap="+node); got.URL != s.files {
+		t.Errorf("dat clone %s through the host's DHT node: dat.json says %+v", s.files, got)
+	}
+}

@@ -16,6 +16,7 @@ type networkFlags struct {
 	mdns, discovery bool
 	dhtBootstrap    string // host:port,... (replaces the Dat tools' nodes)
 	dnsServers      string // host[:port],... (replaces the Dat tools' servers)
+	dhtPort         int    // the DHT node's UDP port (0: any)
 }
 
 func (n *networkFlags) register(fs *flag.FlagSet) {
@@ -23,6 +24,7 @@ func (n *networkFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&n.discovery, "discovery", false, "")
 	fs.StringVar(&n.dhtBootstrap, "dht-bootstrap", "", "")
 	fs.StringVar(&n.dnsServers, "dns-server", "", "")
+	fs.IntVar(&n.dhtPort, "dht-port", 0, "")
 }
 
 // on reports whether any discovery was asked for.
@@ -65,6 +67,9 @@ func (n *networkFlags) check(host string, announces bool) error {
 			return fmt.Errorf("--dht-bootstrap: %q is not HOST:PORT", b)
 		}
 	}
+	if n.dhtPort < 0 || n.dhtPort > 65535 {
+		return fmt.Errorf("--dht-port: %d is not a port", n.dhtPort)
+	}
 	if ip, err := netip.ParseAddr(host); announces && (host == "localhost" || err == nil && ip.IsLoopback()) {
 		return fmt.Errorf("discovery announces this machine to the network, which cannot reach %s: listen on an address it can (say --host 0.0.0.0)", host)
 	}
@@ -104,10 +109,11 @@ func (n *networkFlags) start(host, statePath string) (peers *discovery.Peers, st
 	if boot := n.bootstrap(); boot != nil {
 		// The DHT is the wide network's: its socket is on every address,
 		// unless --host names one that reaches beyond this machine.
-		addr := "0.0.0.0:0"
-		if ip, err := netip.ParseAddr(host); err == nil && ip.Is4() && !ip.IsLoopback() && !ip.IsUnspecified() {
-			addr = netip.AddrPortFrom(ip, 0).String()
+		ip := netip.IPv4Unspecified()
+		if a, err := netip.ParseAddr(host); err == nil && a.Is4() && !a.IsLoopback() && !a.IsUnspecified() {
+			ip = a
 		}
+		addr := netip.AddrPortFrom(ip, uint16(n.dhtPort)).String()
 		d, err := discovery.ListenDHT(discovery.DHTConfig{Addr: addr, Bootstrap: boot, StatePath: statePath, Found: peers.Found})
 		if err != nil {
 			stop()
@@ -143,6 +149,8 @@ const networkUsage = `  --mdns             find and announce feeds on the local 
                      (discovery1-2.datprotocol.com)
   --dht-bootstrap HOST:PORT,...
                      the DHT from these nodes instead (turns the DHT on)
+  --dht-port N       the DHT node's UDP port (default: any), for a node
+                     others bootstrap from, or a firewall
   --dns-server HOST[:PORT],...
                      these DNS discovery servers instead (port 5300 if
                      not given; turns them on)
