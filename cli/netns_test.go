@@ -449,3 +449,53 @@ func TestTheDatToolsQueryTheHostsDHTNode(t *testing.T) {
 		t.Errorf("dat clone %s through the host's DHT node: dat.json says %+v", s.files, got)
 	}
 }
+
+// TestAFollowerByKeyRehostsToo: an auditor that follows by key alone (no
+// host address) keeps its copy live from whoever has the feeds and
+// rehosts them in turn: with the host and the first monitor stopped, an
+// audit by key verifies from the second.
+func TestAFollowerByKeyRehostsToo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("network namespaces and node: not in -short")
+	}
+	lan := makeLAN(t, "host", "first", "second", "auditor")
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
+	_, port, err := net.SplitHostPort(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follow := func(machine, addr string) (*exec.Cmd, *lockedBuffer) {
+		t.Helper()
+		cmd := commandIn(lan.netns[machine], nodevmsBin(t), "-a", addr, "--out", t.TempDir(), "--host", "0.0.0.0", "--mdns")
+		var text lockedBuffer
+		cmd.Stdout, cmd.Stderr = &text, &text
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Signal(syscall.SIGINT)
+			cmd.Wait()
+		})
+		deadline := time.Now().Add(60 * time.Second)
+		for !strings.Contains(text.String(), "rehosting at") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the %s monitor never rehosted:\n%s", machine, text.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return cmd, &text
+	}
+	first, _ := follow("first", net.JoinHostPort(lan.addr["host"], port))
+	_, secondText := follow("second", s.callLog)
+	s.stop(t)
+	first.Process.Signal(syscall.SIGINT)
+	first.Wait()
+
+	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--mdns")
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "VERIFIED 0 calls") {
+		t.Fatalf("the audit by key through the second monitor: %v\n%s\nthe second monitor:\n%s", err, out, secondText.String())
+	}
+}
