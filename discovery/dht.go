@@ -66,7 +66,7 @@ type DHT struct {
 	rotated time.Time
 	pending map[uint16]*dhtCall
 	nextTID uint16
-	keys    map[NodeID]*dhtKey
+	keys    map[NodeID]*joinedKey
 	askers  map[netip.Addr]*bucket
 	boot    []Node // bootstrap nodes and the saved table's (id unknown or not)
 	closed  bool
@@ -78,12 +78,6 @@ type DHT struct {
 type dhtCall struct {
 	to    netip.AddrPort
 	reply chan *krpcMessage
-}
-
-type dhtKey struct {
-	key    []byte
-	port   uint16
-	cancel context.CancelFunc
 }
 
 // Bounds of a node's tables.
@@ -128,7 +122,7 @@ func ListenDHT(cfg DHTConfig) (*DHT, error) {
 	d := &DHT{
 		conn: conn, cfg: cfg,
 		peers: map[NodeID][]netip.AddrPort{}, pending: map[uint16]*dhtCall{},
-		keys: map[NodeID]*dhtKey{}, askers: map[netip.Addr]*bucket{}, rotated: time.Now(),
+		keys: map[NodeID]*joinedKey{}, askers: map[netip.Addr]*bucket{}, rotated: time.Now(),
 	}
 	rand.Read(d.id[:])
 	rand.Read(d.secrets[0][:])
@@ -179,29 +173,12 @@ func (d *DHT) join(discoveryKey []byte, port uint16) {
 	if d.closed {
 		return
 	}
-	if k := d.keys[ih]; k != nil {
-		// Looking a key up again (Peers does when the peers it found
-		// failed) starts over, but does not stop its announcement.
-		if port == 0 {
-			port = k.port
-		}
-		k.cancel()
-	}
-	ctx, cancel := context.WithCancel(d.ctx)
-	d.keys[ih] = &dhtKey{key: ih[:min(len(discoveryKey), NodeIDSize)], port: port, cancel: cancel}
+	k, ctx := rejoin(d.ctx, d.keys[ih], discoveryKey, port)
+	d.keys[ih] = k
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		wait := d.cfg.Interval
-		for {
-			d.lookup(ctx, ih, port, "get_peers")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, d.cfg.MaxInterval)
-		}
+		every(ctx, d.cfg.Interval, d.cfg.MaxInterval, func() { d.lookup(ctx, ih, k.port, "get_peers") })
 	}()
 }
 

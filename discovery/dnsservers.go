@@ -45,7 +45,7 @@ type DNSServers struct {
 	servers []netip.AddrPort
 	tokens  map[netip.AddrPort]string
 	pending map[uint16]chan Message
-	keys    map[string]*mdnsKey // by Name
+	keys    map[string]*joinedKey // by Name
 	seen    map[string]map[netip.AddrPort]bool
 	closed  bool
 	ctx     context.Context
@@ -70,7 +70,7 @@ func ListenDNS(cfg DNSConfig) (*DNSServers, error) {
 	}
 	d := &DNSServers{
 		conn: conn, cfg: cfg, tokens: map[netip.AddrPort]string{}, pending: map[uint16]chan Message{},
-		keys: map[string]*mdnsKey{}, seen: map[string]map[netip.AddrPort]bool{},
+		keys: map[string]*joinedKey{}, seen: map[string]map[netip.AddrPort]bool{},
 	}
 	d.ctx, d.stop = context.WithCancel(context.Background())
 	for _, s := range cfg.Servers {
@@ -105,31 +105,16 @@ func (d *DNSServers) join(discoveryKey []byte, port uint16) {
 	if d.closed {
 		return
 	}
-	if k := d.keys[name]; k != nil {
-		// Looking a key up again (Peers does when the peers it found
-		// failed) starts over, but does not stop its announcement.
-		if port == 0 {
-			port = k.port
-		}
-		k.cancel()
-	}
-	ctx, cancel := context.WithCancel(d.ctx)
-	d.keys[name] = &mdnsKey{key: append([]byte(nil), discoveryKey[:min(len(discoveryKey), NameSize)]...), port: port, cancel: cancel}
+	k, ctx := rejoin(d.ctx, d.keys[name], discoveryKey, port)
+	d.keys[name] = k
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		wait := d.cfg.Interval
-		for {
+		every(ctx, d.cfg.Interval, d.cfg.MaxInterval, func() {
 			for _, s := range d.servers {
-				d.visit(ctx, s, name, port)
+				d.visit(ctx, s, name, k.port)
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, d.cfg.MaxInterval)
-		}
+		})
 	}()
 }
 

@@ -63,17 +63,11 @@ type MDNS struct {
 	secret [32]byte
 
 	mu        sync.Mutex
-	keys      map[string]*mdnsKey // by Name
+	keys      map[string]*joinedKey // by Name
 	answered  map[netip.Addr]*bucket
 	found     map[string]map[netip.AddrPort]bool // by Name, bounded
 	closed    bool
 	receiving sync.WaitGroup
-}
-
-type mdnsKey struct {
-	key    []byte
-	port   uint16 // announced port; 0 for a lookup only
-	cancel context.CancelFunc
 }
 
 // bucket is a token bucket of responses to one address.
@@ -110,7 +104,7 @@ func ListenMDNS(cfg MDNSConfig) (*MDNS, error) {
 	}
 	m := &MDNS{
 		conn: conn, cfg: cfg,
-		keys: map[string]*mdnsKey{}, answered: map[netip.Addr]*bucket{}, found: map[string]map[netip.AddrPort]bool{},
+		keys: map[string]*joinedKey{}, answered: map[netip.Addr]*bucket{}, found: map[string]map[netip.AddrPort]bool{},
 	}
 	if cfg.Local == nil {
 		m.cfg.Local = localAddrs()
@@ -136,17 +130,13 @@ func (m *MDNS) join(discoveryKey []byte, port uint16) {
 	if m.closed {
 		return
 	}
-	if k := m.keys[name]; k != nil {
-		// Looking a key up again (Peers does when the peers it found
-		// failed) starts over, but does not stop its announcement.
-		if port == 0 {
-			port = k.port
+	k, ctx := rejoin(context.Background(), m.keys[name], discoveryKey, port)
+	m.keys[name] = k
+	go every(ctx, m.cfg.Interval, m.cfg.MaxInterval, func() {
+		if q, err := Query(name); err == nil {
+			m.conn.WriteToGroup(q, MDNSGroup.Port())
 		}
-		k.cancel()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m.keys[name] = &mdnsKey{key: append([]byte(nil), discoveryKey[:min(len(discoveryKey), NameSize)]...), port: port, cancel: cancel}
-	go m.query(ctx, name)
+	})
 }
 
 // Leave stops announcing and looking up discoveryKey.
@@ -157,22 +147,6 @@ func (m *MDNS) Leave(discoveryKey []byte) {
 	if k := m.keys[name]; k != nil {
 		k.cancel()
 		delete(m.keys, name)
-	}
-}
-
-// query multicasts the query for name now, then at growing intervals.
-func (m *MDNS) query(ctx context.Context, name string) {
-	wait := m.cfg.Interval
-	for {
-		if q, err := Query(name); err == nil {
-			m.conn.WriteToGroup(q, MDNSGroup.Port())
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, m.cfg.MaxInterval)
 	}
 }
 
