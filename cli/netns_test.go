@@ -184,6 +184,66 @@ func TestDatToolsFindTheHostByKeyOnTheLAN(t *testing.T) {
 	}
 }
 
+// callIn makes n calls of increment on the host in netns whose RPC port is
+// port, with nodevms-client.
+func callIn(t *testing.T, netns, port string, n int) {
+	t.Helper()
+	nodePath := jsClient(t)
+	for range n {
+		cmd := commandIn(netns, "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
+		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("a call: %v\n%s", err, out)
+		}
+	}
+}
+
+// followIn runs a monitor in netns, `nodevms -a ADDR --out DIR --host
+// 0.0.0.0 extra...`, until the test ends (or the caller stops it), and
+// waits until it rehosts; it returns the command and its output.
+func followIn(t *testing.T, netns, addr string, extra ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	cmd := commandIn(netns, nodevmsBin(t), append([]string{"-a", addr, "--out", t.TempDir(), "--host", "0.0.0.0"}, extra...)...)
+	var text lockedBuffer
+	cmd.Stdout, cmd.Stderr = &text, &text
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(text.String(), "rehosting at") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the monitor in %s never rehosted:\n%s", netns, text.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cmd, &text
+}
+
+// auditIn runs `nodevms -a args...` in netns, for at most 90 s, and
+// returns its output.
+func auditIn(t *testing.T, netns string, args ...string) (string, error) {
+	t.Helper()
+	cmd := commandIn(netns, nodevmsBin(t), append([]string{"-a"}, args...)...)
+	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// rpcPort is the port of a served backend's RPC address.
+func rpcPort(t *testing.T, s *served) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
 // TestAuditByKeyThroughARehostingMonitor: a monitor follows a host by its
 // address and rehosts both feeds with --mdns; with the host stopped,
 // `nodevms -a dat://CALL-LOG-KEY --mdns` on a third machine finds the call
@@ -195,44 +255,14 @@ func TestAuditByKeyThroughARehostingMonitor(t *testing.T) {
 	}
 	lan := makeLAN(t, "host", "monitor", "auditor")
 	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
-	_, port, err := net.SplitHostPort(s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodePath := jsClient(t)
-	for range 3 {
-		cmd := commandIn(lan.netns["host"], "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
-		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("a call: %v\n%s", err, out)
-		}
-	}
-
-	monitor := commandIn(lan.netns["monitor"], nodevmsBin(t), "-a", net.JoinHostPort(lan.addr["host"], port), "--out", t.TempDir(), "--host", "0.0.0.0", "--mdns")
-	var text lockedBuffer
-	monitor.Stdout, monitor.Stderr = &text, &text
-	if err := monitor.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		monitor.Process.Signal(syscall.SIGINT)
-		monitor.Wait()
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(text.String(), "rehosting at") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the monitor never rehosted:\n%s", text.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	port := rpcPort(t, s)
+	callIn(t, lan.netns["host"], port, 3)
+	_, monitor := followIn(t, lan.netns["monitor"], net.JoinHostPort(lan.addr["host"], port), "--mdns")
 	s.stop(t)
 
-	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--mdns")
-	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "VERIFIED 3 calls") {
-		t.Fatalf("the audit by key, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, text.String())
+	out, err := auditIn(t, lan.netns["auditor"], s.callLog, "--mdns")
+	if err != nil || !strings.Contains(out, "VERIFIED 3 calls") {
+		t.Fatalf("the audit by key, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, monitor.String())
 	}
 }
 
@@ -246,64 +276,30 @@ func TestAuditByKeyThroughAJavaScriptPeer(t *testing.T) {
 	}
 	lan := makeLAN(t, "host", "jspeer", "auditor")
 	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
-	_, port, err := net.SplitHostPort(s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodePath := jsClient(t)
-	for range 2 {
-		cmd := commandIn(lan.netns["host"], "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
-		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("a call: %v\n%s", err, out)
-		}
-	}
+	callIn(t, lan.netns["host"], rpcPort(t, s), 2)
 	// The calls are in the log the host shows once it has signed them, a
 	// few milliseconds after the answers.
 	time.Sleep(100 * time.Millisecond)
-
-	modules := jsModules(t, "datjs", "datjs", "discovery-channel")
-	script, err := filepath.Abs(filepath.Join("testdata", "datjs", "rehost.js"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rehost := commandIn(lan.netns["jspeer"], "node", script, strings.TrimPrefix(s.callLog, "dat://"))
-	rehost.Env = append(os.Environ(), "NODE_PATH="+modules)
-	var rehostErr lockedBuffer
-	rehost.Stderr = &rehostErr
-	stdout, err := rehost.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rehost.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		rehost.Process.Kill()
-		rehost.Wait()
-	}()
 	var ready struct {
 		Ready     bool
 		LogLength int
 	}
-	if err := json.NewDecoder(stdout).Decode(&ready); err != nil || !ready.Ready || ready.LogLength != 3 {
-		t.Fatalf("the JavaScript peer did not rehost the 3 entries: %+v, %v\n%s", ready, err, rehostErr.String())
+	rehost := startJS(t, lan.netns["jspeer"], &ready, "rehost.js", strings.TrimPrefix(s.callLog, "dat://"))
+	if !ready.Ready || ready.LogLength != 3 {
+		t.Fatalf("the JavaScript peer did not rehost the 3 entries: %+v\n%s", ready, rehost.String())
 	}
 	s.stop(t)
 
-	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--mdns")
-	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "VERIFIED 2 calls") {
-		t.Fatalf("the audit by key from the JavaScript copy: %v\n%s\nthe JavaScript peer:\n%s", err, out, rehostErr.String())
+	out, err := auditIn(t, lan.netns["auditor"], s.callLog, "--mdns")
+	if err != nil || !strings.Contains(out, "VERIFIED 2 calls") {
+		t.Fatalf("the audit by key from the JavaScript copy: %v\n%s\nthe JavaScript peer:\n%s", err, out, rehost.String())
 	}
 }
 
 // startJS runs testdata/datjs/SCRIPT with node in netns, waits for the
 // JSON line it prints when ready, decodes it into ready, and kills it when
-// the test ends.
-func startJS(t *testing.T, netns string, ready any, script string, args ...string) {
+// the test ends; it returns the script's standard error.
+func startJS(t *testing.T, netns string, ready any, script string, args ...string) *lockedBuffer {
 	t.Helper()
 	modules := jsModules(t, "datjs", "datjs", "discovery-channel")
 	path, err := filepath.Abs(filepath.Join("testdata", "datjs", script))
@@ -328,6 +324,7 @@ func startJS(t *testing.T, netns string, ready any, script string, args ...strin
 	if err := json.NewDecoder(stdout).Decode(ready); err != nil {
 		t.Fatalf("node %s: %v\n%s", script, err, stderr.String())
 	}
+	return &stderr
 }
 
 // TestTheDHTFindsTheHostByKey: with no multicast DNS, a host announced on
@@ -344,20 +341,9 @@ func TestTheDHTFindsTheHostByKey(t *testing.T) {
 	var boot struct{ Ready bool }
 	startJS(t, lan.netns["bootstrap"], &boot, "dht-node.js", "6881")
 	bootstrap := lan.addr["bootstrap"] + ":6881"
-	dht := []string{"--host", "0.0.0.0", "--dht-bootstrap", bootstrap}
-	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), dht...)
-	_, port, err := net.SplitHostPort(s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodePath := jsClient(t)
-	for range 2 {
-		cmd := commandIn(lan.netns["host"], "node", filepath.Join("testdata", "js", "client.js"), "ws://127.0.0.1:"+port, "increment", "[]")
-		cmd.Env = append(os.Environ(), "NODE_PATH="+nodePath)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("a call: %v\n%s", err, out)
-		}
-	}
+	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--dht-bootstrap", bootstrap)
+	port := rpcPort(t, s)
+	callIn(t, lan.netns["host"], port, 2)
 
 	var log struct {
 		Via, Peer string
@@ -373,31 +359,11 @@ func TestTheDHTFindsTheHostByKey(t *testing.T) {
 		t.Errorf("dat clone %s over the DHT: dat.json says %+v", s.files, got)
 	}
 
-	monitor := commandIn(lan.netns["monitor"], nodevmsBin(t), append([]string{"-a", net.JoinHostPort(lan.addr["host"], port), "--out", t.TempDir()}, dht...)...)
-	var text lockedBuffer
-	monitor.Stdout, monitor.Stderr = &text, &text
-	if err := monitor.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		monitor.Process.Signal(syscall.SIGINT)
-		monitor.Wait()
-	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(text.String(), "rehosting at") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the monitor never rehosted:\n%s", text.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	_, monitor := followIn(t, lan.netns["monitor"], net.JoinHostPort(lan.addr["host"], port), "--dht-bootstrap", bootstrap)
 	s.stop(t)
-
-	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--dht-bootstrap", bootstrap)
-	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "VERIFIED 2 calls") {
-		t.Fatalf("the audit by key through the DHT, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, text.String())
+	out, err := auditIn(t, lan.netns["auditor"], s.callLog, "--dht-bootstrap", bootstrap)
+	if err != nil || !strings.Contains(out, "VERIFIED 2 calls") {
+		t.Fatalf("the audit by key through the DHT, with the host stopped: %v\n%s\nthe monitor:\n%s", err, out, monitor.String())
 	}
 }
 
@@ -417,11 +383,8 @@ func TestADNSDiscoveryServerFindsTheHostByKey(t *testing.T) {
 	if got := datClone(t, lan.netns["peer"], s.files, "--no-dht", "--dns.server="+server, "--dns.domain=dat.local"); got.URL != s.files {
 		t.Errorf("dat clone %s through the DNS discovery server: dat.json says %+v", s.files, got)
 	}
-	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--dns-server", server)
-	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "VERIFIED 0 calls") {
+	out, err := auditIn(t, lan.netns["auditor"], s.callLog, "--dns-server", server)
+	if err != nil || !strings.Contains(out, "VERIFIED 0 calls") {
 		t.Fatalf("the audit by key through the DNS discovery server: %v\n%s", err, out)
 	}
 }
@@ -460,42 +423,14 @@ func TestAFollowerByKeyRehostsToo(t *testing.T) {
 	}
 	lan := makeLAN(t, "host", "first", "second", "auditor")
 	s := startServerIn(t, lan.netns["host"], exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "counter"), "--host", "0.0.0.0", "--mdns")
-	_, port, err := net.SplitHostPort(s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	follow := func(machine, addr string) (*exec.Cmd, *lockedBuffer) {
-		t.Helper()
-		cmd := commandIn(lan.netns[machine], nodevmsBin(t), "-a", addr, "--out", t.TempDir(), "--host", "0.0.0.0", "--mdns")
-		var text lockedBuffer
-		cmd.Stdout, cmd.Stderr = &text, &text
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGINT)
-			cmd.Wait()
-		})
-		deadline := time.Now().Add(60 * time.Second)
-		for !strings.Contains(text.String(), "rehosting at") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the %s monitor never rehosted:\n%s", machine, text.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return cmd, &text
-	}
-	first, _ := follow("first", net.JoinHostPort(lan.addr["host"], port))
-	_, secondText := follow("second", s.callLog)
+	first, _ := followIn(t, lan.netns["first"], net.JoinHostPort(lan.addr["host"], rpcPort(t, s)), "--mdns")
+	_, second := followIn(t, lan.netns["second"], s.callLog, "--mdns")
 	s.stop(t)
 	first.Process.Signal(syscall.SIGINT)
 	first.Wait()
 
-	cmd := commandIn(lan.netns["auditor"], nodevmsBin(t), "-a", s.callLog, "--mdns")
-	timer := time.AfterFunc(90*time.Second, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "VERIFIED 0 calls") {
-		t.Fatalf("the audit by key through the second monitor: %v\n%s\nthe second monitor:\n%s", err, out, secondText.String())
+	out, err := auditIn(t, lan.netns["auditor"], s.callLog, "--mdns")
+	if err != nil || !strings.Contains(out, "VERIFIED 0 calls") {
+		t.Fatalf("the audit by key through the second monitor: %v\n%s\nthe second monitor:\n%s", err, out, second.String())
 	}
 }
