@@ -141,7 +141,8 @@ func (f *Feed) resetFromData() error {
 //     holds them). Otherwise err wraps ErrDataChanged: a data file changed
 //     on disk must not become a new, signed history.
 //   - with againstTree, the bitfield must claim the feed's first f.length
-//     blocks and those lines must hash to the stored tree, node for node.
+//     blocks and the tree nodes over them, and those lines must hash to
+//     the stored tree, node for node.
 //     Unsynced tree and bitfield pages can be torn by a crash in ways the
 //     signature check does not see; treeErr (wrapping ErrCorrupt) then
 //     says to rebuild them from the data.
@@ -212,7 +213,7 @@ func (f *Feed) checkData(againstTree bool) (treeErr, err error) {
 					if ok {
 						waiting[next] = stored
 					}
-				} else if !ok || stored != nodes[0] {
+				} else if !ok || stored != nodes[0] || !f.treeBits.Get(next) {
 					treeErr = corrupt("tree node %d does not match the data", next)
 					break
 				}
@@ -221,7 +222,7 @@ func (f *Feed) checkData(againstTree bool) (treeErr, err error) {
 				if !againstTree {
 					break
 				}
-				if stored, ok := waiting[nd.Index]; !ok || stored != nd {
+				if stored, ok := waiting[nd.Index]; !ok || stored != nd || !f.treeBits.Get(nd.Index) {
 					treeErr = corrupt("tree node %d does not match the data", nd.Index)
 				}
 				delete(waiting, nd.Index)

@@ -32,7 +32,7 @@ func TestLineLogRecovers(t *testing.T) {
 	for _, c := range []struct {
 		damage    string
 		writeBack bool
-	}{{"lost", false}, {"torn bitfield", false}, {"torn parent", false}, {"torn leaf", false}, {"tail only", false}, {"lost", true}, {"tail only", true}} {
+	}{{"lost", false}, {"torn bitfield", false}, {"torn parent", false}, {"torn leaf", false}, {"torn tree index", false}, {"tail only", false}, {"lost", true}, {"tail only", true}} {
 		damage := c.damage
 		t.Run(fmt.Sprintf("%s/writeback=%v", damage, c.writeBack), func(t *testing.T) {
 			dir := t.TempDir()
@@ -78,6 +78,12 @@ func TestLineLogRecovers(t *testing.T) {
 					b[i] ^= 0x5a
 				}
 				os.WriteFile(filepath.Join(dir, "bitfield"), b, 0o644)
+			case "torn tree index":
+				// The tree-node bits of nodes 8 to 15 (leaf 4 among them)
+				// lost, while the block bits, the tree and the data agree.
+				b, _ := os.ReadFile(filepath.Join(dir, "bitfield"))
+				b[sleep.HeaderSize+1024+1] = 0
+				os.WriteFile(filepath.Join(dir, "bitfield"), b, 0o644)
 			case "tail only":
 				for _, name := range []string{"tree", "signatures", "bitfield"} {
 					copyFile(t, filepath.Join(dir, name+".kept"), filepath.Join(dir, name))
@@ -122,7 +128,7 @@ func TestLineLogRecovers(t *testing.T) {
 					t.Errorf("tree.replaced: %v; want the torn tree's %d bytes", err, len(tornTree))
 				}
 			}
-			if damage == "torn bitfield" {
+			if damage == "torn bitfield" || damage == "torn tree index" {
 				// Rebuilt from the data, after keeping a copy.
 				if kept, err := os.ReadFile(filepath.Join(dir, "bitfield.replaced")); err != nil || !bytes.Equal(kept, torn) {
 					t.Errorf("bitfield.replaced: %v; want the torn bitfield's %d bytes", err, len(torn))
