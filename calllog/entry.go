@@ -350,15 +350,21 @@ func appendJSONString(dst []byte, s string) []byte {
 
 // DecodeEntry parses and checks a log block.
 func DecodeEntry(block []byte) (*Entry, error) {
-	var e Entry
-	// Unmarshal refuses anything after the value but white space.
-	if err := json.Unmarshal(block, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEntry, err)
+	// Entries as this package writes them decode without reflection, to
+	// exactly what Unmarshal gives (see decodeCanonical); the rest as
+	// before.
+	e, ok := decodeCanonical(block)
+	if !ok {
+		e = &Entry{}
+		// Unmarshal refuses anything after the value but white space.
+		if err := json.Unmarshal(block, e); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrEntry, err)
+		}
 	}
 	if err := e.check(); err != nil {
 		return nil, err
 	}
-	return &e, nil
+	return e, nil
 }
 
 func (e *Entry) check() error {

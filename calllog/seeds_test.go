@@ -47,6 +47,16 @@ func TestSeedCorpus(t *testing.T) {
 		}
 		s.Add("FuzzDecodeEntry", b)
 	}
+	// The canonical decoder: entries as written, and written otherwise.
+	for _, e := range canonicalEntries() {
+		b, err := EncodeEntry(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Add("FuzzCanonicalMatchesUnmarshal", b)
+		s.Add("FuzzCanonicalMatchesUnmarshal", []byte(strings.Replace(string(b), `,"seed":`, `, "seed":`, 1)))
+		s.Add("FuzzCanonicalMatchesUnmarshal", []byte(strings.Replace(string(b), `"type":"`, `"type":"\u0041`, 1)))
+	}
 	s.Add("FuzzEncodeEntry", []byte("increment"), []byte(`[]`), []byte(`1`), uint64(1))
 	s.Add("FuzzEncodeEntry", []byte("\x00\b\f\n\r\t\x1f\"\\<&>\x7f \u2028\u2029 \xff\xe2\x80 \xed\xa0\x80 é😀"),
 		[]byte(" [ 1 , {\"a\" : \"x\"} ]\n"), []byte(`"<&>"`), uint64(7))
