@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/nodevms/nodevms/calllog"
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hyperdrive"
 )
@@ -382,5 +384,47 @@ func TestCheckFolderFindsWritesNoEntryExplains(t *testing.T) {
 	}
 	if rep, err := check(); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "which no log entry reached") {
 		t.Errorf("after a write no call made: %+v, %v; want the archive damaged at a version no entry reached", rep, err)
+	}
+}
+
+// TestCheckArchiveHoldsEveryEntryToItsRoots: entries that repeat the roots
+// before them are checked as cheaply as the archive allows, but an entry
+// that logs the same roots at another version, or other roots at the same
+// version, is still held against the archive.
+func TestCheckArchiveHoldsEveryEntryToItsRoots(t *testing.T) {
+	b := deployScript(t, `let n = 0; exports.add = () => ++n`, nil)
+	for range 4 {
+		b.call(t, "add", nil)
+	}
+	var entries []*calllog.Entry
+	for i := range b.log.Length() {
+		blk, err := b.log.Get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := calllog.DecodeEntry(blk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	if d := CheckArchive(entries, b.archive); d != nil {
+		t.Fatalf("the host's own archive: %v", d)
+	}
+	last := len(entries) - 1
+	for name, change := range map[string]func(e *calllog.Entry){
+		"another version": func(e *calllog.Entry) { e.Result.FilesVersion++ },
+		"other roots":     func(e *calllog.Entry) { e.FilesRoot.Metadata = strings.Repeat("0", 64) },
+		"another length":  func(e *calllog.Entry) { e.FilesRoot.ContentLength++ },
+	} {
+		forged := slices.Clone(entries)
+		e := *entries[last]
+		result, root := *e.Result, *e.FilesRoot
+		e.Result, e.FilesRoot = &result, &root
+		change(&e)
+		forged[last] = &e
+		if d := CheckArchive(forged, b.archive); d == nil || d.Block != uint64(last) {
+			t.Errorf("%s in entry %d: divergence %v, want one at that entry", name, last, d)
+		}
 	}
 }
