@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"sync"
 )
 
 // Decoding the entries this package writes, without reflection.
@@ -40,20 +39,12 @@ func decodeCanonical(block []byte) (*Entry, bool) {
 	if !p.entry(e, &all.call, &all.result, &all.root) {
 		return nil, false
 	}
-	buf := encodeBuffers.Get().(*[]byte)
-	defer encodeBuffers.Put(buf)
-	enc, err := AppendEntry((*buf)[:0], e)
-	if cap(enc) <= 64<<10 {
-		*buf = enc
-	}
+	enc, err := AppendEntry(make([]byte, 0, len(block)), e)
 	if err != nil || !bytes.Equal(enc, block) {
 		return nil, false
 	}
 	return e, true
 }
-
-// encodeBuffers hold decodeCanonical's re-encodings.
-var encodeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // canonicalParser reads b from i on. Each method reports whether what it
 // read was in the canonical form; a false anywhere ends the attempt.
