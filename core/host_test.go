@@ -109,6 +109,24 @@ func (b *backend) idleHost(t *testing.T) (start func()) {
 	return start
 }
 
+// logEntries decodes every entry of log.
+func logEntries(t *testing.T, log *hypercore.Feed) []*calllog.Entry {
+	t.Helper()
+	var entries []*calllog.Entry
+	for i := range log.Length() {
+		blk, err := log.Get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := calllog.DecodeEntry(blk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	return entries
+}
+
 func (b *backend) close(t *testing.T) {
 	if b.host != nil {
 		if err := b.host.Close(); err != nil {
@@ -725,18 +743,7 @@ func TestSignedCallsLogInOrder(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	var entries []*calllog.Entry
-	for i := uint64(0); i < b.log.Length(); i++ {
-		blk, err := b.log.Get(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := calllog.DecodeEntry(blk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, e)
-	}
+	entries := logEntries(t, b.log)
 	if d := calllog.CheckCallers(entries, b.log.PublicKey(), false); d != nil {
 		t.Fatalf("the log's callers do not check: %v", d)
 	}

@@ -396,18 +396,7 @@ func TestCheckArchiveHoldsEveryEntryToItsRoots(t *testing.T) {
 	for range 4 {
 		b.call(t, "add", nil)
 	}
-	var entries []*calllog.Entry
-	for i := range b.log.Length() {
-		blk, err := b.log.Get(i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, err := calllog.DecodeEntry(blk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, e)
-	}
+	entries := logEntries(t, b.log)
 	if d := CheckArchive(entries, b.archive); d != nil {
 		t.Fatalf("the host's own archive: %v", d)
 	}
