@@ -107,6 +107,11 @@ Serving (-e, exec):
   --max-peers N      Dat peers served at once, over --dat-port and the
                      WebSocket at /.dat together (default 128; 0: no cap);
                      more are closed (TCP) or answered HTTP 503
+  --poll-for D       after answering a caller that sends its calls back to
+                     back, look for its next call this long before
+                     sleeping (default 200us with --sync none, else 0:
+                     never): saves a wake-up per group of calls, at the
+                     cost of CPU; one connection at a time does it
   --time-budget D    how long one call may run (default 5s)
   --max-memory MIB   how much one call may allocate (default 256)
   --max-retained MIB how much memory the backend may keep between calls

@@ -16,7 +16,8 @@ import (
 type batchConn struct {
 	net.Conn
 
-	beforeRead func() // called by Read before it reads
+	beforeRead func()         // called by Read before it reads
+	polling    *pollingReader // nil: Read waits for input without polling
 
 	mu       sync.Mutex
 	batching bool
@@ -28,6 +29,9 @@ type batchConn struct {
 func (b *batchConn) Read(p []byte) (int, error) {
 	if b.beforeRead != nil {
 		b.beforeRead()
+	}
+	if b.polling != nil {
+		return b.polling.read(func() (int, error) { return b.Conn.Read(p) })
 	}
 	return b.Conn.Read(p)
 }
@@ -71,6 +75,7 @@ type hijacker struct {
 	http.ResponseWriter
 	conn       *batchConn
 	beforeRead func()
+	poller     *poller // nil: no polling
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -82,6 +87,6 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	h.conn = &batchConn{Conn: c, beforeRead: h.beforeRead}
+	h.conn = &batchConn{Conn: c, beforeRead: h.beforeRead, polling: newPollingReader(h.poller, c)}
 	return h.conn, brw, nil
 }

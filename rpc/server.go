@@ -55,6 +55,10 @@ type Options struct {
 	Stats *protocol.Stats
 	// Logger receives why connections ended.
 	Logger *slog.Logger
+	// PollFor is how long a reader whose caller has been quick polls for
+	// the caller's next request before it waits as usual (see poll.go); 0
+	// does not poll. One reader polls at a time.
+	PollFor time.Duration
 }
 
 // Backend is one served backend.
@@ -86,6 +90,7 @@ type Server struct {
 	conns    atomic.Int64 // JSON-RPC and replication connections
 	rpcConns atomic.Int64 // JSON-RPC connections, for MaxConnections
 	refusals refusals
+	poller   *poller // nil: readers do not poll
 }
 
 // refusalLogEvery spaces the log lines about refused connections, so that
@@ -135,7 +140,7 @@ func NewServer(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		opts:     opts,
 		backends: map[string]*mounted{},
 		upgrader: websocket.Upgrader{
@@ -146,6 +151,10 @@ func NewServer(opts Options) *Server {
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
+	if opts.PollFor > 0 {
+		s.poller = &poller{window: opts.PollFor}
+	}
+	return s
 }
 
 // Mount serves b at path ("/" or "/name"). The signers' sequence numbers
@@ -200,7 +209,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.rpcConns.Add(-1)
 	c := &conn{s: s, b: b, user: user, out: make(chan []byte, 256),
 		answers: make(chan answer, s.opts.MaxInFlight), slots: make(chan struct{}, s.opts.MaxInFlight)}
-	hj := &hijacker{ResponseWriter: w, beforeRead: c.submit}
+	hj := &hijacker{ResponseWriter: w, beforeRead: c.submit, poller: s.poller}
 	ws, err := s.upgrader.Upgrade(hj, r, nil)
 	if err != nil {
 		return // the upgrader has answered

@@ -28,6 +28,9 @@ type ServeOptions struct {
 	MaxPeers int
 	// Logger receives why connections ended.
 	Logger *slog.Logger
+	// PollFor is how long a reader whose caller has been quick polls for
+	// its next request before it waits as usual (rpc.Options).
+	PollFor time.Duration
 }
 
 // Serving is a backend being served.
@@ -65,7 +68,7 @@ func (b *Backend) Serve(rpcLn, datLn net.Listener, opts ServeOptions) (*Serving,
 	s.RPC = rpc.NewServer(rpc.Options{
 		Debug: opts.Debug, RequireSigned: opts.RequireSigned, Version: nodevms.Version,
 		ReplicationAddr: DisplayAddr(datLn.Addr()), Stats: s.Stats, Logger: logger,
-		MaxConnections: opts.MaxConnections, Peers: peers,
+		MaxConnections: opts.MaxConnections, Peers: peers, PollFor: opts.PollFor,
 	})
 	if err := s.RPC.Mount("/", rpc.Backend{Host: b.Host, Title: b.title, Archive: b.Archive, Log: b.Log}); err != nil {
 		return nil, err
