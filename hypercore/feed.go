@@ -1433,6 +1433,28 @@ func (c *nodeCache) put(nd merkle.Node) {
 	e.node, e.valid = nd, true
 }
 
+// AppendNodes appends to dst the tree nodes at indexes, in order, under
+// one lock: Node for each, for a caller that needs several at once (a
+// receipt's part). An error wraps ErrNotFound if one is not stored here.
+func (f *Feed) AppendNodes(dst []merkle.Node, indexes []uint64) ([]merkle.Node, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return dst, ErrClosed
+	}
+	for _, i := range indexes {
+		if !f.treeBits.Get(i) {
+			return dst, fmt.Errorf("%w: tree node %d", ErrNotFound, i)
+		}
+		nd, err := f.node(i)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, nd)
+	}
+	return dst, nil
+}
+
 // Node returns tree node i (block j is node 2j), or an error wrapping
 // ErrNotFound if it is not stored here.
 func (f *Feed) Node(i uint64) (merkle.Node, error) {

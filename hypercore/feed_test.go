@@ -567,3 +567,35 @@ func TestPrefixedFiles(t *testing.T) {
 		t.Errorf("Get = %q, %v", b, err)
 	}
 }
+
+// AppendNodes reads what Node reads, in the order asked, and refuses a
+// node the feed does not hold.
+func TestAppendNodes(t *testing.T) {
+	t.Parallel()
+	f := mustOpen(t, hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: seedKey(3).SecretKey, Create: true})
+	for _, b := range blocks("n", 11) {
+		if _, err := f.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	indexes := []uint64{20, 3, 0, 7, 18}
+	got, err := f.AppendNodes(nil, indexes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []merkle.Node
+	for _, i := range indexes {
+		n, err := f.Node(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, n)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("AppendNodes against Node (-want +got):\n%s", diff)
+	}
+	// Node 23 spans blocks 8 to 15, past the feed's 11.
+	if _, err := f.AppendNodes(nil, []uint64{0, 23}); !errors.Is(err, hypercore.ErrNotFound) {
+		t.Errorf("a node not held: %v, want ErrNotFound", err)
+	}
+}

@@ -31,4 +31,16 @@
 // Parse and Verify are pure and safe on any input: malformed bytes get an
 // error wrapping ErrMalformed, a receipt of another log ErrOtherLog, and
 // one whose proof or signature does not check ErrInvalid.
+//
+// Over a connection, receipts travel in parts: a Sender on the server
+// leaves out of each Part the proof nodes the connection carried before,
+// and an Assembler on the client, fed the parts in order (ParsePart reads
+// one from untrusted bytes), returns each receipt whole, the same receipt
+// Make builds:
+//
+//	p, err := sender.Next(log, index, entry) // server, per connection
+//	wire := p.AppendJSON(nil)
+//	...
+//	p, err = receipt.ParsePart(wire)          // client, per connection
+//	r, err := assembler.Add(p)
 package receipt
