@@ -66,7 +66,7 @@ func failAll(calls []*pending, err error) {
 // from the log would cost a read and a hash).
 func answer(h *Host, p *pending, e *calllog.Entry, block uint64, data []byte) {
 	resp := Response{Res: e.Result.Res, Err: e.Error, FilesVersion: e.Result.FilesVersion, Block: block}
-	if p.req.Receipt {
+	if p.req.Receipt || p.req.SignedEntry {
 		h.holdForReceipt(p, resp, bytes.Clone(data))
 		return
 	}

@@ -249,6 +249,11 @@ type Request struct {
 	// Receipt asks for the call's receipt: the answer then waits until
 	// the call's entry is signed (SignEvery at most) and carries it.
 	Receipt bool
+	// SignedEntry asks, instead, for the entry's bytes once it is signed:
+	// the answer waits as for Receipt and carries Response.Entry, from
+	// which a server makes the receipt's part for its connection
+	// (receipt.Sender), cheaper than a whole receipt for every call.
+	SignedEntry bool
 }
 
 // Response is a call's outcome.
@@ -262,6 +267,9 @@ type Response struct {
 	// was signed: the call stands, its receipt can be asked for later).
 	Receipt    *receipt.Receipt
 	ReceiptErr error
+	// Entry is the entry's bytes, signed, if the request asked for
+	// SignedEntry (and ReceiptErr is nil).
+	Entry []byte
 }
 
 type pending struct {
@@ -832,7 +840,7 @@ func (h *Host) runGroupAndSign(group []*pending) {
 		appended, rest := h.runGroup(group)
 		if appended {
 			h.unsigned = true
-			if wait := h.cfg.SignEvery - h.since(h.lastSign); wait <= 0 {
+			if wait := h.cfg.SignEvery - h.since(h.lastSign); wait <= 0 || h.manyAwaitReceipts() {
 				h.sign()
 			} else if !h.armed {
 				h.signTimer.Reset(wait)

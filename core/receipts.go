@@ -31,6 +31,21 @@ func (h *Host) holdForReceipt(p *pending, resp Response, entry []byte) {
 	h.receiptsMu.Unlock()
 }
 
+// signForReceipts is how many answers awaiting their receipts make the
+// host sign at once, rather than when SignEvery has passed: a signature
+// costs about as much as a few calls, and spread over this many it costs
+// each little, while waiting would hold every one of their answers back
+// for milliseconds (and a caller with calls in flight sends fewer).
+const signForReceipts = 32
+
+// manyAwaitReceipts reports whether signForReceipts answers or more wait
+// for a signature.
+func (h *Host) manyAwaitReceipts() bool {
+	h.receiptsMu.Lock()
+	defer h.receiptsMu.Unlock()
+	return len(h.awaiting) >= signForReceipts
+}
+
 // answerReceipts answers the held calls whose entries the log has signed,
 // each with its receipt; failed, if set, is why there will be no signature
 // (the stores failed), and those calls are answered with their results and
@@ -45,6 +60,15 @@ func (h *Host) answerReceipts(failed error) {
 	for _, a := range held {
 		if failed != nil {
 			a.resp.ReceiptErr = fmt.Errorf("no receipt: %w", failed)
+			a.p.done(a.resp, nil)
+			continue
+		}
+		if a.p.req.SignedEntry {
+			if a.resp.Block >= h.cfg.Log.Published() {
+				later = append(later, a)
+				continue
+			}
+			a.resp.Entry = a.entry
 			a.p.done(a.resp, nil)
 			continue
 		}

@@ -172,3 +172,56 @@ func TestHeldAnswersWhenTheStoresFail(t *testing.T) {
 		t.Errorf("the reason: %v", got[0].ReceiptErr)
 	}
 }
+
+// TestManyAwaitingReceiptsAreSignedAtOnce: answers held for their
+// receipts wait for the signing interval, unless signForReceipts or more
+// wait, and then the host signs at once.
+func TestManyAwaitingReceiptsAreSignedAtOnce(t *testing.T) {
+	b := deployScript(t, `let n = 0
+		exports.increment = () => ++n`, nil)
+	clock := newManualClock()
+	b.host.cfg.Clock, b.host.cfg.SignEvery = clock.Now, time.Hour // the interval never passes
+	start := b.idleHost(t)
+	defer start()
+	h := b.host
+	t.Cleanup(func() {
+		// Answers still held (the test failed) are let go, so that the
+		// host can close.
+		h.run.Lock()
+		h.sign()
+		h.run.Unlock()
+	})
+	var mu sync.Mutex
+	answered := 0
+	submit := func(n int, signedEntry bool) {
+		var batch Batch
+		for range n {
+			h.Add(&batch, context.Background(), Request{Method: "increment", SignedEntry: signedEntry}, func(resp Response, err error) {
+				if err != nil || resp.ReceiptErr != nil || (signedEntry && resp.Entry == nil) {
+					t.Errorf("an answer: %+v, %v", resp, err)
+				}
+				mu.Lock()
+				answered++
+				mu.Unlock()
+			})
+		}
+		h.SubmitBatch(&batch)
+	}
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return answered
+	}
+	submit(1, false) // the first group signs: the log was never signed
+	submit(signForReceipts-1, true)
+	if got := count(); got != 1 {
+		t.Fatalf("%d answers awaiting their receipts were given before a signature", got-1)
+	}
+	submit(1, true)
+	if got := count(); got != 1+signForReceipts {
+		t.Fatalf("with %d answers awaiting receipts, %d were given; want all", signForReceipts, got-1)
+	}
+	if pub := b.log.Published(); pub != b.log.Length() {
+		t.Errorf("the log is signed to %d of %d", pub, b.log.Length())
+	}
+}

@@ -114,6 +114,7 @@ type Client struct {
 	pending map[uint64]chan clientResponse
 	err     error
 	done    chan struct{}
+	parts   *receipt.Assembler // set after the handshake; used by read only
 }
 
 // BackendURL turns what a user types ("localhost:5555", "host:5555/name",
@@ -171,6 +172,9 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		return nil, fmt.Errorf("rpc: handshake: %w", err)
 	}
 	c.logKey, _ = hex.DecodeString(strings.TrimPrefix(c.info.CallLogURL, "dat://"))
+	c.mu.Lock()
+	c.parts = receipt.NewAssembler(c.logKey)
+	c.mu.Unlock()
 	return c, nil
 }
 
@@ -244,6 +248,12 @@ func (c *Client) CallWithReceipt(ctx context.Context, method string, args ...any
 	if r.ReceiptError != "" {
 		return r.Result, nil, fmt.Errorf("rpc: %s: %s", method, r.ReceiptError)
 	}
+	if r.partErr != nil {
+		return r.Result, nil, fmt.Errorf("rpc: the server's receipt: %w", r.partErr)
+	}
+	if r.assembled != nil {
+		return r.Result, r.assembled, err
+	}
 	if len(r.Receipt) == 0 {
 		return r.Result, nil, errors.New("rpc: the server sent no receipt")
 	}
@@ -276,22 +286,39 @@ type clientResponse struct {
 	Result       json.RawMessage `json:"result"`
 	Error        *wireError      `json:"error"`
 	Receipt      json.RawMessage `json:"receipt"`
+	ReceiptPart  json.RawMessage `json:"receiptPart"`
 	ReceiptError string          `json:"receiptError"`
+
+	// The receipt the connection's assembler made of ReceiptPart, or why
+	// it could not.
+	assembled *receipt.Receipt
+	partErr   error
 }
 
-// receiptMember starts the receipt member the server writes last in an
-// answer.
-const receiptMember = `,"receipt":{"format":"` + receipt.Format + `"`
+// The receipt members the server writes last in an answer.
+const (
+	receiptMember     = `,"receipt":{"format":"` + receipt.Format + `"`
+	receiptPartMember = `,"receiptPart":{"index":`
+)
 
-// decodeResponse reads an answer. The receipt, which the server writes as
-// the answer's last member, is cut off and kept raw rather than scanned
-// twice by encoding/json (it is most of the answer's bytes); anything
-// else, or a cut that does not leave valid JSON, is read whole.
+// decodeResponse reads an answer. A receipt or a receipt's part, which the
+// server writes as the answer's last member, is cut off and kept raw
+// rather than scanned twice by encoding/json (it is most of the answer's
+// bytes); anything else, or a cut that does not leave valid JSON, is read
+// whole.
 func decodeResponse(data []byte, r *clientResponse) error {
-	if i := bytes.LastIndex(data, []byte(receiptMember)); i >= 0 && data[len(data)-1] == '}' {
+	for _, m := range []struct {
+		member string
+		raw    *json.RawMessage
+	}{{receiptMember, &r.Receipt}, {receiptPartMember, &r.ReceiptPart}} {
+		i := bytes.LastIndex(data, []byte(m.member))
+		if i < 0 || data[len(data)-1] != '}' {
+			continue
+		}
 		head := append(data[:i:i], '}')
-		if json.Unmarshal(head, r) == nil && r.Receipt == nil {
-			r.Receipt = data[i+len(`,"receipt":`) : len(data)-1]
+		if json.Unmarshal(head, r) == nil && r.Receipt == nil && r.ReceiptPart == nil {
+			name := m.member[:bytes.IndexByte([]byte(m.member), ':')+1]
+			*m.raw = data[i+len(name) : len(data)-1]
 			return nil
 		}
 		*r = clientResponse{}
@@ -331,7 +358,7 @@ func (c *Client) call(ctx context.Context, method string, params json.RawMessage
 			return clientResponse{}, err
 		}
 	}
-	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth, Receipt: wantReceipt})
+	msg, err := json.Marshal(request{JSONRPC: "2.0", Method: method, Params: params, ID: json.RawMessage(fmt.Sprint(id)), Auth: auth, Receipt: wantReceipt, ReceiptParts: wantReceipt})
 	if err == nil {
 		err = c.ws.WriteMessage(websocket.TextMessage, msg)
 	}
@@ -373,6 +400,20 @@ func (c *Client) read() {
 		var r clientResponse
 		if decodeResponse(data, &r) != nil {
 			continue
+		}
+		if r.ReceiptPart != nil {
+			// Every part, in the order the server sent them, whether or
+			// not its caller still waits: later parts lean on it.
+			c.mu.Lock()
+			parts := c.parts
+			c.mu.Unlock()
+			if parts == nil {
+				r.partErr = errors.New("a receipt's part before the handshake")
+			} else if p, err := receipt.ParsePart(r.ReceiptPart); err != nil {
+				r.partErr = err
+			} else {
+				r.assembled, r.partErr = parts.Add(p)
+			}
 		}
 		var id uint64
 		if json.Unmarshal(r.ID, &id) != nil {

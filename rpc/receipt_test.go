@@ -1,10 +1,13 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gorilla/websocket"
@@ -79,6 +82,7 @@ func TestReceiptRequestsRefused(t *testing.T) {
 		code int
 	}{
 		{`{"jsonrpc":"2.0","method":"increment","params":[],"id":1,"receipt":"yes"}`, codeParse},
+		{`{"jsonrpc":"2.0","method":"increment","params":[],"id":1,"receiptParts":1}`, codeParse},
 		{`{"jsonrpc":"2.0","method":"nodevms.receipt","params":[],"id":1}`, codeInvalidParams},
 		{`{"jsonrpc":"2.0","method":"nodevms.receipt","params":[-1],"id":1}`, codeInvalidParams},
 		{`{"jsonrpc":"2.0","method":"nodevms.receipt","params":[1.5],"id":1}`, codeInvalidParams},
@@ -99,5 +103,97 @@ func TestReceiptRequestsRefused(t *testing.T) {
 	}
 	if b.Log.Length() != before {
 		t.Errorf("refused requests were logged")
+	}
+}
+
+// TestReceiptsInParts: calls in flight together on one connection get
+// their receipts in parts, which the client assembles into the receipts
+// the log makes, byte for byte; the parts carry a fraction of the nodes.
+// A request for a whole receipt alone still gets one whole.
+func TestReceiptsInParts(t *testing.T) {
+	ts, b := serveQueue(t, Options{}, 64)
+	c := dial(t, ts.URL, ClientOptions{})
+	ctx := context.Background()
+	const calls, inFlight = 120, 8
+	var mu sync.Mutex
+	var got []*receipt.Receipt
+	var wg sync.WaitGroup
+	for w := range inFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range calls / inFlight {
+				_, r, err := c.CallWithReceipt(ctx, "increment")
+				if err != nil {
+					t.Errorf("worker %d: %v", w, err)
+					return
+				}
+				mu.Lock()
+				got = append(got, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != calls {
+		t.Fatalf("%d receipts of %d calls", len(got), calls)
+	}
+	for _, r := range got {
+		if err := r.Verify(b.Log.PublicKey()); err != nil {
+			t.Fatalf("entry %d: %v", r.Index, err)
+		}
+		want, err := receipt.MakeAt(b.Log, r.Index, r.Length)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, _ := r.MarshalJSON()
+		w, _ := want.MarshalJSON()
+		if !bytes.Equal(g, w) {
+			t.Fatalf("entry %d: assembled\n%s\nthe log's\n%s", r.Index, g, w)
+		}
+	}
+
+	// A client that asks for a whole receipt (as one written before parts
+	// did) gets one.
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(ts.URL, "http", "ws", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","method":"increment","params":[],"id":1,"receipt":true}`))
+	type answer struct {
+		Result      int
+		Receipt     *receipt.Receipt
+		ReceiptPart json.RawMessage
+	}
+	var whole answer
+	if err := ws.ReadJSON(&whole); err != nil {
+		t.Fatal(err)
+	}
+	if whole.Result != calls+1 || whole.Receipt == nil || whole.ReceiptPart != nil {
+		t.Fatalf("a whole receipt asked for: %+v", whole)
+	}
+	if err := whole.Receipt.Verify(b.Log.PublicKey()); err != nil {
+		t.Fatal(err)
+	}
+	// Asked for both, as the Go client asks, a server sends the part.
+	ws.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","method":"increment","params":[],"id":2,"receipt":true,"receiptParts":true}`))
+	var parted answer
+	if err := ws.ReadJSON(&parted); err != nil {
+		t.Fatal(err)
+	}
+	if parted.Receipt != nil || parted.ReceiptPart == nil {
+		t.Fatalf("a receipt asked for in parts: %+v", parted)
+	}
+	p, err := receipt.ParsePart(parted.ReceiptPart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := receipt.NewAssembler(b.Log.PublicKey()).Add(p)
+	if err != nil {
+		t.Fatalf("the first part on a connection is whole: %v", err)
+	}
+	if err := r.Verify(b.Log.PublicKey()); err != nil {
+		t.Fatal(err)
 	}
 }

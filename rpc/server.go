@@ -21,6 +21,7 @@ import (
 	"github.com/nodevms/nodevms/hypercore"
 	"github.com/nodevms/nodevms/hypercore/protocol"
 	"github.com/nodevms/nodevms/hyperdrive"
+	"github.com/nodevms/nodevms/receipt"
 	"github.com/nodevms/nodevms/sandbox"
 )
 
@@ -262,8 +263,9 @@ type conn struct {
 	submitting bool
 	ready      []answer
 
-	sending sync.Mutex // held by whoever writes to ws: the writer or the reader
-	broken  bool       // a write failed: nothing more is sent (under sending)
+	sending sync.Mutex     // held by whoever writes to ws: the writer or the reader
+	broken  bool           // a write failed: nothing more is sent (under sending)
+	parts   receipt.Sender // the receipts' parts this connection sent (under sending)
 }
 
 // answer is a call's outcome on its way to the writer, which encodes it:
@@ -353,12 +355,27 @@ func (c *conn) sendMessage(msg []byte) {
 	}
 }
 
-// answer frees a's slot and sends its reply. c.sending is held.
+// answer frees a's slot and sends its reply, with its receipt's part if
+// the call asked for one. c.sending is held: parts go out in the order
+// they are made, as the client's assembler needs them.
 func (c *conn) answer(a answer) {
 	<-c.slots
-	if msg := replyMessage(a.req, a.resp, a.err); msg != nil {
-		c.sendMessage(msg)
+	if a.req.ID == nil {
+		return // a notification: no answer, and no part sent
 	}
+	if a.err != nil {
+		c.sendMessage(replyMessage(a.req, nil, a.err))
+		return
+	}
+	r := responseOf(a.req, a.resp)
+	if a.resp.Entry != nil {
+		part, err := c.parts.Next(c.b.Log, a.resp.Block, a.resp.Entry)
+		if err != nil {
+			r.ReceiptError = "no receipt: " + err.Error()
+		}
+		r.ReceiptPart = part
+	}
+	c.sendMessage(encodeResponse(r))
 }
 
 // endBatch sends what the batch collected. c.sending is held.
@@ -381,6 +398,13 @@ const maxBatch = 64
 func (c *conn) send(r response) { c.out <- encodeResponse(r) }
 
 func encodeResponse(r response) []byte {
+	if part := r.ReceiptPart; part != nil {
+		// As for a receipt, below.
+		r.ReceiptPart = nil
+		b := encodeResponse(r)
+		b = append(b[:len(b)-1], `,"receiptPart":`...)
+		return append(part.AppendJSON(b), '}')
+	}
 	if rec := r.Receipt; rec != nil {
 		// Written by the receipt itself, in its one compact form, into the
 		// rest of the answer: json.Marshal would check and compact the
@@ -484,7 +508,7 @@ func (c *conn) handleRequest(ctx context.Context, data []byte) {
 		return
 	}
 	c.wg.Add(1)
-	c.b.Host.Add(&c.batch, ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth, Receipt: req.Receipt}, func(resp core.Response, err error) {
+	c.b.Host.Add(&c.batch, ctx, core.Request{Method: req.Method, Args: args, CallerID: caller, Auth: auth, Receipt: req.Receipt && !req.ReceiptParts, SignedEntry: req.ReceiptParts}, func(resp core.Response, err error) {
 		c.readyMu.Lock()
 		if c.submitting {
 			c.ready = append(c.ready, answer{req, resp, err})
@@ -651,25 +675,30 @@ func replyMessage(req request, result any, err error) []byte {
 		return encodeResponse(response{ID: req.ID, Error: &wireError{Code: code, Message: msg}})
 	}
 	if resp, ok := result.(core.Response); ok {
-		r := response{ID: req.ID, Result: resp.Res, Receipt: resp.Receipt}
-		if resp.ReceiptErr != nil {
-			r.ReceiptError = resp.ReceiptErr.Error()
-		}
-		if resp.Err != nil {
-			data, _ := json.Marshal(resp.Err)
-			msg := resp.Err.Message
-			if msg == "" {
-				msg = resp.Err.Name
-			}
-			r.Result, r.Error = nil, &wireError{Code: CodeScriptError, Message: msg, Data: data}
-		}
-		return encodeResponse(r)
+		return encodeResponse(responseOf(req, resp))
 	}
 	raw, err := json.Marshal(result)
 	if err != nil {
 		return encodeResponse(response{ID: req.ID, Error: &wireError{Code: codeInternal, Message: err.Error()}})
 	}
 	return encodeResponse(response{ID: req.ID, Result: raw})
+}
+
+// responseOf is the answer to a call the host ran.
+func responseOf(req request, resp core.Response) response {
+	r := response{ID: req.ID, Result: resp.Res, Receipt: resp.Receipt}
+	if resp.ReceiptErr != nil {
+		r.ReceiptError = resp.ReceiptErr.Error()
+	}
+	if resp.Err != nil {
+		data, _ := json.Marshal(resp.Err)
+		msg := resp.Err.Message
+		if msg == "" {
+			msg = resp.Err.Name
+		}
+		r.Result, r.Error = nil, &wireError{Code: CodeScriptError, Message: msg, Data: data}
+	}
+	return r
 }
 
 // serveReplication carries the Dat protocol over binary WebSocket frames.

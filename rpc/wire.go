@@ -32,6 +32,10 @@ type request struct {
 	ID      json.RawMessage `json:"id,omitempty"`
 	Auth    *CallAuth       `json:"auth,omitempty"`
 	Receipt bool            `json:"receipt,omitempty"`
+	// ReceiptParts asks for the call's receipt in parts (receipt.Part):
+	// the connection's answers carry only what earlier ones did not, and
+	// the client assembles each receipt whole. It overrides Receipt.
+	ReceiptParts bool `json:"receiptParts,omitempty"`
 }
 
 type response struct {
@@ -40,6 +44,7 @@ type response struct {
 	Result       json.RawMessage  `json:"result,omitempty"`
 	Error        *wireError       `json:"error,omitempty"`
 	Receipt      *receipt.Receipt `json:"receipt,omitempty"`
+	ReceiptPart  *receipt.Part    `json:"receiptPart,omitempty"`
 	ReceiptError string           `json:"receiptError,omitempty"`
 }
 
@@ -89,6 +94,22 @@ type Handshake struct {
 	ReplicationPath string `json:"replicationPath,omitempty"`
 }
 
+// parseFlag reads a boolean member's raw JSON (nil when absent) as
+// json.Unmarshal would, without its reflection for the usual values.
+func parseFlag(name string, raw json.RawMessage) (bool, error) {
+	switch string(raw) {
+	case "", "null", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return false, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, nil
+}
+
 // parseRequest decodes a request as json.Unmarshal into a request would
 // (internal/jsonrpc does the common shape without reflection).
 func parseRequest(data []byte) (request, error) {
@@ -103,10 +124,11 @@ func parseRequest(data []byte) (request, error) {
 			return request{}, fmt.Errorf("auth: %w", err)
 		}
 	}
-	if len(r.Receipt) > 0 && string(r.Receipt) != "null" {
-		if err := json.Unmarshal(r.Receipt, &req.Receipt); err != nil {
-			return request{}, fmt.Errorf("receipt: %w", err)
-		}
+	if req.Receipt, err = parseFlag("receipt", r.Receipt); err != nil {
+		return request{}, err
+	}
+	if req.ReceiptParts, err = parseFlag("receiptParts", r.ReceiptParts); err != nil {
+		return request{}, err
 	}
 	return req, nil
 }

@@ -18,8 +18,9 @@ import (
 	"unicode/utf8"
 )
 
-// Request is a JSON-RPC request as it arrives. Params, ID, Auth and
-// Receipt are the raw JSON of their members (nil when absent, "null" when null).
+// Request is a JSON-RPC request as it arrives. Params, ID, Auth, Receipt
+// and ReceiptParts are the raw JSON of their members (nil when absent,
+// "null" when null).
 type Request struct {
 	JSONRPC string          `json:"jsonrpc"`
 	Method  string          `json:"method"`
@@ -29,6 +30,9 @@ type Request struct {
 	Auth json.RawMessage `json:"auth,omitempty"`
 	// Receipt is NodeVMS's extension: true asks for the call's receipt.
 	Receipt json.RawMessage `json:"receipt,omitempty"`
+	// ReceiptParts is NodeVMS's extension: true asks for the call's
+	// receipt in parts, which the client assembles.
+	ReceiptParts json.RawMessage `json:"receiptParts,omitempty"`
 }
 
 // ParseRequest decodes data as json.Unmarshal(data, &req) does. The raw
@@ -69,7 +73,7 @@ func parsePlain(data []byte) (req Request, ok bool) {
 	if len(d) == 0 || d[0] != '{' {
 		return Request{}, false
 	}
-	fields := [...]string{"jsonrpc", "method", "params", "id", "auth", "receipt"}
+	fields := [...]string{"jsonrpc", "method", "params", "id", "auth", "receipt", "receiptParts"}
 	var seen uint8
 	d = skipSpace(d[1:])
 	if len(d) > 0 && d[0] == '}' {
@@ -129,6 +133,8 @@ func parsePlain(data []byte) (req Request, ok bool) {
 				req.Auth = value
 			case 5:
 				req.Receipt = value
+			case 6:
+				req.ReceiptParts = value
 			}
 		}
 		if field >= 0 {

@@ -17,6 +17,8 @@ func TestSeedCorpus(t *testing.T) {
 		" {\n\t\"method\" : \"m\" , \"id\" : -1.5e3 , \"extra\": [true, false, null] } ",
 		`{"Method":"m","method":"\u0061","me\u0074hod":1}`,
 		"{\"\u212a\":1,\"method\":\"\xff\"}",
+		`{"jsonrpc":"2.0","method":"increment","params":[],"id":7,"receipt":true,"receiptParts":true}`,
+		`{"jsonrpc":"2.0","method":"m","id":1,"receiptparts":true}`,
 		`{"id":1 x"method":"m","params":[}`,
 		`{"method"x"m"}x`,
 	} {
