@@ -77,6 +77,30 @@ var forms = [2]layout{
 	},
 }
 
+// appendNode appends one proof node in l's form.
+func (l *layout) appendNode(b []byte, n merkle.Node) []byte {
+	b = append(b, l.nodeOpen...)
+	b = strconv.AppendUint(b, n.Index, 10)
+	b = append(b, l.nodeSize...)
+	b = strconv.AppendUint(b, n.Size, 10)
+	b = append(b, l.nodeHash...)
+	b = hex.AppendEncode(b, n.Hash[:])
+	return append(b, l.nodeClose...)
+}
+
+// node reads one proof node in l's form.
+func (p *parser) node(l *layout) merkle.Node {
+	var n merkle.Node
+	p.expect(l.nodeOpen)
+	n.Index = p.uint("a node's index")
+	p.expect(l.nodeSize)
+	n.Size = p.uint("a node's size")
+	p.expect(l.nodeHash)
+	p.hexInto("a node's hash", n.Hash[:])
+	p.expect(l.nodeClose)
+	return n
+}
+
 // emptyNodesClose is how an empty nodes array closes in either form.
 const emptyNodesClose = "]"
 
@@ -102,13 +126,7 @@ func (r *Receipt) appendForm(b []byte, indented bool) []byte {
 		if i > 0 {
 			b = append(b, l.nodeSep...)
 		}
-		b = append(b, l.nodeOpen...)
-		b = strconv.AppendUint(b, n.Index, 10)
-		b = append(b, l.nodeSize...)
-		b = strconv.AppendUint(b, n.Size, 10)
-		b = append(b, l.nodeHash...)
-		b = hex.AppendEncode(b, n.Hash[:])
-		b = append(b, l.nodeClose...)
+		b = l.appendNode(b, n)
 	}
 	if len(r.Nodes) > 0 {
 		b = append(b, l.nodesClose...)
@@ -160,15 +178,7 @@ func Parse(data []byte) (*Receipt, error) {
 				p.fail("more than %d proof nodes", maxNodes)
 				break
 			}
-			var n merkle.Node
-			p.expect(l.nodeOpen)
-			n.Index = p.uint("a node's index")
-			p.expect(l.nodeSize)
-			n.Size = p.uint("a node's size")
-			p.expect(l.nodeHash)
-			p.hexInto("a node's hash", n.Hash[:])
-			p.expect(l.nodeClose)
-			r.Nodes = append(r.Nodes, n)
+			r.Nodes = append(r.Nodes, p.node(l))
 			if p.err == nil && p.pos < len(p.data) && p.data[p.pos] == ',' {
 				p.expect(l.nodeSep)
 				continue

@@ -38,7 +38,7 @@ func TestSeedCorpus(t *testing.T) {
 
 	// Parts of receipts, as one connection gets them: with a signature,
 	// without one, and after the sender started over.
-	plog := deferredLog(t)
+	plog := deferredLog(t, 0)
 	sender := receipt.NewSenderBoundTo(8)
 	for i := range 6 {
 		plog.Append(entry(i))

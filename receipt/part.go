@@ -278,13 +278,7 @@ func (p *Part) AppendJSON(dst []byte) []byte {
 		if i > 0 {
 			b = append(b, l.nodeSep...)
 		}
-		b = append(b, l.nodeOpen...)
-		b = strconv.AppendUint(b, n.Index, 10)
-		b = append(b, l.nodeSize...)
-		b = strconv.AppendUint(b, n.Size, 10)
-		b = append(b, l.nodeHash...)
-		b = hex.AppendEncode(b, n.Hash[:])
-		b = append(b, l.nodeClose...)
+		b = l.appendNode(b, n)
 	}
 	b = append(b, l.nodesClose...)
 	if p.Signature != nil {
@@ -324,15 +318,7 @@ func ParsePart(data []byte) (*Part, error) {
 		if len(r.Nodes) > 0 {
 			p.expect(l.nodeSep)
 		}
-		var n merkle.Node
-		p.expect(l.nodeOpen)
-		n.Index = p.uint("a node's index")
-		p.expect(l.nodeSize)
-		n.Size = p.uint("a node's size")
-		p.expect(l.nodeHash)
-		p.hexInto("a node's hash", n.Hash[:])
-		p.expect(l.nodeClose)
-		r.Nodes = append(r.Nodes, n)
+		r.Nodes = append(r.Nodes, p.node(l))
 	}
 	p.expect(l.nodesClose)
 	if p.err == nil && bytes.HasPrefix(p.data[p.pos:], []byte(partSignature)) {

@@ -12,8 +12,8 @@ import (
 )
 
 // deferredLog is a log that signs only when told (as a host signs every
-// few milliseconds), with its key pair.
-func deferredLog(t testing.TB) *hypercore.Feed {
+// few milliseconds), holding n entries, signed if there are any.
+func deferredLog(t testing.TB, n int) *hypercore.Feed {
 	t.Helper()
 	kp := seededKey(1)
 	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true, DeferSignatures: true})
@@ -21,6 +21,16 @@ func deferredLog(t testing.TB) *hypercore.Feed {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	for i := range n {
+		if _, err := f.Append(entry(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n > 0 {
+		if err := f.Sign(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return f
 }
 
@@ -57,7 +67,7 @@ func deliver(t *testing.T, s *receipt.Sender, a *receipt.Assembler, log *hyperco
 // connection long enough for its sender to start over.
 func TestPartsAssembleWhatMakeBuilds(t *testing.T) {
 	t.Parallel()
-	log := deferredLog(t)
+	log := deferredLog(t, 0)
 	s := receipt.NewSenderBoundTo(2000)
 	a := receipt.NewAssembler(log.PublicKey())
 	var next uint64
@@ -115,11 +125,7 @@ func TestPartsAssembleWhatMakeBuilds(t *testing.T) {
 // unchanged by it: the part as sent still assembles after.
 func TestAssemblerRefusesWhatItWasNotSent(t *testing.T) {
 	t.Parallel()
-	log := deferredLog(t)
-	for i := range 9 {
-		log.Append(entry(i))
-	}
-	log.Sign()
+	log := deferredLog(t, 9)
 	var s receipt.Sender
 	a := receipt.NewAssembler(log.PublicKey())
 	deliver(t, &s, a, log, 0)
@@ -176,11 +182,7 @@ func TestAssemblerRefusesWhatItWasNotSent(t *testing.T) {
 // ParsePart takes only the form AppendJSON writes.
 func TestParsePartRefusesOtherSpellings(t *testing.T) {
 	t.Parallel()
-	log := deferredLog(t)
-	for i := range 5 {
-		log.Append(entry(i))
-	}
-	log.Sign()
+	log := deferredLog(t, 5)
 	var s receipt.Sender
 	e, _ := log.Get(2)
 	p, err := s.Next(log, 2, e)

@@ -317,7 +317,7 @@ func decodeResponse(data []byte, r *clientResponse) error {
 		}
 		head := append(data[:i:i], '}')
 		if json.Unmarshal(head, r) == nil && r.Receipt == nil && r.ReceiptPart == nil {
-			name := m.member[:bytes.IndexByte([]byte(m.member), ':')+1]
+			name := m.member[:strings.IndexByte(m.member, ':')+1]
 			*m.raw = data[i+len(name) : len(data)-1]
 			return nil
 		}
