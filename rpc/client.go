@@ -98,6 +98,12 @@ type ClientOptions struct {
 	Key ed25519.PrivateKey
 	// Timeout bounds each call (5 s if zero, as nodevms-client's).
 	Timeout time.Duration
+	// PollFor, if not zero, is how long the client's reader polls its
+	// socket for an answer before it sleeps, while answers come quickly,
+	// as Options.PollFor has a server's readers poll for requests: a
+	// caller that waits on each answer trades some CPU for a shorter
+	// round trip. At most 10 ms.
+	PollFor time.Duration
 }
 
 // Client is a connection to a backend.
@@ -115,6 +121,7 @@ type Client struct {
 	err     error
 	done    chan struct{}
 	parts   *receipt.Assembler // set after the handshake; used by read only
+	poller  *poller            // nil: the reader does not poll (PollFor)
 }
 
 // BackendURL turns what a user types ("localhost:5555", "host:5555/name",
@@ -147,7 +154,21 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		u.RawQuery = q.Encode()
 		header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(opts.User+":")))
 	}
-	ws, resp, err := DialWebSocket(ctx, u.String(), header)
+	if opts.PollFor < 0 || opts.PollFor > maxPollFor {
+		return nil, fmt.Errorf("rpc: a poll window of %v is outside 0 to %v", opts.PollFor, maxPollFor)
+	}
+	var wrap func(net.Conn) net.Conn
+	var p *poller
+	if opts.PollFor > 0 {
+		p = &poller{window: opts.PollFor}
+		wrap = func(c net.Conn) net.Conn {
+			if r := newPollingReader(p, c); r != nil {
+				return &batchConn{Conn: c, polling: r}
+			}
+			return c
+		}
+	}
+	ws, resp, err := dialWebSocket(ctx, u.String(), header, wrap)
 	if err != nil {
 		if resp == nil {
 			return nil, fmt.Errorf("rpc: %w", err)
@@ -160,7 +181,7 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 		}
 		return nil, se
 	}
-	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan clientResponse{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano())}
+	c := &Client{ws: ws, opts: opts, pending: map[uint64]chan clientResponse{}, done: make(chan struct{}), seq: uint64(time.Now().UnixNano()), poller: p}
 	go c.read()
 	hs, err := c.call(ctx, "handshake", nil, false, false)
 	if err != nil {
@@ -183,6 +204,12 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Client, error)
 // so with ctx canceled (Ctrl+C) it would wait on a silent server for its
 // HandshakeTimeout, 45 s.
 func DialWebSocket(ctx context.Context, url string, header http.Header) (*websocket.Conn, *http.Response, error) {
+	return dialWebSocket(ctx, url, header, nil)
+}
+
+// dialWebSocket is DialWebSocket, with the connection wrapped by wrap if
+// it is not nil.
+func dialWebSocket(ctx context.Context, url string, header http.Header, wrap func(net.Conn) net.Conn) (*websocket.Conn, *http.Response, error) {
 	d := *websocket.DefaultDialer
 	var stop func() bool
 	d.NetDialContext = func(dctx context.Context, network, addr string) (net.Conn, error) {
@@ -190,6 +217,9 @@ func DialWebSocket(ctx context.Context, url string, header http.Header) (*websoc
 		if err == nil {
 			// ctx, not dctx: the dialer cancels dctx once it is done.
 			stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+			if wrap != nil {
+				c = wrap(c)
+			}
 		}
 		return c, err
 	}

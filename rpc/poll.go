@@ -26,6 +26,14 @@ import (
 //     most one core however many connections are open;
 //   - between two looks at the socket the reader yields to the other
 //     goroutines, so a host with work to do is not held up.
+//
+// A Client can poll the same way for its answers (ClientOptions.PollFor),
+// with a poller of its own: a caller that waits on each answer otherwise
+// pays the same wake-up on its side of every round trip.
+
+// maxPollFor bounds a client's poll window: past a few milliseconds an
+// answer is not coming soon, and polling only burns a core.
+const maxPollFor = 10 * time.Millisecond
 
 // poller is the server-wide token and window for polling readers.
 type poller struct {

@@ -187,3 +187,39 @@ func TestServerPollsForAQuickCaller(t *testing.T) {
 		})
 	}
 }
+
+// A client with a poll window polls for its answers while they come
+// quickly (under the widest window: a loaded machine must not make them
+// slow); one without has no poller. Windows outside 0 to 10 ms are
+// refused.
+func TestClientPollsForQuickAnswers(t *testing.T) {
+	t.Parallel()
+	ts, _ := serve(t, Options{})
+	for _, pollFor := range []time.Duration{0, maxPollFor} {
+		t.Run(pollFor.String(), func(t *testing.T) {
+			c := dial(t, ts.URL, ClientOptions{PollFor: pollFor})
+			before := 0
+			if pollFor == 0 {
+				if c.poller != nil {
+					t.Fatal("a client without PollFor has a poller")
+				}
+			} else {
+				before = int(c.poller.polls.Load())
+			}
+			for i := 1; i <= 20; i++ {
+				if _, err := c.Call(context.Background(), "increment"); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			if pollFor != 0 && int(c.poller.polls.Load()) == before {
+				t.Fatal("20 calls back to back, and the client's reader never polled")
+			}
+		})
+	}
+	for _, bad := range []time.Duration{-time.Microsecond, 11 * time.Millisecond} {
+		if c, err := Dial(context.Background(), ts.URL, ClientOptions{PollFor: bad}); err == nil {
+			c.Close()
+			t.Errorf("PollFor %v was taken", bad)
+		}
+	}
+}

@@ -67,6 +67,7 @@ func main() {
 	procs := flag.Int("procs", 1, "OS threads running Go code (GOMAXPROCS; 0: one per CPU)")
 	receipts := flag.Bool("receipts", false, "ask for every call's receipt")
 	serverPID := flag.Int("server-pid", 0, "the server's process id, to measure its CPU time per call")
+	pollFor := flag.Duration("poll-for", 0, "how long a connection's reader polls for answers before it sleeps (rpc.ClientOptions.PollFor; 0: off)")
 	flag.Parse()
 	if *procs > 0 {
 		runtime.GOMAXPROCS(*procs)
@@ -75,7 +76,7 @@ func main() {
 	ctx := context.Background()
 	clients := make([]*rpc.Client, *conns)
 	for i := range clients {
-		opts := rpc.ClientOptions{Timeout: time.Minute}
+		opts := rpc.ClientOptions{Timeout: time.Minute, PollFor: *pollFor}
 		if *signed {
 			_, opts.Key, _ = ed25519.GenerateKey(nil)
 		}
