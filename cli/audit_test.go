@@ -231,7 +231,7 @@ func TestAuditFollowsAndFindsForks(t *testing.T) {
 	s := startServer(t, exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "c"))
 	out := t.TempDir()
 	cmd := exec.Command(nodevmsBin(t), "-a", s.addr, "--out", out)
-	var text strings.Builder
+	var text syncBuffer // written by the process's copying goroutine as the test reads it
 	cmd.Stdout, cmd.Stderr = &text, &text
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

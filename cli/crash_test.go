@@ -558,7 +558,7 @@ func (h *crashHarness) keep(name, from string) {
 type crashProc struct {
 	cmd       *exec.Cmd
 	out       *bannerWriter
-	errOut    *lockedBuffer
+	errOut    *syncBuffer
 	up        chan struct{} // closed at the banner
 	exited    chan struct{} // closed when the process has been waited for
 	waitErr   error
@@ -569,7 +569,7 @@ type crashProc struct {
 func (h *crashHarness) spawn() *crashProc {
 	h.stats.starts++
 	cmd := exec.Command(nodevmsBin(h.t), "-e", h.script, h.dir, "--port", "0", "--dat-port", "0", "--sync", h.mode)
-	p := &crashProc{cmd: cmd, up: make(chan struct{}), exited: make(chan struct{}), errOut: &lockedBuffer{}}
+	p := &crashProc{cmd: cmd, up: make(chan struct{}), exited: make(chan struct{}), errOut: &syncBuffer{}}
 	start := time.Now()
 	p.out = &bannerWriter{onAddr: func(addr string) {
 		p.addr = addr
@@ -667,22 +667,4 @@ func (w *bannerWriter) Write(b []byte) (int, error) {
 			return len(b), nil
 		}
 	}
-}
-
-// lockedBuffer collects a process's stderr, readable while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -201,10 +201,10 @@ func callIn(t *testing.T, netns, port string, n int) {
 // followIn runs a monitor in netns, `nodevms -a ADDR --out DIR --host
 // 0.0.0.0 extra...`, until the test ends (or the caller stops it), and
 // waits until it rehosts; it returns the command and its output.
-func followIn(t *testing.T, netns, addr string, extra ...string) (*exec.Cmd, *lockedBuffer) {
+func followIn(t *testing.T, netns, addr string, extra ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	cmd := commandIn(netns, nodevmsBin(t), append([]string{"-a", addr, "--out", t.TempDir(), "--host", "0.0.0.0"}, extra...)...)
-	var text lockedBuffer
+	var text syncBuffer
 	cmd.Stdout, cmd.Stderr = &text, &text
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -299,7 +299,7 @@ func TestAuditByKeyThroughAJavaScriptPeer(t *testing.T) {
 // startJS runs testdata/datjs/SCRIPT with node in netns, waits for the
 // JSON line it prints when ready, decodes it into ready, and kills it when
 // the test ends; it returns the script's standard error.
-func startJS(t *testing.T, netns string, ready any, script string, args ...string) *lockedBuffer {
+func startJS(t *testing.T, netns string, ready any, script string, args ...string) *syncBuffer {
 	t.Helper()
 	modules := jsModules(t, "datjs", "datjs", "discovery-channel")
 	path, err := filepath.Abs(filepath.Join("testdata", "datjs", script))
@@ -308,7 +308,7 @@ func startJS(t *testing.T, netns string, ready any, script string, args ...strin
 	}
 	cmd := commandIn(netns, "node", append([]string{path}, args...)...)
 	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-	var stderr lockedBuffer
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -118,7 +118,7 @@ func TestMonitorCosignsReceipts(t *testing.T) {
 	s := startServer(t, exampleFile(t, "counter.js"), filepath.Join(t.TempDir(), "c"))
 	out := t.TempDir()
 	cmd := exec.Command(nodevmsBin(t), "-a", s.addr, "--out", out, "--checkpoints", "127.0.0.1:0", "--monitor-name", "test-monitor")
-	var text lockedBuffer // both of the process's streams
+	var text syncBuffer // both of the process's streams
 	cmd.Stdout, cmd.Stderr = &text, &text
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
