@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nodevms/nodevms/calllog"
@@ -251,39 +252,74 @@ func (a *Auditor) Audit(ctx context.Context) (Result, error) {
 		}
 		return Result{Outcome: Forked, Fork: fork}, nil
 	}
-	dl, err := a.download(ctx)
-	if err != nil {
-		return Result{}, err
-	}
-	res := Result{Download: dl}
-	if a.opts.Downloaded != nil {
-		a.opts.Downloaded(dl)
-	}
-	// The log runs on past the archive while the host serves: audit the
-	// snapshot where they meet.
-	n, ok, err := core.SnapshotLength(a.log, a.archive)
-	if err != nil {
-		return Result{}, err
-	}
-	var entries uint64
-	if ok {
-		entries = n
-	}
+	// The replay starts at once, on the log's entries as they arrive,
+	// beside the download: replaying is the audit's longest part, and it
+	// runs on one core.
+	dctx, cancelDownload := context.WithCancel(ctx)
+	var (
+		downloaded   = make(chan struct{})
+		dl           Download
+		dlErr        error
+		n, entries   uint64
+		replayCounts atomic.Bool // the download is over: replay progress is told
+	)
+	defer func() {
+		cancelDownload()
+		<-downloaded
+	}()
+	go func() {
+		defer close(downloaded)
+		if dl, dlErr = a.download(dctx); dlErr != nil {
+			return
+		}
+		if a.opts.Downloaded != nil {
+			a.opts.Downloaded(dl)
+		}
+		// The log runs on past the archive while the host serves: audit
+		// the snapshot where they meet.
+		var ok bool
+		if n, ok, dlErr = core.SnapshotLength(a.log, a.archive); ok {
+			entries = n
+		}
+		replayCounts.Store(true)
+	}()
 	replayed := int64(0)
 	opts := core.ReplayOptions{Limits: a.opts.Limits, ScratchDir: os.TempDir()}
 	if a.opts.Progress != nil {
 		opts.Progress = func(uint64) {
 			replayed++
-			a.opts.Progress(Replaying, replayed, int64(n))
+			if replayCounts.Load() {
+				a.opts.Progress(Replaying, replayed, int64(n))
+			}
 		}
 	}
-	v, err := core.Audit(ctx, a.log, a.archive, core.AuditOptions{ReplayOptions: opts, Signed: a.info.Auth == "signed", Entries: entries})
+	arriving := func() (uint64, error) {
+		<-downloaded
+		return entries, dlErr
+	}
+	v, err := core.Audit(ctx, a.log, a.archive, core.AuditOptions{ReplayOptions: opts, Signed: a.info.Auth == "signed", Arriving: arriving})
 	if err != nil {
+		select {
+		case <-downloaded:
+			// The download was over: if it failed, that is why.
+			if dlErr != nil {
+				return Result{}, dlErr
+			}
+		default:
+			// The replay failed first: the download is of no more use.
+			cancelDownload()
+			<-downloaded
+		}
 		return Result{}, err
+	}
+	<-downloaded
+	if dlErr != nil {
+		return Result{}, dlErr
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	res := Result{Download: dl}
 	res.Verdict, res.Entries = v, n
 	if v.Divergence != nil {
 		res.Outcome = Diverged

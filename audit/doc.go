@@ -15,6 +15,10 @@
 //	default: // audit.Diverged or audit.Forked: the host misbehaved
 //	}
 //
+// The replay starts as the log arrives, beside the download (see
+// core.AuditOptions.Arriving): it is an audit's longest part, and runs on
+// one core. The verdict is the one an audit after the download gives.
+//
 // An audit's memory does not grow with the log: the replicas it downloads,
 // and the replay's own copy of the files archive, are files (in a
 // temporary folder that Close removes, unless Options.Out keeps the

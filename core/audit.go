@@ -21,6 +21,16 @@ type AuditOptions struct {
 	// The archive's content may then run on past the snapshot too: those
 	// blocks are left for a later audit.
 	Entries uint64
+	// Arriving, if set, says the replicas are still downloading: the
+	// replay starts on the log's entries as they arrive, beside the
+	// download, rather than after it. Audit calls Arriving once, on a
+	// goroutine of its own, and Arriving returns when the download is
+	// over, with what Entries would be (which it replaces) or with the
+	// download's error, which ends the audit. Until then an entry is
+	// replayed only once the archive replica has reached the version the
+	// entry leaves it at, so that the replay never passes the snapshot;
+	// the archive is checked against the entries once it is all there.
+	Arriving func() (entries uint64, err error)
 }
 
 // SnapshotLength returns how many of a log replica's first entries make a
@@ -63,13 +73,37 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 	callers := calllog.NewCallers(log.PublicKey(), opts.Signed)
 	var callerDivergence *calllog.Divergence
 	ropts := opts.ReplayOptions
+	var archivePass chan struct{}
+	var runs *rootRuns
+	if opts.Arriving != nil {
+		ropts.arrivals = newArrivals(log, archive, opts.Arriving)
+		runs = newRootRuns(maxRootRuns)
+		ropts.checked = runs.close
+		archivePass = make(chan struct{})
+		stop := make(chan struct{})
+		defer func() {
+			close(stop)
+			<-archivePass
+		}()
+		go func() {
+			defer close(archivePass)
+			checkArrivedArchive(ctx, ropts.arrivals, runs, archiveCheck, stop)
+		}()
+	}
 	ropts.check = func(block uint64, e *calllog.Entry) {
-		archiveCheck.check(block, e)
+		if runs != nil {
+			runs.add(block, e)
+		} else {
+			archiveCheck.check(block, e)
+		}
 		if callerDivergence == nil {
 			callerDivergence = callers.Check(block, e)
 		}
 	}
 	r, err := replayLog(ctx, log, n, ropts)
+	if archivePass != nil && err == nil {
+		<-archivePass // its results are read below
+	}
 	if err != nil {
 		var d *calllog.Divergence
 		if errors.As(err, &d) { // the init entry itself
@@ -94,4 +128,136 @@ func Audit(ctx context.Context, log *hypercore.Feed, archive *hyperdrive.Archive
 		}
 	}
 	return v, nil
+}
+
+// checkArrivedArchive checks the archive against the entries of the
+// snapshot, from the init entry on, once the download is over (the
+// archive check of an audit whose replay started while the replicas
+// downloaded, when the archive was not all there yet). It takes the
+// entries runs kept as the replay decoded them, and reads the rest again
+// from the log: those past the runs' bound, and those the replay did not
+// reach. It stops at an entry that does not decode (the replay reports
+// it), and when stop is closed.
+func checkArrivedArchive(ctx context.Context, arr *arrivals, runs *rootRuns, c *archiveChecker, stop <-chan struct{}) {
+	select {
+	case <-arr.over:
+	case <-stop:
+		return
+	}
+	if arr.err != nil {
+		return
+	}
+	c.snapshot = arr.entries > 0
+	for {
+		select {
+		case r, ok := <-runs.kept:
+			if !ok {
+				goto rest
+			}
+			c.check(r.block, r.e)
+			continue
+		case <-stop:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+rest:
+	errStop := errors.New("stopped")
+	arr.log.BlocksUnchecked(runs.resume, arr.n, func(i uint64, b []byte) error {
+		select {
+		case <-stop:
+			return errStop
+		case <-ctx.Done():
+			return errStop
+		default:
+		}
+		// The blocks were checked as they arrived, and again as the
+		// replay read them.
+		e, err := decodeEntry(i, b)
+		if err != nil {
+			return err
+		}
+		c.check(i, e)
+		return nil
+	})
+}
+
+// rootRuns keeps, as the replay decodes the log, the entries the archive
+// check needs, for when the archive is all there: of each run of entries
+// that leave the archive at the same version and roots, the first and the
+// last, which the checker's answer for the whole run depends on (see
+// archiveChecker.check). A counter that writes no file makes one run;
+// one that writes a file with every call makes a run of each entry, and
+// past maxRootRuns kept entries the rest are read again from the log
+// (resume on). Memory stays bounded either way.
+type rootRuns struct {
+	kept     chan keptEntry // closed by close; then resume is set
+	resume   uint64         // the first entry not kept
+	next     uint64         // the entry add expects next
+	full     bool
+	cur      *calllog.Entry // the last entry added, and its block
+	curBlock uint64
+	curKept  bool // whether cur was kept (it starts its run)
+}
+
+type keptEntry struct {
+	block uint64
+	e     *calllog.Entry
+}
+
+// maxRootRuns bounds the entries rootRuns keeps.
+const maxRootRuns = 4096
+
+// newRootRuns keeps up to max entries.
+func newRootRuns(max int) *rootRuns { return &rootRuns{kept: make(chan keptEntry, max)} }
+
+// add takes the entry at block, the next in log order.
+func (r *rootRuns) add(block uint64, e *calllog.Entry) {
+	if r.full {
+		return
+	}
+	r.next = block + 1
+	if r.cur != nil && sameRoots(r.cur, e) {
+		r.cur, r.curBlock, r.curKept = e, block, false
+		return
+	}
+	// A new run: the last run's end, then this entry.
+	if r.cur != nil && !r.curKept && !r.keep(r.curBlock, r.cur) {
+		return
+	}
+	r.cur, r.curBlock = e, block
+	r.curKept = r.keep(block, e)
+}
+
+// keep keeps an entry, or, when too many are kept, has the rest read again
+// from this one on.
+func (r *rootRuns) keep(block uint64, e *calllog.Entry) bool {
+	select {
+	case r.kept <- keptEntry{block, e}:
+		return true
+	default:
+		r.full, r.resume = true, block
+		return false
+	}
+}
+
+// close ends the runs: the replay decodes no more.
+func (r *rootRuns) close() {
+	if !r.full {
+		r.resume = r.next
+		if r.cur != nil && !r.curKept {
+			r.keep(r.curBlock, r.cur)
+		}
+	}
+	close(r.kept)
+}
+
+// sameRoots reports whether two entries leave the archive at the same
+// version and roots.
+func sameRoots(a, b *calllog.Entry) bool {
+	if (a.FilesRoot == nil) != (b.FilesRoot == nil) || entryVersion(a) != entryVersion(b) {
+		return false
+	}
+	return a.FilesRoot == nil || *a.FilesRoot == *b.FilesRoot
 }

@@ -78,6 +78,13 @@ type ReplayOptions struct {
 	// audit's of the archive and the callers), which so run beside it.
 	// It is not called again once the replay returns.
 	check func(block uint64, e *calllog.Entry)
+	// checked, if set, is called on that goroutine when it has called
+	// check for the last time.
+	checked func()
+	// arrivals, if set, is the log still downloading: replayLog reads
+	// its entries as they arrive, up to the snapshot's end (n is then
+	// not used).
+	arrivals *arrivals
 }
 
 // Replayer replays a call log entry by entry through the same core the host
@@ -376,12 +383,31 @@ func Replay(ctx context.Context, log *hypercore.Feed, opts ReplayOptions) (Verdi
 // replayLog replays the first n entries of log, reading them as it goes:
 // it keeps none.
 func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOptions) (*Replayer, error) {
-	if n == 0 {
-		return nil, errors.New("core: the call log is empty")
-	}
-	init, err := readEntry(log, 0)
-	if err != nil {
-		return nil, err
+	arr := opts.arrivals
+	var init *calllog.Entry
+	if arr != nil {
+		b, ok, err := arr.block(ctx, 0)
+		if err != nil {
+			return nil, fmt.Errorf("core: call log block 0: %w", err)
+		}
+		if !ok {
+			<-arr.over
+			if arr.err != nil {
+				return nil, arr.err
+			}
+			return nil, errors.New("core: the call log is empty")
+		}
+		if init, err = decodeEntry(0, b); err != nil {
+			return nil, err
+		}
+	} else {
+		if n == 0 {
+			return nil, errors.New("core: the call log is empty")
+		}
+		var err error
+		if init, err = readEntry(log, 0); err != nil {
+			return nil, err
+		}
 	}
 	r, err := NewReplayer(ctx, init, opts)
 	if err != nil {
@@ -406,9 +432,32 @@ func replayLog(ctx context.Context, log *hypercore.Feed, n uint64, opts ReplayOp
 	go func() {
 		defer close(decoding)
 		defer close(ahead)
+		if opts.checked != nil {
+			defer opts.checked()
+		}
 		errStop := errors.New("stopped")
-		err := log.Blocks(1, n, func(i uint64, b []byte) error {
+		scan := func(fn func(i uint64, b []byte) error) error { return log.Blocks(1, n, fn) }
+		if arr != nil {
+			scan = func(fn func(i uint64, b []byte) error) error { return arr.blocks(ctx, 1, fn) }
+		}
+		err := scan(func(i uint64, b []byte) error {
 			e, err := decodeEntry(i, b)
+			if arr != nil {
+				// Past the snapshot's end, the replay stops.
+				var in bool
+				var aerr error
+				if err == nil {
+					in, aerr = arr.admits(ctx, i, e)
+				} else {
+					in, aerr = arr.within(ctx, i) // an entry that does not decode
+				}
+				if aerr != nil {
+					return aerr
+				}
+				if !in {
+					return errStop
+				}
+			}
 			if err == nil && opts.check != nil {
 				opts.check(i, e)
 			}
