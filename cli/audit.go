@@ -128,6 +128,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	replay := opts.Limits.ForReplay()
 	tuneGC(replay.Memory + replay.Retained)
+	defer governAuditHeap()()
 	r := &auditReport{stdout: stdout, stderr: stderr, bars: isTerminal(stderr), checkpointsAddr: checkpointsAddr}
 	opts.Progress = r.progress
 	opts.Downloaded = func(d audit.Download) {
