@@ -90,8 +90,9 @@ func (a *arrivals) block(ctx context.Context, i uint64) (b []byte, ok bool, err 
 }
 
 // blocks calls fn with the log's blocks from start on, in order, as they
-// arrive, and, once the download is over, up to the snapshot's end. fn
-// says with admit whether each entry belongs to the snapshot.
+// arrive, and, once the download is over, up to the snapshot's end. An
+// error from fn stops it (replayLog's fn stops at an entry admits does
+// not take).
 func (a *arrivals) blocks(ctx context.Context, start uint64, fn func(i uint64, b []byte) error) error {
 	for i := start; ; {
 		select {

@@ -148,21 +148,20 @@ func checkArrivedArchive(ctx context.Context, arr *arrivals, runs *rootRuns, c *
 		return
 	}
 	c.snapshot = arr.entries > 0
+drain:
 	for {
 		select {
 		case r, ok := <-runs.kept:
 			if !ok {
-				goto rest
+				break drain
 			}
 			c.check(r.block, r.e)
-			continue
 		case <-stop:
 			return
 		case <-ctx.Done():
 			return
 		}
 	}
-rest:
 	errStop := errors.New("stopped")
 	arr.log.BlocksUnchecked(runs.resume, arr.n, func(i uint64, b []byte) error {
 		select {
@@ -172,8 +171,7 @@ rest:
 			return errStop
 		default:
 		}
-		// The blocks were checked as they arrived, and again as the
-		// replay read them.
+		// The download verified every block as it arrived.
 		e, err := decodeEntry(i, b)
 		if err != nil {
 			return err
