@@ -15,17 +15,7 @@ import (
 // few milliseconds), holding n entries, signed if there are any.
 func deferredLog(t testing.TB, n int) *hypercore.Feed {
 	t.Helper()
-	kp := seededKey(1)
-	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true, DeferSignatures: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	for i := range n {
-		if _, err := f.Append(entry(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := openLog(t, n, true)
 	if n > 0 {
 		if err := f.Sign(); err != nil {
 			t.Fatal(err)

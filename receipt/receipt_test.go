@@ -23,8 +23,15 @@ func seededKey(b byte) hypercore.KeyPair {
 // DeferSignatures signs.
 func newLog(t testing.TB, n int) *hypercore.Feed {
 	t.Helper()
+	return openLog(t, n, false)
+}
+
+// openLog is a log of n entries, by a writer with or without
+// DeferSignatures.
+func openLog(t testing.TB, n int, deferSignatures bool) *hypercore.Feed {
+	t.Helper()
 	kp := seededKey(1)
-	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true})
+	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.NewMemoryStorage(), SecretKey: kp.SecretKey, Create: true, DeferSignatures: deferSignatures})
 	if err != nil {
 		t.Fatal(err)
 	}
