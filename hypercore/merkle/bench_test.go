@@ -17,3 +17,14 @@ func benchmarkAppendBatch(b *testing.B, parallel int) {
 
 func BenchmarkAppendBatch1000Sequential(b *testing.B) { benchmarkAppendBatch(b, 1) }
 func BenchmarkAppendBatch1000Parallel(b *testing.B)   { benchmarkAppendBatch(b, 2) }
+
+// BenchmarkAppendBatchOne appends one block at a time, as a writer does
+// for each call's files.
+func BenchmarkAppendBatchOne(b *testing.B) {
+	blocks := [][]byte{make([]byte, 100)}
+	g := NewGenerator(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		g.AppendBatch(blocks, 2, func(Node) {})
+	}
+}

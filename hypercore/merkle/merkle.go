@@ -199,7 +199,16 @@ func (g *Generator) AppendBatch(blocks [][]byte, parallel int, visit func(Node))
 		return
 	}
 	if n < parallelThreshold {
-		parallel = 1
+		// Few blocks, the common case (a call's writes): one at a time,
+		// which needs none of the batch's levels, closures or hasher.
+		for _, b := range blocks {
+			nodes := g.Next(b, g.scratch[:0])
+			for _, nd := range nodes {
+				visit(nd)
+			}
+			g.scratch = nodes[:0]
+		}
+		return
 	}
 	start := g.blocks
 	end := start + n
