@@ -491,10 +491,88 @@ func (s *Script) arguments(raw []byte) ([]goja.Value, error) {
 // parseJSON is JSON.parse(text), refused past MaxNesting, as the guarded
 // JSON.parse refuses it.
 func (s *Script) parseJSON(text string) (goja.Value, error) {
+	if v, ok := s.jsonScalar(text); ok {
+		return v, nil
+	}
 	if jsonDepth(text, MaxNesting) > MaxNesting {
 		return nil, fmt.Errorf("JSON nested deeper than %d", MaxNesting)
 	}
 	return s.parse(goja.Undefined(), s.rt.ToValue(text))
+}
+
+// jsonScalar is JSON.parse(text) for the texts that need no decoder: a
+// number, a string of up to 16 printable ASCII characters without
+// escapes, true, false or null, with nothing around it. A file holding a
+// counter or a name is read on every call, and JSON.parse's decoder
+// allocates a kilobyte or more for each. The values are the ones JSON.parse makes (its numbers go
+// through strconv.ParseFloat and goja's ToValue of a float64, as here).
+// ok is false for any other text, which JSON.parse then parses; so is it
+// for a number ParseFloat refuses (out of range), which JSON.parse
+// refuses too, with its own error.
+func (s *Script) jsonScalar(text string) (v goja.Value, ok bool) {
+	switch {
+	case text == "true":
+		return s.rt.ToValue(true), true
+	case text == "false":
+		return s.rt.ToValue(false), true
+	case text == "null":
+		return goja.Null(), true
+	case len(text) >= 2 && len(text) <= 18 && text[0] == '"' && text[len(text)-1] == '"':
+		// Up to 16 characters: ToValue makes a longer string a lazily
+		// converted one, where JSON.parse makes a plain one.
+		str := text[1 : len(text)-1]
+		for i := 0; i < len(str); i++ {
+			if c := str[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+				return nil, false
+			}
+		}
+		return s.rt.ToValue(str), true
+	case isJSONNumber(text):
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil {
+			return nil, false
+		}
+		return s.rt.ToValue(f), true
+	}
+	return nil, false
+}
+
+// isJSONNumber reports whether text is a JSON number, as RFC 8259 writes
+// it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(text string) bool {
+	i, n := 0, len(text)
+	digits := func() int {
+		start := i
+		for i < n && text[i] >= '0' && text[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < n && text[i] == '-' {
+		i++
+	}
+	switch {
+	case i < n && text[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < n && text[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < n && (text[i] == 'e' || text[i] == 'E') {
+		i++
+		if i < n && (text[i] == '+' || text[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == n
 }
 
 // isEmptyArray reports whether b, trimmed, is [] with only white space
