@@ -157,6 +157,7 @@ type feedState struct {
 	failed     error   // set by the first failed write; see fail
 	held       []*hold // open holds, outermost first
 	stage      *stage  // what appends wrote during the holds; nil without one
+	spareStage *stage  // an emptied stage for the next hold (recycleStage)
 
 	announceOnSync bool
 	noFsync        bool

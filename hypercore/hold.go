@@ -46,7 +46,13 @@ func (f *Feed) Hold() error {
 		return err
 	}
 	if len(f.held) == 0 {
-		f.stage = &stage{length: f.length, byteLength: f.byteLength, nodes: map[uint64]merkle.Node{}}
+		st := f.spareStage
+		f.spareStage = nil
+		if st == nil {
+			st = &stage{nodes: map[uint64]merkle.Node{}}
+		}
+		st.length, st.byteLength = f.length, f.byteLength
+		f.stage = st
 	}
 	f.held = append(f.held, &hold{length: f.length, byteLength: f.byteLength})
 	return nil
@@ -86,9 +92,12 @@ func (f *Feed) Release() {
 	st := f.stage
 	f.stage = nil
 	if f.closed || f.failed != nil || f.length == h.length {
+		f.recycleStage(st)
 		return
 	}
-	if err := f.writeStage(st); err != nil {
+	err := f.writeStage(st)
+	f.recycleStage(st)
+	if err != nil {
 		f.fail(err)
 		return
 	}
@@ -145,6 +154,31 @@ func (f *Feed) writeStage(st *stage) error {
 	return nil
 }
 
+// maxSpareStage is the most staged bytes a spare stage keeps room for: a
+// call that wrote a large file does not pin its buffer for good.
+const maxSpareStage = 1 << 20
+
+// maxSpareNodes is the most tree nodes a spare stage's map is kept for.
+const maxSpareNodes = 1024
+
+// recycleStage keeps st, emptied, for the next outermost Hold: a host
+// holds its archive's feeds for every call, and a new stage's map and
+// buffer were most of what a small write allocated. The stage's bytes
+// are reused, so nothing may keep them: reads of staged blocks copy, and
+// writers must not retain what they are given (io.WriterAt).
+func (f *Feed) recycleStage(st *stage) {
+	if len(st.nodes) > maxSpareNodes {
+		st.nodes = map[uint64]merkle.Node{} // clear would walk its whole table each time
+	} else {
+		clear(st.nodes)
+	}
+	st.data = st.data[:0]
+	if cap(st.data) > maxSpareStage {
+		st.data = nil
+	}
+	f.spareStage = st
+}
+
 // stageAppend records an append made during a hold: its bytes, and the
 // tree entries of the batch (treeBatch, from node nodeOffset on, zeros
 // where a parent is not complete) and the parents left of it (outside).
@@ -194,6 +228,7 @@ func (f *Feed) rollbackLocked() {
 	st := f.stage
 	if n == 1 {
 		f.stage = nil
+		f.recycleStage(st)
 	} else {
 		st.data = st.data[:h.byteLength-st.byteLength]
 		// A node made since the hold covers a block appended since.

@@ -40,9 +40,10 @@ const (
 // Hasher computes tree hashes, reusing its state between calls. The zero
 // value is not usable; use NewHasher. A Hasher is not safe for concurrent use.
 type Hasher struct {
-	h   hash.Hash
-	buf [1 + 8 + 2*HashSize]byte // a parent's whole input; a leaf's prefix
-	sum [HashSize]byte
+	h    hash.Hash
+	buf  [1 + 8 + 2*HashSize]byte // a parent's whole input; a leaf's prefix
+	tree []byte                   // a tree hash's input
+	sum  [HashSize]byte
 }
 
 // NewHasher returns a Hasher.
@@ -84,15 +85,17 @@ func (hs *Hasher) Parent(a, b Node) [HashSize]byte {
 // Tree returns the hash over a feed's roots (left to right), the value a
 // feed's signatures sign.
 func (hs *Hasher) Tree(roots []Node) [HashSize]byte {
-	hs.h.Reset()
-	hs.h.Write([]byte{rootType})
-	var b [16]byte
+	// The whole input in the Hasher's own buffer, written once: small
+	// writes through the hash.Hash interface each escape to the heap.
+	in := append(hs.tree[:0], rootType)
 	for _, r := range roots {
-		hs.h.Write(r.Hash[:])
-		binary.BigEndian.PutUint64(b[:8], r.Index)
-		binary.BigEndian.PutUint64(b[8:], r.Size)
-		hs.h.Write(b[:])
+		in = append(in, r.Hash[:]...)
+		in = binary.BigEndian.AppendUint64(in, r.Index)
+		in = binary.BigEndian.AppendUint64(in, r.Size)
 	}
+	hs.tree = in
+	hs.h.Reset()
+	hs.h.Write(in)
 	return hs.finish()
 }
 
