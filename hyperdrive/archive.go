@@ -539,7 +539,14 @@ func (a *Archive) Checkout(version uint64) (*Archive, error) {
 }
 
 // Normalize returns the archive path of p: path.resolve('/', p).
-func Normalize(p string) string { return path.Clean("/" + p) }
+func Normalize(p string) string {
+	if len(p) > 0 && p[0] == '/' {
+		// The same as below, without the concatenation: Clean returns a
+		// path that is clean already as it is, and most are.
+		return path.Clean(p)
+	}
+	return path.Clean("/" + p)
+}
 
 // WriteOptions are the optional fields of a write.
 type WriteOptions struct {

@@ -277,3 +277,17 @@ func TestRecoverRefusesAHostileJournal(t *testing.T) {
 		}
 	}
 }
+
+// TestNormalizeResolvesFromTheRoot: Normalize is path.resolve('/', p),
+// whether or not p is rooted already.
+func TestNormalizeResolvesFromTheRoot(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"", "/"}, {"/", "/"}, {"//", "/"}, {"a", "/a"}, {"/a", "/a"},
+		{"//a", "/a"}, {"/a/", "/a"}, {"a/b/", "/a/b"}, {"/a//b", "/a/b"},
+		{"/./a", "/a"}, {"/a/../..", "/"}, {"../a", "/a"}, {"/a/./b/../c", "/a/c"},
+	} {
+		if got := Normalize(tt.in); got != tt.want {
+			t.Errorf("Normalize(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

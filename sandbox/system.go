@@ -65,6 +65,9 @@ func (r *Replay) Next(func() OracleValue) (OracleValue, error) {
 // rather than with one of Beaker's errors, which are the script's
 // outcomes.
 func isHostFault(err error) bool {
+	if err == nil {
+		return false // before the targets below, which escape to the heap
+	}
 	var pathErr *fs.PathError
 	var linkErr *os.LinkError
 	var sysErr *os.SyscallError
