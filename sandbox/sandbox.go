@@ -504,11 +504,11 @@ func (s *Script) parseJSON(text string) (goja.Value, error) {
 // number, a string of up to 16 printable ASCII characters without
 // escapes, true, false or null, with nothing around it. A file holding a
 // counter or a name is read on every call, and JSON.parse's decoder
-// allocates a kilobyte or more for each. The values are the ones JSON.parse makes (its numbers go
-// through strconv.ParseFloat and goja's ToValue of a float64, as here).
-// ok is false for any other text, which JSON.parse then parses; so is it
-// for a number ParseFloat refuses (out of range), which JSON.parse
-// refuses too, with its own error.
+// allocates a kilobyte or more for each. The values are the ones
+// JSON.parse makes (its numbers go through strconv.ParseFloat and goja's
+// ToValue of a float64, as here). ok is false for any other text, which
+// JSON.parse then parses; so is it for a number ParseFloat refuses (out
+// of range), which JSON.parse refuses too, with its own error.
 func (s *Script) jsonScalar(text string) (v goja.Value, ok bool) {
 	switch {
 	case text == "true":
