@@ -714,10 +714,18 @@ func (f *Feed) Append(blocks ...[]byte) (uint64, error) {
 	nodeOffset := 2 * start
 	treeBatch := f.scratch.tree(int((2*n - 1) * sleep.TreeEntrySize))
 	var outside []merkle.Node // completed parents left of the batch
+	// A few blocks (a call's entry) are hashed on this goroutine, and
+	// their nodes are cached: the next receipts' proofs and the peers
+	// that download the new blocks need them, and without the cache they
+	// would be read back from the tree file.
+	serial := n < merkle.ParallelThreshold
 	// Nodes inside the batch go straight into their tree entries (visit runs
 	// on several goroutines; their slots are disjoint). Parents left of the
 	// batch join it to the older roots and are visited on this goroutine.
 	f.gen.AppendBatch(blocks, runtime.GOMAXPROCS(0), func(nd merkle.Node) {
+		if serial {
+			f.nodes.put(nd)
+		}
 		if nd.Index >= nodeOffset {
 			sleep.EncodeTreeEntry(treeBatch[(nd.Index-nodeOffset)*sleep.TreeEntrySize:], nd.Hash, nd.Size)
 		} else {

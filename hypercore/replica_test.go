@@ -2,6 +2,7 @@ package hypercore_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodevms/nodevms/hypercore"
+	"github.com/nodevms/nodevms/hypercore/flat"
 )
 
 // countingStorage counts the reads and writes of the files it opens, by
@@ -52,6 +54,38 @@ func (f countingFile) WriteAt(p []byte, off int64) (int, error) {
 
 func (f countingFile) Truncate(size int64) error {
 	return f.File.(interface{ Truncate(int64) error }).Truncate(size)
+}
+
+// TestNewNodesReadNothing: the nodes a few appended blocks complete stay
+// in the node cache, so that the proofs of the newest entries (a host
+// makes one for every receipt, right after the append) read nothing from
+// the tree file.
+func TestNewNodesReadNothing(t *testing.T) {
+	t.Parallel()
+	st := newCountingStorage(hypercore.NewMemoryStorage())
+	f := mustOpen(t, hypercore.Config{Storage: st, SecretKey: seedKey(32).SecretKey, Create: true})
+	for b := range 100 {
+		if _, err := f.Append(blocks(fmt.Sprint("c", b), 1+b%3)...); err != nil {
+			t.Fatal(err)
+		}
+		// Every node of the newest block's path: its siblings, up to
+		// the root that covers it.
+		n := f.Length()
+		var path []uint64
+		for i := 2 * (n - 1); ; i = flat.Parent(i) {
+			if flat.RightSpan(flat.Parent(i)) >= 2*n {
+				break
+			}
+			path = append(path, flat.Sibling(i))
+		}
+		before := st.reads["tree"].Load()
+		if _, err := f.AppendNodes(nil, path); err != nil {
+			t.Fatal(err)
+		}
+		if reads := st.reads["tree"].Load() - before; reads != 0 {
+			t.Fatalf("after append %d, the newest block's path %v read the tree file %d times", b, path, reads)
+		}
+	}
 }
 
 // TestTreeHashReadsRootsOnce: the roots of a long feed stay in the node

@@ -182,15 +182,17 @@ func (g *Generator) TreeHash() [HashSize]byte {
 	return g.treeHash
 }
 
-// parallelThreshold is the batch size from which AppendBatch hashes on
-// several goroutines; below it the goroutines cost more than they save.
-const parallelThreshold = 256
+// ParallelThreshold is the batch size from which AppendBatch hashes on
+// several goroutines; below it the goroutines cost more than they save,
+// and AppendBatch hashes, and calls visit, on the calling goroutine.
+const ParallelThreshold = 256
 
 // AppendBatch adds blocks to the tree, as repeated calls to Next would, and
 // calls visit once for every node the blocks complete (the nodes Next would
 // return, in no particular order). It hashes with up to parallel goroutines,
 // and visit is called from them concurrently; the result does not depend on
-// parallel.
+// parallel. A batch of fewer than ParallelThreshold blocks is hashed on
+// the calling goroutine, which also calls visit.
 //
 // Each goroutine takes a contiguous share of the batch and hashes its
 // leaves and every parent whose subtree lies inside its share. The few
@@ -201,7 +203,7 @@ func (g *Generator) AppendBatch(blocks [][]byte, parallel int, visit func(Node))
 	if n == 0 {
 		return
 	}
-	if n < parallelThreshold {
+	if n < ParallelThreshold {
 		// Few blocks, the common case (a call's writes): one at a time,
 		// which needs none of the batch's levels, closures or hasher.
 		for _, b := range blocks {
