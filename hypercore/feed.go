@@ -10,6 +10,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/nodevms/nodevms/hypercore/bitfield"
 	"github.com/nodevms/nodevms/hypercore/flat"
@@ -153,11 +154,13 @@ type feedState struct {
 	lastRead   blockSpan // the last block dataOffset placed: reads and downloads go forward
 	scratch    scratch   // buffers reused by Append
 	entryBuf   [sleep.TreeEntrySize]byte
-	syncNeeded bool    // files written since the last Sync
-	failed     error   // set by the first failed write; see fail
-	held       []*hold // open holds, outermost first
-	stage      *stage  // what appends wrote during the holds; nil without one
-	spareStage *stage  // an emptied stage for the next hold (recycleStage)
+	syncNeeded bool          // files written since the last Sync
+	failed     error         // set by the first failed write; see fail
+	held       []*hold       // open holds, outermost first
+	stage      *stage        // what appends wrote during the holds; nil without one
+	spareStage *stage        // an emptied stage for the next hold (recycleStage)
+	lastFlush  time.Time     // when a signature last flushed the write-backs (storeSignature)
+	flushEvery time.Duration // writeBackEvery, unless a test sets it
 
 	announceOnSync bool
 	noFsync        bool
@@ -193,6 +196,7 @@ func (f *Feed) openState(cfg Config) error {
 		checkAllReads:  cfg.CheckAllReads,
 		announceOnSync: cfg.AnnounceOnSync,
 		noFsync:        cfg.NoFsync,
+		flushEvery:     writeBackEvery,
 		cfg:            cfg,
 	}
 	if err := f.open(cfg); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nodevms/nodevms/hypercore/flat"
 	"github.com/nodevms/nodevms/hypercore/merkle"
@@ -358,17 +359,24 @@ func (f *Feed) storeSignature(sig []byte, n uint64) error {
 	f.signedLength = n
 	f.syncNeeded = true
 	f.notify()
-	// A signature is the moment to write what WriteBack keeps (every few
-	// milliseconds at most): a line log's Sync leaves it pending, and
-	// another feed's Sync would otherwise write it all at once, holding
-	// the feed meanwhile. The tree and signatures may reach the files
-	// early: only the bitfield claims blocks, and its pages are written at
-	// Sync, after the rest is durable.
-	if err := f.flushWriteBacks(); err != nil {
-		return f.fail(err)
+	// A signature is the moment to write what WriteBack keeps, at most
+	// every writeBackEvery (a host signs as often as callers wait for
+	// receipts, and each flush is a few system calls): a line log's Sync
+	// leaves it pending, and another feed's Sync would otherwise write it
+	// all at once, holding the feed meanwhile. The tree and signatures may
+	// reach the files early: only the bitfield claims blocks, and its
+	// pages are written at Sync, after the rest is durable.
+	if now := time.Now(); now.Sub(f.lastFlush) >= f.flushEvery {
+		f.lastFlush = now
+		if err := f.flushWriteBacks(); err != nil {
+			return f.fail(err)
+		}
 	}
 	return nil
 }
+
+// writeBackEvery is how often a signature flushes what WriteBack keeps.
+const writeBackEvery = 5 * time.Millisecond
 
 // flushWriteBacks writes out what Config.WriteBack kept pending.
 func (f *Feed) flushWriteBacks() error {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nodevms/nodevms/hypercore"
@@ -439,6 +440,7 @@ func TestSignWritesPendingPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	hypercore.SetFlushEvery(f, 0) // every signature flushes
 	block := func(i int) []byte { return fmt.Appendf(nil, "block %d", i) }
 	for i := range 10 {
 		if _, err := f.Append(block(i)); err != nil {
@@ -485,6 +487,59 @@ func TestSignWritesPendingPages(t *testing.T) {
 	}
 	if err := g.Sync(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSignFlushesAtMostEvery: a signature within the flush interval of
+// the last flush leaves the pages pending (a host that signs for every few
+// receipts would otherwise pay for the writes each time), and Sync writes
+// them.
+func TestSignFlushesAtMostEvery(t *testing.T) {
+	kp := seedKey(7)
+	dir := t.TempDir()
+	f, err := hypercore.Open(hypercore.Config{Storage: hypercore.DirStorage{Dir: dir}, SecretKey: kp.SecretKey, Create: true,
+		DeferSignatures: true, WriteBack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hypercore.SetFlushEvery(f, time.Hour)
+	size := func(name string) int64 {
+		t.Helper()
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	appendAndSign := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if _, err := f.Append(fmt.Appendf(nil, "block %d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Sign(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendAndSign(0, 300) // the first signature flushes
+	tree, sigs := size("tree"), size("signatures")
+	if want := sleep.TreeOffset(2*300-2) + sleep.TreeEntrySize; tree < want {
+		t.Fatalf("after the first Sign, tree: %d bytes, want %d", tree, want)
+	}
+	appendAndSign(300, 600) // within the hour: pending
+	if got := size("tree"); got != tree {
+		t.Errorf("after a Sign within the interval, tree: %d bytes, want %d (nothing written)", got, tree)
+	}
+	if got := size("signatures"); got != sigs {
+		t.Errorf("after a Sign within the interval, signatures: %d bytes, want %d (nothing written)", got, sigs)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := size("signatures"), sleep.HeaderSize+600*int64(hypercore.SignatureSize); got < want {
+		t.Errorf("after Sync, signatures: %d bytes, want %d", got, want)
 	}
 }
 
