@@ -802,8 +802,8 @@ func (h *Host) loop() {
 		// its own batch join this group.
 		h.run.Lock()
 		group := h.takeQueued([]*pending{p})
+		h.queued.Add(-int64(len(group))) // taken: they run now, under h.run
 		h.runGroupAndSign(group)
-		h.queued.Add(-int64(len(group)))
 		h.run.Unlock()
 	}
 }
@@ -848,6 +848,12 @@ func (h *Host) runGroupAndSign(group []*pending) {
 			}
 		}
 		group = rest
+	}
+	if h.unsigned && h.queued.Load() == 0 && h.awaitReceipts() {
+		// Nothing else to run: answers held for their receipts would wait
+		// out SignEvery with no call to share the signature with, and a
+		// caller whose calls in flight all wait sends no more until then.
+		h.sign()
 	}
 	if h.since(h.lastArchiveSync) > archiveSyncEvery && h.storeErr == nil {
 		if err := h.cfg.Archive.Sync(); err != nil {

@@ -10,9 +10,11 @@ import (
 
 // Receipts. A call that asks for one (Request.Receipt) is answered once
 // its entry is signed, with the receipt. The host signs on its own cadence
-// (SignEvery after the first unsigned append), so such an answer waits that
-// long at most, and asking costs the host a proof (a few tree nodes, most
-// of them cached), not a signature of its own.
+// (SignEvery after the first unsigned append), and sooner while answers
+// wait: once signForReceipts of them do, or once it has no call left to
+// run. So such an answer waits SignEvery at most, and asking costs the
+// host a proof (a few tree nodes, most of them cached) and a share of a
+// signature, not a signature of its own.
 
 // awaitingReceipt is a durable call's answer, held until its entry is
 // signed.
@@ -37,6 +39,13 @@ func (h *Host) holdForReceipt(p *pending, resp Response, entry []byte) {
 // each little, while waiting would hold every one of their answers back
 // for milliseconds (and a caller with calls in flight sends fewer).
 const signForReceipts = 32
+
+// awaitReceipts reports whether any answer waits for a signature.
+func (h *Host) awaitReceipts() bool {
+	h.receiptsMu.Lock()
+	defer h.receiptsMu.Unlock()
+	return len(h.awaiting) > 0
+}
 
 // manyAwaitReceipts reports whether signForReceipts answers or more wait
 // for a signature.

@@ -174,8 +174,9 @@ func TestHeldAnswersWhenTheStoresFail(t *testing.T) {
 }
 
 // TestManyAwaitingReceiptsAreSignedAtOnce: answers held for their
-// receipts wait for the signing interval, unless signForReceipts or more
-// wait, and then the host signs at once.
+// receipts wait for the signing interval while the host has other calls to
+// run, unless signForReceipts or more wait; then, or once the host has
+// nothing left to run, it signs at once.
 func TestManyAwaitingReceiptsAreSignedAtOnce(t *testing.T) {
 	b := deployScript(t, `let n = 0
 		exports.increment = () => ++n`, nil)
@@ -193,7 +194,7 @@ func TestManyAwaitingReceiptsAreSignedAtOnce(t *testing.T) {
 	})
 	var mu sync.Mutex
 	answered := 0
-	submit := func(n int, signedEntry bool) {
+	batchOf := func(n int, signedEntry bool) *Batch {
 		var batch Batch
 		for range n {
 			h.Add(&batch, context.Background(), Request{Method: "increment", SignedEntry: signedEntry}, func(resp Response, err error) {
@@ -205,23 +206,41 @@ func TestManyAwaitingReceiptsAreSignedAtOnce(t *testing.T) {
 				mu.Unlock()
 			})
 		}
-		h.SubmitBatch(&batch)
+		return &batch
+	}
+	// runBusy runs n calls as a group while another call is counted as
+	// queued: the host has more to run afterwards.
+	runBusy := func(n int, signedEntry bool) {
+		batch := batchOf(n, signedEntry)
+		h.queued.Add(1)
+		h.run.Lock()
+		h.runGroupAndSign(batch.calls)
+		h.run.Unlock()
+		h.queued.Add(-1)
 	}
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
 		return answered
 	}
-	submit(1, false) // the first group signs: the log was never signed
-	submit(signForReceipts-1, true)
+	h.SubmitBatch(batchOf(1, false)) // the first group signs: the log was never signed
+	runBusy(signForReceipts-1, true)
 	if got := count(); got != 1 {
-		t.Fatalf("%d answers awaiting their receipts were given before a signature", got-1)
+		t.Fatalf("%d answers awaiting their receipts were given before a signature, with calls queued", got-1)
 	}
-	submit(1, true)
+	runBusy(1, true)
 	if got := count(); got != 1+signForReceipts {
 		t.Fatalf("with %d answers awaiting receipts, %d were given; want all", signForReceipts, got-1)
 	}
 	if pub := b.log.Published(); pub != b.log.Length() {
 		t.Errorf("the log is signed to %d of %d", pub, b.log.Length())
+	}
+	// Nothing queued: the host signs for even one.
+	h.SubmitBatch(batchOf(1, true))
+	if got := count(); got != 2+signForReceipts {
+		t.Fatalf("an answer awaiting its receipt on an idle host was not given (%d of %d)", got, 2+signForReceipts)
+	}
+	if pub := b.log.Published(); pub != b.log.Length() {
+		t.Errorf("the idle host signed the log to %d of %d", pub, b.log.Length())
 	}
 }
