@@ -89,3 +89,39 @@ func BenchmarkSenderNext(b *testing.B) {
 		k++
 	}
 }
+
+// BenchmarkParsePartAndAdd: what a client spends on each answer's part
+// on one of four connections sharing a host's calls: parsing it and
+// putting its receipt back together.
+func BenchmarkParsePartAndAdd(b *testing.B) {
+	log := newLog(b, 100_000)
+	var s receipt.Sender
+	var parts [][]byte
+	for i := uint64(0); i < 100_000; i += 4 {
+		e, err := log.Get(i)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := s.Next(log, i, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		parts = append(parts, p.AppendJSON(nil))
+	}
+	a := receipt.NewAssembler(log.PublicKey())
+	k := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if k == len(parts) {
+			k, a = 0, receipt.NewAssembler(log.PublicKey())
+		}
+		p, err := receipt.ParsePart(parts[k])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := a.Add(p); err != nil {
+			b.Fatal(err)
+		}
+		k++
+	}
+}

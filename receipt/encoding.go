@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 
@@ -238,17 +239,11 @@ func (p *parser) expect(s string) {
 	p.pos += len(s)
 }
 
-// until returns the bytes up to the next '"', in the set allowed.
-func (p *parser) until(allowed func(byte) bool) []byte {
-	start := p.pos
-	for p.pos < len(p.data) && p.data[p.pos] != '"' {
-		if !allowed(p.data[p.pos]) {
-			p.fail("unexpected %q", p.data[p.pos])
-			return nil
-		}
-		p.pos++
-	}
-	return p.data[start:p.pos]
+// isBase64 reports whether c is in standard base64's alphabet, padding
+// included. (The decoder itself skips line breaks, which the format does
+// not allow.)
+func isBase64(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '='
 }
 
 // hex reads size bytes of lowercase hex.
@@ -269,33 +264,44 @@ func (p *parser) hexInto(what string, dst []byte) {
 		return
 	}
 	s := p.data[p.pos : p.pos+n]
+	// hex.Decode refuses what is not hex; of the rest, only A to F are not
+	// lowercase.
+	upper := false
 	for _, c := range s {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			p.fail("%s is not %d bytes of lowercase hex", what, len(dst))
-			return
-		}
+		upper = upper || c-'A' < 6
 	}
-	hex.Decode(dst, s)
+	if _, err := hex.Decode(dst, s); err != nil || upper {
+		p.fail("%s is not %d bytes of lowercase hex", what, len(dst))
+		return
+	}
 	p.pos += n
 }
 
-// base64 reads standard, padded base64.
+// strictBase64 is standard, padded base64 that refuses non-zero padding
+// bits, so that each byte string has one form. It is never changed.
+var strictBase64 = base64.StdEncoding.Strict()
+
+// base64 reads standard, padded base64, up to the next '"'.
 func (p *parser) base64(what string) []byte {
 	if p.err != nil {
 		return nil
 	}
-	s := p.until(func(c byte) bool {
-		return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '='
-	})
-	if p.err != nil {
-		return nil
+	start := p.pos
+	for p.pos < len(p.data) && p.data[p.pos] != '"' {
+		if !isBase64(p.data[p.pos]) {
+			p.fail("unexpected %q", p.data[p.pos])
+			return nil
+		}
+		p.pos++
 	}
-	b, err := base64.StdEncoding.Strict().DecodeString(string(s))
+	s := p.data[start:p.pos]
+	b := make([]byte, strictBase64.DecodedLen(len(s)))
+	n, err := strictBase64.Decode(b, s)
 	if err != nil {
 		p.fail("%s: %v", what, err)
 		return nil
 	}
-	return b
+	return b[:n]
 }
 
 // uint reads a decimal number as JSON writes it: no sign, no leading
@@ -305,12 +311,16 @@ func (p *parser) uint(what string) uint64 {
 		return 0
 	}
 	start := p.pos
-	for p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9' {
-		p.pos++
+	var n uint64
+	overflow := false
+	for ; p.pos < len(p.data) && '0' <= p.data[p.pos] && p.data[p.pos] <= '9'; p.pos++ {
+		d := uint64(p.data[p.pos] - '0')
+		if n > (math.MaxUint64-d)/10 {
+			overflow = true
+		}
+		n = n*10 + d
 	}
-	s := string(p.data[start:p.pos])
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || len(s) > 1 && s[0] == '0' {
+	if digits := p.pos - start; digits == 0 || overflow || digits > 1 && p.data[start] == '0' {
 		p.pos = start
 		p.fail("%s is not a number from 0 to 2^64-1", what)
 		return 0
