@@ -341,17 +341,28 @@ func decodeResponse(data []byte, r *clientResponse) error {
 		member string
 		raw    *json.RawMessage
 	}{{receiptMember, &r.Receipt}, {receiptPartMember, &r.ReceiptPart}} {
-		i := bytes.LastIndex(data, []byte(m.member))
-		if i < 0 || data[len(data)-1] != '}' {
-			continue
+		if len(data) == 0 || data[len(data)-1] != '}' {
+			break
 		}
-		head := append(data[:i:i], '}')
-		if json.Unmarshal(head, r) == nil && r.Receipt == nil && r.ReceiptPart == nil {
-			name := m.member[:strings.IndexByte(m.member, ':')+1]
-			*m.raw = data[i+len(name) : len(data)-1]
-			return nil
+		// The first place the member's text appears that leaves a valid
+		// head: inside the result it would leave the result open. (Found
+		// forward, since bytes.Index is several times quicker than
+		// bytes.LastIndex.)
+		for from := 0; ; {
+			i := bytes.Index(data[from:], []byte(m.member))
+			if i < 0 {
+				break
+			}
+			i += from
+			head := append(data[:i:i], '}')
+			if json.Unmarshal(head, r) == nil && r.Receipt == nil && r.ReceiptPart == nil {
+				name := m.member[:strings.IndexByte(m.member, ':')+1]
+				*m.raw = data[i+len(name) : len(data)-1]
+				return nil
+			}
+			*r = clientResponse{}
+			from = i + 1
 		}
-		*r = clientResponse{}
 	}
 	return json.Unmarshal(data, r)
 }
