@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,6 +267,7 @@ type conn struct {
 	sending sync.Mutex     // held by whoever writes to ws: the writer or the reader
 	broken  bool           // a write failed: nothing more is sent (under sending)
 	parts   receipt.Sender // the receipts' parts this connection sent (under sending)
+	encoded []byte         // the answer being sent (under sending)
 }
 
 // answer is a call's outcome on its way to the writer, which encodes it:
@@ -375,8 +377,17 @@ func (c *conn) answer(a answer) {
 		}
 		r.ReceiptPart = part
 	}
-	c.sendMessage(encodeResponse(r))
+	// Encoded into the connection's buffer: the WebSocket library copies
+	// what it is given, so the buffer serves every answer.
+	c.encoded = appendResponse(c.encoded[:0], r)
+	c.sendMessage(c.encoded)
+	if cap(c.encoded) > maxKeptAnswer {
+		c.encoded = nil
+	}
 }
+
+// maxKeptAnswer bounds the buffer a connection keeps for its answers.
+const maxKeptAnswer = 64 << 10
 
 // endBatch sends what the batch collected. c.sending is held.
 func (c *conn) endBatch() {
@@ -397,11 +408,14 @@ const maxBatch = 64
 
 func (c *conn) send(r response) { c.out <- encodeResponse(r) }
 
-func encodeResponse(r response) []byte {
+func encodeResponse(r response) []byte { return appendResponse(nil, r) }
+
+// appendResponse appends r's message to dst.
+func appendResponse(dst []byte, r response) []byte {
 	if part := r.ReceiptPart; part != nil {
 		// As for a receipt, below.
 		r.ReceiptPart = nil
-		b := encodeResponse(r)
+		b := appendResponse(dst, r)
 		b = append(b[:len(b)-1], `,"receiptPart":`...)
 		return append(part.AppendJSON(b), '}')
 	}
@@ -410,7 +424,7 @@ func encodeResponse(r response) []byte {
 		// rest of the answer: json.Marshal would check and compact the
 		// receipt's bytes again, which cost more than the call.
 		r.Receipt = nil
-		b := encodeResponse(r)
+		b := appendResponse(dst, r)
 		b = append(b[:len(b)-1], `,"receipt":`...)
 		return append(rec.AppendJSON(b), '}')
 	}
@@ -421,7 +435,7 @@ func encodeResponse(r response) []byte {
 	if r.Error == nil && r.ReceiptError == "" && len(r.Result) > 0 && plainJSON(r.ID) && plainJSON(r.Result) {
 		// An answer, written as json.Marshal would write it (there is
 		// nothing to compact or escape) without its reflection.
-		b := make([]byte, 0, len(`{"jsonrpc":"2.0","id":,"result":}`)+len(r.ID)+len(r.Result))
+		b := slices.Grow(dst, len(`{"jsonrpc":"2.0","id":,"result":}`)+len(r.ID)+len(r.Result))
 		b = append(b, `{"jsonrpc":"2.0","id":`...)
 		b = append(b, r.ID...)
 		b = append(b, `,"result":`...)
@@ -432,7 +446,7 @@ func encodeResponse(r response) []byte {
 	if err != nil {
 		b, _ = json.Marshal(response{JSONRPC: "2.0", ID: r.ID, Error: &wireError{Code: codeInternal, Message: err.Error()}})
 	}
-	return b
+	return append(dst, b...)
 }
 
 // plainJSON reports whether raw is valid JSON that json.Marshal copies as
