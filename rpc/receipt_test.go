@@ -9,10 +9,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/nodevms/nodevms/calllog"
+	"github.com/nodevms/nodevms/core"
 	"github.com/nodevms/nodevms/receipt"
 )
 
@@ -64,6 +66,47 @@ func TestCallsWithReceipts(t *testing.T) {
 	// Plain calls are answered as before, with no receipt.
 	if res, err := c.Call(ctx, "increment"); err != nil || string(res) != "2" {
 		t.Errorf("a plain call: %s, %v", res, err)
+	}
+}
+
+// TestReceiptsOfCallsInFlightTogether: a caller with a few calls in
+// flight, all asking for receipts, gets them at once, not after the
+// signing interval (here 30 s, which the test's 10 s do not reach): once
+// the host has nothing else to run, it signs. They used to wait out the
+// interval, 5 ms each, since fewer than 32 never made the host sign
+// sooner.
+func TestReceiptsOfCallsInFlightTogether(t *testing.T) {
+	ts, _ := serveHost(t, Options{}, func(cfg *core.Config) {
+		cfg.QueueSize, cfg.SignEvery = 64, 30*time.Second
+	})
+	c := dial(t, ts.URL, ClientOptions{})
+	key, err := hex.DecodeString(strings.TrimPrefix(c.Handshake().CallLogURL, "dat://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for round := range 3 {
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, r, err := c.CallWithReceipt(ctx, "increment")
+				if err == nil {
+					err = r.Verify(key)
+				}
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
 	}
 }
 

@@ -46,6 +46,12 @@ func serve(t *testing.T, opts Options) (*httptest.Server, Backend) {
 // serveQueue is serve with a host queue of queueSize calls.
 func serveQueue(t *testing.T, opts Options, queueSize int) (*httptest.Server, Backend) {
 	t.Helper()
+	return serveHost(t, opts, func(cfg *core.Config) { cfg.QueueSize = queueSize })
+}
+
+// serveHost is serve with the host's configuration changed by configure.
+func serveHost(t *testing.T, opts Options, configure func(*core.Config)) (*httptest.Server, Backend) {
+	t.Helper()
 	dir := t.TempDir()
 	archive, err := hyperdrive.Open(hyperdrive.Options{Storage: hyperdrive.DatStorage(dir, filepath.Join(dir, ".keys")), Create: true})
 	if err != nil {
@@ -55,7 +61,9 @@ func serveQueue(t *testing.T, opts Options, queueSize int) (*httptest.Server, Ba
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := core.Deploy(context.Background(), core.Config{Archive: archive, Log: log, QueueSize: queueSize, Limits: sandbox.Limits{Time: 2 * time.Second}}, testScript, "test", nil)
+	cfg := core.Config{Archive: archive, Log: log, QueueSize: 4, Limits: sandbox.Limits{Time: 2 * time.Second}}
+	configure(&cfg)
+	h, err := core.Deploy(context.Background(), cfg, testScript, "test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
