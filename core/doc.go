@@ -60,7 +60,9 @@
 // Config.SignEvery (5 ms) rather than every group, and peers see new
 // entries and files when they are signed. A call that asks for a receipt
 // (Request.Receipt) is answered at that signature instead, with its entry's
-// proof and the signature (package receipt; receipts.go). A call that
+// proof and the signature (package receipt; receipts.go); while such
+// answers wait, the host signs sooner, once 32 of them do or once it has
+// no other call to run. A call that
 // throws is logged with its error and its writes stay; a call the host
 // stops (a sandbox budget) leaves no trace: its writes were staged in
 // memory (hyperdrive.Archive.Begin) and are dropped, and
