@@ -840,7 +840,7 @@ func (h *Host) runGroupAndSign(group []*pending) {
 		appended, rest := h.runGroup(group)
 		if appended {
 			h.unsigned = true
-			if wait := h.cfg.SignEvery - h.since(h.lastSign); wait <= 0 || h.manyAwaitReceipts() {
+			if wait := h.cfg.SignEvery - h.since(h.lastSign); wait <= 0 || h.awaitingReceipts() >= signForReceipts {
 				h.sign()
 			} else if !h.armed {
 				h.signTimer.Reset(wait)
@@ -849,7 +849,7 @@ func (h *Host) runGroupAndSign(group []*pending) {
 		}
 		group = rest
 	}
-	if h.unsigned && h.queued.Load() == 0 && h.awaitReceipts() {
+	if h.unsigned && h.queued.Load() == 0 && h.awaitingReceipts() > 0 {
 		// Nothing else to run: answers held for their receipts would wait
 		// out SignEvery with no call to share the signature with, and a
 		// caller whose calls in flight all wait sends no more until then.

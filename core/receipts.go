@@ -40,19 +40,11 @@ func (h *Host) holdForReceipt(p *pending, resp Response, entry []byte) {
 // for milliseconds (and a caller with calls in flight sends fewer).
 const signForReceipts = 32
 
-// awaitReceipts reports whether any answer waits for a signature.
-func (h *Host) awaitReceipts() bool {
+// awaitingReceipts is how many answers wait for a signature.
+func (h *Host) awaitingReceipts() int {
 	h.receiptsMu.Lock()
 	defer h.receiptsMu.Unlock()
-	return len(h.awaiting) > 0
-}
-
-// manyAwaitReceipts reports whether signForReceipts answers or more wait
-// for a signature.
-func (h *Host) manyAwaitReceipts() bool {
-	h.receiptsMu.Lock()
-	defer h.receiptsMu.Unlock()
-	return len(h.awaiting) >= signForReceipts
+	return len(h.awaiting)
 }
 
 // answerReceipts answers the held calls whose entries the log has signed,

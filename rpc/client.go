@@ -348,8 +348,9 @@ func decodeResponse(data []byte, r *clientResponse) error {
 		// head: inside the result it would leave the result open. (Found
 		// forward, since bytes.Index is several times quicker than
 		// bytes.LastIndex.)
+		member := []byte(m.member)
 		for from := 0; ; {
-			i := bytes.Index(data[from:], []byte(m.member))
+			i := bytes.Index(data[from:], member)
 			if i < 0 {
 				break
 			}
